@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Compares sockgate with the usual Node server it replaces (bench/peer-node:
+# socket.io 4 + jsonwebtoken in io.use), with the same load generator
+# (sockgate-bench) and the same scenarios, one server after the other.
+#
+#   bench/compare.sh [--quick|--full]
+#
+#   --quick (default)  5k connections, short runs: a few minutes at most
+#   --full             larger counts; hold goes up to 100k connections, or
+#                      what the open-file hard limit (ulimit -Hn) allows
+#
+# Builds sockgate and sockgate-bench in release mode (in $CARGO_TARGET_DIR,
+# default target/), installs the peer with `npm ci`, starts each server on a
+# free loopback port with a fixed JWT_SECRET and API key, runs the scenarios,
+# stops it, and prints a side-by-side table with ratios. Writes
+# bench/results/latest.json (with machine info) and bench/results/latest.svg.
+# refresh and revoke are sockgate features: n/a for the peer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+MODE=quick
+case "${1:-}" in
+  "" | --quick) MODE=quick ;;
+  --full) MODE=full ;;
+  -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "usage: $0 [--quick|--full]" >&2; exit 2 ;;
+esac
+
+SECRET="sockgate-bench-secret-0123456789abcdef"
+API_KEY="sockgate-bench-api-key-0123456789"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BENCH="$TARGET_DIR/release/sockgate-bench"
+SOCKGATE="$TARGET_DIR/release/sockgate"
+OUT="$ROOT/bench/results"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sockgate-compare.XXXXXX")
+SERVER_PID=""
+
+cleanup() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Both the servers and the generator hold one descriptor per connection.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+if [ "$NOFILE" = unlimited ]; then NOFILE=1048576; fi
+
+if [ "$MODE" = quick ]; then
+  CONNECT_N=5000;  CONCURRENCY=200
+  HOLD_N=5000;     HOLD_S=10
+  REJECT_N=3000
+  ECHO_C=100;      ECHO_M=200;   ECHO_W=8
+  FANOUT_N=1000;   FANOUT_K=30
+  REFRESH_C=50;    REFRESH_R=20
+  REVOKE_N=1000
+  TIMEOUT=60
+else
+  CONNECT_N=20000; CONCURRENCY=500
+  HOLD_N=100000;   HOLD_S=30
+  REJECT_N=15000
+  ECHO_C=200;      ECHO_M=2000;  ECHO_W=16
+  FANOUT_N=10000;  FANOUT_K=100
+  REFRESH_C=200;   REFRESH_R=100
+  REVOKE_N=10000
+  TIMEOUT=300
+fi
+# Each process needs a descriptor per connection plus a few of its own.
+CAP=$((NOFILE - 200))
+for v in CONNECT_N HOLD_N FANOUT_N REVOKE_N; do
+  if [ "${!v}" -gt "$CAP" ]; then
+    echo "note: $v lowered from ${!v} to $CAP by the open-file limit (ulimit -Hn = $NOFILE)"
+    printf -v "$v" '%s' "$CAP"
+  fi
+done
+
+echo "==> building sockgate and sockgate-bench (release, $TARGET_DIR)"
+cargo build --release -p sockgate -p sockgate-bench
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing Node.js and npm (for the peer)"
+    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "error: the peer needs node and npm; install them and run again" >&2
+    exit 1
+  fi
+fi
+echo "==> installing the Node peer (npm ci)"
+(cd bench/peer-node && npm ci --no-audit --no-fund --loglevel=error)
+
+export JWT_SECRET="$SECRET"
+STARTED=$SECONDS
+
+# start_server NAME: starts it on a free port; sets SERVER_PID and URL.
+start_server() {
+  local name=$1 port
+  port=$("$BENCH" free-port)
+  URL="http://127.0.0.1:$port"
+  case "$name" in
+    node-peer)
+      PORT=$port API_KEY=$API_KEY node bench/peer-node/server.mjs >"$WORK/$name.log" 2>&1 &
+      ;;
+    sockgate)
+      # Abuse limits off (a rate of 0): the generator is a handful of client
+      # addresses opening thousands of connections, which the per-address
+      # handshake and per-socket event budgets exist to stop; the peer has none.
+      SOCKGATE_API_KEY=$API_KEY SOCKGATE_LISTEN="127.0.0.1:$port" \
+        SOCKGATE_DATA_DIR="$WORK/sockgate-data" SOCKGATE_LOG=warn SOCKGATE_SHUTDOWN_TIMEOUT=2 \
+        SOCKGATE_HANDSHAKE_RATE=0 SOCKGATE_EVENT_RATE=0 \
+        "$SOCKGATE" serve >"$WORK/$name.log" 2>&1 &
+      ;;
+  esac
+  SERVER_PID=$!
+  if ! "$BENCH" wait-ready --url "$URL" --timeout 30; then
+    echo "error: $name did not start; its log:" >&2
+    cat "$WORK/$name.log" >&2
+    exit 1
+  fi
+  echo "==> $name listening on $URL (pid $SERVER_PID)"
+}
+
+stop_server() {
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+
+# scenario NAME ARGS...: runs one scenario against $URL, report in $DIR.
+# A scenario that counted errors (exit 1) is recorded and the run goes on.
+scenario() {
+  local name=$1
+  shift
+  local rc=0
+  "$BENCH" "$name" --url "$URL" --timeout "$TIMEOUT" --json "$DIR/$name.json" "$@" || rc=$?
+  case $rc in
+    0) ;;
+    1) echo "    ($name counted errors; see above)" ;;
+    3) echo "    !!! $name: BAD TOKENS WERE ACCEPTED by $SERVER_NAME" ;;
+    *) echo "    ($name could not run: exit $rc)" ;;
+  esac
+}
+
+run_all() {
+  SERVER_NAME=$1
+  DIR="$WORK/$SERVER_NAME"
+  mkdir -p "$DIR"
+  start_server "$SERVER_NAME"
+  # hold first, so its memory baseline is the freshly started server.
+  scenario hold --connections "$HOLD_N" --concurrency "$CONCURRENCY" --hold "$HOLD_S" --server-pid "$SERVER_PID"
+  scenario connect --connections "$CONNECT_N" --concurrency "$CONCURRENCY"
+  scenario reject --attempts "$REJECT_N" --concurrency "$CONCURRENCY"
+  scenario echo --connections "$ECHO_C" --messages "$ECHO_M" --window "$ECHO_W"
+  scenario fanout --members "$FANOUT_N" --messages "$FANOUT_K" --concurrency "$CONCURRENCY" --api-key "$API_KEY"
+  if [ "$SERVER_NAME" = sockgate ]; then
+    scenario refresh --connections "$REFRESH_C" --refreshes "$REFRESH_R"
+    scenario revoke --connections "$REVOKE_N" --concurrency "$CONCURRENCY" --api-key "$API_KEY"
+  fi
+  stop_server
+}
+
+run_all node-peer
+run_all sockgate
+
+mkdir -p "$OUT"
+echo
+"$BENCH" compare \
+  --run "node-peer=$WORK/node-peer" --run "sockgate=$WORK/sockgate" \
+  --mode "$MODE" --date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  --note "node $(node --version), $(rustc --version | cut -d' ' -f1-2), sockgate $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')" \
+  --note "open-file limit $NOFILE; generator, server and peer share the machine's $(nproc) cores" \
+  --out "$OUT/latest.json"
+"$BENCH" chart --input "$OUT/latest.json" --out "$OUT/latest.svg"
+echo "==> servers and scenarios took $((SECONDS - STARTED)) s (builds and npm ci not counted)"

@@ -1,0 +1,198 @@
+//! Stable error codes and the error type every refusal carries.
+//!
+//! The code is the contract with clients: `connect_error` messages, refresh
+//! acks, `session:end` events and admin API errors all carry it. The human sentence after it
+//! may change between releases; the code never does. Every code is
+//! documented in `docs/errors.md`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// A stable, machine-readable reason for refusing a token or a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// No token was found in any accepted place.
+    AuthRequired,
+    /// Malformed, bad signature, wrong algorithm, unknown `kid`, oversized,
+    /// or a handshake payload of the wrong shape.
+    TokenInvalid,
+    /// The token's `exp` is in the past (beyond the configured leeway).
+    TokenExpired,
+    /// The token's `nbf` is in the future (beyond the configured leeway).
+    TokenNotYetValid,
+    /// Issuer, audience, a required claim or the user claim is wrong or missing.
+    ClaimsInvalid,
+    /// The keys needed to check the token could not be obtained.
+    AuthUnavailable,
+    /// The token (by `jti`) or every token of its user issued before a time
+    /// was revoked.
+    TokenRevoked,
+    /// A refreshed token names another user than the connection's.
+    SubjectMismatch,
+    /// The user already has the maximum number of sessions (policy `reject`).
+    SessionLimit,
+    /// `session:end`: the token expired on an open connection.
+    SessionExpired,
+    /// `session:end`: a newer session of the same user took this one's place
+    /// (policy `evict-oldest`).
+    SessionEvicted,
+    /// `session:end`: an operator ended the session through the admin API.
+    Kicked,
+    /// Admin API: missing or wrong API key.
+    Unauthorized,
+    /// Admin API: malformed JSON, wrong field types or values.
+    InvalidRequest,
+    /// A body or payload over the configured size limit.
+    PayloadTooLarge,
+    /// Admin API: no such session.
+    NotFound,
+    /// Something failed inside sockgate (for example the revocation store).
+    Internal,
+    /// The room action is not allowed for this user.
+    Forbidden,
+    /// A room name that is empty, too long, or has whitespace or control characters.
+    RoomInvalid,
+    /// The socket is already in the maximum number of rooms.
+    RoomLimit,
+    /// Too many handshakes from one address, or events from one socket.
+    RateLimited,
+    /// The gateway holds its maximum number of connections.
+    ConnectionLimit,
+    /// The handshake's `Origin` is not in `SOCKGATE_ALLOWED_ORIGINS`.
+    OriginForbidden,
+    /// `session:end`: the server is shutting down; reconnect (elsewhere).
+    ServerShutdown,
+}
+
+impl ErrorCode {
+    /// Every code, in documentation order.
+    pub const ALL: [ErrorCode; 24] = [
+        ErrorCode::AuthRequired,
+        ErrorCode::TokenInvalid,
+        ErrorCode::TokenExpired,
+        ErrorCode::TokenNotYetValid,
+        ErrorCode::ClaimsInvalid,
+        ErrorCode::AuthUnavailable,
+        ErrorCode::TokenRevoked,
+        ErrorCode::SubjectMismatch,
+        ErrorCode::SessionLimit,
+        ErrorCode::SessionExpired,
+        ErrorCode::SessionEvicted,
+        ErrorCode::Kicked,
+        ErrorCode::Unauthorized,
+        ErrorCode::InvalidRequest,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::NotFound,
+        ErrorCode::Internal,
+        ErrorCode::Forbidden,
+        ErrorCode::RoomInvalid,
+        ErrorCode::RoomLimit,
+        ErrorCode::RateLimited,
+        ErrorCode::ConnectionLimit,
+        ErrorCode::OriginForbidden,
+        ErrorCode::ServerShutdown,
+    ];
+
+    /// The wire form, e.g. `TOKEN_EXPIRED`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::AuthRequired => "AUTH_REQUIRED",
+            ErrorCode::TokenInvalid => "TOKEN_INVALID",
+            ErrorCode::TokenExpired => "TOKEN_EXPIRED",
+            ErrorCode::TokenNotYetValid => "TOKEN_NOT_YET_VALID",
+            ErrorCode::ClaimsInvalid => "CLAIMS_INVALID",
+            ErrorCode::AuthUnavailable => "AUTH_UNAVAILABLE",
+            ErrorCode::TokenRevoked => "TOKEN_REVOKED",
+            ErrorCode::SubjectMismatch => "SUBJECT_MISMATCH",
+            ErrorCode::SessionLimit => "SESSION_LIMIT",
+            ErrorCode::SessionExpired => "SESSION_EXPIRED",
+            ErrorCode::SessionEvicted => "SESSION_EVICTED",
+            ErrorCode::Kicked => "KICKED",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::RoomInvalid => "ROOM_INVALID",
+            ErrorCode::RoomLimit => "ROOM_LIMIT",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::ConnectionLimit => "CONNECTION_LIMIT",
+            ErrorCode::OriginForbidden => "ORIGIN_FORBIDDEN",
+            ErrorCode::ServerShutdown => "SERVER_SHUTDOWN",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A refusal: a stable [`ErrorCode`] plus a short sentence for humans.
+///
+/// `Display` renders `CODE: sentence`, the form clients see in
+/// `connect_error`. The sentence never contains the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthError {
+    pub code: ErrorCode,
+    pub message: Cow<'static, str>,
+}
+
+impl AuthError {
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The `{ ok: false, code, message }` form of event acks.
+    pub fn to_ack(&self) -> serde_json::Value {
+        serde_json::json!({ "ok": false, "code": self.code, "message": self.message })
+    }
+
+    pub(crate) fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::TokenInvalid, message)
+    }
+
+    pub(crate) fn claims(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::ClaimsInvalid, message)
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_starts_with_the_code() {
+        let e = AuthError::new(ErrorCode::TokenExpired, "token expired 3 s ago");
+        assert_eq!(e.to_string(), "TOKEN_EXPIRED: token expired 3 s ago");
+    }
+
+    #[test]
+    fn codes_are_unique_screaming_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let s = code.as_str();
+            assert!(seen.insert(s), "duplicate code {s}");
+            assert!(s.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{s}");
+        }
+    }
+}

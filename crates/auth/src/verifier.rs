@@ -1,0 +1,168 @@
+//! Token verification: from a compact JWT to an [`Identity`] or a coded refusal.
+//!
+//! The token's `alg` header only chooses among keys the operator configured:
+//! HS* tokens go to the HMAC secrets, every other algorithm to the public key
+//! or the JWKS set, and each key accepts only the algorithms of its own type.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{AlgorithmFamily, Header};
+use serde_json::{Map, Value};
+
+use crate::error::{AuthError, ErrorCode};
+use crate::identity::{Identity, unix_seconds};
+use crate::jwks::Jwks;
+use crate::keys::VerifyKey;
+use crate::rules::Rules;
+
+/// Checks tokens against the configured keys and rules. Cheap to share.
+pub struct Verifier {
+    rules: Rules,
+    /// Current secret first, then the previous one during a rotation.
+    hmac: Vec<VerifyKey>,
+    public_key: Option<Arc<VerifyKey>>,
+    jwks: Option<Arc<Jwks>>,
+}
+
+impl Verifier {
+    /// A verifier with no keys yet; add them with the `with_*` methods.
+    pub fn new(rules: Rules) -> Self {
+        Self {
+            rules,
+            hmac: Vec::new(),
+            public_key: None,
+            jwks: None,
+        }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Adds an HMAC key. The first one added is tried first.
+    pub fn with_hmac(mut self, key: VerifyKey) -> Self {
+        self.hmac.push(key);
+        self
+    }
+
+    pub fn with_public_key(mut self, key: VerifyKey) -> Self {
+        self.public_key = Some(Arc::new(key));
+        self
+    }
+
+    pub fn with_jwks(mut self, jwks: Arc<Jwks>) -> Self {
+        self.jwks = Some(jwks);
+        self
+    }
+
+    /// Whether any key is configured at all.
+    pub fn has_keys(&self) -> bool {
+        !self.hmac.is_empty() || self.public_key.is_some() || self.jwks.is_some()
+    }
+
+    /// Verifies a compact JWT and returns the identity it carries.
+    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        if token.len() > self.rules.max_token_bytes {
+            return Err(AuthError::invalid(format!(
+                "token is larger than {} bytes",
+                self.rules.max_token_bytes
+            )));
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::invalid("malformed token (not a signed JWT)"))?;
+        let claims = match header.alg.family() {
+            AlgorithmFamily::Hmac => self.decode_hmac(token, &header)?,
+            _ => {
+                let key = self.public_key_for(&header).await?;
+                decode_with(token, &header, &key)?
+            }
+        };
+        Identity::from_claims(claims, &self.rules.user_claim)
+    }
+
+    fn decode_hmac(&self, token: &str, header: &Header) -> Result<Map<String, Value>, AuthError> {
+        let mut result = Err(not_accepted(header));
+        for key in &self.hmac {
+            result = decode_with(token, header, key);
+            // Only a bad signature may mean "signed with the other secret".
+            if !matches!(&result, Err(e) if e.message == BAD_SIGNATURE) {
+                break;
+            }
+        }
+        result
+    }
+
+    async fn public_key_for(&self, header: &Header) -> Result<Arc<VerifyKey>, AuthError> {
+        match (&self.jwks, &self.public_key) {
+            // A static key answers tokens without `kid`; JWKS answers the rest.
+            (Some(jwks), Some(_)) if header.kid.is_some() => jwks.key(header.kid.as_deref()).await,
+            (_, Some(key)) => Ok(key.clone()),
+            (Some(jwks), None) => jwks.key(header.kid.as_deref()).await,
+            (None, None) => Err(not_accepted(header)),
+        }
+    }
+}
+
+const BAD_SIGNATURE: &str = "bad signature";
+
+fn not_accepted(header: &Header) -> AuthError {
+    AuthError::invalid(format!("{:?} tokens are not accepted here", header.alg))
+}
+
+fn decode_with(
+    token: &str,
+    header: &Header,
+    key: &VerifyKey,
+) -> Result<Map<String, Value>, AuthError> {
+    if !key.algorithms().contains(&header.alg) {
+        return Err(AuthError::invalid(format!(
+            "algorithm {:?} does not match the configured key",
+            header.alg
+        )));
+    }
+    jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &key.validation)
+        .map(|data| data.claims)
+        .map_err(|e| map_error(e.into_kind(), token))
+}
+
+fn map_error(kind: ErrorKind, token: &str) -> AuthError {
+    match kind {
+        ErrorKind::InvalidSignature => AuthError::invalid(BAD_SIGNATURE),
+        ErrorKind::ExpiredSignature => {
+            let ago = claim_offset(token, "exp").map(|s| -s).unwrap_or(0);
+            AuthError::new(
+                ErrorCode::TokenExpired,
+                format!("token expired {ago} s ago"),
+            )
+        }
+        ErrorKind::ImmatureSignature => {
+            let wait = claim_offset(token, "nbf").unwrap_or(0);
+            AuthError::new(
+                ErrorCode::TokenNotYetValid,
+                format!("token is not valid for another {wait} s"),
+            )
+        }
+        ErrorKind::MissingRequiredClaim(c) => {
+            AuthError::claims(format!("the `{c}` claim is missing"))
+        }
+        ErrorKind::InvalidClaimFormat(c) => {
+            AuthError::claims(format!("the `{c}` claim is malformed"))
+        }
+        ErrorKind::InvalidIssuer => AuthError::claims("issuer not accepted"),
+        ErrorKind::InvalidAudience => AuthError::claims("audience not accepted"),
+        ErrorKind::InvalidAlgorithm => AuthError::invalid("algorithm not accepted"),
+        ErrorKind::Json(_) => AuthError::invalid("token payload is not a JSON object"),
+        _ => AuthError::invalid("malformed token"),
+    }
+}
+
+/// Seconds from now to a time claim, for error messages only. The signature
+/// was already checked when this runs (jsonwebtoken checks it before claims).
+fn claim_offset(token: &str, claim: &str) -> Option<i64> {
+    let claims: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
+    let at = unix_seconds(claims.get(claim)?)? as i64;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs() as i64;
+    Some(at - now)
+}

@@ -1,0 +1,360 @@
+//! The admin HTTP API under `/api`, for the backend: list and end sessions,
+//! revoke tokens and users.
+//!
+//! Mounted only when an API key is configured; every request must carry
+//! `Authorization: Bearer <key>`, compared in constant time. JSON in and
+//! out; errors are `{ "error": { "code", "message" } }` with the stable
+//! codes of `docs/errors.md`. Reference: `docs/api.md`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use socketioxide::socket::Sid;
+use sockgate_auth::{AuthError, ErrorCode};
+use subtle::ConstantTimeEq;
+
+use crate::Gateway;
+use crate::config::Secret;
+use crate::revocation::RevocationList;
+use crate::rooms;
+use crate::sessions::{unix_now, user_room};
+
+/// Largest request body accepted (`/api/publish` allows the publish limit
+/// plus room for the envelope instead).
+pub const MAX_BODY: usize = 64 * 1024;
+/// Most rooms one `/api/publish` may name.
+const MAX_PUBLISH_ROOMS: usize = 1000;
+/// Longest `jti` or user id accepted in a revocation.
+const MAX_ID: usize = 256;
+
+/// The API routes, guarded by `key`; the server nests them under `/api`.
+pub fn router(gateway: Arc<Gateway>, key: Secret) -> Router {
+    let key = Arc::new(key);
+    Router::new()
+        .route("/sessions", get(list_sessions))
+        .route("/sessions/{id}", delete(end_session))
+        .route("/users/{user_id}/disconnect", post(disconnect_user))
+        .route("/revocations", post(revoke).get(list_revocations))
+        .route(
+            "/publish",
+            // Room for the publish limit plus the envelope around `data`.
+            post(publish).layer(DefaultBodyLimit::max(
+                MAX_BODY.max(gateway.limits.max_payload + 16 * 1024),
+            )),
+        )
+        .route("/rooms/{room}/members", get(room_members))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such endpoint",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(key, require_key))
+        .with_state(gateway)
+}
+
+async fn require_key(State(key): State<Arc<Secret>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(given.as_bytes().ct_eq(key.expose().as_bytes())) {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "missing or wrong API key",
+        )
+        .into_response()
+    }
+}
+
+/// An API error: HTTP status plus the stable code.
+pub struct ApiError {
+    status: StatusCode,
+    error: AuthError,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: AuthError::new(code, message.into()),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "revocation store failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "revocation store failed",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.error.code, "message": self.error.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Oversized bodies are 400 too (the issue of the request is the client's),
+/// with their own code so they can be told apart.
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::PayloadTooLarge,
+                format!("body larger than {MAX_BODY} bytes"),
+            );
+        }
+        Self::bad_request(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::bad_request(r.body_text())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionQuery {
+    user: Option<String>,
+}
+
+async fn list_sessions(
+    State(gw): State<Arc<Gateway>>,
+    query: Result<Query<SessionQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(query) = query?;
+    let mut sessions = gw.list_sessions(query.user.as_deref()).await;
+    sessions.sort_by(|a, b| (a.connected_at, &a.session_id).cmp(&(b.connected_at, &b.session_id)));
+    Ok(Json(json!({ "sessions": sessions })))
+}
+
+async fn end_session(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such session",
+        )
+    };
+    let sid: Sid = id.parse().map_err(|_| not_found())?;
+    if !gw.kick(sid).await {
+        return Err(not_found());
+    }
+    Ok(Json(json!({ "ended": 1 })))
+}
+
+async fn disconnect_user(
+    State(gw): State<Arc<Gateway>>,
+    Path(user_id): Path<String>,
+) -> Json<serde_json::Value> {
+    Json(json!({ "ended": gw.kick_user(&user_id).await }))
+}
+
+/// `{ jti, expiresAt }` or `{ userId, issuedBefore? }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RevocationRequest {
+    jti: Option<String>,
+    expires_at: Option<u64>,
+    user_id: Option<String>,
+    issued_before: Option<u64>,
+}
+
+async fn revoke(
+    State(gw): State<Arc<Gateway>>,
+    body: Result<Json<RevocationRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Json(req) = body?;
+    match (req.jti, req.user_id) {
+        (Some(jti), None) => {
+            check_id("jti", &jti)?;
+            if req.issued_before.is_some() {
+                return Err(ApiError::bad_request(
+                    "issuedBefore goes with userId, not jti",
+                ));
+            }
+            let expires_at = req.expires_at.ok_or_else(|| {
+                ApiError::bad_request(
+                    "expiresAt (the token's exp, Unix seconds) is required with jti",
+                )
+            })?;
+            let ended = gw
+                .revoke_token(&jti, expires_at)
+                .await
+                .map_err(ApiError::internal)?;
+            let revoked = json!({ "jti": jti, "expiresAt": expires_at });
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({ "revoked": revoked, "ended": ended })),
+            ))
+        }
+        (None, Some(user_id)) => {
+            check_id("userId", &user_id)?;
+            if req.expires_at.is_some() {
+                return Err(ApiError::bad_request("expiresAt goes with jti, not userId"));
+            }
+            let issued_before = req.issued_before.unwrap_or_else(|| unix_now() + 1);
+            let ended = gw
+                .revoke_user(&user_id, issued_before)
+                .await
+                .map_err(ApiError::internal)?;
+            let revoked = json!({ "userId": user_id, "issuedBefore": issued_before });
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({ "revoked": revoked, "ended": ended })),
+            ))
+        }
+        _ => Err(ApiError::bad_request(
+            "give either { jti, expiresAt } or { userId, issuedBefore }",
+        )),
+    }
+}
+
+fn check_id(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > MAX_ID {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be 1 to {MAX_ID} bytes"
+        )));
+    }
+    Ok(())
+}
+
+async fn list_revocations(State(gw): State<Arc<Gateway>>) -> Json<RevocationList> {
+    Json(gw.revocations.list())
+}
+
+/// `{ room | user | rooms, event, data }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    room: Option<String>,
+    user: Option<String>,
+    rooms: Option<Vec<String>>,
+    event: String,
+    data: Option<Box<RawValue>>,
+}
+
+/// Names the Socket.IO client itself uses, and the prefixes of sockgate's
+/// own events: the backend must not be able to forge them.
+const RESERVED_EVENTS: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+const RESERVED_PREFIXES: &[&str] = &["auth:", "session:", "room:"];
+
+fn check_event(event: &str) -> Result<(), ApiError> {
+    let chars = event.chars().count();
+    if chars == 0 || chars > 100 || event.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "event must be 1 to 100 printable characters",
+        ));
+    }
+    if RESERVED_EVENTS.contains(&event) || RESERVED_PREFIXES.iter().any(|p| event.starts_with(p)) {
+        return Err(ApiError::bad_request(format!(
+            "event `{event}` is reserved (auth:*, session:*, room:* and Socket.IO's own names)"
+        )));
+    }
+    Ok(())
+}
+
+fn room_error(e: AuthError) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        error: e,
+    }
+}
+
+/// The rooms a publish goes to, checked.
+fn targets(req: &PublishRequest) -> Result<Vec<String>, ApiError> {
+    let rooms = match (&req.room, &req.user, &req.rooms) {
+        (Some(room), None, None) => vec![room.clone()],
+        (None, Some(user), None) => {
+            check_id("user", user)?;
+            vec![user_room(user)]
+        }
+        (None, None, Some(rooms)) if !rooms.is_empty() && rooms.len() <= MAX_PUBLISH_ROOMS => {
+            rooms.clone()
+        }
+        (None, None, Some(_)) => {
+            return Err(ApiError::bad_request(format!(
+                "rooms must hold 1 to {MAX_PUBLISH_ROOMS} rooms"
+            )));
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of room, user or rooms",
+            ));
+        }
+    };
+    for room in &rooms {
+        rooms::validate(room).map_err(room_error)?;
+    }
+    Ok(rooms)
+}
+
+async fn publish(
+    State(gw): State<Arc<Gateway>>,
+    body: Result<Json<PublishRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(req) = body?;
+    check_event(&req.event)?;
+    let rooms = targets(&req)?;
+    let size = req.data.as_ref().map_or(0, |d| d.get().len());
+    if size > gw.limits.max_payload {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "data is {size} bytes; the limit is {}",
+                gw.limits.max_payload
+            ),
+        ));
+    }
+    let delivered = gw.publish(rooms, &req.event, req.data.as_deref()).await;
+    crate::telemetry::message_out("publish", delivered as u64);
+    Ok(Json(json!({ "delivered": delivered })))
+}
+
+async fn room_members(
+    State(gw): State<Arc<Gateway>>,
+    Path(room): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    rooms::validate(&room).map_err(room_error)?;
+    Ok(Json(
+        json!({ "room": room, "members": gw.room_members(&room).await }),
+    ))
+}

@@ -1,0 +1,141 @@
+//! The `sockgate` command line: `serve` and `token`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::config::{Config, Settings};
+use crate::token::{TokenRequest, mint, parse_claim, random_secret};
+use crate::{logging, server};
+
+#[derive(Debug, Parser)]
+#[command(name = "sockgate", version, about = "Authenticated Socket.IO gateway")]
+pub struct Cli {
+    /// TOML configuration file; environment variables and flags override it.
+    #[arg(long, short, env = "SOCKGATE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        settings: Settings,
+        /// Development mode: with no key configured, generate a random secret
+        /// for this process and print it with a ready-to-use token.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Print an HS256 token signed with the configured secret.
+    Token {
+        #[command(flatten)]
+        settings: Settings,
+        /// The user the token names (put in the configured user claim).
+        #[arg(long)]
+        sub: String,
+        /// Lifetime, e.g. `90s`, `15m`, `2h`.
+        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// An extra claim `key=value` (value parsed as JSON when it is JSON). Repeatable.
+        #[arg(long = "claim", value_parser = parse_claim)]
+        claims: Vec<(String, Value)>,
+    },
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { settings, dev } => serve(settings, cli.config, dev),
+        Command::Token {
+            settings,
+            sub,
+            ttl,
+            claims,
+        } => token(
+            settings,
+            cli.config,
+            TokenRequest {
+                user: sub,
+                ttl,
+                claims,
+            },
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sockgate: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(settings: Settings, file: Option<PathBuf>, dev: bool) -> Result<Config, String> {
+    let settings = settings
+        .resolve(file.as_deref())
+        .map_err(|e| e.to_string())?;
+    Config::from_settings(settings, dev).map_err(|e| e.to_string())
+}
+
+fn serve(settings: Settings, file: Option<PathBuf>, dev: bool) -> Result<(), String> {
+    let mut config = load(settings, file, dev)?;
+    logging::init(config.log_format, &config.log_filter);
+    if dev {
+        dev_banner(&mut config)?;
+    }
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime
+        .block_on(server::run(config))
+        .map_err(|e| e.to_string())
+}
+
+/// Prints what a developer needs to connect. Only with `--dev`.
+fn dev_banner(config: &mut Config) -> Result<(), String> {
+    let generated = config.keys.is_empty();
+    if generated {
+        config.keys.secret = Some(random_secret());
+    }
+    println!("sockgate --dev: DEVELOPMENT MODE, do not use in production.");
+    let Some(secret) = config.keys.secret.clone() else {
+        println!("Keys come from your configuration; no development token is printed.");
+        return Ok(());
+    };
+    if generated {
+        println!(
+            "JWT_SECRET={} (random, for this process only)",
+            secret.expose()
+        );
+    }
+    let req = TokenRequest {
+        user: "dev".into(),
+        ttl: Duration::from_secs(3600),
+        claims: Vec::new(),
+    };
+    let token = mint(&secret, &config.rules, &req).map_err(|e| e.to_string())?;
+    println!("A token for user `dev`, valid for 1 hour:\n{token}");
+    println!(
+        "Connect with: io(\"http://{}\", {{ auth: {{ token: \"<the token above>\" }} }})",
+        config.listen
+    );
+    Ok(())
+}
+
+fn token(settings: Settings, file: Option<PathBuf>, req: TokenRequest) -> Result<(), String> {
+    let config = load(settings, file, false)?;
+    let secret = config.keys.secret.as_ref().ok_or(
+        "no HMAC secret configured: set JWT_SECRET (or SOCKGATE_JWT_SECRET, or --jwt-secret)",
+    )?;
+    // Refuse to sign with a secret the server would refuse to start with.
+    sockgate_auth::VerifyKey::hmac(secret.expose().as_bytes(), &config.rules)
+        .map_err(|e| format!("JWT_SECRET: {e}"))?;
+    let token = mint(secret, &config.rules, &req).map_err(|e| e.to_string())?;
+    println!("{token}");
+    Ok(())
+}

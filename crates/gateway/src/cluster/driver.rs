@@ -1,0 +1,146 @@
+//! The pub/sub driver under the Socket.IO Redis adapter.
+//!
+//! `socketioxide-redis` ships a driver on a plain multiplexed connection.
+//! Three things make it unfit for a gateway that must ride out Redis
+//! restarts, so sockgate brings its own (the adapter accepts any `Driver`):
+//!
+//! - it never reconnects nor resubscribes: this one runs on redis-rs's
+//!   `ConnectionManager`, which reconnects and resubscribes by itself;
+//! - it drops messages when a channel's buffer is full: here pushes go
+//!   through an unbounded queue and are handed on with back-pressure, never
+//!   dropped;
+//! - a failed publish makes the adapter skip the local delivery too: here,
+//!   while the cluster is degraded, publishes are skipped (and counted) so
+//!   local sockets keep getting their messages.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, PushInfo, PushKind, Value};
+use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
+use tokio::sync::mpsc;
+
+type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
+
+#[derive(Clone)]
+pub struct ResilientDriver {
+    conn: ConnectionManager,
+    handlers: Handlers,
+    healthy: Arc<AtomicBool>,
+    /// Publishes skipped while degraded.
+    pub skipped: Arc<AtomicU64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DriverError(#[from] redis::RedisError);
+
+impl ResilientDriver {
+    /// Connects (failing fast when Redis is not there) and starts routing
+    /// pushed messages to their subscribers.
+    pub async fn connect(
+        client: redis::Client,
+        healthy: Arc<AtomicBool>,
+    ) -> redis::RedisResult<Self> {
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_push_sender(push_tx)
+            .set_automatic_resubscription()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(2)));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let handlers: Handlers = Arc::default();
+        tokio::spawn(route(push_rx, handlers.clone()));
+        Ok(Self {
+            conn,
+            handlers,
+            healthy,
+            skipped: Arc::default(),
+        })
+    }
+}
+
+impl ResilientDriver {
+    /// The underlying connection, for plain commands.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+/// Hands each pushed message to its channel's subscriber, waiting when the
+/// subscriber is slow rather than dropping the message.
+async fn route(mut pushes: mpsc::UnboundedReceiver<PushInfo>, handlers: Handlers) {
+    while let Some(push) = pushes.recv().await {
+        let Some((chan, msg)) = message_of(push) else {
+            continue;
+        };
+        let tx = handlers.read().expect("handlers lock").get(&chan).cloned();
+        if let Some(tx) = tx {
+            let _ = tx.send((chan, msg)).await;
+        }
+    }
+}
+
+fn message_of(push: PushInfo) -> Option<(String, Vec<u8>)> {
+    if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
+        return None;
+    }
+    let mut data = push.data.into_iter();
+    let chan = match data.next()? {
+        Value::BulkString(b) => String::from_utf8(b).ok()?,
+        Value::SimpleString(s) => s,
+        _ => return None,
+    };
+    match data.next()? {
+        Value::BulkString(b) => Some((chan, b)),
+        _ => None,
+    }
+}
+
+impl Driver for ResilientDriver {
+    type Error = DriverError;
+
+    async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
+        if !self.healthy.load(Ordering::Relaxed) {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        if let Err(e) = self.conn.clone().publish::<_, _, Value>(chan, val).await {
+            // Other nodes miss this one; local delivery must still happen.
+            tracing::warn!(error = %e, "publish to the cluster failed");
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        chan: String,
+        size: usize,
+    ) -> Result<MessageStream<ChanItem>, Self::Error> {
+        let (tx, rx) = mpsc::channel(size.max(1));
+        self.handlers
+            .write()
+            .expect("handlers lock")
+            .insert(chan.clone(), tx);
+        self.conn.clone().subscribe(chan).await?;
+        Ok(MessageStream::new(rx))
+    }
+
+    async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
+        self.handlers.write().expect("handlers lock").remove(&chan);
+        self.conn.clone().unsubscribe(chan).await?;
+        Ok(())
+    }
+
+    async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
+        let (_, count): (String, u16) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(chan)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(count)
+    }
+}

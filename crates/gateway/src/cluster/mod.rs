@@ -1,0 +1,473 @@
+//! Cluster mode: many gateway nodes on one Redis behave as one.
+//!
+//! - Room broadcasts and `/api/publish` go through the Socket.IO Redis
+//!   adapter (on sockgate's own [`driver`]).
+//! - Revocations, kicks and evictions are announced on one control channel;
+//!   every node applies them to its own sockets.
+//! - Sessions and presence live in node-scoped Redis hashes
+//!   (`sockgate:sessions:{node}`, `sockgate:presence:{node}:{room}`); a node
+//!   is alive while its heartbeat key `sockgate:node:{node}` exists, so a
+//!   crashed node's entries stop counting within seconds.
+//! - The per-user session limit is one atomic script over
+//!   `sockgate:user:{id}`.
+//!
+//! When Redis goes away the node keeps serving its own sockets, marks
+//! itself degraded (`/readyz` answers 503) and, when Redis is back, writes
+//! its state again and exchanges revocations: see [`Cluster::heartbeat`].
+
+pub mod driver;
+mod node;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
+use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
+use tokio::sync::mpsc;
+
+use crate::sessions::{LimitPolicy, SessionInfo, SessionLimit};
+pub use driver::ResilientDriver;
+
+const PREFIX: &str = "sockgate:";
+const CONTROL: &str = "sockgate:control";
+/// How long a node counts as alive after its last heartbeat.
+const NODE_TTL_MS: u64 = 5_000;
+
+/// Announcements every node applies to its own sockets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Control {
+    RevokeToken {
+        jti: String,
+        expires_at: u64,
+    },
+    RevokeUser {
+        user_id: String,
+        issued_before: u64,
+    },
+    /// End one session (kick or eviction); `code` is the `session:end` code.
+    End {
+        sid: String,
+        code: String,
+    },
+    EndUser {
+        user_id: String,
+    },
+}
+
+/// Writes that need no answer, applied in order by one task.
+#[derive(Debug)]
+pub enum Write {
+    SessionUp {
+        sid: String,
+        user_id: String,
+        info: String,
+    },
+    SessionDown {
+        sid: String,
+        user_id: String,
+    },
+    PresenceUp {
+        room: String,
+        user_id: String,
+    },
+    PresenceDown {
+        room: String,
+        user_id: String,
+    },
+}
+
+pub struct Cluster {
+    pub node: String,
+    conn: ConnectionManager,
+    pub driver: ResilientDriver,
+    healthy: Arc<AtomicBool>,
+    writes: mpsc::UnboundedSender<Write>,
+}
+
+/// Admits a session under the per-user limit, atomically for the cluster.
+/// Drops members whose node is dead or whose session is gone first.
+const ADMIT: &str = r#"
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+for _, m in ipairs(members) do
+  local sep = string.find(m, '|', 1, true)
+  local node = string.sub(m, 1, sep - 1)
+  local sid = string.sub(m, sep + 1)
+  if redis.call('EXISTS', ARGV[5] .. 'node:' .. node) == 0
+     or redis.call('HEXISTS', ARGV[5] .. 'sessions:' .. node, sid) == 0 then
+    redis.call('ZREM', KEYS[1], m)
+  end
+end
+local max = tonumber(ARGV[3])
+local result = {'ok'}
+if max > 0 then
+  local count = redis.call('ZCARD', KEYS[1])
+  if count >= max then
+    if ARGV[4] == 'reject' then return {'reject', tostring(count)} end
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, count - max)
+    for _, m in ipairs(oldest) do
+      redis.call('ZREM', KEYS[1], m)
+      local sep = string.find(m, '|', 1, true)
+      redis.call('HDEL', ARGV[5] .. 'sessions:' .. string.sub(m, 1, sep - 1), string.sub(m, sep + 1))
+      table.insert(result, m)
+    end
+  end
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[6], ARGV[7])
+return result
+"#;
+
+/// The outcome of a cluster-wide admission.
+pub enum Admission {
+    /// Admitted; these `(node, sid)` sessions were evicted to make room.
+    Admitted(Vec<(String, String)>),
+    /// Refused: the user already holds this many sessions.
+    Rejected(usize),
+}
+
+impl Cluster {
+    /// Connects to Redis; fails when it cannot be reached.
+    pub async fn connect(url: &str) -> Result<Arc<Self>, redis::RedisError> {
+        let client = redis::Client::open(with_resp3(url))?;
+        let healthy = Arc::new(AtomicBool::new(true));
+        let driver = ResilientDriver::connect(client, healthy.clone()).await?;
+        let mut conn = driver.connection();
+        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        let node = format!("{:016x}", rand::random::<u64>());
+        let (writes, rx) = mpsc::unbounded_channel();
+        let cluster = Arc::new(Self {
+            node,
+            conn,
+            driver,
+            healthy,
+            writes,
+        });
+        cluster.beat().await?;
+        tokio::spawn(apply_writes(cluster.clone(), rx));
+        Ok(cluster)
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut key = PREFIX.to_owned();
+        key.push_str(&parts.join(":"));
+        key
+    }
+
+    async fn beat(&self) -> redis::RedisResult<()> {
+        let key = self.key(&["node", &self.node]);
+        self.conn().pset_ex::<_, _, ()>(key, 1, NODE_TTL_MS).await
+    }
+
+    /// Keeps the node's heartbeat key alive. Calls `on_recovery` each time
+    /// Redis comes back after an outage (and logs both transitions).
+    pub async fn heartbeat(self: Arc<Self>, on_recovery: impl Fn() + Send + 'static) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(NODE_TTL_MS / 5));
+        loop {
+            tick.tick().await;
+            let ok = self.beat().await.is_ok();
+            crate::telemetry::redis_up(ok);
+            let was = self.healthy.swap(ok, Ordering::Relaxed);
+            match (was, ok) {
+                (true, false) => {
+                    tracing::error!(node = %self.node, "Redis unreachable: serving local sockets only")
+                }
+                (false, true) => {
+                    tracing::info!(node = %self.node, "Redis is back: resuming cluster mode");
+                    on_recovery();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The control channel's messages, as they arrive.
+    pub async fn control_stream(&self) -> Result<MessageStream<ChanItem>, driver::DriverError> {
+        self.driver.subscribe(CONTROL.to_owned(), 1024).await
+    }
+
+    /// Announces `msg` to every node, this one included.
+    pub async fn announce(&self, msg: &Control) {
+        let body = serde_json::to_vec(msg).expect("control serializes");
+        if let Err(e) = self.driver.publish(CONTROL.to_owned(), body).await {
+            tracing::warn!(error = %e, "announcement failed");
+        }
+    }
+
+    /// Queues a write; applied in order, dropped (and redone at recovery) when Redis is down.
+    pub fn write(&self, w: Write) {
+        let _ = self.writes.send(w);
+    }
+
+    /// The nodes whose heartbeat is alive.
+    pub async fn live_nodes(&self) -> redis::RedisResult<HashSet<String>> {
+        let pattern = self.key(&["node", "*"]);
+        let mut conn = self.conn();
+        let mut keys: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
+        let mut nodes = HashSet::new();
+        while let Some(key) = keys.next_item().await {
+            if let Some(node) = key?.rsplit(':').next() {
+                nodes.insert(node.to_owned());
+            }
+        }
+        Ok(nodes)
+    }
+
+    /// Admits a session under the cluster-wide per-user limit.
+    pub async fn admit(
+        &self,
+        user_id: &str,
+        sid: &str,
+        info: &SessionInfo,
+        limit: SessionLimit,
+    ) -> redis::RedisResult<Admission> {
+        let policy = match limit.policy {
+            LimitPolicy::Reject => "reject",
+            LimitPolicy::EvictOldest => "evict-oldest",
+        };
+        let result: Vec<String> = Script::new(ADMIT)
+            .key(self.key(&["user", user_id]))
+            .key(self.key(&["sessions", &self.node]))
+            .arg(format!("{}|{sid}", self.node))
+            .arg(crate::sessions::unix_now_ms())
+            .arg(limit.max)
+            .arg(policy)
+            .arg(PREFIX)
+            .arg(sid)
+            .arg(serde_json::to_string(info).expect("session info serializes"))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(match result.first().map(String::as_str) {
+            Some("reject") => Admission::Rejected(
+                result
+                    .get(1)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(limit.max),
+            ),
+            _ => Admission::Admitted(
+                result
+                    .iter()
+                    .skip(1)
+                    .filter_map(|m| m.split_once('|'))
+                    .map(|(n, s)| (n.to_owned(), s.to_owned()))
+                    .collect(),
+            ),
+        })
+    }
+
+    /// Every live session of the cluster, optionally of one user.
+    pub async fn sessions(&self, user: Option<&str>) -> redis::RedisResult<Vec<SessionInfo>> {
+        let mut conn = self.conn();
+        let mut out = Vec::new();
+        for node in self.live_nodes().await? {
+            let all: Vec<(String, String)> = conn.hgetall(self.key(&["sessions", &node])).await?;
+            out.extend(
+                all.into_iter()
+                    .filter_map(|(_, json)| serde_json::from_str::<SessionInfo>(&json).ok())
+                    .filter(|s| user.is_none_or(|u| s.user_id == u)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Whether a live node holds session `sid`.
+    pub async fn has_session(&self, sid: &str) -> redis::RedisResult<bool> {
+        let mut conn = self.conn();
+        for node in self.live_nodes().await? {
+            if conn.hexists(self.key(&["sessions", &node]), sid).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The users present in `room` on every live node, sorted.
+    pub async fn members(&self, room: &str) -> redis::RedisResult<Vec<String>> {
+        let mut conn = self.conn();
+        let mut users = std::collections::BTreeSet::new();
+        for node in self.live_nodes().await? {
+            let present: Vec<String> = conn.hkeys(self.key(&["presence", &node, room])).await?;
+            users.extend(present);
+        }
+        Ok(users.into_iter().collect())
+    }
+
+    /// Stores a revocation for every node and for nodes that start later.
+    pub async fn store_revoked_token(&self, jti: &str, expires_at: u64) -> redis::RedisResult<()> {
+        let key = self.key(&["revoked", "jti", jti]);
+        let mut conn = self.conn();
+        let _: () = conn.set(&key, expires_at).await?;
+        conn.expire_at::<_, ()>(&key, expires_at as i64).await
+    }
+
+    pub async fn store_revoked_user(
+        &self,
+        user_id: &str,
+        issued_before: u64,
+    ) -> redis::RedisResult<()> {
+        // Keep the later time, like the local store.
+        Script::new(
+            "local v = tonumber(redis.call('GET', KEYS[1]) or '0') \
+             if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1]) end return 1",
+        )
+        .key(self.key(&["revoked", "user", user_id]))
+        .arg(issued_before)
+        .invoke_async::<i64>(&mut self.conn())
+        .await
+        .map(|_| ())
+    }
+
+    /// Every revocation stored in Redis: `(tokens, users)`.
+    pub async fn revocations(
+        &self,
+    ) -> redis::RedisResult<(Vec<(String, u64)>, Vec<(String, u64)>)> {
+        let mut conn = self.conn();
+        let mut found = (Vec::new(), Vec::new());
+        for (kind, into_tokens) in [("jti", true), ("user", false)] {
+            let prefix = self.key(&["revoked", kind, ""]);
+            let keys: Vec<String> = {
+                let mut iter: redis::AsyncIter<String> =
+                    conn.scan_match(format!("{prefix}*")).await?;
+                let mut keys = Vec::new();
+                while let Some(k) = iter.next_item().await {
+                    keys.push(k?);
+                }
+                keys
+            };
+            for key in keys {
+                let value: Option<u64> = conn.get(&key).await?;
+                if let (Some(v), Some(id)) = (value, key.strip_prefix(&prefix)) {
+                    let entry = (id.to_owned(), v);
+                    if into_tokens {
+                        found.0.push(entry)
+                    } else {
+                        found.1.push(entry)
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Drops this node's sessions and presence (before writing them again).
+    pub async fn clear_node_state(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn();
+        let mut keys = vec![self.key(&["sessions", &self.node])];
+        let mut iter: redis::AsyncIter<String> = conn
+            .scan_match(self.key(&["presence", &self.node, "*"]))
+            .await?;
+        while let Some(k) = iter.next_item().await {
+            keys.push(k?);
+        }
+        drop(iter);
+        conn.del(keys).await
+    }
+}
+
+async fn apply_writes(cluster: Arc<Cluster>, mut rx: mpsc::UnboundedReceiver<Write>) {
+    while let Some(w) = rx.recv().await {
+        if !cluster.is_healthy() {
+            continue;
+        }
+        let mut conn = cluster.conn();
+        let node = cluster.node.as_str();
+        let result: redis::RedisResult<()> = match &w {
+            Write::SessionUp { sid, user_id, info } => {
+                let member = format!("{node}|{sid}");
+                let score = crate::sessions::unix_now_ms();
+                let _: redis::RedisResult<()> = conn
+                    .zadd(cluster.key(&["user", user_id]), member, score)
+                    .await;
+                conn.hset(cluster.key(&["sessions", node]), sid, info).await
+            }
+            Write::SessionDown { sid, user_id } => {
+                let _: redis::RedisResult<()> = conn
+                    .zrem(cluster.key(&["user", user_id]), format!("{node}|{sid}"))
+                    .await;
+                conn.hdel(cluster.key(&["sessions", node]), sid).await
+            }
+            Write::PresenceUp { room, user_id } => {
+                conn.hset(cluster.key(&["presence", node, room]), user_id, 1)
+                    .await
+            }
+            Write::PresenceDown { room, user_id } => {
+                conn.hdel(cluster.key(&["presence", node, room]), user_id)
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, write = ?w, "cluster write failed; redone at recovery");
+        }
+    }
+}
+
+/// Push messages (pub/sub) need RESP3 on the connection.
+fn with_resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}protocol=resp3")
+}
+
+/// The host part of a Redis URL, for messages (never the password).
+pub fn redacted(url: &str) -> String {
+    match url.rsplit_once('@') {
+        Some((scheme_and_creds, host)) => {
+            let scheme = scheme_and_creds.split("://").next().unwrap_or("redis");
+            format!("{scheme}://{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            with_resp3("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379?protocol=resp3"
+        );
+        assert_eq!(
+            with_resp3("redis://h/0?x=1"),
+            "redis://h/0?x=1&protocol=resp3"
+        );
+        assert_eq!(
+            with_resp3("redis://h?protocol=resp3"),
+            "redis://h?protocol=resp3"
+        );
+        assert_eq!(
+            redacted("redis://user:secret@host:6379/0"),
+            "redis://host:6379/0"
+        );
+        assert_eq!(redacted("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn control_messages_round_trip() {
+        let msg = Control::RevokeUser {
+            user_id: "u".into(),
+            issued_before: 7,
+        };
+        let json = serde_json::to_string(&msg).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"revoke_user","user_id":"u","issued_before":7}"#
+        );
+        assert_eq!(serde_json::from_str::<Control>(&json).unwrap(), msg);
+    }
+}

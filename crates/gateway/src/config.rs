@@ -1,0 +1,692 @@
+//! Configuration: one set of settings from a TOML file, the environment and
+//! command-line flags, in rising order of precedence.
+//!
+//! [`Settings`] is the raw, all-optional form shared by all three sources
+//! (every field is documented in `docs/configuration.md`). [`Config`] is the
+//! checked form the server runs on: defaults applied, keys loaded.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use serde::{Deserialize, Serialize};
+use sockgate_auth::{Jwks, Rules, SourcePolicy, Verifier, VerifyKey};
+
+use crate::abuse::{AbuseLimits, Rate};
+use crate::gateway::{Lifecycle, Limits};
+use crate::jwks_http::HttpJwks;
+use crate::policy::{Policy, RoomRule, Webhook};
+use crate::sessions::{LimitPolicy, SessionLimit};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3001";
+/// Shortest admin API key accepted.
+pub const MIN_API_KEY_BYTES: usize = 16;
+
+/// Every setting, each optional. Flags and environment variables come from
+/// clap; the TOML file uses the same names in snake_case.
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on [default: 127.0.0.1:3001].
+    #[arg(long, env = "SOCKGATE_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+
+    /// HMAC secret for HS256/384/512 tokens, at least 32 bytes. `JWT_SECRET` is read too.
+    #[arg(long, env = "SOCKGATE_JWT_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<Secret>,
+
+    /// A previous HMAC secret still accepted during a rotation.
+    #[arg(long, env = "SOCKGATE_JWT_PREVIOUS_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_previous_secret: Option<Secret>,
+
+    /// Path to a PEM public key (RSA, EC P-256/P-384, Ed25519).
+    #[arg(long, env = "SOCKGATE_JWT_PUBLIC_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// URL of a JWKS endpoint; keys are chosen by `kid`.
+    #[arg(long, env = "SOCKGATE_JWKS_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+
+    /// Seconds between scheduled JWKS refreshes [default: 300].
+    #[arg(long, env = "SOCKGATE_JWKS_REFRESH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_refresh: Option<u64>,
+
+    /// Minimum seconds between refetches caused by an unknown `kid` [default: 10].
+    #[arg(long, env = "SOCKGATE_JWKS_MIN_REFETCH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_min_refetch: Option<u64>,
+
+    /// Accepted `iss` values, comma-separated; unset skips the check.
+    #[arg(long, env = "SOCKGATE_JWT_ISSUER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_issuer: Option<String>,
+
+    /// Accepted `aud` values, comma-separated; unset skips the check.
+    #[arg(long, env = "SOCKGATE_JWT_AUDIENCE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_audience: Option<String>,
+
+    /// Clock leeway in seconds for `exp` and `nbf` [default: 0].
+    #[arg(long, env = "SOCKGATE_JWT_LEEWAY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_leeway: Option<u64>,
+
+    /// Refuse tokens without `exp` [default: true].
+    #[arg(long, env = "SOCKGATE_JWT_REQUIRE_EXP", value_parser = BoolishValueParser::new())]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_require_exp: Option<bool>,
+
+    /// The claim naming the user [default: sub].
+    #[arg(long, env = "SOCKGATE_USER_CLAIM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_claim: Option<String>,
+
+    /// Name of an HTTP-only cookie that may carry the token; unset turns cookie auth off.
+    #[arg(long, env = "SOCKGATE_AUTH_COOKIE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_cookie: Option<String>,
+
+    /// Also accept `?token=` on the handshake URL [default: false].
+    #[arg(long, env = "SOCKGATE_TOKEN_QUERY", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_query: Option<bool>,
+
+    /// Seconds after a token's `exp` before its connection is ended [default: 0].
+    #[arg(long, env = "SOCKGATE_EXPIRY_GRACE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiry_grace: Option<u64>,
+
+    /// Seconds before expiry that `auth:expiring` is sent; at most a quarter of the token's lifetime [default: 60].
+    #[arg(long, env = "SOCKGATE_REFRESH_LEAD")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_lead: Option<u64>,
+
+    /// Most sessions one user may hold at once [default: unlimited].
+    #[arg(long, env = "SOCKGATE_MAX_SESSIONS_PER_USER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sessions_per_user: Option<usize>,
+
+    /// At the session limit: `reject` the new handshake or `evict-oldest` [default: reject].
+    #[arg(long, env = "SOCKGATE_SESSION_LIMIT_POLICY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_limit_policy: Option<LimitPolicy>,
+
+    /// Directory for local state (the revocation store) [default: ./sockgate-data].
+    #[arg(long, env = "SOCKGATE_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Key for the admin HTTP API (at least 16 bytes); unset disables the API.
+    #[arg(long, env = "SOCKGATE_API_KEY", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+
+    /// The claim holding room capabilities [default: rooms].
+    #[arg(long, env = "SOCKGATE_ROOMS_CLAIM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rooms_claim: Option<String>,
+
+    /// Room rules; only in the config file (`[[room_rules]]`).
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_rules: Option<Vec<RoomRule>>,
+
+    /// URL of the authorization webhook; unset turns it off.
+    #[arg(long, env = "SOCKGATE_AUTHZ_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authz_url: Option<String>,
+
+    /// Seconds the webhook's answers are cached [default: 30].
+    #[arg(long, env = "SOCKGATE_AUTHZ_CACHE_TTL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authz_cache_ttl: Option<u64>,
+
+    /// Milliseconds to wait for the webhook before answering AUTH_UNAVAILABLE [default: 2000].
+    #[arg(long, env = "SOCKGATE_AUTHZ_TIMEOUT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authz_timeout_ms: Option<u64>,
+
+    /// Largest `data` of room:publish and /api/publish, in bytes [default: 65536].
+    #[arg(long, env = "SOCKGATE_MAX_PAYLOAD")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_payload: Option<usize>,
+
+    /// Most rooms one socket may be in, its own user room not counted [default: 100].
+    #[arg(long, env = "SOCKGATE_MAX_ROOMS_PER_SOCKET")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rooms_per_socket: Option<usize>,
+
+    /// Handshakes per second one client address may make; 0 turns the limit off [default: 50].
+    #[arg(long, env = "SOCKGATE_HANDSHAKE_RATE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_rate: Option<u32>,
+
+    /// Handshakes one client address may make at once [default: 200].
+    #[arg(long, env = "SOCKGATE_HANDSHAKE_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_burst: Option<u32>,
+
+    /// Events per second one socket may send; 0 turns the limit off [default: 100].
+    #[arg(long, env = "SOCKGATE_EVENT_RATE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_rate: Option<u32>,
+
+    /// Events one socket may send at once [default: 200].
+    #[arg(long, env = "SOCKGATE_EVENT_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_burst: Option<u32>,
+
+    /// Most connections the gateway holds [default: unlimited].
+    #[arg(long, env = "SOCKGATE_MAX_CONNECTIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+
+    /// Seconds a client has from opening the transport to the Socket.IO handshake [default: 10].
+    #[arg(long, env = "SOCKGATE_HANDSHAKE_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout: Option<u64>,
+
+    /// Largest incoming message, in bytes [default: SOCKGATE_MAX_PAYLOAD + 65536].
+    #[arg(long, env = "SOCKGATE_MAX_MESSAGE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message: Option<usize>,
+
+    /// Browser origins allowed to connect, comma-separated; required with cookie auth.
+    #[arg(long, env = "SOCKGATE_ALLOWED_ORIGINS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_origins: Option<String>,
+
+    /// PEM certificate chain: serve TLS (wss://, https://) with SOCKGATE_TLS_KEY.
+    #[arg(long, env = "SOCKGATE_TLS_CERT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of SOCKGATE_TLS_CERT.
+    #[arg(long, env = "SOCKGATE_TLS_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Redis URL: joins this node to a cluster (e.g. redis://127.0.0.1:6379).
+    #[arg(long, env = "SOCKGATE_REDIS_URL", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+
+    /// Seconds open connections get to close on SIGTERM/SIGINT before the process exits [default: 10].
+    #[arg(long, env = "SOCKGATE_SHUTDOWN_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<u64>,
+
+    /// Log format: `json` or `pretty` [default: json; pretty with --dev].
+    #[arg(long, env = "SOCKGATE_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter, e.g. `info` or `sockgate=debug` [default: info].
+    #[arg(long, env = "SOCKGATE_LOG")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// A secret string whose `Debug` never shows it, so it cannot leak into logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// A configuration that cannot run; the message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("{setting}: {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+    #[error(
+        "no verification key configured: set JWT_SECRET, SOCKGATE_JWT_PUBLIC_KEY or \
+         SOCKGATE_JWKS_URL (or run `sockgate serve --dev` to try sockgate out)"
+    )]
+    NoKeys,
+}
+
+fn invalid(setting: &'static str, message: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.to_string(),
+    }
+}
+
+impl Settings {
+    /// Layers `self` (flags and environment) over the optional TOML file.
+    ///
+    /// clap already gives flags precedence over their environment variables;
+    /// `JWT_SECRET` is the one name clap cannot see, so it is read here.
+    pub fn resolve(self, file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut merged = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Settings::default(),
+        };
+        overlay(&mut merged, self);
+        // An empty secret (`JWT_SECRET=` in a compose file) means "not set".
+        for secret in [
+            &mut merged.jwt_secret,
+            &mut merged.jwt_previous_secret,
+            &mut merged.api_key,
+        ] {
+            if secret.as_ref().is_some_and(|s| s.0.is_empty()) {
+                *secret = None;
+            }
+        }
+        if merged.jwt_secret.is_none()
+            && let Ok(secret) = std::env::var("JWT_SECRET")
+            && !secret.is_empty()
+        {
+            // Only when neither a flag, SOCKGATE_JWT_SECRET nor the file set one.
+            merged.jwt_secret = Some(Secret(secret));
+        }
+        Ok(merged)
+    }
+
+    fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Every field set in `top` replaces the one in `base`. Going through JSON
+/// keeps this free of a per-field list that would drift from the struct.
+fn overlay(base: &mut Settings, top: Settings) {
+    let mut merged = serde_json::to_value(&*base).expect("settings serialize");
+    let top = serde_json::to_value(top).expect("settings serialize");
+    if let (Some(m), Some(t)) = (merged.as_object_mut(), top.as_object()) {
+        m.extend(t.clone());
+    }
+    *base = serde_json::from_value(merged).expect("settings round-trip");
+}
+
+/// The checked configuration the gateway runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub rules: Rules,
+    pub sources: SourcePolicy,
+    pub keys: KeySettings,
+    pub lifecycle: Lifecycle,
+    pub rooms: RoomSettings,
+    pub limits: Limits,
+    pub abuse: AbuseLimits,
+    pub data_dir: PathBuf,
+    pub api_key: Option<Secret>,
+    pub redis_url: Option<String>,
+    pub tls: Option<TlsFiles>,
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+/// The certificate and key TLS is served with.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Room authorization settings.
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    pub claim: String,
+    pub rules: Vec<RoomRule>,
+    pub authz_url: Option<String>,
+    pub authz_cache_ttl: Duration,
+    pub authz_timeout: Duration,
+}
+
+impl RoomSettings {
+    /// Builds the policy, checking the webhook URL.
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        let webhook = match &self.authz_url {
+            Some(url) => Some(
+                Webhook::new(url, self.authz_timeout, self.authz_cache_ttl)
+                    .map_err(|e| invalid("SOCKGATE_AUTHZ_URL", e))?,
+            ),
+            None => None,
+        };
+        Ok(Policy {
+            claim: self.claim.clone(),
+            rules: self.rules.clone(),
+            webhook,
+        })
+    }
+}
+
+/// Where verification keys come from.
+#[derive(Debug, Clone, Default)]
+pub struct KeySettings {
+    pub secret: Option<Secret>,
+    pub previous_secret: Option<Secret>,
+    pub public_key: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: Duration,
+    pub jwks_min_refetch: Duration,
+}
+
+impl KeySettings {
+    pub fn is_empty(&self) -> bool {
+        self.secret.is_none() && self.public_key.is_none() && self.jwks_url.is_none()
+    }
+}
+
+impl Config {
+    /// Applies defaults. Keys are only checked by [`Config::verifier`].
+    pub fn from_settings(s: Settings, dev: bool) -> Result<Config, ConfigError> {
+        let rules = Rules {
+            issuer: list(s.jwt_issuer.as_deref()),
+            audience: list(s.jwt_audience.as_deref()),
+            leeway_secs: s.jwt_leeway.unwrap_or(0),
+            require_exp: s.jwt_require_exp.unwrap_or(true),
+            user_claim: s.user_claim.unwrap_or_else(|| "sub".to_owned()),
+            ..Rules::default()
+        };
+        if rules.user_claim.is_empty() {
+            return Err(invalid("SOCKGATE_USER_CLAIM", "must not be empty"));
+        }
+        let keys = KeySettings {
+            secret: s.jwt_secret,
+            previous_secret: s.jwt_previous_secret,
+            public_key: s.jwt_public_key,
+            jwks_url: s.jwks_url,
+            jwks_refresh: Duration::from_secs(s.jwks_refresh.unwrap_or(300).max(1)),
+            jwks_min_refetch: Duration::from_secs(s.jwks_min_refetch.unwrap_or(10)),
+        };
+        let lifecycle = Lifecycle {
+            expiry_grace: Duration::from_secs(s.expiry_grace.unwrap_or(0)),
+            refresh_lead: Duration::from_secs(s.refresh_lead.unwrap_or(60)),
+            session_limit: match s.max_sessions_per_user {
+                Some(0) => {
+                    return Err(invalid(
+                        "SOCKGATE_MAX_SESSIONS_PER_USER",
+                        "must be at least 1",
+                    ));
+                }
+                Some(max) => Some(SessionLimit {
+                    max,
+                    policy: s.session_limit_policy.unwrap_or(LimitPolicy::Reject),
+                }),
+                None => None,
+            },
+        };
+        if let Some(key) = &s.api_key
+            && key.expose().len() < MIN_API_KEY_BYTES
+        {
+            return Err(invalid(
+                "SOCKGATE_API_KEY",
+                format!(
+                    "is {} bytes; at least {MIN_API_KEY_BYTES} are required",
+                    key.expose().len()
+                ),
+            ));
+        }
+        let rooms = RoomSettings {
+            claim: s.rooms_claim.unwrap_or_else(|| "rooms".to_owned()),
+            rules: s.room_rules.unwrap_or_default(),
+            authz_url: s.authz_url.filter(|u| !u.is_empty()),
+            authz_cache_ttl: Duration::from_secs(s.authz_cache_ttl.unwrap_or(30)),
+            authz_timeout: Duration::from_millis(s.authz_timeout_ms.unwrap_or(2000)),
+        };
+        let max_payload = s.max_payload.unwrap_or(64 * 1024);
+        let allowed_origins = list(s.allowed_origins.as_deref());
+        let cookie = s.auth_cookie.clone().filter(|c| !c.is_empty());
+        if cookie.is_some() && allowed_origins.is_none() {
+            return Err(invalid(
+                "SOCKGATE_AUTH_COOKIE",
+                "cookie auth needs SOCKGATE_ALLOWED_ORIGINS: browsers send cookies with \
+                 cross-site WebSocket handshakes, so any site could open a socket as your user",
+            ));
+        }
+        if allowed_origins
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|o| o == "*"))
+        {
+            return Err(invalid(
+                "SOCKGATE_ALLOWED_ORIGINS",
+                "`*` is not an origin; list the origins that may connect",
+            ));
+        }
+        let limits = Limits {
+            max_payload,
+            max_rooms_per_socket: s.max_rooms_per_socket.unwrap_or(100),
+            // Room for the publish limit plus the event envelope.
+            max_message: s.max_message.unwrap_or(max_payload + 64 * 1024),
+            handshake_timeout: Duration::from_secs(s.handshake_timeout.unwrap_or(10).max(1)),
+            allowed_origins,
+        };
+        let defaults = AbuseLimits::default();
+        let abuse = AbuseLimits {
+            handshakes_per_ip: Rate {
+                per_second: s
+                    .handshake_rate
+                    .unwrap_or(defaults.handshakes_per_ip.per_second),
+                burst: s
+                    .handshake_burst
+                    .unwrap_or(defaults.handshakes_per_ip.burst),
+            },
+            events_per_socket: Rate {
+                per_second: s
+                    .event_rate
+                    .unwrap_or(defaults.events_per_socket.per_second),
+                burst: s.event_burst.unwrap_or(defaults.events_per_socket.burst),
+            },
+            max_connections: s.max_connections,
+        };
+        Ok(Config {
+            listen: s
+                .listen
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address")),
+            rules,
+            sources: SourcePolicy {
+                cookie: s.auth_cookie.filter(|c| !c.is_empty()),
+                query: s.token_query.unwrap_or(false),
+            },
+            keys,
+            lifecycle,
+            rooms,
+            limits,
+            abuse,
+            data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("sockgate-data")),
+            api_key: s.api_key,
+            redis_url: s.redis_url.filter(|u| !u.is_empty()),
+            tls: match (s.tls_cert, s.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                (None, None) => None,
+                _ => {
+                    return Err(invalid(
+                        "SOCKGATE_TLS_CERT",
+                        "set both SOCKGATE_TLS_CERT and SOCKGATE_TLS_KEY, or neither",
+                    ));
+                }
+            },
+            shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(10)),
+            log_format: s.log_format.unwrap_or(if dev {
+                LogFormat::Pretty
+            } else {
+                LogFormat::Json
+            }),
+            log_filter: s.log.unwrap_or_else(|| "info".to_owned()),
+        })
+    }
+
+    /// Loads every configured key and returns the verifier, plus the JWKS set
+    /// when one is configured (the server keeps it fresh).
+    pub fn verifier(&self) -> Result<(Verifier, Option<Arc<Jwks>>), ConfigError> {
+        let k = &self.keys;
+        if k.is_empty() {
+            return Err(ConfigError::NoKeys);
+        }
+        let mut verifier = Verifier::new(self.rules.clone());
+        for (setting, secret) in [
+            ("JWT_SECRET", &k.secret),
+            ("SOCKGATE_JWT_PREVIOUS_SECRET", &k.previous_secret),
+        ] {
+            if let Some(secret) = secret {
+                let key = VerifyKey::hmac(secret.expose().as_bytes(), &self.rules)
+                    .map_err(|e| invalid(setting, e))?;
+                verifier = verifier.with_hmac(key);
+            }
+        }
+        if let Some(path) = &k.public_key {
+            let pem = std::fs::read(path).map_err(|e| {
+                invalid(
+                    "SOCKGATE_JWT_PUBLIC_KEY",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            let key = VerifyKey::from_pem(&pem, &self.rules)
+                .map_err(|e| invalid("SOCKGATE_JWT_PUBLIC_KEY", e))?;
+            verifier = verifier.with_public_key(key);
+        }
+        let mut jwks = None;
+        if let Some(url) = &k.jwks_url {
+            let fetcher = HttpJwks::new(url).map_err(|e| invalid("SOCKGATE_JWKS_URL", e))?;
+            let set = Arc::new(Jwks::new(fetcher, self.rules.clone(), k.jwks_min_refetch));
+            verifier = verifier.with_jwks(set.clone());
+            jwks = Some(set);
+        }
+        Ok((verifier, jwks))
+    }
+}
+
+fn list(value: Option<&str>) -> Option<Vec<String>> {
+    let items: Vec<String> = value?
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!items.is_empty()).then_some(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_env_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("sockgate-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sockgate.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:4000\"\nuser_claim = \"id\"\njwt_leeway = 5\n",
+        )
+        .unwrap();
+        let top = Settings {
+            jwt_leeway: Some(9),
+            ..Settings::default()
+        };
+        let merged = top.resolve(Some(&file)).unwrap();
+        assert_eq!(merged.listen, Some("127.0.0.1:4000".parse().unwrap()));
+        assert_eq!(merged.user_claim.as_deref(), Some("id"));
+        assert_eq!(merged.jwt_leeway, Some(9));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = std::env::temp_dir().join(format!("sockgate-cfg-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sockgate.toml");
+        std::fs::write(&file, "jwt_secrett = \"x\"\n").unwrap();
+        let err = Settings::default().resolve(Some(&file)).unwrap_err();
+        assert!(err.to_string().contains("jwt_secrett"), "{err}");
+    }
+
+    #[test]
+    fn defaults_and_lists() {
+        let c = Config::from_settings(
+            Settings {
+                jwt_issuer: Some("a, b,".into()),
+                ..Settings::default()
+            },
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.rules.issuer, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(c.rules.leeway_secs, 0);
+        assert!(c.rules.require_exp);
+        assert_eq!(c.rules.user_claim, "sub");
+        assert!(!c.sources.query);
+        assert!(matches!(c.verifier(), Err(ConfigError::NoKeys)));
+    }
+
+    #[test]
+    fn short_secret_is_refused_with_a_reason() {
+        let c = Config::from_settings(
+            Settings {
+                jwt_secret: Some(Secret("too-short".into())),
+                ..Settings::default()
+            },
+            false,
+        )
+        .unwrap();
+        let err = c.verifier().err().unwrap().to_string();
+        assert!(
+            err.contains("JWT_SECRET") && err.contains("at least 32"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let s = Settings {
+            jwt_secret: Some(Secret("super-secret-value".into())),
+            ..Settings::default()
+        };
+        assert!(!format!("{s:?}").contains("super-secret-value"));
+    }
+}

@@ -1,0 +1,127 @@
+//! Client events every authenticated socket answers.
+//!
+//! - `auth:whoami` (ack): `{ userId, sessionId, expiresAt, claims }`.
+//! - `auth:refresh { token }` (ack): `{ ok: true, expiresAt }` or
+//!   `{ ok: false, code, message }`; on failure the old token stays in force.
+//! - `echo` (ack): the payload, unchanged; used by tests and benchmarks.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use sockgate_auth::source::token_from_payload;
+use sockgate_auth::{AuthError, ErrorCode};
+
+use crate::sessions::{Session, transport_name};
+use crate::telemetry;
+use crate::{Gateway, rooms};
+
+/// Runs once the client is connected: joins the user room, starts the
+/// expiry clock and registers the handlers.
+pub(crate) async fn on_connect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gateway>>) {
+    let Some(session) = s.extensions.get::<Arc<Session>>() else {
+        // Unreachable while the handshake middleware runs first; refuse
+        // rather than serve an anonymous socket if that ever changes.
+        let _ = s.disconnect();
+        return;
+    };
+    telemetry::connection(transport_name(session.transport), 1.0);
+    gw.rooms.enter(&s, &session, &session.user_room());
+    gw.start_clock(&session);
+    s.on("auth:whoami", whoami);
+    s.on("auth:refresh", refresh);
+    s.on("echo", echo);
+    rooms::register(&s);
+    s.on_disconnect(on_disconnect);
+}
+
+async fn on_disconnect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gateway>>) {
+    if let Some(session) = s.extensions.get::<Arc<Session>>() {
+        telemetry::connection(transport_name(session.transport), -1.0);
+    }
+    gw.forget(s.id);
+}
+
+/// The answer to `auth:whoami`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WhoAmI<'a> {
+    user_id: &'a str,
+    session_id: String,
+    expires_at: Option<u64>,
+    claims: &'a serde_json::Map<String, Value>,
+}
+
+/// The socket's session, once the event fits the socket's budget. When it
+/// does not, the ack has already been answered `RATE_LIMITED`.
+pub(crate) fn admit_event<A: Adapter>(
+    s: &SocketRef<A>,
+    gw: &Gateway,
+    ack: AckSender<A>,
+) -> Option<(Arc<Session>, AckSender<A>)> {
+    let session = s.extensions.get::<Arc<Session>>()?;
+    match gw.allow_event(&session) {
+        Ok(()) => Some((session, ack)),
+        Err(e) => {
+            let _ = ack.send(&e.to_ack());
+            None
+        }
+    }
+}
+
+async fn whoami<A: Adapter>(s: SocketRef<A>, ack: AckSender<A>, State(gw): State<Arc<Gateway>>) {
+    if let Some((session, ack)) = admit_event(&s, &gw, ack) {
+        let identity = session.identity();
+        let _ = ack.send(&WhoAmI {
+            user_id: &session.user_id,
+            session_id: session.sid.to_string(),
+            expires_at: identity.expires_at,
+            claims: &identity.claims,
+        });
+    }
+}
+
+async fn refresh<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(payload): TryData<Value>,
+    ack: AckSender<A>,
+    State(gw): State<Arc<Gateway>>,
+) {
+    let Some((session, ack)) = admit_event(&s, &gw, ack) else {
+        return;
+    };
+    let result = match &payload {
+        Ok(payload) => match token_from_payload(payload) {
+            Ok(token) => gw.refresh(&session, token).await,
+            Err(e) => Err(e),
+        },
+        Err(_) => Err(AuthError::new(
+            ErrorCode::TokenInvalid,
+            "payload must be { token }",
+        )),
+    };
+    let outcome = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK");
+    telemetry::refresh(outcome);
+    tracing::info!(target: "sockgate::auth", outcome, user = %session.user_id, session = %s.id, "refresh");
+    let refreshed = result.is_ok();
+    let _ = match result {
+        Ok(expires_at) => ack.send(&serde_json::json!({ "ok": true, "expiresAt": expires_at })),
+        Err(e) => ack.send(&e.to_ack()),
+    };
+    if refreshed {
+        gw.recheck_rooms(&s, &session).await;
+    }
+}
+
+async fn echo<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(gw): State<Arc<Gateway>>,
+) {
+    if let Some((_, ack)) = admit_event(&s, &gw, ack) {
+        let _ = ack.send(&data.unwrap_or(Value::Null));
+    }
+}

@@ -1,0 +1,565 @@
+//! The gateway core: shared state and the operations on live sessions
+//! (authenticate, admit, refresh, expire, revoke, kick). The Socket.IO
+//! handlers and the admin API are thin layers over this.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::value::RawValue;
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
+use socketioxide::socket::Sid;
+use sockgate_auth::{AuthError, ErrorCode, Identity, SourcePolicy, Verifier};
+
+use crate::abuse::{AbuseLimits, Guard, Verdict};
+use crate::cluster::{Admission, Cluster, Control, Write};
+use crate::deadlines::{Deadline, Deadlines, Due};
+use crate::policy::{Action, Policy};
+use crate::revocation::Revocations;
+use crate::rooms::Rooms;
+use crate::sessions::{Conn, Registry, Session, SessionInfo, SessionLimit, end_session, unix_now};
+use crate::telemetry;
+
+/// How open connections are held to their tokens.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    /// Extra time after `exp` before the connection is ended.
+    pub expiry_grace: Duration,
+    /// How long before expiry `auth:expiring` is sent (at most a quarter of
+    /// the token's lifetime).
+    pub refresh_lead: Duration,
+    pub session_limit: Option<SessionLimit>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            expiry_grace: Duration::ZERO,
+            refresh_lead: Duration::from_secs(60),
+            session_limit: None,
+        }
+    }
+}
+
+/// Size limits on what clients and the backend send.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest `data` of `room:publish` and `/api/publish`, in bytes.
+    pub max_payload: usize,
+    /// Most rooms one socket may be in, its own user room not counted.
+    pub max_rooms_per_socket: usize,
+    /// Largest incoming Socket.IO message (any transport), in bytes.
+    pub max_message: usize,
+    /// How long a client may take from opening the transport to the
+    /// Socket.IO handshake.
+    pub handshake_timeout: Duration,
+    /// Browser origins allowed to connect; `None` allows any.
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_payload: 64 * 1024,
+            max_rooms_per_socket: 100,
+            max_message: 128 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            allowed_origins: None,
+        }
+    }
+}
+
+/// Shared state of a running gateway.
+pub struct Gateway {
+    pub verifier: Verifier,
+    pub sources: SourcePolicy,
+    pub revocations: Revocations,
+    pub sessions: Registry,
+    pub deadlines: Deadlines,
+    pub lifecycle: Lifecycle,
+    pub policy: Policy,
+    pub rooms: Rooms,
+    pub limits: Limits,
+    pub guard: Guard,
+    /// Set once by [`crate::app`]: the Socket.IO server, for server-side emits.
+    pub(crate) io: OnceLock<Arc<dyn Broadcaster>>,
+    /// Set in cluster mode.
+    pub(crate) cluster: Option<Arc<Cluster>>,
+}
+
+impl Gateway {
+    pub fn new(
+        verifier: Verifier,
+        sources: SourcePolicy,
+        revocations: Revocations,
+        lifecycle: Lifecycle,
+    ) -> Self {
+        Self {
+            verifier,
+            sources,
+            revocations,
+            sessions: Registry::default(),
+            deadlines: Deadlines::default(),
+            lifecycle,
+            policy: Policy::default(),
+            rooms: Rooms::default(),
+            limits: Limits::default(),
+            guard: Guard::new(AbuseLimits::default()),
+            io: OnceLock::new(),
+            cluster: None,
+        }
+    }
+
+    /// Runs this gateway as one node of a cluster.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.rooms.set_cluster(cluster.clone());
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The cluster, when it can be used right now.
+    pub(crate) fn live_cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref().filter(|c| c.is_healthy())
+    }
+
+    /// Whether the gateway can serve its whole contract (`/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.is_healthy())
+    }
+
+    /// Sets the room authorization policy.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn with_abuse_limits(mut self, limits: AbuseLimits) -> Self {
+        self.guard = Guard::new(limits);
+        self
+    }
+
+    /// Spends one event of the socket's budget: `RATE_LIMITED` when over,
+    /// and the session is ended when the abuse goes on.
+    pub fn allow_event(&self, session: &Session) -> Result<(), AuthError> {
+        telemetry::message_in();
+        let verdict = session.events.spend();
+        if verdict == Verdict::Allowed {
+            return Ok(());
+        }
+        telemetry::rate_limited("event");
+        if verdict == Verdict::Abusive
+            && let Some((_, socket)) = self.sessions.get(session.sid)
+        {
+            end_session(&socket, ErrorCode::RateLimited, "too many events");
+        }
+        Err(AuthError::new(
+            ErrorCode::RateLimited,
+            "too many events; slow down",
+        ))
+    }
+
+    /// Ends every session of this node with `SERVER_SHUTDOWN`.
+    pub fn shut_down(&self) {
+        let all = self.sessions.matching(|_| true);
+        end_all(
+            all,
+            ErrorCode::ServerShutdown,
+            "the server is shutting down; reconnect",
+        );
+    }
+
+    /// Emits `event` with `data` to every socket in `rooms` (across the
+    /// cluster with the Redis adapter). Returns the sockets reached on this node.
+    pub async fn publish(&self, rooms: Vec<String>, event: &str, data: Option<&RawValue>) -> usize {
+        let io = self
+            .io
+            .get()
+            .expect("the gateway is served by sockgate::app");
+        io.publish(rooms, event, data).await
+    }
+
+    /// Full verification of a token, the same for handshakes and refreshes.
+    pub async fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
+        let identity = self.verifier.verify(token).await?;
+        self.revocations.check(&identity)?;
+        Ok(identity)
+    }
+
+    /// Registers a verified session, applying the per-user limit (across
+    /// the cluster when there is one and Redis answers).
+    pub async fn admit(&self, session: Arc<Session>, socket: Conn) -> Result<(), AuthError> {
+        if let (Some(cluster), Some(limit)) = (self.live_cluster(), self.lifecycle.session_limit) {
+            let sid = session.sid.to_string();
+            match cluster
+                .admit(&session.user_id, &sid, &session.info(), limit)
+                .await
+            {
+                Ok(Admission::Rejected(count)) => {
+                    return Err(AuthError::new(
+                        ErrorCode::SessionLimit,
+                        format!("user already has {count} sessions (limit {})", limit.max),
+                    ));
+                }
+                Ok(Admission::Admitted(evicted)) => {
+                    self.sessions.admit(session, socket, None)?;
+                    for (node, sid) in evicted {
+                        self.end_anywhere(cluster, &node, &sid, ErrorCode::SessionEvicted)
+                            .await;
+                    }
+                    return Ok(());
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "cluster session limit unavailable; enforcing it on this node"
+                ),
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.write(Write::SessionUp {
+                sid: session.sid.to_string(),
+                user_id: session.user_id.clone(),
+                info: serde_json::to_string(&session.info()).expect("session info serializes"),
+            });
+        }
+        let evicted = self
+            .sessions
+            .admit(session, socket, self.lifecycle.session_limit)?;
+        for (old, socket) in evicted {
+            // Unregistered already, so its disconnect handler will not find it.
+            self.stop_clock(&old);
+            end_session(
+                &socket,
+                ErrorCode::SessionEvicted,
+                "a newer session of this user replaced this one",
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts the expiry clock of a connected session.
+    pub fn start_clock(&self, session: &Session) {
+        for deadline in self.deadlines_of(session, &session.identity()) {
+            self.deadlines.schedule(deadline);
+        }
+    }
+
+    fn stop_clock(&self, session: &Session) {
+        for deadline in self.deadlines_of(session, &session.identity()) {
+            self.deadlines.cancel(&deadline);
+        }
+    }
+
+    /// Forgets a disconnected session, its deadlines and its rooms.
+    pub fn forget(&self, sid: Sid) {
+        if let Some(session) = self.sessions.remove(sid) {
+            telemetry::sessions(self.sessions.len());
+            self.stop_clock(&session);
+            self.rooms.forget(&session);
+            if let Some(cluster) = &self.cluster {
+                cluster.write(Write::SessionDown {
+                    sid: sid.to_string(),
+                    user_id: session.user_id.clone(),
+                });
+            }
+        }
+    }
+
+    /// The users in `room`: cluster-wide when clustered, else this node's.
+    pub async fn room_members(&self, room: &str) -> Vec<String> {
+        if let Some(cluster) = self.live_cluster() {
+            match cluster.members(room).await {
+                Ok(members) => return members,
+                Err(e) => tracing::warn!(error = %e, "cluster presence unavailable"),
+            }
+        }
+        self.rooms.members(room)
+    }
+
+    /// How many users are in `room`: cluster-wide when clustered; on a
+    /// single node an O(1) count, without building the member list.
+    pub async fn room_member_count(&self, room: &str) -> usize {
+        match self.live_cluster() {
+            Some(_) => self.room_members(room).await.len(),
+            None => self.rooms.count(room),
+        }
+    }
+
+    /// The sessions, optionally of one user: cluster-wide when clustered.
+    pub async fn list_sessions(&self, user: Option<&str>) -> Vec<SessionInfo> {
+        if let Some(cluster) = self.live_cluster() {
+            match cluster.sessions(user).await {
+                Ok(sessions) => return sessions,
+                Err(e) => tracing::warn!(error = %e, "cluster sessions unavailable"),
+            }
+        }
+        let local = match user {
+            Some(user) => self.sessions.of_user(user),
+            None => self.sessions.matching(|_| true),
+        };
+        local.iter().map(|(s, _)| s.info()).collect()
+    }
+
+    /// After a refresh: rights are recomputed for every room the socket is
+    /// in; a room it may no longer join is left, with `room:revoked { room }`.
+    /// A room whose answer is unavailable (webhook down) is kept.
+    pub async fn recheck_rooms<A: Adapter>(&self, socket: &SocketRef<A>, session: &Session) {
+        let identity = session.identity();
+        let own = session.user_room();
+        for room in session.rooms().into_iter().filter(|r| *r != own) {
+            let verdict = self
+                .policy
+                .authorize(&identity, &room, Action::Join, true)
+                .await;
+            if matches!(&verdict, Err(e) if e.code == ErrorCode::Forbidden) {
+                self.rooms.exit(socket, session, &room);
+                let _ = socket.emit("room:revoked", &serde_json::json!({ "room": room }));
+            }
+        }
+    }
+
+    /// In-band refresh: verifies `token` like a handshake and, when it names
+    /// the same user, swaps it in and moves the expiry clock. Returns the new `exp`.
+    pub async fn refresh(&self, session: &Session, token: &str) -> Result<Option<u64>, AuthError> {
+        let identity = self.authenticate(token).await?;
+        if identity.user_id != session.user_id {
+            return Err(AuthError::new(
+                ErrorCode::SubjectMismatch,
+                "the new token names another user",
+            ));
+        }
+        let expires_at = identity.expires_at;
+        let old = session.identity();
+        session.replace_identity(identity);
+        for deadline in self.deadlines_of(session, &old) {
+            self.deadlines.cancel(&deadline);
+        }
+        self.start_clock(session);
+        Ok(expires_at)
+    }
+
+    /// The warning and expiry deadlines of `identity` on `session`.
+    fn deadlines_of(&self, session: &Session, identity: &Identity) -> Vec<Deadline> {
+        let Some(exp) = identity.expires_at else {
+            return Vec::new();
+        };
+        let exp_ms = exp.saturating_mul(1000);
+        let issued = identity
+            .issued_at()
+            .unwrap_or(session.connected_at)
+            .min(exp);
+        let lifetime_ms = (exp - issued).saturating_mul(1000);
+        let lead_ms = (self.lifecycle.refresh_lead.as_millis() as u64).min(lifetime_ms / 4);
+        vec![
+            (exp_ms.saturating_sub(lead_ms), session.sid, Due::Warn),
+            (
+                exp_ms + self.lifecycle.expiry_grace.as_millis() as u64,
+                session.sid,
+                Due::Expire,
+            ),
+        ]
+    }
+
+    /// Called by the deadline task. Entries made stale by a racing refresh
+    /// are recognised and ignored.
+    pub fn on_due(&self, deadline: Deadline) {
+        let (_, sid, due) = deadline;
+        let Some((session, socket)) = self.sessions.get(sid) else {
+            return;
+        };
+        let identity = session.identity();
+        if !self.deadlines_of(&session, &identity).contains(&deadline) {
+            return;
+        }
+        match due {
+            Due::Warn => {
+                let expires_at = identity.expires_at.unwrap_or_default();
+                let seconds_left = expires_at.saturating_sub(unix_now());
+                socket.emit_value(
+                    "auth:expiring",
+                    &serde_json::json!({ "expiresAt": expires_at, "secondsLeft": seconds_left }),
+                );
+            }
+            Due::Expire => end_session(&socket, ErrorCode::SessionExpired, "token expired"),
+        }
+    }
+
+    /// Revokes one token and ends the live sessions running on it. The
+    /// sessions end first; the disk write follows (a failed write is
+    /// reported, and the revocation still holds until a restart).
+    pub async fn revoke_token(&self, jti: &str, expires_at: u64) -> Result<usize, sqlx::Error> {
+        telemetry::revocation("token");
+        self.revocations.remember_token(jti, expires_at);
+        let hits = self
+            .sessions
+            .matching(|s| s.identity().token_id() == Some(jti));
+        let ended = end_all(hits, ErrorCode::TokenRevoked, "token revoked");
+        self.share(Control::RevokeToken {
+            jti: jti.to_owned(),
+            expires_at,
+        })
+        .await;
+        self.revocations.persist_token(jti, expires_at).await?;
+        Ok(ended)
+    }
+
+    /// Revokes a user's tokens issued before `issued_before` and ends the
+    /// live sessions running on one of them; disk write last, as above.
+    pub async fn revoke_user(
+        &self,
+        user_id: &str,
+        issued_before: u64,
+    ) -> Result<usize, sqlx::Error> {
+        telemetry::revocation("user");
+        self.revocations.remember_user(user_id, issued_before);
+        let hits = self
+            .sessions
+            .of_user(user_id)
+            .into_iter()
+            .filter(|(s, _)| self.revocations.is_revoked(&s.identity()))
+            .collect();
+        let ended = end_all(hits, ErrorCode::TokenRevoked, "token revoked");
+        self.share(Control::RevokeUser {
+            user_id: user_id.to_owned(),
+            issued_before,
+        })
+        .await;
+        self.revocations
+            .persist_user(user_id, issued_before)
+            .await?;
+        Ok(ended)
+    }
+
+    /// Ends one session (admin kick). False when there is no such session.
+    pub async fn kick(&self, sid: Sid) -> bool {
+        if let Some((_, socket)) = self.sessions.get(sid) {
+            end_session(&socket, ErrorCode::Kicked, KICKED);
+            return true;
+        }
+        let Some(cluster) = self.live_cluster() else {
+            return false;
+        };
+        match cluster.has_session(&sid.to_string()).await {
+            Ok(true) => {
+                let msg = Control::End {
+                    sid: sid.to_string(),
+                    code: ErrorCode::Kicked.as_str().to_owned(),
+                };
+                cluster.announce(&msg).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends every session of a user (admin kick), on every node. Returns how many.
+    pub async fn kick_user(&self, user_id: &str) -> usize {
+        // Counted before anything ends, while every node still lists them.
+        let listed = match self.live_cluster() {
+            Some(cluster) => cluster.sessions(Some(user_id)).await.map_or(0, |s| s.len()),
+            None => 0,
+        };
+        let local = end_all(self.sessions.of_user(user_id), ErrorCode::Kicked, KICKED);
+        if let Some(cluster) = self.live_cluster() {
+            let msg = Control::EndUser {
+                user_id: user_id.to_owned(),
+            };
+            cluster.announce(&msg).await;
+        }
+        listed.max(local)
+    }
+
+    /// Ends session `sid` of node `node`: here, or by announcing it.
+    async fn end_anywhere(&self, cluster: &Cluster, node: &str, sid: &str, code: ErrorCode) {
+        if node == cluster.node {
+            if let Some((session, socket)) = sid.parse().ok().and_then(|sid| self.sessions.get(sid))
+            {
+                self.sessions.remove(session.sid);
+                self.stop_clock(&session);
+                end_session(&socket, code, message_of(code));
+            }
+            return;
+        }
+        let msg = Control::End {
+            sid: sid.to_owned(),
+            code: code.as_str().to_owned(),
+        };
+        cluster.announce(&msg).await;
+    }
+
+    /// Stores a revocation in Redis and announces it, when clustered.
+    async fn share(&self, msg: Control) {
+        let Some(cluster) = self.live_cluster() else {
+            return;
+        };
+        let stored = match &msg {
+            Control::RevokeToken { jti, expires_at } => {
+                cluster.store_revoked_token(jti, *expires_at).await
+            }
+            Control::RevokeUser {
+                user_id,
+                issued_before,
+            } => cluster.store_revoked_user(user_id, *issued_before).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, "storing a revocation in Redis failed; shared again at recovery");
+        }
+        cluster.announce(&msg).await;
+    }
+}
+
+const KICKED: &str = "session ended by an operator";
+
+/// The `session:end` sentence of a code ended from another node.
+pub(crate) fn message_of(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::Kicked => KICKED,
+        ErrorCode::SessionEvicted => "a newer session of this user replaced this one",
+        ErrorCode::TokenRevoked => "token revoked",
+        _ => "session ended",
+    }
+}
+
+fn end_all(sessions: Vec<(Arc<Session>, Conn)>, code: ErrorCode, message: &str) -> usize {
+    let n = sessions.len();
+    for (_, socket) in sessions {
+        end_session(&socket, code, message);
+    }
+    n
+}
+
+/// Server-side emits, whatever adapter the Socket.IO server runs on.
+pub trait Broadcaster: Send + Sync + 'static {
+    fn publish<'a>(
+        &'a self,
+        rooms: Vec<String>,
+        event: &'a str,
+        data: Option<&'a RawValue>,
+    ) -> Pin<Box<dyn Future<Output = usize> + Send + 'a>>;
+}
+
+impl<A: Adapter> Broadcaster for SocketIo<A> {
+    fn publish<'a>(
+        &'a self,
+        rooms: Vec<String>,
+        event: &'a str,
+        data: Option<&'a RawValue>,
+    ) -> Pin<Box<dyn Future<Output = usize> + Send + 'a>> {
+        Box::pin(async move {
+            let delivered = self.local().to(rooms.clone()).sockets().len();
+            if let Err(e) = self.to(rooms).emit(event, &data).await {
+                tracing::warn!(error = %e, "publish to other nodes failed");
+            }
+            delivered
+        })
+    }
+}

@@ -1,0 +1,118 @@
+//! The Socket.IO connect middleware: find the token, authenticate it, admit
+//! the session, and log one line per decision.
+//!
+//! A refusal returns an [`AuthError`]; socketioxide sends it to the client as
+//! `connect_error` with `err.message` = `CODE: sentence`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
+use serde_json::Value;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{SocketRef, State, TryData};
+use sockgate_auth::{AuthError, ErrorCode, Handshake, TokenSource};
+
+use crate::sessions::{Session, transport_name};
+use crate::{Gateway, telemetry};
+
+pub(crate) async fn authenticate<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(auth): TryData<Value>,
+    State(gw): State<Arc<Gateway>>,
+) -> Result<(), AuthError> {
+    let started = Instant::now();
+    let parts = s.req_parts();
+    let remote = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let transport = transport_name(s.transport_type());
+    let result = admit(&gw, &s, parts, auth, remote).await;
+    let took = started.elapsed();
+    let verify_us = took.as_micros() as u64;
+    telemetry::handshake(
+        result.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK"),
+        took,
+    );
+    match &result {
+        Ok((user, source)) => tracing::info!(
+            target: "sockgate::auth",
+            outcome = "OK",
+            user = %user,
+            session = %s.id,
+            remote = remote.map(tracing::field::display),
+            transport,
+            source = source.as_str(),
+            verify_us,
+            "handshake accepted"
+        ),
+        Err(err) => tracing::info!(
+            target: "sockgate::auth",
+            outcome = err.code.as_str(),
+            reason = %err.message,
+            session = %s.id,
+            remote = remote.map(tracing::field::display),
+            transport,
+            verify_us,
+            "handshake refused"
+        ),
+    }
+    result.map(|_| ())
+}
+
+async fn admit<A: Adapter>(
+    gw: &Gateway,
+    s: &SocketRef<A>,
+    parts: &Parts,
+    auth: Result<Value, socketioxide::ParserError>,
+    remote: Option<SocketAddr>,
+) -> Result<(String, TokenSource), AuthError> {
+    let auth = auth.map_err(|_| {
+        AuthError::new(
+            ErrorCode::TokenInvalid,
+            "handshake auth payload is not valid JSON",
+        )
+    })?;
+    let handshake = Handshake {
+        auth: Some(&auth),
+        authorization: header(parts, "authorization"),
+        cookie: header(parts, "cookie"),
+        query: parts.uri.query(),
+    };
+    gw.guard.handshake(remote.map(|a| a.ip()))?;
+    gw.guard.connection(gw.sessions.len())?;
+    check_origin(gw, header(parts, "origin"))?;
+    let (token, source) = gw.sources.find(&handshake)?;
+    let identity = gw.authenticate(&token).await?;
+    let user = identity.user_id.clone();
+    let user_agent = header(parts, "user-agent").map(str::to_owned);
+    let session = Arc::new(Session::new(
+        s.id,
+        identity,
+        remote,
+        user_agent,
+        s.transport_type(),
+        gw.guard.event_budget(),
+    ));
+    gw.admit(session.clone(), Arc::new(s.clone())).await?;
+    s.extensions.insert(session);
+    telemetry::sessions(gw.sessions.len());
+    Ok((user, source))
+}
+
+/// Browsers always send `Origin`; other clients may not, and are let through.
+fn check_origin(gw: &Gateway, origin: Option<&str>) -> Result<(), AuthError> {
+    match (&gw.limits.allowed_origins, origin) {
+        (Some(allowed), Some(origin)) if !allowed.iter().any(|a| a == origin) => Err(
+            AuthError::new(ErrorCode::OriginForbidden, "this origin may not connect"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}

@@ -1,0 +1,45 @@
+//! # sockgate
+//!
+//! An authenticated Socket.IO gateway: the official `socket.io-client`
+//! connects with the JWT its backend issued (`io(url, { auth: { token } })`)
+//! and sockgate verifies it on the handshake, binds the connection to that
+//! user, and refuses everyone else with a stable error code.
+//!
+//! Read top-down:
+//! - [`config`]: settings from file, environment and flags.
+//! - [`server`]: the axum + socketioxide application and its lifecycle.
+//! - [`gateway`]: the core: authenticate, admit, refresh, expire, revoke, kick.
+//! - [`handshake`](crate::handshake): the connect middleware that authenticates.
+//! - [`events`](crate::events): the client events every socket answers.
+//! - [`sessions`]: sessions, the registry, and how a server ends one.
+//! - [`deadlines`]: the one task that runs every connection's expiry clock.
+//! - [`revocation`]: revoked tokens and users, in memory and on disk.
+//! - [`rooms`]: room names, membership, presence and the room events.
+//! - [`policy`]: who may join, publish to and see the members of a room.
+//! - [`api`]: the admin HTTP API.
+//! - [`token`]: minting development tokens.
+//!
+//! Token verification itself lives in the `sockgate-auth` crate.
+
+pub mod abuse;
+pub mod api;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod deadlines;
+mod events;
+pub mod gateway;
+mod handshake;
+pub mod jwks_http;
+pub mod logging;
+pub mod policy;
+pub mod revocation;
+pub mod rooms;
+pub mod server;
+pub mod sessions;
+pub mod telemetry;
+pub mod token;
+
+pub use config::{Config, Settings};
+pub use gateway::{Gateway, Lifecycle, Limits};
+pub use server::{app, run};

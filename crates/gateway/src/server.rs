@@ -1,0 +1,320 @@
+//! The HTTP server: Socket.IO on `/socket.io/`, the admin API on `/api`,
+//! `/healthz`, background upkeep (expiry clock, JWKS, revocation pruning)
+//! and shutdown on SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::routing::get;
+use axum::{Json, Router};
+use axum_server::tls_rustls::RustlsConfig;
+use socketioxide::SocketIo;
+use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
+use socketioxide::handler::ConnectHandler;
+use socketioxide_core::adapter::DefinedAdapter;
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use sockgate_auth::Jwks;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::cluster::{Cluster, ResilientDriver, redacted};
+use crate::config::{Config, ConfigError, Secret};
+use crate::revocation::Revocations;
+use crate::{Gateway, api, events, handshake, telemetry};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+/// How often expired token revocations are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Builds the HTTP application: Socket.IO, `/healthz` and, with a key, the
+/// admin API. Starts the gateway's background tasks, so call it inside a
+/// tokio runtime. Embed the router in your own axum server, or use [`run`].
+pub fn app(gateway: Arc<Gateway>, api_key: Option<Secret>) -> (Router, SocketIo) {
+    let (router, io, ()) = app_with_adapter::<LocalAdapter>(gateway, api_key, ());
+    (router, io)
+}
+
+/// [`app`] on another Socket.IO adapter, such as the Redis one of a cluster.
+/// Also returns the adapter's initialisation (for Redis, a future that
+/// subscribes to the cluster's channels and must be awaited).
+pub fn app_with_adapter<A: Adapter + DefinedAdapter>(
+    gateway: Arc<Gateway>,
+    api_key: Option<Secret>,
+    adapter: A::State,
+) -> (Router, SocketIo<A>, A::InitRes) {
+    let (layer, io) = SocketIo::builder()
+        .connect_timeout(gateway.limits.handshake_timeout)
+        .max_payload(gateway.limits.max_message as u64)
+        .ws_max_message_size(gateway.limits.max_message)
+        .with_adapter::<A>(adapter)
+        .with_state(gateway.clone())
+        .build_layer();
+    let init = io.ns("/", events::on_connect.with(handshake::authenticate));
+    if gateway.io.set(Arc::new(io.clone())).is_err() {
+        panic!("a Gateway can be served by one app only");
+    }
+    spawn_upkeep(gateway.clone());
+    let ready = gateway.clone();
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(move || readyz(ready.clone())));
+    if let Some(metrics) = telemetry::install() {
+        spawn_metrics_upkeep(metrics.clone());
+        router = router.route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        );
+    }
+    if let Some(key) = api_key {
+        router = router.nest("/api", api::router(gateway.clone(), key));
+    }
+
+    let mut router = router.layer(layer);
+    // Cross-origin browsers (long-polling, the API) only from the allowed
+    // origins, never a wildcard: credentials (cookies) may be involved.
+    // Outermost, so it also covers the Socket.IO layer.
+    if let Some(origins) = &gateway.limits.allowed_origins {
+        router = router.layer(cors(origins));
+    }
+    (router, io, init)
+}
+
+/// Ready when every part of the contract works: in a cluster, while Redis answers.
+async fn readyz(gateway: Arc<Gateway>) -> (StatusCode, Json<serde_json::Value>) {
+    if gateway.is_ready() {
+        (StatusCode::OK, Json(serde_json::json!({ "status": "ok" })))
+    } else {
+        let body = serde_json::json!({ "status": "degraded", "redis": "unreachable" });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+    }
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+}
+
+fn spawn_metrics_upkeep(metrics: PrometheusHandle) {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                metrics.run_upkeep();
+            }
+        });
+    });
+}
+
+fn spawn_upkeep(gateway: Arc<Gateway>) {
+    let gw = gateway.clone();
+    tokio::spawn(async move { gw.deadlines.run(|deadline| gw.on_due(deadline)).await });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tick.tick().await;
+            gateway.guard.shrink();
+            if let Err(e) = gateway.revocations.prune().await {
+                tracing::warn!(error = %e, "pruning expired revocations failed");
+            }
+        }
+    });
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the revocation store in {dir}: {source}")]
+    Store { dir: String, source: sqlx::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot reach Redis at {url}: {source} (SOCKGATE_REDIS_URL)")]
+    Redis {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("cannot join the cluster: {0}")]
+    Adapter(String),
+    #[error("cannot load the TLS certificate or key: {0}")]
+    Tls(std::io::Error),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the gateway until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    let (verifier, jwks) = config.verifier()?;
+    if let Some(jwks) = jwks {
+        keep_jwks_fresh(jwks, config.keys.jwks_refresh).await;
+    }
+    let revocations = Revocations::open(&config.data_dir)
+        .await
+        .map_err(|source| ServeError::Store {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?;
+    let policy = config.rooms.policy()?;
+    let gateway = Gateway::new(
+        verifier,
+        config.sources.clone(),
+        revocations,
+        config.lifecycle.clone(),
+    )
+    .with_policy(policy)
+    .with_limits(config.limits.clone())
+    .with_abuse_limits(config.abuse.clone());
+    let listener = listen(config.listen).map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let key = config.api_key.clone();
+    match &config.redis_url {
+        None => {
+            let gateway = Arc::new(gateway);
+            let (router, io) = app(gateway.clone(), key);
+            serve(listener, router, io, gateway, &config).await
+        }
+        Some(url) => {
+            let cluster = Cluster::connect(url)
+                .await
+                .map_err(|source| ServeError::Redis {
+                    url: redacted(url),
+                    source,
+                })?;
+            let gateway = Arc::new(gateway.with_cluster(cluster.clone()));
+            let adapter = RedisAdapterCtr::new_with_driver(
+                cluster.driver.clone(),
+                RedisAdapterConfig::default().with_prefix("sockgate-sio"),
+            );
+            let (router, io, init) =
+                app_with_adapter::<ClusterAdapter>(gateway.clone(), key, adapter);
+            init.await.map_err(|e| ServeError::Adapter(e.to_string()))?;
+            start_cluster(gateway.clone(), cluster).await;
+            serve(listener, router, io, gateway, &config).await
+        }
+    }
+}
+
+/// Most connections waiting to be accepted. tokio's default (128) overflows
+/// under handshake bursts, and a dropped SYN costs the client a 1 s retry.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// The Socket.IO adapter of a cluster node.
+type ClusterAdapter = CustomRedisAdapter<Emitter, ResilientDriver>;
+
+async fn start_cluster(gateway: Arc<Gateway>, cluster: Arc<Cluster>) {
+    tracing::info!(node = %cluster.node, "cluster mode: joined through Redis");
+    gateway.sync_with_cluster().await;
+    tokio::spawn(gateway.clone().follow_announcements(cluster.clone()));
+    tokio::spawn(cluster.heartbeat(move || {
+        let gateway = gateway.clone();
+        tokio::spawn(async move { gateway.sync_with_cluster().await });
+    }));
+}
+
+async fn serve<A: Adapter>(
+    listener: TcpListener,
+    router: Router,
+    io: SocketIo<A>,
+    gateway: Arc<Gateway>,
+    config: &Config,
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr()?;
+    let tls = match &config.tls {
+        Some(tls) => Some(
+            RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(ServeError::Tls)?,
+        ),
+        None => None,
+    };
+    tracing::info!(%addr, tls = tls.is_some(), api = config.api_key.is_some(), "sockgate listening");
+    let handle = axum_server::Handle::new();
+    let shutdown_timeout = config.shutdown_timeout;
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        // Every client learns why, so it reconnects (to another node).
+        gateway.shut_down();
+        // A moment for long-polling clients to collect their last packets.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Connections get `shutdown_timeout` to drain; a client that holds one
+        // open (a long-poll caught mid-upgrade, say) must not keep the process up.
+        stopper.graceful_shutdown(Some(shutdown_timeout));
+        io.close().await;
+    });
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let listener = listener.into_std()?;
+    match tls {
+        Some(tls) => {
+            axum_server::from_tcp_rustls(listener, tls)?
+                .handle(handle)
+                .serve(app)
+                .await?
+        }
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(app)
+                .await?
+        }
+    }
+    Ok(())
+}
+
+/// Fetches the key set once now (a failure is logged, not fatal: handshakes
+/// answer `AUTH_UNAVAILABLE` until a fetch succeeds) and then on a schedule.
+async fn keep_jwks_fresh(jwks: Arc<Jwks>, every: Duration) {
+    match jwks.refresh().await {
+        Ok(n) => tracing::info!(keys = n, "JWKS loaded"),
+        Err(e) => tracing::warn!(error = %e, "JWKS fetch failed at startup; retrying"),
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = jwks.refresh().await {
+                tracing::warn!(error = %e, "JWKS refresh failed; keeping the last good key set");
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

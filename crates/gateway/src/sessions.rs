@@ -1,0 +1,379 @@
+//! Sessions: one per authenticated connection, and the registry of them all.
+//!
+//! The registry answers "which sockets does this user have" (session limits,
+//! kicks, revocation) and "what is session X" (admin API, timers). It also
+//! owns the one way a server ends a session: `session:end { code, message }`
+//! first, so the client knows why, then the disconnect.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use socketioxide::TransportType;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
+use socketioxide::socket::Sid;
+use sockgate_auth::{AuthError, ErrorCode, Identity};
+
+use crate::abuse::EventBudget;
+
+/// What the gateway knows about one connection.
+#[derive(Debug)]
+pub struct Session {
+    pub sid: Sid,
+    pub user_id: String,
+    /// Unix seconds.
+    pub connected_at: u64,
+    pub remote_addr: Option<SocketAddr>,
+    pub user_agent: Option<String>,
+    /// The transport of the handshake.
+    pub transport: TransportType,
+    /// Replaced on every successful `auth:refresh`; the user never changes.
+    identity: RwLock<Arc<Identity>>,
+    /// The socket's event budget (see [`crate::abuse`]).
+    pub(crate) events: EventBudget,
+    /// Rooms the socket is in, its own user room first.
+    rooms: Mutex<Vec<String>>,
+    /// When the handshake registered it; tells a stale reservation apart
+    /// from a handshake still in flight.
+    registered: Instant,
+}
+
+impl Session {
+    pub fn new(
+        sid: Sid,
+        identity: Identity,
+        remote_addr: Option<SocketAddr>,
+        user_agent: Option<String>,
+        transport: TransportType,
+        events: EventBudget,
+    ) -> Self {
+        Self {
+            sid,
+            user_id: identity.user_id.clone(),
+            connected_at: unix_now(),
+            remote_addr,
+            user_agent,
+            transport,
+            identity: RwLock::new(Arc::new(identity)),
+            rooms: Mutex::new(Vec::new()),
+            events,
+            registered: Instant::now(),
+        }
+    }
+
+    /// The identity of the token the connection currently runs on.
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity.read().expect("identity lock").clone()
+    }
+
+    pub(crate) fn replace_identity(&self, identity: Identity) {
+        *self.identity.write().expect("identity lock") = Arc::new(identity);
+    }
+
+    /// Records that the socket joined `room`; false if it already had.
+    pub(crate) fn add_room(&self, room: &str) -> bool {
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        if rooms.iter().any(|r| r == room) {
+            return false;
+        }
+        rooms.push(room.to_owned());
+        true
+    }
+
+    /// Records that the socket left `room`; false if it was not in it.
+    pub(crate) fn remove_room(&self, room: &str) -> bool {
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        let before = rooms.len();
+        rooms.retain(|r| r != room);
+        rooms.len() != before
+    }
+
+    pub(crate) fn take_rooms(&self) -> Vec<String> {
+        std::mem::take(&mut *self.rooms.lock().expect("rooms lock"))
+    }
+
+    pub fn in_room(&self, room: &str) -> bool {
+        self.rooms
+            .lock()
+            .expect("rooms lock")
+            .iter()
+            .any(|r| r == room)
+    }
+
+    /// How many rooms the socket is in, its own user room included.
+    pub fn room_count(&self) -> usize {
+        self.rooms.lock().expect("rooms lock").len()
+    }
+
+    /// The rooms the socket is in.
+    pub fn rooms(&self) -> Vec<String> {
+        self.rooms.lock().expect("rooms lock").clone()
+    }
+
+    /// The room every socket of a user is in.
+    pub fn user_room(&self) -> String {
+        user_room(&self.user_id)
+    }
+
+    /// The admin API's view of the session.
+    pub fn info(&self) -> SessionInfo {
+        SessionInfo {
+            session_id: self.sid.to_string(),
+            user_id: self.user_id.clone(),
+            connected_at: self.connected_at,
+            expires_at: self.identity().expires_at,
+            remote_addr: self.remote_addr.map(|a| a.to_string()),
+            user_agent: self.user_agent.clone(),
+            transport: transport_name(self.transport).to_owned(),
+        }
+    }
+}
+
+/// A session as the admin API lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub user_id: String,
+    pub connected_at: u64,
+    pub expires_at: Option<u64>,
+    pub remote_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub transport: String,
+}
+
+/// What happens when a user already has the maximum number of sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimitPolicy {
+    /// The new handshake is refused with `SESSION_LIMIT`.
+    Reject,
+    /// The oldest session ends with `SESSION_EVICTED` and the new one is admitted.
+    EvictOldest,
+}
+
+/// The per-user session limit.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimit {
+    pub max: usize,
+    pub policy: LimitPolicy,
+}
+
+/// A live connection, whatever adapter the server runs on (in-process or
+/// Redis). The registry needs no more than this.
+pub trait Connection: Send + Sync + 'static {
+    fn connected(&self) -> bool;
+    /// Emits a server event to this connection.
+    fn emit_value(&self, event: &str, data: &serde_json::Value);
+    /// Sends `session:end { code, message }`, then disconnects.
+    fn end(&self, code: ErrorCode, message: &str);
+}
+
+impl<A: Adapter> Connection for SocketRef<A> {
+    fn connected(&self) -> bool {
+        let socket: &socketioxide::socket::Socket<A> = self;
+        socket.connected()
+    }
+
+    fn emit_value(&self, event: &str, data: &serde_json::Value) {
+        let _ = self.emit(event, data);
+    }
+
+    fn end(&self, code: ErrorCode, message: &str) {
+        tracing::info!(
+            target: "sockgate::session",
+            session = %self.id,
+            code = code.as_str(),
+            reason = message,
+            "session ended by the server"
+        );
+        crate::telemetry::session_ended(code.as_str());
+        let end = serde_json::json!({ "code": code, "message": message });
+        if let Err(e) = self.emit("session:end", &end) {
+            tracing::warn!(session = %self.id, error = %e, "session:end could not be sent");
+        }
+        let _ = self.clone().disconnect();
+    }
+}
+
+/// A shared handle on a live connection.
+pub type Conn = Arc<dyn Connection>;
+
+struct Entry {
+    session: Arc<Session>,
+    socket: Conn,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_sid: HashMap<Sid, Entry>,
+    by_user: HashMap<String, Vec<Sid>>,
+}
+
+/// A handshake that reserved its place but never connected is dropped after this.
+const STALE_RESERVATION: Duration = Duration::from_secs(30);
+
+/// Every live session of this node.
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+impl Registry {
+    /// Registers a new session, enforcing the per-user limit atomically.
+    /// Returns the sessions the `evict-oldest` policy pushed out (already
+    /// unregistered); the caller ends them.
+    pub fn admit(
+        &self,
+        session: Arc<Session>,
+        socket: Conn,
+        limit: Option<SessionLimit>,
+    ) -> Result<Vec<(Arc<Session>, Conn)>, AuthError> {
+        let mut inner = self.inner.lock().expect("registry lock");
+        inner.drop_stale(&session.user_id);
+        let mut evicted = Vec::new();
+        if let Some(limit) = limit {
+            let count = inner.by_user.get(&session.user_id).map_or(0, Vec::len);
+            if count >= limit.max {
+                if limit.policy == LimitPolicy::Reject {
+                    return Err(AuthError::new(
+                        ErrorCode::SessionLimit,
+                        format!("user already has {count} sessions (limit {})", limit.max),
+                    ));
+                }
+                // Sids are kept in admission order: the front is the oldest.
+                let excess = count + 1 - limit.max;
+                let oldest: Vec<Sid> = inner.by_user[&session.user_id][..excess].to_vec();
+                evicted = oldest
+                    .into_iter()
+                    .filter_map(|sid| inner.remove(sid))
+                    .map(|e| (e.session, e.socket))
+                    .collect();
+            }
+        }
+        inner
+            .by_user
+            .entry(session.user_id.clone())
+            .or_default()
+            .push(session.sid);
+        inner.by_sid.insert(session.sid, Entry { session, socket });
+        Ok(evicted)
+    }
+
+    /// Forgets a session; called when its socket disconnects, for any reason.
+    pub fn remove(&self, sid: Sid) -> Option<Arc<Session>> {
+        self.inner
+            .lock()
+            .expect("registry lock")
+            .remove(sid)
+            .map(|e| e.session)
+    }
+
+    pub fn get(&self, sid: Sid) -> Option<(Arc<Session>, Conn)> {
+        let inner = self.inner.lock().expect("registry lock");
+        inner
+            .by_sid
+            .get(&sid)
+            .map(|e| (e.session.clone(), e.socket.clone()))
+    }
+
+    /// The sessions of one user, oldest first.
+    pub fn of_user(&self, user_id: &str) -> Vec<(Arc<Session>, Conn)> {
+        let inner = self.inner.lock().expect("registry lock");
+        let sids = inner
+            .by_user
+            .get(user_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        sids.iter()
+            .filter_map(|sid| inner.by_sid.get(sid))
+            .map(|e| (e.session.clone(), e.socket.clone()))
+            .collect()
+    }
+
+    /// Every session whose current identity matches `pred`.
+    pub fn matching(&self, pred: impl Fn(&Session) -> bool) -> Vec<(Arc<Session>, Conn)> {
+        let inner = self.inner.lock().expect("registry lock");
+        inner
+            .by_sid
+            .values()
+            .filter(|e| pred(&e.session))
+            .map(|e| (e.session.clone(), e.socket.clone()))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("registry lock").by_sid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    fn remove(&mut self, sid: Sid) -> Option<Entry> {
+        let entry = self.by_sid.remove(&sid)?;
+        if let Some(sids) = self.by_user.get_mut(&entry.session.user_id) {
+            sids.retain(|s| *s != sid);
+            if sids.is_empty() {
+                self.by_user.remove(&entry.session.user_id);
+            }
+        }
+        Some(entry)
+    }
+
+    /// Drops reservations of handshakes that never completed (the connect
+    /// packet could not be sent, so no disconnect handler will ever run).
+    fn drop_stale(&mut self, user_id: &str) {
+        let Some(sids) = self.by_user.get(user_id) else {
+            return;
+        };
+        let stale: Vec<Sid> = sids
+            .iter()
+            .filter(|sid| {
+                self.by_sid.get(sid).is_some_and(|e| {
+                    !e.socket.connected() && e.session.registered.elapsed() > STALE_RESERVATION
+                })
+            })
+            .copied()
+            .collect();
+        for sid in stale {
+            self.remove(sid);
+        }
+    }
+}
+
+/// Ends a session the way every server-initiated disconnect does: the client
+/// first gets `session:end { code, message }`, then the disconnect.
+pub fn end_session(socket: &Conn, code: ErrorCode, message: &str) {
+    socket.end(code, message);
+}
+
+pub fn user_room(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+pub fn transport_name(t: TransportType) -> &'static str {
+    match t {
+        TransportType::Websocket => "websocket",
+        TransportType::Polling => "polling",
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs every sockgate test from a fresh clone:
+#   1. formatting check,
+#   2. Rust unit and integration tests (crates/*),
+#   3. end-to-end tests: the official socket.io-client from npm against the
+#      real sockgate binary (tests/e2e, dependencies pinned by package-lock.json),
+#      including cluster tests on private redis-server processes.
+# It installs what the tests need; nothing has to be set up by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing Node.js and npm (needed by the end-to-end tests)"
+    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "error: the end-to-end tests need node and npm; install them and run again" >&2
+    exit 1
+  fi
+fi
+
+# The cluster tests start their own redis-server on a free port.
+if ! command -v redis-server >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing redis-server (needed by the cluster tests)"
+    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "error: the cluster tests need redis-server (Debian package redis-server); install it and run again" >&2
+    exit 1
+  fi
+fi
+
+# The TLS test makes its own self-signed certificate with openssl.
+if ! command -v openssl >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing openssl (needed by the TLS test)"
+    apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+  else
+    echo "error: the TLS test needs the openssl command; install it and run again" >&2
+    exit 1
+  fi
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> Rust tests"
+cargo build --locked --workspace
+cargo test --locked --workspace
+
+echo "==> end-to-end tests (socket.io-client against target/debug/sockgate)"
+cd tests/e2e
+npm ci --no-audit --no-fund --loglevel=error
+npm test
