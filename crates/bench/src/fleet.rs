@@ -65,6 +65,15 @@ impl<T> Launched<T> {
         self.handshakes.iter().filter(|h| h.result.is_ok()).count()
     }
 
+    /// Connected to the node the admin API is called on (node 0). In a
+    /// cluster, that node's API counts only its own sockets.
+    pub fn connected_to_first_node(&self, setup: &Setup) -> usize {
+        self.handshakes
+            .iter()
+            .filter(|h| h.result.is_ok() && setup.node_of(h.index) == 0)
+            .count()
+    }
+
     /// Latencies (µs) of the successful handshakes, and the failures by label.
     pub fn tally(&self) -> (Vec<u64>, Errors) {
         let mut ok = Vec::with_capacity(self.handshakes.len());
@@ -123,7 +132,7 @@ where
             work.clone(),
             gate.clone(),
             tx.clone(),
-            setup.client.clone(),
+            setup.node(setup.node_of(index)).clone(),
         );
         tasks.spawn(async move {
             let payload = auth(index);

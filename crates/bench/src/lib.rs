@@ -49,7 +49,12 @@ pub fn now_us() -> u64 {
 /// and how long the whole scenario may take.
 #[derive(Debug, Clone)]
 pub struct Setup {
+    /// The server; admin API calls go here.
     pub client: Arc<Client>,
+    /// Other nodes of the same cluster. Connection `i` goes to node
+    /// `i % (1 + peers.len())`, node 0 being `client`, so a cluster run puts
+    /// most of its sockets on nodes other than the one the API call hits.
+    pub peers: Vec<Arc<Client>>,
     pub tokens: Tokens,
     /// Hard limit for the whole scenario; what has not finished by then is
     /// counted as an `ERR_TIMEOUT: scenario` error.
@@ -60,8 +65,22 @@ impl Setup {
     pub fn new(client: Client, tokens: Tokens) -> Self {
         Self {
             client: Arc::new(client),
+            peers: Vec::new(),
             tokens,
             timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// The node connection `index` goes to (0 = `client`).
+    pub fn node_of(&self, index: usize) -> usize {
+        index % (1 + self.peers.len())
+    }
+
+    /// The client of node `node`.
+    pub fn node(&self, node: usize) -> &Arc<Client> {
+        match node {
+            0 => &self.client,
+            n => &self.peers[n - 1],
         }
     }
 }

@@ -21,6 +21,11 @@
 //! sockgate-bench refresh --connections 100 --refreshes 20        # sockgate only
 //! sockgate-bench revoke  --connections 1000 --api-key $SOCKGATE_API_KEY   # sockgate only
 //!
+//! # Two nodes of one cluster (what bench/cluster.sh does): sockets alternate
+//! # between the nodes, the API call goes to --url.
+//! sockgate-bench fanout --url http://127.0.0.1:3001 --node http://127.0.0.1:3002 --members 2000
+//! sockgate-bench revoke --url http://127.0.0.1:3001 --node http://127.0.0.1:3002 --connections 2000
+//!
 //! # Comparing servers (what bench/compare.sh does):
 //! sockgate-bench compare --run node-peer=results/peer --run sockgate=results/sockgate \
 //!     --mode quick --out bench/results/latest.json
@@ -63,6 +68,10 @@ struct Common {
     /// The server, `http://host:port`.
     #[arg(long, default_value = "http://127.0.0.1:3001")]
     url: String,
+    /// Another node of the same cluster, repeatable: connections alternate
+    /// between --url and the nodes; admin API calls go to --url.
+    #[arg(long = "node")]
+    nodes: Vec<String>,
     /// HS256 secret to mint tokens with.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     secret: Option<String>,
@@ -179,6 +188,10 @@ enum Command {
         common: Common,
         #[arg(long, default_value_t = 1000)]
         connections: usize,
+        /// Rounds, each with fresh connections and a fresh jti; percentiles
+        /// cover all of them.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// Seconds to wait for every session:end.
         #[arg(long, default_value_t = 30.0)]
         wait: f64,
@@ -260,6 +273,11 @@ fn setup(common: &Common, needed: usize) -> Result<Setup, String> {
     };
     let mut setup = Setup::new(client, tokens);
     setup.timeout = secs(common.timeout);
+    for url in &common.nodes {
+        let mut peer = Client::new(url, common.sources)?;
+        peer.handshake_timeout = setup.client.handshake_timeout;
+        setup.peers.push(std::sync::Arc::new(peer));
+    }
     Ok(setup)
 }
 
@@ -393,12 +411,14 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Revoke {
             common,
             connections,
+            rounds,
             wait,
             api_key,
         } => {
             let s = setup(&common, connections)?;
             let cfg = RevokeConfig {
                 connections,
+                rounds,
                 pace: pace(&common),
                 wait: secs(wait),
                 api_key,

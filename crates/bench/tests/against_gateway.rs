@@ -245,6 +245,7 @@ async fn revoke_ends_every_socket_of_the_token() {
     let s = setup(serve().await);
     let cfg = RevokeConfig {
         connections: 30,
+        rounds: 2,
         pace: pace(30),
         wait: Duration::from_secs(10),
         api_key: API_KEY.into(),
@@ -252,7 +253,46 @@ async fn revoke_ends_every_socket_of_the_token() {
     let r = revoke(&s, &cfg).await.unwrap();
     assert_eq!(r.failure, None);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
-    assert_eq!((r.connected, r.ended, r.ended_by_api), (30, 30, Some(30)));
+    assert_eq!((r.connected, r.ended, r.ended_by_api), (60, 60, Some(60)));
+    assert_eq!(r.latency.unwrap().count, 60);
+    assert_eq!(r.remote_latency, None, "one node: nothing is remote");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_alternate_between_nodes_and_remote_ones_are_told_apart() {
+    // Two gateways that are not a cluster: a revocation on the first
+    // cannot reach the second, so exactly the sockets sent there stay.
+    let mut s = setup(serve().await);
+    let other = Client::new(&format!("http://{}", serve().await), 4).unwrap();
+    s.peers.push(Arc::new(other));
+    let cfg = RevokeConfig {
+        connections: 20,
+        rounds: 1,
+        pace: pace(20),
+        wait: Duration::from_secs(1),
+        api_key: API_KEY.into(),
+    };
+    let r = revoke(&s, &cfg).await.unwrap();
+    assert_eq!(r.failure, None);
+    assert_eq!((r.connected, r.ended, r.ended_by_api), (20, 10, Some(10)));
+    assert_eq!(
+        r.errors.get("ERR_TIMEOUT: no session:end"),
+        10,
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(
+        r.remote_latency, None,
+        "no socket on the second node was reached"
+    );
+    let report = r.report(&s, &cfg);
+    assert!(!report.ok);
+    assert!(
+        report
+            .metrics
+            .iter()
+            .any(|m| m.key == "revoke.remote.p99" && m.value.is_none())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

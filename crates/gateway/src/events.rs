@@ -18,24 +18,27 @@ use crate::sessions::{Session, transport_name};
 use crate::telemetry;
 use crate::{Gateway, rooms};
 
-/// Runs once the client is connected: joins the user room, starts the
-/// expiry clock and registers the handlers.
-pub(crate) async fn on_connect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gateway>>) {
-    let Some(session) = s.extensions.get::<Arc<Session>>() else {
-        // Unreachable while the handshake middleware runs first; refuse
-        // rather than serve an anonymous socket if that ever changes.
-        let _ = s.disconnect();
-        return;
-    };
+/// Sets up an admitted socket: joins the user room, starts the expiry clock
+/// and registers the handlers.
+///
+/// Called from the handshake middleware, before socketioxide sends the
+/// client its CONNECT: a client may emit the moment it is connected, and
+/// socketioxide runs the connect handler as a spawned task, so handlers
+/// registered there could miss those first events.
+pub(crate) fn serve<A: Adapter>(s: &SocketRef<A>, gw: &Gateway, session: &Arc<Session>) {
     telemetry::connection(transport_name(session.transport), 1.0);
-    gw.rooms.enter(&s, &session, &session.user_room());
-    gw.start_clock(&session);
+    gw.rooms.enter(s, session, &session.user_room());
+    gw.start_clock(session);
     s.on("auth:whoami", whoami);
     s.on("auth:refresh", refresh);
     s.on("echo", echo);
-    rooms::register(&s);
+    rooms::register(s);
     s.on_disconnect(on_disconnect);
 }
+
+/// The namespace's connect handler. Everything it would do already
+/// happened in [`serve`], before the client was told it is connected.
+pub(crate) async fn on_connect() {}
 
 async fn on_disconnect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gateway>>) {
     if let Some(session) = s.extensions.get::<Arc<Session>>() {

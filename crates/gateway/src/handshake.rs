@@ -1,5 +1,5 @@
 //! The Socket.IO connect middleware: find the token, authenticate it, admit
-//! the session, and log one line per decision.
+//! the session, set the socket up, and log one line per decision.
 //!
 //! A refusal returns an [`AuthError`]; socketioxide sends it to the client as
 //! `connect_error` with `err.message` = `CODE: sentence`.
@@ -16,7 +16,7 @@ use socketioxide::extract::{SocketRef, State, TryData};
 use sockgate_auth::{AuthError, ErrorCode, Handshake, TokenSource};
 
 use crate::sessions::{Session, transport_name};
-use crate::{Gateway, telemetry};
+use crate::{Gateway, events, telemetry};
 
 pub(crate) async fn authenticate<A: Adapter>(
     s: SocketRef<A>,
@@ -98,6 +98,7 @@ async fn admit<A: Adapter>(
         gw.guard.event_budget(),
     ));
     gw.admit(session.clone(), Arc::new(s.clone())).await?;
+    events::serve(s, gw, &session);
     s.extensions.insert(session);
     telemetry::sessions(gw.sessions.len());
     Ok((user, source))

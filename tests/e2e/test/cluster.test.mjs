@@ -2,7 +2,10 @@
 // behave as one, and ride out a Redis outage.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { api, API_KEY, ended, eventually, next, now, refusal, run, sign, startGateway, startRedis, freePort } from "./helpers.mjs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { api, API_KEY, benchBinary, ended, eventually, next, now, refusal, run, SECRET, sign, startGateway, startRedis, freePort } from "./helpers.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const caps = { rooms: ["chat:*"] };
@@ -74,6 +77,32 @@ describe("two nodes", () => {
     assert.ok(at - sent < 100, `ended ${at - sent} ms after the call on the other node`);
     assert.match((await refusal(b, { auth: { token } })).message, /^TOKEN_REVOKED: /);
     assert.match((await refusal(a, { auth: { token } })).message, /^TOKEN_REVOKED: /);
+  });
+
+  test("sockgate-bench measures fan-out and revocation across the two nodes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sockgate-bench-"));
+    const env = { JWT_SECRET: SECRET, SOCKGATE_API_KEY: API_KEY };
+    const nodes = ["--url", a.url, "--node", b.url, "--sources", "1", "--timeout", "60"];
+    const report = async (scenario, args) => {
+      const json = join(dir, `${scenario}.json`);
+      const out = await run([scenario, ...nodes, "--json", json, ...args], env, benchBinary);
+      assert.equal(out.code, 0, out.stdout + out.stderr);
+      const r = JSON.parse(readFileSync(json, "utf8"));
+      const metric = (key) => r.metrics.find((m) => m.key === key)?.value;
+      return { r, metric };
+    };
+
+    const fan = await report("fanout", ["--members", "20", "--messages", "5"]);
+    assert.equal(fan.metric("fanout.completed"), 5);
+    // Half the members sit on node B; the publish call went to node A.
+    assert.equal(fan.r.details.remote_delivery.count, 10 * 5);
+    assert.equal(typeof fan.metric("fanout.remote.p99"), "number");
+
+    const rev = await report("revoke", ["--connections", "20", "--rounds", "2"]);
+    assert.equal(rev.r.details.ended, 40);
+    assert.equal(rev.r.details.ended_by_api, 20, "the API counts what node A ended itself");
+    assert.equal(rev.r.details.remote_latency.count, 20);
+    assert.ok(rev.metric("revoke.remote.p99") < 1000, `p99 ${rev.metric("revoke.remote.p99")} ms`);
   });
 
   test("sessions list, kick and disconnect span nodes", async () => {

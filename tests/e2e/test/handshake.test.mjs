@@ -17,6 +17,26 @@ describe("default gateway (HS256 secret)", () => {
     assert.equal((await s.emitWithAck("auth:whoami")).userId, "alice");
   });
 
+  test("an event emitted the moment the client is connected is answered", async () => {
+    // The client emits from its connect listener, i.e. as soon as the
+    // server's CONNECT arrives; the server's handlers must be in place by then.
+    const answers = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const { io } = await import("socket.io-client");
+        const s = io(gw.url, { auth: { token: sign() }, transports: ["websocket"], reconnection: false, forceNew: true });
+        try {
+          return await new Promise((resolve, reject) => {
+            s.once("connect", () => s.timeout(5000).emitWithAck("echo", i).then(resolve, reject));
+            s.once("connect_error", reject);
+          });
+        } finally {
+          s.close();
+        }
+      }),
+    );
+    assert.deepEqual(answers, Array.from({ length: 100 }, (_, i) => i));
+  });
+
   test("connects over long-polling", async () => {
     const s = await gw.connect({ auth: { token: sign() }, transports: ["polling"] });
     assert.equal(s.io.engine.transport.name, "polling");

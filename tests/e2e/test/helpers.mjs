@@ -12,6 +12,7 @@ import { io } from "socket.io-client";
 const here = dirname(fileURLToPath(import.meta.url));
 export const root = join(here, "..", "..", "..");
 export const binary = process.env.SOCKGATE_BIN ?? join(root, "target", "debug", "sockgate");
+export const benchBinary = join(dirname(binary), "sockgate-bench");
 export const SECRET = "e2e-secret-e2e-secret-e2e-secret-e2e!";
 
 export const key = (name) => readFileSync(join(root, "tests", "fixtures", "keys", name));
@@ -98,10 +99,10 @@ export async function startGateway(env = {}, args = []) {
   };
 }
 
-/** Runs the binary to completion and returns { code, stdout, stderr }. */
-export function run(args, env = {}) {
+/** Runs the binary (sockgate unless told) to completion and returns { code, stdout, stderr }. */
+export function run(args, env = {}, program = binary) {
   return new Promise((resolve) => {
-    const child = spawn(binary, args, { cwd: root, env: cleanEnv({ PATH: process.env.PATH, ...env }) });
+    const child = spawn(program, args, { cwd: root, env: cleanEnv({ PATH: process.env.PATH, ...env }) });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));

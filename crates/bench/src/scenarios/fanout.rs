@@ -8,6 +8,10 @@
 //! latency is from just before the HTTP call to the moment the last member
 //! has it; the next message is sent only then (or after a timeout). Each
 //! delivery's own latency is reported too.
+//!
+//! With [`Setup::peers`] the members are spread over the nodes of a
+//! cluster while the publish call goes to the first one; deliveries on the
+//! other nodes are then also reported on their own (the cross-node path).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
@@ -56,6 +60,8 @@ pub struct FanoutResult {
     pub all_members: Option<Summary>,
     /// Per delivery: until that member had it.
     pub delivery: Option<Summary>,
+    /// The same, for members on nodes other than the one called (cluster runs).
+    pub remote_delivery: Option<Summary>,
     /// The `POST /api/publish` call itself.
     pub publish_call: Option<Summary>,
     pub deliveries_per_s: f64,
@@ -76,6 +82,7 @@ struct Round {
 
 #[derive(Default)]
 struct Member {
+    node: usize,
     latencies: Vec<u64>,
     errors: Errors,
 }
@@ -94,6 +101,7 @@ pub async fn fanout(setup: &Setup, cfg: &FanoutConfig) -> FanoutResult {
     let tokens = setup.tokens.clone();
     let user = cfg.user.clone();
     let (r, gate, event) = (round.clone(), done.clone(), cfg.event.clone());
+    let nodes = setup.clone();
     let launched = fleet::launch(
         setup,
         cfg.members,
@@ -105,10 +113,14 @@ pub async fn fanout(setup: &Setup, cfg: &FanoutConfig) -> FanoutResult {
                 file => file.for_connection(i),
             })
         },
-        move |_, mut conn| {
+        move |i, mut conn| {
             let (round, gate, event) = (r.clone(), gate.clone(), event.clone());
+            let node = nodes.node_of(i);
             async move {
-                let mut m = Member::default();
+                let mut m = Member {
+                    node,
+                    ..Member::default()
+                };
                 loop {
                     tokio::select! {
                         () = gate.wait() => break,
@@ -149,6 +161,7 @@ pub async fn fanout(setup: &Setup, cfg: &FanoutConfig) -> FanoutResult {
     .await;
     let (_, mut errors) = launched.tally();
     let connected = launched.connected();
+    let local = launched.connected_to_first_node(setup);
     round.target.store(connected, SeqCst);
 
     let mut failure = None;
@@ -183,9 +196,9 @@ pub async fn fanout(setup: &Setup, cfg: &FanoutConfig) -> FanoutResult {
                     Ok(a) if a.is_success() => {
                         published += 1;
                         let delivered = a.body["delivered"].as_u64();
-                        if delivered != Some(connected as u64) {
+                        if delivered != Some(local as u64) {
                             errors.add(format!(
-                                "ERR_DELIVERED_COUNT (server said {}, {connected} members)",
+                                "ERR_DELIVERED_COUNT (server said {}, {local} members on it)",
                                 delivered.map_or("nothing".into(), |d| d.to_string())
                             ));
                         }
@@ -241,7 +254,11 @@ pub async fn fanout(setup: &Setup, cfg: &FanoutConfig) -> FanoutResult {
     let (members, lost) = fleet::join_all(launched.tasks, Instant::now() + CLOSE_GRACE).await;
     errors.add_n("ERR_TASK_LOST", lost as u64);
     let mut deliveries = Vec::new();
+    let mut remote = Vec::new();
     for m in members {
+        if m.node != 0 {
+            remote.extend(&m.latencies);
+        }
         deliveries.extend(m.latencies);
         errors.merge(&m.errors);
     }
@@ -253,6 +270,7 @@ pub async fn fanout(setup: &Setup, cfg: &FanoutConfig) -> FanoutResult {
         all_members: Summary::of(&mut all_members),
         deliveries_per_s: per_second(deliveries.len(), elapsed),
         delivery: Summary::of(&mut deliveries),
+        remote_delivery: Summary::of(&mut remote),
         publish_call: Summary::of(&mut calls),
         elapsed_s: elapsed.as_secs_f64(),
         failure,
@@ -293,6 +311,13 @@ impl FanoutResult {
             self.delivery.map(|s| crate::stats::ms(s.p50_us)),
             Better::Lower,
         ));
+        if !setup.peers.is_empty() {
+            metrics.extend(Metric::latencies(
+                "fanout.remote",
+                "publish→one member on another node",
+                self.remote_delivery.as_ref(),
+            ));
+        }
         metrics.push(Metric::new(
             "fanout.call.p50",
             "POST /api/publish p50",
