@@ -4,8 +4,10 @@
 #
 #   bench/cluster.sh [--quick|--full]
 #
-#   --quick (default)  1,000 sockets: about a minute
-#   --full             10,000 sockets (or what ulimit -Hn allows)
+#   --quick (default)  fan-out to 1,000 members; revocations of 100 sockets
+#                      (the propagation time); a few seconds of load
+#   --full             fan-out to 10,000 members; revocations of 1,000
+#                      sockets at once (propagation plus bulk ending)
 #
 # Builds sockgate and sockgate-bench in release mode, starts a private
 # redis-server on a free loopback port and two sockgate nodes on it, and
@@ -55,11 +57,11 @@ if [ "$NOFILE" = unlimited ]; then NOFILE=1048576; fi
 
 if [ "$MODE" = quick ]; then
   FANOUT_N=1000;  FANOUT_K=30
-  REVOKE_N=1000;  ROUNDS=5
+  REVOKE_N=100;   ROUNDS=20
   TIMEOUT=60
 else
   FANOUT_N=10000; FANOUT_K=100
-  REVOKE_N=10000; ROUNDS=5
+  REVOKE_N=1000;  ROUNDS=10
   TIMEOUT=300
 fi
 CAP=$((NOFILE - 200))

@@ -11,7 +11,7 @@ use crate::compare::{Comparison, Row};
 use crate::report::{Better, format_num};
 
 /// The metrics drawn, in order, when present.
-pub const HEADLINE: [&str; 15] = [
+pub const HEADLINE: [&str; 17] = [
     "connect.rate",
     "connect.latency.p50",
     "connect.latency.p99",
@@ -25,8 +25,10 @@ pub const HEADLINE: [&str; 15] = [
     "fanout.all.p50",
     "fanout.all.p99",
     "fanout.rate",
+    "fanout.remote.p99",
     "refresh.rate",
     "revoke.latency.p99",
+    "revoke.remote.p99",
 ];
 
 const COLORS: [RGBColor; 4] = [

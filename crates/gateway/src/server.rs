@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
+use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsConfig;
 use socketioxide::SocketIo;
 use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
@@ -268,15 +269,20 @@ async fn serve<A: Adapter>(
     });
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let listener = listener.into_std()?;
+    // TCP_NODELAY: a real-time server writes small frames back to back
+    // (`session:end` then the disconnect, two emits in a row); with Nagle on,
+    // the second waits for the client's delayed ACK, 40 ms on Linux.
     match tls {
         Some(tls) => {
             axum_server::from_tcp_rustls(listener, tls)?
+                .map(|tls| tls.acceptor(NoDelayAcceptor))
                 .handle(handle)
                 .serve(app)
                 .await?
         }
         None => {
             axum_server::from_tcp(listener)?
+                .acceptor(NoDelayAcceptor)
                 .handle(handle)
                 .serve(app)
                 .await?

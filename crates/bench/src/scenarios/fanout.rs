@@ -312,11 +312,15 @@ impl FanoutResult {
             Better::Lower,
         ));
         if !setup.peers.is_empty() {
-            metrics.extend(Metric::latencies(
-                "fanout.remote",
-                "publish→one member on another node",
-                self.remote_delivery.as_ref(),
-            ));
+            metrics.extend(
+                Metric::latencies(
+                    "fanout.remote",
+                    "publish→member, other node",
+                    self.remote_delivery.as_ref(),
+                )
+                .into_iter()
+                .filter(|m| !m.key.ends_with(".p90")),
+            );
         }
         metrics.push(Metric::new(
             "fanout.call.p50",

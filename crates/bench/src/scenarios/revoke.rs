@@ -212,11 +212,15 @@ impl RevokeResult {
             .filter(|m| !m.key.ends_with(".p90")),
         );
         if !setup.peers.is_empty() {
-            metrics.extend(Metric::latencies(
-                "revoke.remote",
-                "revocation→session:end, other nodes",
-                self.remote_latency.as_ref(),
-            ));
+            metrics.extend(
+                Metric::latencies(
+                    "revoke.remote",
+                    "revocation→end, other node",
+                    self.remote_latency.as_ref(),
+                )
+                .into_iter()
+                .filter(|m| !m.key.ends_with(".p90")),
+            );
         }
         Report {
             scenario: "revoke".into(),
