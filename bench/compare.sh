@@ -52,6 +52,7 @@ if [ "$NOFILE" = unlimited ]; then NOFILE=1048576; fi
 
 if [ "$MODE" = quick ]; then
   CONNECT_N=5000;  CONCURRENCY=200
+  PACED_N=5000;    PACED_RATE=1000
   HOLD_N=5000;     HOLD_S=10
   REJECT_N=3000
   ECHO_C=100;      ECHO_M=200;   ECHO_W=8
@@ -61,6 +62,7 @@ if [ "$MODE" = quick ]; then
   TIMEOUT=60
 else
   CONNECT_N=20000; CONCURRENCY=500
+  PACED_N=19000;   PACED_RATE=1000
   HOLD_N=100000;   HOLD_S=30
   REJECT_N=15000
   ECHO_C=200;      ECHO_M=2000;  ECHO_W=16
@@ -71,7 +73,7 @@ else
 fi
 # Each process needs a descriptor per connection plus a few of its own.
 CAP=$((NOFILE - 200))
-for v in CONNECT_N HOLD_N FANOUT_N REVOKE_N; do
+for v in CONNECT_N PACED_N HOLD_N FANOUT_N REVOKE_N; do
   if [ "${!v}" -gt "$CAP" ]; then
     echo "note: $v lowered from ${!v} to $CAP by the open-file limit (ulimit -Hn = $NOFILE)"
     printf -v "$v" '%s' "$CAP"
@@ -130,13 +132,14 @@ stop_server() {
   SERVER_PID=""
 }
 
-# scenario NAME ARGS...: runs one scenario against $URL, report in $DIR.
-# A scenario that counted errors (exit 1) is recorded and the run goes on.
+# scenario NAME ARGS...: runs one scenario against $URL, report in
+# $DIR/NAME.json (or $DIR/$REPORT.json). A scenario that counted errors
+# (exit 1) is recorded and the run goes on.
 scenario() {
   local name=$1
   shift
   local rc=0
-  "$BENCH" "$name" --url "$URL" --timeout "$TIMEOUT" --json "$DIR/$name.json" "$@" || rc=$?
+  "$BENCH" "$name" --url "$URL" --timeout "$TIMEOUT" --json "$DIR/${REPORT:-$name}.json" "$@" || rc=$?
   case $rc in
     0) ;;
     1) echo "    ($name counted errors; see above)" ;;
@@ -153,6 +156,8 @@ run_all() {
   # hold first, so its memory baseline is the freshly started server.
   scenario hold --connections "$HOLD_N" --concurrency "$CONCURRENCY" --hold "$HOLD_S" --server-pid "$SERVER_PID"
   scenario connect --connections "$CONNECT_N" --concurrency "$CONCURRENCY"
+  # A steady 1,000 new connections per second: latency, not throughput.
+  REPORT=connect-paced scenario connect --connections "$PACED_N" --rate "$PACED_RATE" --concurrency 1000
   scenario reject --attempts "$REJECT_N" --concurrency "$CONCURRENCY"
   scenario echo --connections "$ECHO_C" --messages "$ECHO_M" --window "$ECHO_W"
   scenario fanout --members "$FANOUT_N" --messages "$FANOUT_K" --concurrency "$CONCURRENCY" --api-key "$API_KEY"

@@ -11,10 +11,11 @@ use crate::compare::{Comparison, Row};
 use crate::report::{Better, format_num};
 
 /// The metrics drawn, in order, when present.
-pub const HEADLINE: [&str; 17] = [
+pub const HEADLINE: [&str; 18] = [
     "connect.rate",
     "connect.latency.p50",
     "connect.latency.p99",
+    "connect-paced.latency.p99",
     "hold.server_per_conn",
     "hold.server_rss_held",
     "reject.rate",

@@ -13,8 +13,15 @@ use crate::report::{Better, format_num};
 use crate::sys::Machine;
 
 /// The order scenarios are shown in.
-pub const SCENARIOS: [&str; 7] = [
-    "connect", "hold", "reject", "echo", "fanout", "refresh", "revoke",
+pub const SCENARIOS: [&str; 8] = [
+    "connect",
+    "connect-paced",
+    "hold",
+    "reject",
+    "echo",
+    "fanout",
+    "refresh",
+    "revoke",
 ];
 
 /// The reports of one server, by scenario.

@@ -97,6 +97,14 @@ async fn connect_at_a_rate_takes_the_time_it_should() {
     assert_eq!(r.connected, 40, "{:?}", r.errors);
     // 40 starts at 100/s: the last one starts 0.39 s after the first.
     assert!(r.elapsed_s >= 0.39, "{}", r.elapsed_s);
+    // Reported apart from unpaced runs, so a comparison can hold both.
+    let report = r.report(&s, &cfg);
+    assert_eq!(report.scenario, "connect-paced");
+    let p99 = report
+        .metrics
+        .iter()
+        .find(|m| m.key == "connect-paced.latency.p99");
+    assert!(p99.and_then(|m| m.value).is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

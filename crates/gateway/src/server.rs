@@ -362,14 +362,17 @@ async fn shutdown_signal() {
 mod tests {
     use super::*;
     use axum::body::Body;
-    use axum::http::{Request, Uri};
     use axum::body::Bytes;
+    use axum::http::{Request, Uri};
 
     /// A request whose URI and header values are slices of `buf`, as hyper
     /// parses them.
     fn parsed_from(buf: &Bytes, path: &str) -> axum::extract::Request {
         let uri = Uri::from_maybe_shared(buf.slice(..path.len())).unwrap();
-        let mut req = Request::builder().uri(uri.clone()).body(Body::empty()).unwrap();
+        let mut req = Request::builder()
+            .uri(uri.clone())
+            .body(Body::empty())
+            .unwrap();
         let value = HeaderValue::from_maybe_shared(buf.slice(path.len()..)).unwrap();
         req.headers_mut().insert(header::AUTHORIZATION, value);
         req.extensions_mut().insert(OriginalUri(uri));

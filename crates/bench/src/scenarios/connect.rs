@@ -86,10 +86,18 @@ pub async fn connect(setup: &Setup, cfg: &ConnectConfig) -> ConnectResult {
 
 impl ConnectResult {
     pub fn report(&self, setup: &Setup, cfg: &ConnectConfig) -> Report {
+        // Paced runs (`--rate`) answer another question (latency at a steady
+        // arrival rate, not the most connections per second): their own name.
+        let name = if cfg.pace.rate.is_some() {
+            "connect-paced"
+        } else {
+            "connect"
+        };
+        let key = |k: &str| format!("{name}.{k}");
         let mut metrics = vec![
-            Metric::count("connect.connected", "connected", self.connected),
+            Metric::count(&key("connected"), "connected", self.connected),
             Metric::new(
-                "connect.rate",
+                &key("rate"),
                 "connections/s",
                 "conn/s",
                 Some(self.connections_per_s),
@@ -97,26 +105,26 @@ impl ConnectResult {
             ),
         ];
         metrics.extend(Metric::latencies(
-            "connect.latency",
+            &key("latency"),
             "handshake→CONNECT",
             self.latency.as_ref(),
         ));
         metrics.push(Metric::new(
-            "connect.failures",
+            &key("failures"),
             "failures",
             "",
             Some(self.errors.total() as f64),
             Better::Lower,
         ));
         metrics.push(Metric::new(
-            "connect.listen_overflows",
+            &key("listen_overflows"),
             "listen queue overflows",
             "",
             self.listen_overflows.map(|n| n as f64),
             Better::Lower,
         ));
         Report {
-            scenario: "connect".into(),
+            scenario: name.into(),
             target: setup.client.http_base(),
             ok: self.errors.is_empty() && self.connected == self.attempted,
             failure: None,
