@@ -157,6 +157,8 @@ run_all() {
   scenario hold --connections "$HOLD_N" --concurrency "$CONCURRENCY" --hold "$HOLD_S" --server-pid "$SERVER_PID"
   scenario connect --connections "$CONNECT_N" --concurrency "$CONCURRENCY"
   # A steady 1,000 new connections per second: latency, not throughput.
+  # After a pause, so the server is not still closing the previous 5,000.
+  sleep 3
   REPORT=connect-paced scenario connect --connections "$PACED_N" --rate "$PACED_RATE" --concurrency 1000
   scenario reject --attempts "$REJECT_N" --concurrency "$CONCURRENCY"
   scenario echo --connections "$ECHO_C" --messages "$ECHO_M" --window "$ECHO_W"
