@@ -31,29 +31,8 @@ case "${1:-}" in
   *) echo "usage: $0 [--quick|--full]" >&2; exit 2 ;;
 esac
 
-SECRET="sockgate-bench-secret-0123456789abcdef"
-API_KEY="sockgate-bench-api-key-0123456789"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BENCH="$TARGET_DIR/release/sockgate-bench"
-SOCKGATE="$TARGET_DIR/release/sockgate"
-OUT="$ROOT/bench/results"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/sockgate-cluster.XXXXXX")
-PIDS=()
-
-cleanup() {
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-NOFILE=$(ulimit -n)
-if [ "$NOFILE" = unlimited ]; then NOFILE=1048576; fi
+. bench/lib.sh
+raise_nofile
 
 if [ "$MODE" = quick ]; then
   FANOUT_N=1000;  FANOUT_K=30
@@ -72,60 +51,16 @@ for v in FANOUT_N REVOKE_N; do
   fi
 done
 
-if ! command -v redis-server >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> installing redis-server"
-    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
-  else
-    echo "error: this benchmark needs redis-server; install it and run again" >&2
-    exit 1
-  fi
-fi
-
-echo "==> building sockgate and sockgate-bench (release, $TARGET_DIR)"
-cargo build --release -p sockgate -p sockgate-bench
+build_release
 export JWT_SECRET="$SECRET"
 STARTED=$SECONDS
-
-REDIS_PORT=$("$BENCH" free-port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-  >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-"$BENCH" wait-ready --url "http://127.0.0.1:$REDIS_PORT" --timeout 10
-echo "==> redis-server on 127.0.0.1:$REDIS_PORT"
-
-# start_node NAME: a sockgate node of the cluster; sets URL.
-start_node() {
-  local name=$1 port
-  port=$("$BENCH" free-port)
-  URL="http://127.0.0.1:$port"
-  # Abuse limits off, as in compare.sh: the generator is a handful of
-  # client addresses opening thousands of connections.
-  SOCKGATE_API_KEY=$API_KEY SOCKGATE_LISTEN="127.0.0.1:$port" \
-    SOCKGATE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-    SOCKGATE_DATA_DIR="$WORK/data-$name" SOCKGATE_LOG=warn SOCKGATE_SHUTDOWN_TIMEOUT=2 \
-    SOCKGATE_HANDSHAKE_RATE=0 SOCKGATE_EVENT_RATE=0 \
-    "$SOCKGATE" serve >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!)
-  if ! "$BENCH" wait-ready --url "$URL" --timeout 30; then
-    echo "error: node $name did not start; its log:" >&2
-    cat "$WORK/$name.log" >&2
-    exit 1
-  fi
-  echo "==> node $name on $URL"
-}
-
-start_node a
+start_redis
+start_sockgate a SOCKGATE_REDIS_URL="$REDIS_URL"
 A=$URL
-start_node b
+start_sockgate b SOCKGATE_REDIS_URL="$REDIS_URL"
 B=$URL
 # Both nodes must have joined the cluster before anything is measured.
-command -v curl >/dev/null && for url in "$A" "$B"; do
-  for _ in $(seq 50); do
-    curl -fs "$url/readyz" >/dev/null && break
-    sleep 0.2
-  done
-done
+wait_cluster "$A" "$B"
 
 # scenario DIR NAME ARGS...: one scenario, report in DIR/NAME.json.
 scenario() {

@@ -27,28 +27,8 @@ case "${1:-}" in
   *) echo "usage: $0 [--quick|--full]" >&2; exit 2 ;;
 esac
 
-SECRET="sockgate-bench-secret-0123456789abcdef"
-API_KEY="sockgate-bench-api-key-0123456789"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BENCH="$TARGET_DIR/release/sockgate-bench"
-SOCKGATE="$TARGET_DIR/release/sockgate"
-OUT="$ROOT/bench/results"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/sockgate-compare.XXXXXX")
-SERVER_PID=""
-
-cleanup() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# Both the servers and the generator hold one descriptor per connection.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-NOFILE=$(ulimit -n)
-if [ "$NOFILE" = unlimited ]; then NOFILE=1048576; fi
+. bench/lib.sh
+raise_nofile
 
 if [ "$MODE" = quick ]; then
   CONNECT_N=5000;  CONCURRENCY=200
@@ -80,18 +60,9 @@ for v in CONNECT_N PACED_N HOLD_N FANOUT_N REVOKE_N; do
   fi
 done
 
-echo "==> building sockgate and sockgate-bench (release, $TARGET_DIR)"
-cargo build --release -p sockgate -p sockgate-bench
-
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> installing Node.js and npm (for the peer)"
-    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
-  else
-    echo "error: the peer needs node and npm; install them and run again" >&2
-    exit 1
-  fi
-fi
+build_release
+need node nodejs
+need npm npm
 echo "==> installing the Node peer (npm ci)"
 (cd bench/peer-node && npm ci --no-audit --no-fund --loglevel=error)
 
@@ -101,29 +72,17 @@ STARTED=$SECONDS
 # start_server NAME: starts it on a free port; sets SERVER_PID and URL.
 start_server() {
   local name=$1 port
-  port=$("$BENCH" free-port)
-  URL="http://127.0.0.1:$port"
   case "$name" in
     node-peer)
+      port=$("$BENCH" free-port)
+      URL="http://127.0.0.1:$port"
       PORT=$port API_KEY=$API_KEY node bench/peer-node/server.mjs >"$WORK/$name.log" 2>&1 &
+      SERVER_PID=$!
+      PIDS+=("$SERVER_PID")
+      wait_ready "$name"
       ;;
-    sockgate)
-      # Abuse limits off (a rate of 0): the generator is a handful of client
-      # addresses opening thousands of connections, which the per-address
-      # handshake and per-socket event budgets exist to stop; the peer has none.
-      SOCKGATE_API_KEY=$API_KEY SOCKGATE_LISTEN="127.0.0.1:$port" \
-        SOCKGATE_DATA_DIR="$WORK/sockgate-data" SOCKGATE_LOG=warn SOCKGATE_SHUTDOWN_TIMEOUT=2 \
-        SOCKGATE_HANDSHAKE_RATE=0 SOCKGATE_EVENT_RATE=0 \
-        "$SOCKGATE" serve >"$WORK/$name.log" 2>&1 &
-      ;;
+    sockgate) start_sockgate "$name" ;;
   esac
-  SERVER_PID=$!
-  if ! "$BENCH" wait-ready --url "$URL" --timeout 30; then
-    echo "error: $name did not start; its log:" >&2
-    cat "$WORK/$name.log" >&2
-    exit 1
-  fi
-  echo "==> $name listening on $URL (pid $SERVER_PID)"
 }
 
 stop_server() {

@@ -18,69 +18,29 @@ ROOT=$(pwd)
 
 WANT=${1:-100000}
 HOLD=${2:-45}
-SECRET="sockgate-bench-secret-0123456789abcdef"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BENCH="$TARGET_DIR/release/sockgate-bench"
-SOCKGATE="$TARGET_DIR/release/sockgate"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/sockgate-scale.XXXXXX")
-PIDS=()
-
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-NOFILE=$(ulimit -n)
-if [ "$NOFILE" = unlimited ]; then NOFILE=1048576; fi
+. bench/lib.sh
+raise_nofile
 PER_PROCESS=$((NOFILE - 1000))
 NODES=$(((WANT + PER_PROCESS - 1) / PER_PROCESS))
 EACH=$(((WANT + NODES - 1) / NODES))
 echo "==> $WANT connections: $NODES node(s) of $EACH (open-file limit $NOFILE per process)"
 
-if ! command -v redis-server >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
-  else
-    echo "error: this benchmark needs redis-server; install it and run again" >&2
-    exit 1
-  fi
-fi
-
-echo "==> building sockgate and sockgate-bench (release, $TARGET_DIR)"
-cargo build --release -p sockgate -p sockgate-bench
+build_release
 export JWT_SECRET="$SECRET"
-
-REDIS_PORT=$("$BENCH" free-port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-  >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-"$BENCH" wait-ready --url "http://127.0.0.1:$REDIS_PORT" --timeout 10
-
-PORTS=()
+start_redis
+URLS=()
 NODE_PIDS=()
 for i in $(seq "$NODES"); do
-  port=$("$BENCH" free-port)
-  # Abuse limits off, as in compare.sh: a few client addresses open
-  # thousands of connections each.
-  SOCKGATE_LISTEN="127.0.0.1:$port" SOCKGATE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-    SOCKGATE_DATA_DIR="$WORK/data-$i" SOCKGATE_LOG=warn SOCKGATE_SHUTDOWN_TIMEOUT=2 \
-    SOCKGATE_HANDSHAKE_RATE=0 SOCKGATE_EVENT_RATE=0 \
-    "$SOCKGATE" serve >"$WORK/node-$i.log" 2>&1 &
-  PIDS+=($!)
-  NODE_PIDS+=($!)
-  PORTS+=("$port")
-  "$BENCH" wait-ready --url "http://127.0.0.1:$port" --timeout 30
+  start_sockgate "node-$i" SOCKGATE_REDIS_URL="$REDIS_URL"
+  URLS+=("$URL")
+  NODE_PIDS+=("$SERVER_PID")
 done
-echo "==> nodes on ports ${PORTS[*]}"
+wait_cluster "${URLS[@]}"
 
-# sessions PORT: the node's sockgate_sessions gauge (bash's /dev/tcp, no curl needed).
+# sessions URL: the node's sockgate_sessions gauge.
 sessions() {
   local n
-  n=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3) 2>/dev/null |
-    awk '/^sockgate_sessions /{print int($2)}')
+  n=$(http_get "$1" /metrics | awk '/^sockgate_sessions /{print int($2)}')
   echo "${n:-0}"
 }
 
@@ -90,7 +50,7 @@ sessions() {
 STARTED=$SECONDS
 GEN_PIDS=()
 for i in $(seq "$NODES"); do
-  "$BENCH" hold --url "http://127.0.0.1:${PORTS[$((i - 1))]}" --connections "$EACH" \
+  "$BENCH" hold --url "${URLS[$((i - 1))]}" --connections "$EACH" \
     --hold "$HOLD" --server-pid "${NODE_PIDS[$((i - 1))]}" --concurrency 100 --threads 1 --sources 200 \
     --timeout 900 --json "$WORK/hold-$i.json" >"$WORK/hold-$i.txt" 2>&1 &
   GEN_PIDS+=($!)
@@ -103,7 +63,7 @@ while :; do
   for pid in "${GEN_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && running=1; done
   [ $running = 1 ] || break
   total=0
-  for port in "${PORTS[@]}"; do total=$((total + $(sessions "$port"))); done
+  for url in "${URLS[@]}"; do total=$((total + $(sessions "$url"))); done
   if [ "$total" -gt "$PEAK" ]; then PEAK=$total; PEAK_AT=$((SECONDS - STARTED)); fi
   printf '\r    %6d s: %7d sessions held (peak %d)' $((SECONDS - STARTED)) "$total" "$PEAK"
   sleep 2

@@ -134,6 +134,14 @@ impl Metric {
         ]
     }
 
+    /// [`Metric::latencies`] without p90, for scenarios whose tables are
+    /// long enough already.
+    pub fn latencies_short(prefix: &str, what: &str, summary: Option<&Summary>) -> Vec<Self> {
+        let mut all = Self::latencies(prefix, what, summary);
+        all.retain(|m| !m.key.ends_with(".p90"));
+        all
+    }
+
     /// The value as a table cell.
     pub fn cell(&self) -> String {
         match self.value {

@@ -393,20 +393,20 @@ impl Gateway {
     }
 
     /// Revokes one token and ends the live sessions running on it. The
-    /// sessions end first; the disk write follows (a failed write is
-    /// reported, and the revocation still holds until a restart).
+    /// sessions end first, here and (through the cluster) elsewhere; the
+    /// disk write follows (a failed write is reported, and the revocation
+    /// still holds until a restart).
     pub async fn revoke_token(&self, jti: &str, expires_at: u64) -> Result<usize, sqlx::Error> {
         telemetry::revocation("token");
         self.revocations.remember_token(jti, expires_at);
         let hits = self
             .sessions
             .matching(|s| s.identity().token_id() == Some(jti));
-        let ended = end_all(hits, ErrorCode::TokenRevoked, "token revoked");
-        self.share(Control::RevokeToken {
+        let msg = Control::RevokeToken {
             jti: jti.to_owned(),
             expires_at,
-        })
-        .await;
+        };
+        let ended = self.end_here_and_share(hits, msg).await;
         self.revocations.persist_token(jti, expires_at).await?;
         Ok(ended)
     }
@@ -426,12 +426,11 @@ impl Gateway {
             .into_iter()
             .filter(|(s, _)| self.revocations.is_revoked(&s.identity()))
             .collect();
-        let ended = end_all(hits, ErrorCode::TokenRevoked, "token revoked");
-        self.share(Control::RevokeUser {
+        let msg = Control::RevokeUser {
             user_id: user_id.to_owned(),
             issued_before,
-        })
-        .await;
+        };
+        let ended = self.end_here_and_share(hits, msg).await;
         self.revocations
             .persist_user(user_id, issued_before)
             .await?;
@@ -496,10 +495,24 @@ impl Gateway {
     }
 
     /// Stores a revocation in Redis and announces it, when clustered.
+    /// Ends revoked local sessions while the revocation goes out to the
+    /// cluster: the other nodes need not wait for thousands of local ends.
+    async fn end_here_and_share(&self, hits: Vec<(Arc<Session>, Conn)>, msg: Control) -> usize {
+        // `share` runs first: it sends its request and yields at the Redis
+        // round trip, during which the local sessions end.
+        let (_, ended) = tokio::join!(biased; self.share(msg), async {
+            end_all(hits, ErrorCode::TokenRevoked, "token revoked")
+        });
+        ended
+    }
+
     async fn share(&self, msg: Control) {
         let Some(cluster) = self.live_cluster() else {
             return;
         };
+        // Announced first: the other nodes act on the announcement; the
+        // stored copy is for nodes that catch up later.
+        cluster.announce(&msg).await;
         let stored = match &msg {
             Control::RevokeToken { jti, expires_at } => {
                 cluster.store_revoked_token(jti, *expires_at).await
@@ -513,7 +526,6 @@ impl Gateway {
         if let Err(e) = stored {
             tracing::warn!(error = %e, "storing a revocation in Redis failed; shared again at recovery");
         }
-        cluster.announce(&msg).await;
     }
 }
 

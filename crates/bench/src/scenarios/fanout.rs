@@ -295,15 +295,11 @@ impl FanoutResult {
                 Better::Higher,
             ),
         ];
-        metrics.extend(
-            Metric::latencies(
-                "fanout.all",
-                "publish→all members",
-                self.all_members.as_ref(),
-            )
-            .into_iter()
-            .filter(|m| !m.key.ends_with(".p90")),
-        );
+        metrics.extend(Metric::latencies_short(
+            "fanout.all",
+            "publish→all members",
+            self.all_members.as_ref(),
+        ));
         metrics.push(Metric::new(
             "fanout.delivery.p50",
             "publish→one member p50",
@@ -312,15 +308,11 @@ impl FanoutResult {
             Better::Lower,
         ));
         if !setup.peers.is_empty() {
-            metrics.extend(
-                Metric::latencies(
-                    "fanout.remote",
-                    "publish→member, other node",
-                    self.remote_delivery.as_ref(),
-                )
-                .into_iter()
-                .filter(|m| !m.key.ends_with(".p90")),
-            );
+            metrics.extend(Metric::latencies_short(
+                "fanout.remote",
+                "publish→member, other node",
+                self.remote_delivery.as_ref(),
+            ));
         }
         metrics.push(Metric::new(
             "fanout.call.p50",

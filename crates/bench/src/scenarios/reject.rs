@@ -119,11 +119,11 @@ impl RejectResult {
                 Better::Higher,
             ),
         ];
-        metrics.extend(
-            Metric::latencies("reject.latency", "handshake→refusal", self.latency.as_ref())
-                .into_iter()
-                .filter(|m| !m.key.ends_with(".p90")),
-        );
+        metrics.extend(Metric::latencies_short(
+            "reject.latency",
+            "handshake→refusal",
+            self.latency.as_ref(),
+        ));
         metrics.push(Metric::new(
             "reject.accepted",
             "ACCEPTED (must be 0)",

@@ -202,25 +202,17 @@ impl RevokeResult {
                 Better::Lower,
             ),
         ];
-        metrics.extend(
-            Metric::latencies(
-                "revoke.latency",
-                "revocation→session:end",
-                self.latency.as_ref(),
-            )
-            .into_iter()
-            .filter(|m| !m.key.ends_with(".p90")),
-        );
+        metrics.extend(Metric::latencies_short(
+            "revoke.latency",
+            "revocation→session:end",
+            self.latency.as_ref(),
+        ));
         if !setup.peers.is_empty() {
-            metrics.extend(
-                Metric::latencies(
-                    "revoke.remote",
-                    "revocation→end, other node",
-                    self.remote_latency.as_ref(),
-                )
-                .into_iter()
-                .filter(|m| !m.key.ends_with(".p90")),
-            );
+            metrics.extend(Metric::latencies_short(
+                "revoke.remote",
+                "revocation→end, other node",
+                self.remote_latency.as_ref(),
+            ));
         }
         Report {
             scenario: "revoke".into(),
