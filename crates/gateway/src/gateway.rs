@@ -494,7 +494,6 @@ impl Gateway {
         cluster.announce(&msg).await;
     }
 
-    /// Stores a revocation in Redis and announces it, when clustered.
     /// Ends revoked local sessions while the revocation goes out to the
     /// cluster: the other nodes need not wait for thousands of local ends.
     async fn end_here_and_share(&self, hits: Vec<(Arc<Session>, Conn)>, msg: Control) -> usize {
@@ -506,6 +505,7 @@ impl Gateway {
         ended
     }
 
+    /// Announces a revocation and stores it in Redis, when clustered.
     async fn share(&self, msg: Control) {
         let Some(cluster) = self.live_cluster() else {
             return;
