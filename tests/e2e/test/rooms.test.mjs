@@ -245,6 +245,18 @@ describe("rooms", () => {
   });
 });
 
+test("SOCKGATE_ROOMS_CLAIM names the claim that carries room capabilities", async () => {
+  const gw = await startGateway({ SOCKGATE_ROOMS_CLAIM: "perms" });
+  try {
+    const renamed = await gw.connect({ auth: { token: sign({ sub: "p1", perms: ["chat:*"] }) } });
+    assert.equal((await renamed.emitWithAck("room:join", { room: "chat:x" })).ok, true);
+    const usual = await gw.connect({ auth: { token: sign({ sub: "p2", rooms: ["chat:*"] }) } });
+    assert.equal((await usual.emitWithAck("room:join", { room: "chat:x" })).code, "FORBIDDEN");
+  } finally {
+    await gw.stop();
+  }
+});
+
 describe("authorization webhook", () => {
   let hook;
   let gw;

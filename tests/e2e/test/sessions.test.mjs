@@ -93,6 +93,25 @@ describe("expiry and refresh", () => {
   });
 });
 
+test("SOCKGATE_REFRESH_LEAD sets how long before exp auth:expiring comes", async () => {
+  const gw = await startGateway({ SOCKGATE_REFRESH_LEAD: "2" });
+  try {
+    // Issued 20 s ago, 4 s left: a quarter of the lifetime is 6 s, so the
+    // lead of 2 s applies (the default of 60 s would warn at once).
+    const exp = now() + 4;
+    const connectedAt = Date.now();
+    const s = await gw.connect({ auth: { token: sign({ iat: now() - 20, exp }) } });
+    const warning = await next(s, "auth:expiring");
+    const warnedAt = Date.now();
+    assert.equal(warning.expiresAt, exp);
+    assert.ok(warnedAt >= (exp - 2) * 1000 - 50, `warned ${(exp - 2) * 1000 - warnedAt} ms early`);
+    assert.ok(warnedAt - connectedAt >= 1000, "not at once");
+    assert.ok(warning.secondsLeft <= 2, JSON.stringify(warning));
+  } finally {
+    await gw.stop();
+  }
+});
+
 test("SOCKGATE_EXPIRY_GRACE delays the end", async () => {
   const gw = await startGateway({ SOCKGATE_EXPIRY_GRACE: "2" });
   try {
