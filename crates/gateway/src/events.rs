@@ -14,7 +14,7 @@ use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use sockgate_auth::source::token_from_payload;
 use sockgate_auth::{AuthError, ErrorCode};
 
-use crate::sessions::{Session, transport_name};
+use crate::sessions::{Session, is_ending, transport_name};
 use crate::telemetry;
 use crate::{Gateway, rooms};
 
@@ -58,12 +58,16 @@ struct WhoAmI<'a> {
 }
 
 /// The socket's session, once the event fits the socket's budget. When it
-/// does not, the ack has already been answered `RATE_LIMITED`.
+/// does not, the ack has already been answered `RATE_LIMITED`. Nothing for a
+/// socket the server is ending: it has its `session:end`.
 pub(crate) fn admit_event<A: Adapter>(
     s: &SocketRef<A>,
     gw: &Gateway,
     ack: AckSender<A>,
 ) -> Option<(Arc<Session>, AckSender<A>)> {
+    if is_ending(s) {
+        return None;
+    }
     let session = s.extensions.get::<Arc<Session>>()?;
     match gw.allow_event(&session) {
         Ok(()) => Some((session, ack)),

@@ -183,6 +183,11 @@ impl<A: Adapter> Connection for SocketRef<A> {
     }
 
     fn end(&self, code: ErrorCode, message: &str) {
+        // Only the first end of a socket goes through: two handlers can hit
+        // the event budget at once, an expiry can meet a revocation.
+        if self.extensions.insert(Ending).is_some() {
+            return;
+        }
         tracing::info!(
             target: "sockgate::session",
             session = %self.id,
@@ -191,12 +196,36 @@ impl<A: Adapter> Connection for SocketRef<A> {
             "session ended by the server"
         );
         crate::telemetry::session_ended(code.as_str());
+        // Nothing more reaches it through its rooms.
+        self.leave_all();
         let end = serde_json::json!({ "code": code, "message": message });
         if let Err(e) = self.emit("session:end", &end) {
             tracing::warn!(session = %self.id, error = %e, "session:end could not be sent");
         }
-        let _ = self.clone().disconnect();
+        // The disconnect comes a moment later. Once socketioxide has removed
+        // a socket, the next packet the client sends for it closes the whole
+        // transport, and what was not yet written (this `session:end`) is
+        // lost: a client still emitting would be cut off without a reason.
+        // Meanwhile its events are dropped (see `is_ending`).
+        let socket = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(FLUSH_BEFORE_DISCONNECT).await;
+            let _ = socket.disconnect();
+        });
     }
+}
+
+/// How long an ending socket's `session:end` gets to be written before the
+/// disconnect.
+const FLUSH_BEFORE_DISCONNECT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Marks a socket whose end has begun.
+#[derive(Clone)]
+struct Ending;
+
+/// True once the server has begun ending this socket; its events are ignored.
+pub(crate) fn is_ending<A: Adapter>(s: &SocketRef<A>) -> bool {
+    s.extensions.get::<Ending>().is_some()
 }
 
 /// A shared handle on a live connection.

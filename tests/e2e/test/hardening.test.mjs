@@ -49,6 +49,23 @@ test("events per socket: over the budget is RATE_LIMITED; sustained abuse ends t
   }
 });
 
+test("a socket ended while it is still emitting gets its session:end first", async () => {
+  // The client keeps sending after the server has decided to end it; those
+  // late packets must not cut the transport before session:end is written.
+  const gw = await startGateway({ SOCKGATE_EVENT_RATE: "5", SOCKGATE_EVENT_BURST: "5" });
+  try {
+    for (let k = 0; k < 20; k++) {
+      const s = await gw.connect({ auth: { token: sign({ sub: `flood${k}` }) }, transports: ["websocket"] });
+      const ending = ended(s);
+      await Promise.all(Array.from({ length: 60 }, (_, i) => s.timeout(3000).emitWithAck("echo", i).catch(() => {})));
+      const { end, reason } = await ending;
+      assert.equal(end?.code, "RATE_LIMITED", `socket ${k}: ${reason} without session:end`);
+    }
+  } finally {
+    await gw.stop();
+  }
+});
+
 test("the global connection cap refuses new connections with CONNECTION_LIMIT", async () => {
   const gw = await startGateway({ SOCKGATE_MAX_CONNECTIONS: "2" });
   try {
