@@ -14,7 +14,7 @@ use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use sockgate_auth::source::token_from_payload;
 use sockgate_auth::{AuthError, ErrorCode};
 
-use crate::sessions::{Session, is_ending, transport_name};
+use crate::sessions::{Session, transport_name};
 use crate::telemetry;
 use crate::{Gateway, rooms};
 
@@ -65,10 +65,10 @@ pub(crate) fn admit_event<A: Adapter>(
     gw: &Gateway,
     ack: AckSender<A>,
 ) -> Option<(Arc<Session>, AckSender<A>)> {
-    if is_ending(s) {
+    let session = s.extensions.get::<Arc<Session>>()?;
+    if session.is_ending() {
         return None;
     }
-    let session = s.extensions.get::<Arc<Session>>()?;
     match gw.allow_event(&session) {
         Ok(()) => Some((session, ack)),
         Err(e) => {

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,6 +40,8 @@ pub struct Session {
     /// When the handshake registered it; tells a stale reservation apart
     /// from a handshake still in flight.
     registered: Instant,
+    /// Set once the server has begun ending it (see `Connection::end`).
+    ending: AtomicBool,
 }
 
 impl Session {
@@ -61,7 +64,18 @@ impl Session {
             rooms: Mutex::new(Vec::new()),
             events,
             registered: Instant::now(),
+            ending: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the session as ending; true only for the first caller.
+    pub(crate) fn begin_end(&self) -> bool {
+        !self.ending.swap(true, Ordering::AcqRel)
+    }
+
+    /// True once the server has begun ending it: its events are ignored.
+    pub(crate) fn is_ending(&self) -> bool {
+        self.ending.load(Ordering::Acquire)
     }
 
     /// The identity of the token the connection currently runs on.
@@ -185,7 +199,9 @@ impl<A: Adapter> Connection for SocketRef<A> {
     fn end(&self, code: ErrorCode, message: &str) {
         // Only the first end of a socket goes through: two handlers can hit
         // the event budget at once, an expiry can meet a revocation.
-        if self.extensions.insert(Ending).is_some() {
+        if let Some(session) = self.extensions.get::<Arc<Session>>()
+            && !session.begin_end()
+        {
             return;
         }
         tracing::info!(
@@ -206,7 +222,7 @@ impl<A: Adapter> Connection for SocketRef<A> {
         // a socket, the next packet the client sends for it closes the whole
         // transport, and what was not yet written (this `session:end`) is
         // lost: a client still emitting would be cut off without a reason.
-        // Meanwhile its events are dropped (see `is_ending`).
+        // Meanwhile its events are dropped (see `Session::is_ending`).
         let socket = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(FLUSH_BEFORE_DISCONNECT).await;
@@ -218,15 +234,6 @@ impl<A: Adapter> Connection for SocketRef<A> {
 /// How long an ending socket's `session:end` gets to be written before the
 /// disconnect.
 const FLUSH_BEFORE_DISCONNECT: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Marks a socket whose end has begun.
-#[derive(Clone)]
-struct Ending;
-
-/// True once the server has begun ending this socket; its events are ignored.
-pub(crate) fn is_ending<A: Adapter>(s: &SocketRef<A>) -> bool {
-    s.extensions.get::<Ending>().is_some()
-}
 
 /// A shared handle on a live connection.
 pub type Conn = Arc<dyn Connection>;
@@ -405,4 +412,29 @@ pub fn unix_now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abuse::{AbuseLimits, Guard};
+
+    #[test]
+    fn a_session_begins_to_end_once() {
+        let claims = serde_json::json!({ "sub": "alice" });
+        let identity = Identity::from_claims(claims.as_object().unwrap().clone(), "sub").unwrap();
+        let budget = Guard::new(AbuseLimits::default()).event_budget();
+        let session = Session::new(
+            Sid::new(),
+            identity,
+            None,
+            None,
+            TransportType::Websocket,
+            budget,
+        );
+        assert!(!session.is_ending());
+        assert!(session.begin_end(), "the first end goes through");
+        assert!(!session.begin_end(), "a second end does nothing");
+        assert!(session.is_ending());
+    }
 }
