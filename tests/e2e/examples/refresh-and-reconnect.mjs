@@ -32,8 +32,14 @@ socket.on("connect", () => console.log(`connected as ${socket.id}`));
 socket.on("connect_error", (err) => console.log(`refused: ${err.message}`));
 
 socket.on("auth:expiring", async ({ secondsLeft }) => {
-  const ack = await socket.emitWithAck("auth:refresh", { token: await getToken() });
-  console.log(ack.ok ? `refreshed (${secondsLeft}s were left), now valid until ${ack.expiresAt}` : `refresh failed: ${ack.code}`);
+  try {
+    const ack = await socket.emitWithAck("auth:refresh", { token: await getToken() });
+    console.log(ack.ok ? `refreshed (${secondsLeft}s were left), now valid until ${ack.expiresAt}` : `refresh failed: ${ack.code}`);
+  } catch (err) {
+    // The ack never comes when the connection drops meanwhile (or we close
+    // it); the next connection attempt fetches a fresh token anyway.
+    if (socket.active) console.log(`refresh interrupted: ${err.message}`);
+  }
 });
 
 socket.on("session:end", ({ code, message }) => console.log(`session ended: ${code}: ${message}`));
