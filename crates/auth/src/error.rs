@@ -93,6 +93,37 @@ impl ErrorCode {
         ErrorCode::ServerShutdown,
     ];
 
+    /// Whether a client refused or ended with this code should come back by
+    /// itself. The one place this is decided: `session:end` carries it as
+    /// `reconnect`, the server turns a retryable refusal into one the
+    /// official client retries (an HTTP 429/503 or a closed transport), and a
+    /// retryable end into a closed transport rather than a Socket.IO
+    /// disconnect. Shown in `docs/errors.md` (checked by a test).
+    pub const fn class(self) -> Class {
+        match self {
+            // The same client succeeds later without changing anything.
+            ErrorCode::AuthUnavailable
+            | ErrorCode::RateLimited
+            | ErrorCode::ConnectionLimit
+            | ErrorCode::ServerShutdown
+            | ErrorCode::Internal
+            // The connection outlived its token. Reconnecting presents
+            // whatever the client's `auth` callback gives now: a fresh token
+            // gets back in, the old one is refused with `TOKEN_EXPIRED`,
+            // which is terminal, so nothing loops.
+            | ErrorCode::SessionExpired => Class::Retryable,
+            // `TOKEN_EXPIRED` at the handshake is terminal: the same token
+            // never succeeds, and a client with a token source asks it once
+            // more before counting a failure.
+            _ => Class::Terminal,
+        }
+    }
+
+    /// `self.class() == Class::Retryable`.
+    pub const fn is_retryable(self) -> bool {
+        matches!(self.class(), Class::Retryable)
+    }
+
     /// The wire form, e.g. `TOKEN_EXPIRED`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -120,6 +151,25 @@ impl ErrorCode {
             ErrorCode::ConnectionLimit => "CONNECTION_LIMIT",
             ErrorCode::OriginForbidden => "ORIGIN_FORBIDDEN",
             ErrorCode::ServerShutdown => "SERVER_SHUTDOWN",
+        }
+    }
+}
+
+/// What a client should do after a refusal or an end: see [`ErrorCode::class`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Come back by itself, with backoff: the official client does.
+    Retryable,
+    /// Do not come back without a change (a new token, a login, an operator).
+    Terminal,
+}
+
+impl Class {
+    /// The form `docs/errors.md` shows.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Class::Retryable => "retryable",
+            Class::Terminal => "terminal",
         }
     }
 }

@@ -30,7 +30,7 @@ pub mod rules;
 pub mod source;
 pub mod verifier;
 
-pub use error::{AuthError, ErrorCode};
+pub use error::{AuthError, Class, ErrorCode};
 pub use identity::Identity;
 pub use jwks::{Jwks, JwksFetcher};
 pub use keys::{KeyError, VerifyKey};

@@ -79,7 +79,34 @@ impl Verifier {
                 decode_with(token, &header, &key)?
             }
         };
-        Identity::from_claims(claims, &self.rules.user_claim)
+        let identity = Identity::from_claims(claims, &self.rules.user_claim)?;
+        self.check_not_expired(&identity)?;
+        Ok(identity)
+    }
+
+    /// RFC 7519 §4.1.4: a token is valid only *before* its `exp`.
+    /// jsonwebtoken compares whole seconds and still accepts a token during
+    /// the second that is its `exp`; the gateway ends sessions at `exp` to
+    /// the millisecond, so that last second would admit a client only to end
+    /// it at once.
+    fn check_not_expired(&self, identity: &Identity) -> Result<(), AuthError> {
+        let Some(exp) = identity.expires_at else {
+            return Ok(());
+        };
+        let deadline_ms = exp
+            .saturating_add(self.rules.leeway_secs)
+            .saturating_mul(1000);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if now_ms < deadline_ms {
+            return Ok(());
+        }
+        let ago = (now_ms - exp.saturating_mul(1000)) / 1000;
+        Err(AuthError::new(
+            ErrorCode::TokenExpired,
+            format!("token expired {ago} s ago"),
+        ))
     }
 
     fn decode_hmac(&self, token: &str, header: &Header) -> Result<Map<String, Value>, AuthError> {

@@ -283,6 +283,14 @@ async fn time_claims() {
     assert_eq!(err.code, ErrorCode::TokenExpired);
     assert!(err.message.starts_with("token expired "), "{}", err.message);
 
+    // Valid only before `exp` (RFC 7519): not during the second that is its
+    // `exp`, which the gateway would end at once.
+    let expiring_now = hs(Algorithm::HS256, SECRET, &claims(json!({ "exp": now() })));
+    assert_eq!(
+        code_of(&strict, &expiring_now).await,
+        Err(ErrorCode::TokenExpired)
+    );
+
     let lenient = hmac_verifier(Rules {
         leeway_secs: 30,
         ..Rules::default()

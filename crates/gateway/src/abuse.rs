@@ -2,7 +2,9 @@
 //! connection cap. Token buckets come from `governor`.
 //!
 //! - A client address over its handshake budget is refused with
-//!   `RATE_LIMITED` and told when to retry.
+//!   `RATE_LIMITED` and told when to retry. A handshake is the opening of a
+//!   transport (see [`crate::admission`]); the address is the client's
+//!   behind trusted proxies, an IPv6 client's /64.
 //! - A socket over its event budget gets `RATE_LIMITED` in the event's ack;
 //!   a socket that keeps going (twice its burst refused in a row) is ended
 //!   with `session:end { code: "RATE_LIMITED" }`.
@@ -12,10 +14,15 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use axum::http::HeaderMap;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sockgate_auth::{AuthError, ErrorCode};
+
+use crate::proxies::{TrustedProxies, budget_key};
 
 /// A token bucket: `rate` per second sustained, `burst` at once. A rate of
 /// 0 turns the limit off.
@@ -39,6 +46,8 @@ pub struct AbuseLimits {
     pub handshakes_per_ip: Rate,
     pub events_per_socket: Rate,
     pub max_connections: Option<usize>,
+    /// Peers whose forwarding headers name the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for AbuseLimits {
@@ -54,9 +63,20 @@ impl Default for AbuseLimits {
                 burst: 200,
             },
             max_connections: None,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
+
+/// A retryable refusal and when to come back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub error: AuthError,
+    pub after: Duration,
+}
+
+/// How soon a client refused for the connection cap may try again.
+const CAP_RETRY: Duration = Duration::from_secs(1);
 
 /// The gateway-wide guard.
 pub struct Guard {
@@ -70,28 +90,39 @@ impl Guard {
         Self { limits, handshakes }
     }
 
+    /// The client's address behind `peer`, through trusted proxies.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        self.limits.trusted_proxies.client(peer, headers)
+    }
+
     /// Spends one handshake of `ip`'s budget.
-    pub fn handshake(&self, ip: Option<IpAddr>) -> Result<(), AuthError> {
+    pub fn handshake(&self, ip: Option<IpAddr>) -> Result<(), Retry> {
         let (Some(limiter), Some(ip)) = (&self.handshakes, ip) else {
             return Ok(());
         };
-        limiter.check_key(&ip).map_err(|not_until| {
+        limiter.check_key(&budget_key(ip)).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            AuthError::new(
-                ErrorCode::RateLimited,
-                format!("too many handshakes from this address; retry in {secs} s"),
-            )
+            Retry {
+                error: AuthError::new(
+                    ErrorCode::RateLimited,
+                    format!("too many handshakes from this address; retry in {secs} s"),
+                ),
+                after: wait,
+            }
         })
     }
 
     /// Refuses a handshake when the gateway already holds `current` sessions at the cap.
-    pub fn connection(&self, current: usize) -> Result<(), AuthError> {
+    pub fn connection(&self, current: usize) -> Result<(), Retry> {
         match self.limits.max_connections {
-            Some(max) if current >= max => Err(AuthError::new(
-                ErrorCode::ConnectionLimit,
-                "the gateway is at its connection limit; try again later or elsewhere",
-            )),
+            Some(max) if current >= max => Err(Retry {
+                error: AuthError::new(
+                    ErrorCode::ConnectionLimit,
+                    "the gateway is at its connection limit; try again later or elsewhere",
+                ),
+                after: CAP_RETRY,
+            }),
             _ => Ok(()),
         }
     }
@@ -176,9 +207,14 @@ mod tests {
         for _ in 0..3 {
             assert!(guard.handshake(Some(a)).is_ok());
         }
-        let err = guard.handshake(Some(a)).unwrap_err();
-        assert_eq!(err.code, ErrorCode::RateLimited);
-        assert!(err.message.contains("retry in 1 s"), "{}", err.message);
+        let retry = guard.handshake(Some(a)).unwrap_err();
+        assert_eq!(retry.error.code, ErrorCode::RateLimited);
+        assert!(
+            retry.error.message.contains("retry in 1 s"),
+            "{}",
+            retry.error.message
+        );
+        assert!(retry.after <= Duration::from_secs(1));
         assert!(
             guard.handshake(Some(b)).is_ok(),
             "other addresses are not affected"
@@ -215,6 +251,7 @@ mod tests {
                 burst: 0,
             },
             max_connections: Some(2),
+            ..AbuseLimits::default()
         });
         let ip = Some("10.0.0.1".parse().unwrap());
         for _ in 0..1000 {
@@ -223,7 +260,7 @@ mod tests {
         }
         assert!(guard.connection(1).is_ok());
         assert_eq!(
-            guard.connection(2).unwrap_err().code,
+            guard.connection(2).unwrap_err().error.code,
             ErrorCode::ConnectionLimit
         );
     }

@@ -7,14 +7,17 @@
 //! codes of `docs/errors.md`. Reference: `docs/api.md`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -39,6 +42,7 @@ const MAX_ID: usize = 256;
 /// The API routes, guarded by `key`; the server nests them under `/api`.
 pub fn router(gateway: Arc<Gateway>, key: Secret) -> Router {
     let key = Arc::new(key);
+    let publish_limit = MAX_BODY.max(gateway.limits.max_payload + 16 * 1024);
     Router::new()
         .route("/sessions", get(list_sessions))
         .route("/sessions/{id}", delete(end_session))
@@ -47,9 +51,7 @@ pub fn router(gateway: Arc<Gateway>, key: Secret) -> Router {
         .route(
             "/publish",
             // Room for the publish limit plus the envelope around `data`.
-            post(publish).layer(DefaultBodyLimit::max(
-                MAX_BODY.max(gateway.limits.max_payload + 16 * 1024),
-            )),
+            post(publish).layer(DefaultBodyLimit::max(publish_limit)),
         )
         .route("/rooms/{room}/members", get(room_members))
         .fallback(|| async {
@@ -60,6 +62,7 @@ pub fn router(gateway: Arc<Gateway>, key: Secret) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(publish_limit, read_body))
         .layer(middleware::from_fn_with_state(key, require_key))
         .with_state(gateway)
 }
@@ -83,6 +86,50 @@ async fn require_key(State(key): State<Arc<Secret>>, req: Request, next: Next) -
     }
 }
 
+/// How much of an oversized body is read and thrown away before the answer,
+/// and for how long at most.
+const DISCARD_MAX: usize = 8 << 20;
+const DISCARD_TIME: Duration = Duration::from_secs(5);
+
+/// Reads the whole body before a handler runs; one larger than `limit` is
+/// answered `413 PAYLOAD_TOO_LARGE`.
+///
+/// The rest of an oversized body is read and thrown away first (up to
+/// [`DISCARD_MAX`] bytes or [`DISCARD_TIME`]): a client still writing when
+/// the server closes the connection gets a broken pipe instead of the
+/// answer. Node's HTTP client did, 18 times out of 20, posting 3 MB.
+async fn read_body(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut read = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return ApiError::bad_request("the body could not be read").into_response();
+        };
+        if read.len() + chunk.len() > limit {
+            let _ = tokio::time::timeout(DISCARD_TIME, discard(&mut stream)).await;
+            let mut answer = ApiError::too_large(limit).into_response();
+            answer
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return answer;
+        }
+        read.extend_from_slice(&chunk);
+    }
+    next.run(Request::from_parts(parts, Body::from(read))).await
+}
+
+/// Reads up to [`DISCARD_MAX`] bytes of what is left of a body.
+async fn discard(stream: &mut axum::body::BodyDataStream) {
+    let mut discarded = 0;
+    while discarded < DISCARD_MAX {
+        match stream.next().await {
+            Some(Ok(chunk)) => discarded += chunk.len(),
+            _ => return,
+        }
+    }
+}
+
 /// An API error: HTTP status plus the stable code.
 pub struct ApiError {
     status: StatusCode,
@@ -99,6 +146,14 @@ impl ApiError {
 
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    }
+
+    fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("body larger than {limit} bytes"),
+        )
     }
 
     fn internal(e: impl std::fmt::Display) -> Self {
@@ -118,16 +173,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Oversized bodies are 400 too (the issue of the request is the client's),
-/// with their own code so they can be told apart.
+/// Bodies over a route's own limit (every body is read whole first, see
+/// [`read_body`]) are 413 like those over the API's.
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return Self::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::PayloadTooLarge,
-                format!("body larger than {MAX_BODY} bytes"),
-            );
+            return Self::too_large(MAX_BODY);
         }
         Self::bad_request(r.body_text())
     }
@@ -336,7 +387,7 @@ async fn publish(
     let size = req.data.as_ref().map_or(0, |d| d.get().len());
     if size > gw.limits.max_payload {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+            StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::PayloadTooLarge,
             format!(
                 "data is {size} bytes; the limit is {}",

@@ -18,6 +18,7 @@ use crate::abuse::{AbuseLimits, Rate};
 use crate::gateway::{Lifecycle, Limits};
 use crate::jwks_http::HttpJwks;
 use crate::policy::{Policy, RoomRule, Webhook};
+use crate::proxies::TrustedProxies;
 use crate::sessions::{LimitPolicy, SessionLimit};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3001";
@@ -185,6 +186,11 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_burst: Option<u32>,
 
+    /// Reverse proxies whose X-Forwarded-For / Forwarded headers name the client: addresses and CIDRs, comma-separated [default: none].
+    #[arg(long, env = "SOCKGATE_TRUSTED_PROXIES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_proxies: Option<String>,
+
     /// Most connections the gateway holds [default: unlimited].
     #[arg(long, env = "SOCKGATE_MAX_CONNECTIONS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -219,6 +225,11 @@ pub struct Settings {
     #[arg(long, env = "SOCKGATE_REDIS_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+
+    /// Seconds over which the sessions' ends are spread on SIGTERM/SIGINT, so clients do not all reconnect at once; fractions allowed [default: 3].
+    #[arg(long, env = "SOCKGATE_DRAIN_WINDOW")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_window: Option<f64>,
 
     /// Seconds open connections get to close on SIGTERM/SIGINT before the process exits [default: 10].
     #[arg(long, env = "SOCKGATE_SHUTDOWN_TIMEOUT")]
@@ -365,6 +376,8 @@ pub struct Config {
     pub api_key: Option<Secret>,
     pub redis_url: Option<String>,
     pub tls: Option<TlsFiles>,
+    /// On SIGTERM, the sessions' ends are spread over this.
+    pub drain_window: Duration,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
@@ -523,7 +536,16 @@ impl Config {
                 burst: s.event_burst.unwrap_or(defaults.events_per_socket.burst),
             },
             max_connections: s.max_connections,
+            trusted_proxies: TrustedProxies::parse(s.trusted_proxies.as_deref().unwrap_or(""))
+                .map_err(|e| invalid("SOCKGATE_TRUSTED_PROXIES", e))?,
         };
+        let drain_window = s.drain_window.unwrap_or(3.0);
+        if !(0.0..=3600.0).contains(&drain_window) {
+            return Err(invalid(
+                "SOCKGATE_DRAIN_WINDOW",
+                "must be between 0 and 3600 seconds",
+            ));
+        }
         Ok(Config {
             listen: s
                 .listen
@@ -551,6 +573,7 @@ impl Config {
                     ));
                 }
             },
+            drain_window: Duration::from_secs_f64(drain_window),
             shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(10)),
             log_format: s.log_format.unwrap_or(if dev {
                 LogFormat::Pretty

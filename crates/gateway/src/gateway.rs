@@ -2,6 +2,8 @@
 //! (authenticate, admit, refresh, expire, revoke, kick). The Socket.IO
 //! handlers and the admin API are thin layers over this.
 
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,14 +17,15 @@ use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use sockgate_auth::{AuthError, ErrorCode, Identity, SourcePolicy, Verifier};
 
-use crate::abuse::{AbuseLimits, Guard, Verdict};
+use crate::abuse::{AbuseLimits, Guard, Retry, Verdict};
 use crate::cluster::{Admission, Cluster, Control, Write};
 use crate::deadlines::{Deadline, Deadlines, Due};
 use crate::policy::{Action, Policy};
 use crate::revocation::Revocations;
 use crate::rooms::Rooms;
-use crate::sessions::{Conn, Registry, Session, SessionInfo, SessionLimit, end_session, unix_now};
+use crate::sessions::{Conn, Registry, Session, SessionInfo, SessionLimit, unix_now};
 use crate::telemetry;
+use crate::transports::Transports;
 
 /// How open connections are held to their tokens.
 #[derive(Debug, Clone)]
@@ -89,6 +92,10 @@ pub struct Gateway {
     pub(crate) io: OnceLock<Arc<dyn Broadcaster>>,
     /// Set in cluster mode.
     pub(crate) cluster: Option<Arc<Cluster>>,
+    /// The transports sockgate may have to close (see [`crate::transports`]).
+    pub(crate) transports: Arc<Transports>,
+    /// Set on SIGTERM: new transports are refused, `/readyz` fails.
+    draining: AtomicBool,
 }
 
 impl Gateway {
@@ -111,6 +118,8 @@ impl Gateway {
             guard: Guard::new(AbuseLimits::default()),
             io: OnceLock::new(),
             cluster: None,
+            transports: Arc::default(),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -126,9 +135,38 @@ impl Gateway {
         self.cluster.as_ref().filter(|c| c.is_healthy())
     }
 
-    /// Whether the gateway can serve its whole contract (`/readyz`).
+    /// Whether the gateway can serve its whole contract (`/readyz`): not
+    /// draining, and in a cluster while Redis answers.
     pub fn is_ready(&self) -> bool {
-        self.cluster.as_ref().is_none_or(|c| c.is_healthy())
+        !self.is_draining() && self.cluster.as_ref().is_none_or(|c| c.is_healthy())
+    }
+
+    /// True once the gateway has begun to shut down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Whether a client may open a transport now: not while draining, not
+    /// past the connection cap, not over its address's handshake budget.
+    /// Checked before anything is allocated for it.
+    pub fn admit_transport(&self, client: Option<IpAddr>) -> Result<(), Retry> {
+        self.still_open()?;
+        self.guard.connection(self.sessions.len())?;
+        self.guard.handshake(client)
+    }
+
+    /// Refuses with `SERVER_SHUTDOWN` once draining.
+    pub(crate) fn still_open(&self) -> Result<(), Retry> {
+        if !self.is_draining() {
+            return Ok(());
+        }
+        Err(Retry {
+            error: AuthError::new(
+                ErrorCode::ServerShutdown,
+                "the server is shutting down; reconnect",
+            ),
+            after: SHUTDOWN_RETRY,
+        })
     }
 
     /// Sets the room authorization policy.
@@ -157,9 +195,9 @@ impl Gateway {
         }
         telemetry::rate_limited("event");
         if verdict == Verdict::Abusive
-            && let Some((_, socket)) = self.sessions.get(session.sid)
+            && let Some((session, socket)) = self.sessions.get(session.sid)
         {
-            end_session(&socket, ErrorCode::RateLimited, "too many events");
+            self.end(&session, &socket, ErrorCode::RateLimited, "too many events");
         }
         Err(AuthError::new(
             ErrorCode::RateLimited,
@@ -167,14 +205,38 @@ impl Gateway {
         ))
     }
 
-    /// Ends every session of this node with `SERVER_SHUTDOWN`.
-    pub fn shut_down(&self) {
+    /// Drains this node: from now on new transports are refused and
+    /// `/readyz` fails; every session ends with `SERVER_SHUTDOWN` (a
+    /// retryable end: its transport closes and the client reconnects), the
+    /// ends spread evenly over `window` so that the clients do not all come
+    /// back in the same instant. Returns once the last one has ended.
+    pub async fn shut_down(&self, window: Duration) {
+        self.draining.store(true, Ordering::Release);
         let all = self.sessions.matching(|_| true);
-        end_all(
-            all,
-            ErrorCode::ServerShutdown,
-            "the server is shutting down; reconnect",
-        );
+        let n = all.len() as u32;
+        let start = tokio::time::Instant::now();
+        for (i, (session, socket)) in (0..n).zip(all) {
+            tokio::time::sleep_until(start + window * i / n).await;
+            self.end(
+                &session,
+                &socket,
+                ErrorCode::ServerShutdown,
+                "the server is shutting down; reconnect",
+            );
+        }
+    }
+
+    /// Ends a session: unregisters it everywhere at once (registry, clock,
+    /// rooms, presence, cluster), then tells the client and closes its
+    /// connection as the code's class requires. Only the first end of a
+    /// session does anything: an expiry can meet a revocation.
+    pub(crate) fn end(&self, session: &Session, socket: &Conn, code: ErrorCode, message: &str) {
+        if !session.begin_end() {
+            return;
+        }
+        self.sessions.remove(session.sid);
+        self.release(session);
+        socket.end(code, message);
     }
 
     /// Emits `event` with `data` to every socket in `rooms` (across the
@@ -234,9 +296,8 @@ impl Gateway {
             .sessions
             .admit(session, socket, self.lifecycle.session_limit)?;
         for (old, socket) in evicted {
-            // Unregistered already, so its disconnect handler will not find it.
-            self.stop_clock(&old);
-            end_session(
+            self.end(
+                &old,
                 &socket,
                 ErrorCode::SessionEvicted,
                 "a newer session of this user replaced this one",
@@ -260,16 +321,23 @@ impl Gateway {
 
     /// Forgets a disconnected session, its deadlines and its rooms.
     pub fn forget(&self, sid: Sid) {
+        self.transports.forget(sid);
         if let Some(session) = self.sessions.remove(sid) {
-            telemetry::sessions(self.sessions.len());
-            self.stop_clock(&session);
-            self.rooms.forget(&session);
-            if let Some(cluster) = &self.cluster {
-                cluster.write(Write::SessionDown {
-                    sid: sid.to_string(),
-                    user_id: session.user_id.clone(),
-                });
-            }
+            self.release(&session);
+        }
+    }
+
+    /// What goes with a session that left the registry: its clock, its
+    /// rooms and presence, its cluster entry.
+    fn release(&self, session: &Session) {
+        telemetry::sessions(self.sessions.len());
+        self.stop_clock(session);
+        self.rooms.forget(session);
+        if let Some(cluster) = &self.cluster {
+            cluster.write(Write::SessionDown {
+                sid: session.sid.to_string(),
+                user_id: session.user_id.clone(),
+            });
         }
     }
 
@@ -388,7 +456,12 @@ impl Gateway {
                     &serde_json::json!({ "expiresAt": expires_at, "secondsLeft": seconds_left }),
                 );
             }
-            Due::Expire => end_session(&socket, ErrorCode::SessionExpired, "token expired"),
+            Due::Expire => self.end(
+                &session,
+                &socket,
+                ErrorCode::SessionExpired,
+                "token expired",
+            ),
         }
     }
 
@@ -439,8 +512,8 @@ impl Gateway {
 
     /// Ends one session (admin kick). False when there is no such session.
     pub async fn kick(&self, sid: Sid) -> bool {
-        if let Some((_, socket)) = self.sessions.get(sid) {
-            end_session(&socket, ErrorCode::Kicked, KICKED);
+        if let Some((session, socket)) = self.sessions.get(sid) {
+            self.end(&session, &socket, ErrorCode::Kicked, KICKED);
             return true;
         }
         let Some(cluster) = self.live_cluster() else {
@@ -466,7 +539,7 @@ impl Gateway {
             Some(cluster) => cluster.sessions(Some(user_id)).await.map_or(0, |s| s.len()),
             None => 0,
         };
-        let local = end_all(self.sessions.of_user(user_id), ErrorCode::Kicked, KICKED);
+        let local = self.end_all(self.sessions.of_user(user_id), ErrorCode::Kicked, KICKED);
         if let Some(cluster) = self.live_cluster() {
             let msg = Control::EndUser {
                 user_id: user_id.to_owned(),
@@ -481,9 +554,7 @@ impl Gateway {
         if node == cluster.node {
             if let Some((session, socket)) = sid.parse().ok().and_then(|sid| self.sessions.get(sid))
             {
-                self.sessions.remove(session.sid);
-                self.stop_clock(&session);
-                end_session(&socket, code, message_of(code));
+                self.end(&session, &socket, code, message_of(code));
             }
             return;
         }
@@ -500,9 +571,23 @@ impl Gateway {
         // `share` runs first: it sends its request and yields at the Redis
         // round trip, during which the local sessions end.
         let (_, ended) = tokio::join!(biased; self.share(msg), async {
-            end_all(hits, ErrorCode::TokenRevoked, "token revoked")
+            self.end_all(hits, ErrorCode::TokenRevoked, "token revoked")
         });
         ended
+    }
+
+    /// Ends every one of `sessions`; returns how many.
+    pub(crate) fn end_all(
+        &self,
+        sessions: Vec<(Arc<Session>, Conn)>,
+        code: ErrorCode,
+        message: &str,
+    ) -> usize {
+        let n = sessions.len();
+        for (session, socket) in sessions {
+            self.end(&session, &socket, code, message);
+        }
+        n
     }
 
     /// Announces a revocation and stores it in Redis, when clustered.
@@ -541,13 +626,8 @@ pub(crate) fn message_of(code: ErrorCode) -> &'static str {
     }
 }
 
-fn end_all(sessions: Vec<(Arc<Session>, Conn)>, code: ErrorCode, message: &str) -> usize {
-    let n = sessions.len();
-    for (_, socket) in sessions {
-        end_session(&socket, code, message);
-    }
-    n
-}
+/// How soon a client refused by a draining node may try again.
+const SHUTDOWN_RETRY: Duration = Duration::from_secs(2);
 
 /// Server-side emits, whatever adapter the Socket.IO server runs on.
 pub trait Broadcaster: Send + Sync + 'static {

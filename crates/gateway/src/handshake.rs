@@ -1,21 +1,26 @@
 //! The Socket.IO connect middleware: find the token, authenticate it, admit
 //! the session, set the socket up, and log one line per decision.
 //!
-//! A refusal returns an [`AuthError`]; socketioxide sends it to the client as
-//! `connect_error` with `err.message` = `CODE: sentence`.
+//! A terminal refusal returns an [`AuthError`]; socketioxide sends it to the
+//! client as `connect_error` with `err.message` = `CODE: sentence`. A
+//! retryable one (`AUTH_UNAVAILABLE`, a connection cap or a shutdown reached
+//! between the transport's opening and its CONNECT) closes the transport
+//! instead, so that the client retries by itself (see [`crate::transports`]).
+//! The handshake budget is spent earlier, when the transport opens
+//! ([`crate::admission`]).
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, State, TryData};
 use sockgate_auth::{AuthError, ErrorCode, Handshake, TokenSource};
 
-use crate::sessions::{Session, transport_name};
+use crate::admission::ClientIp;
+use crate::sessions::{Session, SocketConn, transport_name};
 use crate::{Gateway, events, telemetry};
 
 pub(crate) async fn authenticate<A: Adapter>(
@@ -25,10 +30,7 @@ pub(crate) async fn authenticate<A: Adapter>(
 ) -> Result<(), AuthError> {
     let started = Instant::now();
     let parts = s.req_parts();
-    let remote = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
+    let remote = parts.extensions.get::<ClientIp>().map(|c| c.0);
     let transport = transport_name(s.transport_type());
     let result = admit(&gw, &s, parts, auth, remote).await;
     let took = started.elapsed();
@@ -60,6 +62,11 @@ pub(crate) async fn authenticate<A: Adapter>(
             "handshake refused"
         ),
     }
+    if let Err(err) = &result
+        && err.code.is_retryable()
+    {
+        gw.transports.refuse(&s).await;
+    }
     result.map(|_| ())
 }
 
@@ -68,7 +75,7 @@ async fn admit<A: Adapter>(
     s: &SocketRef<A>,
     parts: &Parts,
     auth: Result<Value, socketioxide::ParserError>,
-    remote: Option<SocketAddr>,
+    remote: Option<IpAddr>,
 ) -> Result<(String, TokenSource), AuthError> {
     let auth = auth.map_err(|_| {
         AuthError::new(
@@ -82,8 +89,10 @@ async fn admit<A: Adapter>(
         cookie: header(parts, "cookie"),
         query: parts.uri.query(),
     };
-    gw.guard.handshake(remote.map(|a| a.ip()))?;
-    gw.guard.connection(gw.sessions.len())?;
+    gw.still_open().map_err(|r| r.error)?;
+    gw.guard
+        .connection(gw.sessions.len())
+        .map_err(|r| r.error)?;
     check_origin(gw, header(parts, "origin"))?;
     let (token, source) = gw.sources.find(&handshake)?;
     let identity = gw.authenticate(&token).await?;
@@ -97,7 +106,8 @@ async fn admit<A: Adapter>(
         s.transport_type(),
         gw.guard.event_budget(),
     ));
-    gw.admit(session.clone(), Arc::new(s.clone())).await?;
+    let conn = SocketConn::new(s.clone(), gw.transports.clone());
+    gw.admit(session.clone(), Arc::new(conn)).await?;
     events::serve(s, gw, &session);
     s.extensions.insert(session);
     telemetry::sessions(gw.sessions.len());

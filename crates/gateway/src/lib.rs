@@ -8,6 +8,8 @@
 //! Read top-down:
 //! - [`config`]: settings from file, environment and flags.
 //! - [`server`]: the axum + socketioxide application and its lifecycle.
+//! - [`admission`]: the client address and the limits at a transport's opening.
+//! - [`transports`]: closing one client's transport, so that it reconnects.
 //! - [`gateway`]: the core: authenticate, admit, refresh, expire, revoke, kick.
 //! - [`handshake`](crate::handshake): the connect middleware that authenticates.
 //! - [`events`](crate::events): the client events every socket answers.
@@ -22,6 +24,7 @@
 //! Token verification itself lives in the `sockgate-auth` crate.
 
 pub mod abuse;
+pub mod admission;
 pub mod api;
 pub mod cli;
 pub mod cluster;
@@ -33,12 +36,14 @@ mod handshake;
 pub mod jwks_http;
 pub mod logging;
 pub mod policy;
+pub mod proxies;
 pub mod revocation;
 pub mod rooms;
 pub mod server;
 pub mod sessions;
 pub mod telemetry;
 pub mod token;
+pub mod transports;
 
 pub use config::{Config, Settings};
 pub use gateway::{Gateway, Lifecycle, Limits};

@@ -10,7 +10,6 @@ use axum::extract::OriginalUri;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
-use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsConfig;
 use socketioxide::SocketIo;
 use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
@@ -24,7 +23,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::cluster::{Cluster, ResilientDriver, redacted};
 use crate::config::{Config, ConfigError, Secret};
 use crate::revocation::Revocations;
-use crate::{Gateway, api, events, handshake, telemetry};
+use crate::transports::{self, ClosableAcceptor};
+use crate::{Gateway, admission, api, events, handshake, telemetry};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 /// How often expired token revocations are pruned.
@@ -80,6 +80,14 @@ pub fn app_with_adapter<A: Adapter + DefinedAdapter>(
 
     let mut router = router
         .layer(layer)
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.transports.clone(),
+            transports::follow,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            admission::door,
+        ))
         .layer(axum::middleware::map_request(own_request_head));
     // Cross-origin browsers (long-polling, the API) only from the allowed
     // origins, never a wildcard: credentials (cookies) may be involved.
@@ -155,6 +163,7 @@ fn spawn_upkeep(gateway: Arc<Gateway>) {
         loop {
             tick.tick().await;
             gateway.guard.shrink();
+            gateway.transports.shrink();
             if let Err(e) = gateway.revocations.prune().await {
                 tracing::warn!(error = %e, "pruning expired revocations failed");
             }
@@ -287,13 +296,17 @@ async fn serve<A: Adapter>(
     tracing::info!(%addr, tls = tls.is_some(), api = config.api_key.is_some(), "sockgate listening");
     let handle = axum_server::Handle::new();
     let shutdown_timeout = config.shutdown_timeout;
+    let drain_window = config.drain_window;
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down");
-        // Every client learns why, so it reconnects (to another node).
-        gateway.shut_down();
-        // A moment for long-polling clients to collect their last packets.
+        let sessions = gateway.sessions.len();
+        tracing::info!(sessions, drain_window = ?drain_window, "shutting down");
+        // Every client learns why and reconnects by itself (to another node
+        // or to the restarted one), spread over the drain window.
+        gateway.shut_down(drain_window).await;
+        // A moment for the last closes, and for long-polling clients to
+        // collect their last packets.
         tokio::time::sleep(Duration::from_millis(250)).await;
         // Connections get `shutdown_timeout` to drain; a client that holds one
         // open (a long-poll caught mid-upgrade, say) must not keep the process up.
@@ -302,20 +315,18 @@ async fn serve<A: Adapter>(
     });
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let listener = listener.into_std()?;
-    // TCP_NODELAY: a real-time server writes small frames back to back
-    // (`session:end` then the disconnect, two emits in a row); with Nagle on,
-    // the second waits for the client's delayed ACK, 40 ms on Linux.
+    // Every connection can be closed on its own (see `transports`).
     match tls {
         Some(tls) => {
             axum_server::from_tcp_rustls(listener, tls)?
-                .map(|tls| tls.acceptor(NoDelayAcceptor))
+                .map(|tls| tls.acceptor(ClosableAcceptor))
                 .handle(handle)
                 .serve(app)
                 .await?
         }
         None => {
             axum_server::from_tcp(listener)?
-                .acceptor(NoDelayAcceptor)
+                .acceptor(ClosableAcceptor)
                 .handle(handle)
                 .serve(app)
                 .await?

@@ -2,11 +2,13 @@
 //!
 //! The registry answers "which sockets does this user have" (session limits,
 //! kicks, revocation) and "what is session X" (admin API, timers). It also
-//! owns the one way a server ends a session: `session:end { code, message }`
-//! first, so the client knows why, then the disconnect.
+//! owns the one way a server ends a session: `session:end { code, message,
+//! reconnect }` first, so the client knows why, then the close: of the
+//! transport when the code is retryable (the client reconnects by itself),
+//! a Socket.IO disconnect when it is terminal (it does not).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,6 +21,7 @@ use socketioxide::socket::Sid;
 use sockgate_auth::{AuthError, ErrorCode, Identity};
 
 use crate::abuse::EventBudget;
+use crate::transports::Transports;
 
 /// What the gateway knows about one connection.
 #[derive(Debug)]
@@ -27,7 +30,8 @@ pub struct Session {
     pub user_id: String,
     /// Unix seconds.
     pub connected_at: u64,
-    pub remote_addr: Option<SocketAddr>,
+    /// The client's address, behind trusted proxies.
+    pub remote_addr: Option<IpAddr>,
     pub user_agent: Option<String>,
     /// The transport of the handshake.
     pub transport: TransportType,
@@ -48,7 +52,7 @@ impl Session {
     pub fn new(
         sid: Sid,
         identity: Identity,
-        remote_addr: Option<SocketAddr>,
+        remote_addr: Option<IpAddr>,
         user_agent: Option<String>,
         transport: TransportType,
         events: EventBudget,
@@ -182,58 +186,76 @@ pub trait Connection: Send + Sync + 'static {
     fn connected(&self) -> bool;
     /// Emits a server event to this connection.
     fn emit_value(&self, event: &str, data: &serde_json::Value);
-    /// Sends `session:end { code, message }`, then disconnects.
+    /// Sends `session:end { code, message, reconnect }`, then closes the
+    /// transport (retryable code) or disconnects (terminal code). Called
+    /// once per session, by [`crate::Gateway`].
     fn end(&self, code: ErrorCode, message: &str);
 }
 
-impl<A: Adapter> Connection for SocketRef<A> {
+/// A Socket.IO socket as a [`Connection`].
+pub struct SocketConn<A: Adapter> {
+    socket: SocketRef<A>,
+    transports: Arc<Transports>,
+}
+
+impl<A: Adapter> SocketConn<A> {
+    pub fn new(socket: SocketRef<A>, transports: Arc<Transports>) -> Self {
+        Self { socket, transports }
+    }
+}
+
+impl<A: Adapter> Connection for SocketConn<A> {
     fn connected(&self) -> bool {
-        let socket: &socketioxide::socket::Socket<A> = self;
+        let socket: &socketioxide::socket::Socket<A> = &self.socket;
         socket.connected()
     }
 
     fn emit_value(&self, event: &str, data: &serde_json::Value) {
-        let _ = self.emit(event, data);
+        let _ = self.socket.emit(event, data);
     }
 
     fn end(&self, code: ErrorCode, message: &str) {
-        // Only the first end of a socket goes through: two handlers can hit
-        // the event budget at once, an expiry can meet a revocation.
-        if let Some(session) = self.extensions.get::<Arc<Session>>()
-            && !session.begin_end()
-        {
-            return;
-        }
+        let s = &self.socket;
+        let reconnect = code.is_retryable();
         tracing::info!(
             target: "sockgate::session",
-            session = %self.id,
+            session = %s.id,
             code = code.as_str(),
             reason = message,
+            reconnect,
             "session ended by the server"
         );
         crate::telemetry::session_ended(code.as_str());
         // Nothing more reaches it through its rooms.
-        self.leave_all();
-        let end = serde_json::json!({ "code": code, "message": message });
-        if let Err(e) = self.emit("session:end", &end) {
-            tracing::warn!(session = %self.id, error = %e, "session:end could not be sent");
+        s.leave_all();
+        if reconnect {
+            self.transports.prepare_end(s);
         }
-        // The disconnect comes a moment later. Once socketioxide has removed
-        // a socket, the next packet the client sends for it closes the whole
+        let end = serde_json::json!({ "code": code, "message": message, "reconnect": reconnect });
+        if let Err(e) = s.emit("session:end", &end) {
+            tracing::warn!(session = %s.id, error = %e, "session:end could not be sent");
+        }
+        // The close comes a moment later. Once socketioxide has removed a
+        // socket, the next packet the client sends for it closes the whole
         // transport, and what was not yet written (this `session:end`) is
         // lost: a client still emitting would be cut off without a reason.
         // Meanwhile its events are dropped (see `Session::is_ending`).
-        let socket = self.clone();
+        let socket = s.clone();
+        let transports = self.transports.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(FLUSH_BEFORE_DISCONNECT).await;
-            let _ = socket.disconnect();
+            tokio::time::sleep(FLUSH_BEFORE_CLOSE).await;
+            if reconnect {
+                transports.close(&socket);
+            } else {
+                let _ = socket.disconnect();
+            }
         });
     }
 }
 
 /// How long an ending socket's `session:end` gets to be written before the
-/// disconnect.
-const FLUSH_BEFORE_DISCONNECT: std::time::Duration = std::time::Duration::from_millis(50);
+/// close.
+const FLUSH_BEFORE_CLOSE: Duration = Duration::from_millis(50);
 
 /// A shared handle on a live connection.
 pub type Conn = Arc<dyn Connection>;
@@ -381,12 +403,6 @@ impl Inner {
             self.remove(sid);
         }
     }
-}
-
-/// Ends a session the way every server-initiated disconnect does: the client
-/// first gets `session:end { code, message }`, then the disconnect.
-pub fn end_session(socket: &Conn, code: ErrorCode, message: &str) {
-    socket.end(code, message);
 }
 
 pub fn user_room(user_id: &str) -> String {

@@ -12,8 +12,18 @@ test("handshakes per client address: over the budget is RATE_LIMITED with a retr
     const first = await gw.connect({ auth: { token: sign() } });
     await gw.connect({ auth: { token: sign() } });
     await gw.connect({ auth: { token: sign() } });
+    // Refused when the transport opens, as an HTTP 429 that socket.io-client
+    // retries by itself (this one has reconnection off, so it stops).
     const err = await refusal(gw, { auth: { token: sign() } });
-    assert.match(err.message, /^RATE_LIMITED: .*retry in \d+ s$/);
+    assert.equal(err.message, "xhr poll error");
+    assert.equal(err.description, 429);
+    const open = await fetch(gw.url + "/socket.io/?EIO=4&transport=polling");
+    assert.equal(open.status, 429);
+    assert.ok(Number(open.headers.get("retry-after")) >= 1);
+    const body = await open.json();
+    assert.equal(body.code, "RATE_LIMITED");
+    assert.match(body.message, /retry in \d+ s$/);
+    assert.ok(body.retryAfterMs > 0 && body.retryAfterMs <= 1000, JSON.stringify(body));
     assert.deepEqual(await first.emitWithAck("echo", "unaffected"), "unaffected");
     await sleep(1100);
     await gw.connect({ auth: { token: sign() } });
@@ -42,7 +52,8 @@ test("events per socket: over the budget is RATE_LIMITED; sustained abuse ends t
     }
     const { end, reason } = await ending;
     assert.equal(end.code, "RATE_LIMITED");
-    assert.equal(reason, "io server disconnect");
+    assert.equal(end.reconnect, true);
+    assert.equal(reason, "transport close");
     assert.deepEqual(await calm.emitWithAck("echo", "fine"), "fine");
   } finally {
     await gw.stop();
@@ -71,7 +82,11 @@ test("the global connection cap refuses new connections with CONNECTION_LIMIT", 
   try {
     const a = await gw.connect({ auth: { token: sign() } });
     await gw.connect({ auth: { token: sign() } });
-    assert.match((await refusal(gw, { auth: { token: sign() } })).message, /^CONNECTION_LIMIT: /);
+    const err = await refusal(gw, { auth: { token: sign() } });
+    assert.equal(err.message, "xhr poll error");
+    assert.equal(err.description, 503);
+    const open = await fetch(gw.url + "/socket.io/?EIO=4&transport=polling");
+    assert.equal((await open.json()).code, "CONNECTION_LIMIT");
     assert.deepEqual(await a.emitWithAck("echo", 1), 1);
     a.disconnect();
     await sleep(100);
@@ -134,7 +149,7 @@ test("cookie auth without an origin list refuses to start", async () => {
   assert.equal(star.code, 2);
 });
 
-test("SIGTERM: clients get session:end SERVER_SHUTDOWN and the process exits 0", async () => {
+test("SIGTERM: clients get session:end SERVER_SHUTDOWN, then their transport closes, and the process exits 0", async () => {
   const gw = await startGateway({ SOCKGATE_SHUTDOWN_TIMEOUT: "5" });
   const ws = await gw.connect({ auth: { token: sign() }, transports: ["websocket"] });
   const poll = await gw.connect({ auth: { token: sign() }, transports: ["polling"] });
@@ -143,7 +158,8 @@ test("SIGTERM: clients get session:end SERVER_SHUTDOWN and the process exits 0",
   gw.child.kill("SIGTERM");
   for (const { end, reason } of await Promise.all(endings)) {
     assert.equal(end.code, "SERVER_SHUTDOWN");
-    assert.equal(reason, "io server disconnect");
+    assert.equal(end.reconnect, true);
+    assert.equal(reason, "transport close");
   }
   assert.equal(await exited, 0);
 });

@@ -3,7 +3,8 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { createPublicKey } from "node:crypto";
-import { key, refusal, sign, startGateway } from "./helpers.mjs";
+import { io } from "socket.io-client";
+import { eventually, key, refusal, sign, startGateway } from "./helpers.mjs";
 
 /** A tiny identity provider serving whatever key set the test sets. */
 async function startIdp() {
@@ -82,6 +83,40 @@ test("refetches for unknown kids are rate-limited", async () => {
     }
     assert.ok(idp.fetches - before <= 1, `fetched ${idp.fetches - before} times for 20 forged kids`);
   } finally {
+    await gw.stop();
+    idp.server.closeAllConnections();
+    idp.server.close();
+  }
+});
+
+test("while the JWKS endpoint is down, clients retry by themselves and connect once it answers", async () => {
+  const idp = await startIdp();
+  idp.keys = [jwk("rsa.pub", "k1", "RS256")];
+  idp.down = true;
+  const gw = await startGateway({ JWT_SECRET: undefined, SOCKGATE_JWKS_URL: idp.url, SOCKGATE_JWKS_MIN_REFETCH: "0" });
+  const clients = [];
+  try {
+    // AUTH_UNAVAILABLE is retryable: the transport is closed rather than
+    // the CONNECT refused, so the official client (default options) keeps
+    // trying, on every transport.
+    for (let i = 0; i < 12; i++) {
+      const transports = [undefined, ["polling"], ["websocket"]][i % 3];
+      const socket = io(gw.url, { forceNew: true, auth: (cb) => cb({ token: rs256("k1") }), ...(transports ? { transports } : {}) });
+      const errors = [];
+      socket.on("connect_error", (err) => errors.push(err.message));
+      clients.push({ socket, errors });
+    }
+    const refusals = () => gw.logs.filter((l) => l.includes('"outcome":"AUTH_UNAVAILABLE"')).length;
+    await eventually(() => refusals() >= 24, 20000, "each client refused about twice");
+    assert.ok(clients.every((c) => !c.socket.connected));
+    idp.down = false;
+    await eventually(() => clients.every((c) => c.socket.connected), 20000, "all connected once the keys load");
+    for (const c of clients) {
+      assert.ok(!c.errors.some((m) => m.startsWith("AUTH_UNAVAILABLE")), `no terminal refusal: ${c.errors}`);
+      assert.equal((await c.socket.emitWithAck("auth:whoami")).userId, "alice");
+    }
+  } finally {
+    for (const c of clients) c.socket.close();
     await gw.stop();
     idp.server.closeAllConnections();
     idp.server.close();

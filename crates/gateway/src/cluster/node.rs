@@ -9,7 +9,6 @@ use sockgate_auth::ErrorCode;
 use super::{Cluster, Control, Write};
 use crate::Gateway;
 use crate::gateway::message_of;
-use crate::sessions::end_session;
 
 impl Gateway {
     /// Applies announcements from the control channel until it closes.
@@ -53,14 +52,15 @@ impl Gateway {
                     .into_iter()
                     .find(|c| c.as_str() == code)
                     .unwrap_or(ErrorCode::Kicked);
-                if let Some((_, socket)) = sid.parse().ok().and_then(|sid| self.sessions.get(sid)) {
-                    end_session(&socket, code, message_of(code));
+                if let Some((session, socket)) =
+                    sid.parse().ok().and_then(|sid| self.sessions.get(sid))
+                {
+                    self.end(&session, &socket, code, message_of(code));
                 }
             }
             Control::EndUser { user_id } => {
-                for (_, socket) in self.sessions.of_user(&user_id) {
-                    end_session(&socket, ErrorCode::Kicked, message_of(ErrorCode::Kicked));
-                }
+                let kicked = ErrorCode::Kicked;
+                self.end_all(self.sessions.of_user(&user_id), kicked, message_of(kicked));
             }
         }
     }
@@ -70,13 +70,8 @@ impl Gateway {
         let hits = self
             .sessions
             .matching(|s| self.revocations.is_revoked(&s.identity()));
-        for (_, socket) in hits {
-            end_session(
-                &socket,
-                ErrorCode::TokenRevoked,
-                message_of(ErrorCode::TokenRevoked),
-            );
-        }
+        let revoked = ErrorCode::TokenRevoked;
+        self.end_all(hits, revoked, message_of(revoked));
     }
 
     /// Brings Redis and this node up to date with each other: at startup
