@@ -14,7 +14,10 @@
 # free loopback port with a fixed JWT_SECRET and API key, runs the scenarios,
 # stops it, and prints a side-by-side table with ratios. Writes
 # bench/results/latest.json (with machine info) and bench/results/latest.svg.
-# refresh and revoke are sockgate features: n/a for the peer.
+# refresh and revoke are sockgate features: n/a for the peer. The last
+# scenario, reconnect, restarts each server on its port under load (SIGTERM,
+# wait for the exit, start again with the same command and environment)
+# and measures how its clients come back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -23,7 +26,7 @@ MODE=quick
 case "${1:-}" in
   "" | --quick) MODE=quick ;;
   --full) MODE=full ;;
-  -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: $0 [--quick|--full]" >&2; exit 2 ;;
 esac
 
@@ -39,6 +42,7 @@ if [ "$MODE" = quick ]; then
   FANOUT_N=1000;   FANOUT_K=30
   REFRESH_C=50;    REFRESH_R=20
   REVOKE_N=1000
+  RECONNECT_N=2000
   TIMEOUT=60
 else
   CONNECT_N=20000; CONCURRENCY=500
@@ -49,11 +53,14 @@ else
   FANOUT_N=10000;  FANOUT_K=100
   REFRESH_C=200;   REFRESH_R=100
   REVOKE_N=10000
+  RECONNECT_N=10000
   TIMEOUT=300
 fi
+# Seconds after the restart begins that reconnect waits for its clients.
+RECONNECT_WINDOW=30
 # Each process needs a descriptor per connection plus a few of its own.
 CAP=$((NOFILE - 200))
-for v in CONNECT_N PACED_N HOLD_N FANOUT_N REVOKE_N; do
+for v in CONNECT_N PACED_N HOLD_N FANOUT_N REVOKE_N RECONNECT_N; do
   if [ "${!v}" -gt "$CAP" ]; then
     echo "note: $v lowered from ${!v} to $CAP by the open-file limit (ulimit -Hn = $NOFILE)"
     printf -v "$v" '%s' "$CAP"
@@ -69,25 +76,27 @@ echo "==> installing the Node peer (npm ci)"
 export JWT_SECRET="$SECRET"
 STARTED=$SECONDS
 
-# start_server NAME: starts it on a free port; sets SERVER_PID and URL.
+# start_server NAME: starts it on a free port; sets SERVER_PID and URL, and
+# writes $WORK/NAME.restart, which restarts it on that port (see lib.sh).
 start_server() {
   local name=$1 port
   case "$name" in
     node-peer)
       port=$("$BENCH" free-port)
       URL="http://127.0.0.1:$port"
-      PORT=$port API_KEY=$API_KEY node bench/peer-node/server.mjs >"$WORK/$name.log" 2>&1 &
-      SERVER_PID=$!
-      PIDS+=("$SERVER_PID")
+      launch "$name" env PORT="$port" API_KEY="$API_KEY" JWT_SECRET="$SECRET" \
+        "$(command -v node)" "$ROOT/bench/peer-node/server.mjs"
       wait_ready "$name"
       ;;
     sockgate) start_sockgate "$name" ;;
   esac
+  restart_script "$name" "$URL"
 }
 
+# stop_server: stops the server running now (after reconnect, the one the
+# restart started).
 stop_server() {
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
+  stop_launched "$SERVER_NAME"
   SERVER_PID=""
 }
 
@@ -126,6 +135,12 @@ run_all() {
     scenario refresh --connections "$REFRESH_C" --refreshes "$REFRESH_R"
     scenario revoke --connections "$REVOKE_N" --concurrency "$CONCURRENCY" --api-key "$API_KEY"
   fi
+  # Last, as it replaces the server process: a restart under load, the same
+  # way for both servers (SIGTERM, wait for the exit, start again on the
+  # same port). After a pause, so the previous sockets are closed.
+  sleep 3
+  scenario reconnect --connections "$RECONNECT_N" --concurrency "$CONCURRENCY" \
+    --window "$RECONNECT_WINDOW" --restart-cmd "bash $(printf %q "$WORK/$SERVER_NAME.restart")"
   stop_server
 }
 

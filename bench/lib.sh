@@ -1,6 +1,7 @@
 # Shared by bench/compare.sh, bench/cluster.sh and bench/scale.sh (sourced,
 # with ROOT set to the repository): paths, the release build, the open-file
-# limit, a private redis-server, and stopping what a script started.
+# limit, a private redis-server, servers that can be restarted on their
+# port, and stopping what a script started.
 
 SECRET="sockgate-bench-secret-0123456789abcdef"
 API_KEY="sockgate-bench-api-key-0123456789"
@@ -9,12 +10,37 @@ BENCH="$TARGET_DIR/release/sockgate-bench"
 SOCKGATE="$TARGET_DIR/release/sockgate"
 OUT="$ROOT/bench/results"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sockgate-$(basename "$0" .sh).XXXXXX")
-# Every background process a script starts; stopped on exit.
+# Every background process a script starts, besides the servers of
+# `launch` (whose pids are in $WORK/NAME.pid); stopped on exit.
 PIDS=()
 
+# gone PID: true once the process has exited (or is a zombie: a restarted
+# server is no child of this shell, and nothing may reap it).
+gone() {
+  ! kill -0 "$1" 2>/dev/null || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
+# wait_gone PID [SECONDS]: waits until PID is gone, up to SECONDS (60), and
+# reaps it when it is this shell's child. False if it is still running.
+wait_gone() {
+  local i
+  for ((i = 0; i < ${2:-60} * 10; i++)); do
+    if gone "$1"; then
+      wait "$1" 2>/dev/null || true
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  local f pids=("${PIDS[@]}")
+  # The servers, as their pid files have them now: after a restart, the
+  # process running is not the one this shell started.
+  for f in "$WORK"/*.pid; do [ -e "$f" ] && pids+=("$(cat "$f")"); done
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait_gone "$pid" 20 || kill -KILL "$pid" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -60,22 +86,94 @@ start_redis() {
   echo "==> redis-server on 127.0.0.1:$port"
 }
 
+# launch NAME COMMAND...: starts COMMAND in the background, output to
+# $WORK/NAME.log, pid in $WORK/NAME.pid and SERVER_PID. The start is written
+# to $WORK/NAME.start first (the command quoted, with absolute paths) and
+# sourced from there, so that `restart_script` starts it again exactly the
+# same way: same command, same environment variables, same port.
+launch() {
+  local name=$1
+  shift
+  {
+    echo "# Starts $name in the background (written by bench/lib.sh)."
+    printf '%q ' "$@"
+    printf '>>%q 2>&1 &\n' "$WORK/$name.log"
+    printf 'echo $! >%q\n' "$WORK/$name.pid"
+  } >"$WORK/$name.start"
+  : >"$WORK/$name.log"
+  . "$WORK/$name.start"
+  SERVER_PID=$(cat "$WORK/$name.pid")
+}
+
+# restart_script NAME URL [--readyz]: writes $WORK/NAME.restart, a bash
+# script that restarts the server `launch NAME` started, on the same port:
+# SIGTERM to the pid in $WORK/NAME.pid, waits until that process has exited
+# (up to 60 s), starts it again with $WORK/NAME.start, and waits until URL
+# accepts connections and, with --readyz, answers /readyz with 200 (a
+# cluster node that has joined). Exits non-zero when a step fails. It is
+# what `sockgate-bench reconnect --restart-cmd "bash $WORK/NAME.restart"`
+# runs; the new server is the restart script's child, not this shell's:
+# `cleanup` and `stop_launched` find it through the pid file.
+restart_script() {
+  local name=$1 url=$2 readyz=${3:-}
+  {
+    echo '#!/usr/bin/env bash'
+    echo "# Restarts $name on $url (written by bench/lib.sh)."
+    echo 'set -euo pipefail'
+    declare -f gone http_get
+    printf 'name=%q url=%q pidfile=%q start=%q bench=%q readyz=%q\n' \
+      "$name" "$url" "$WORK/$name.pid" "$WORK/$name.start" "$BENCH" "$readyz"
+    cat <<'SCRIPT'
+began=$(date +%s%N)
+ms() { echo $((($(date +%s%N) - began) / 1000000)); }
+old=$(cat "$pidfile")
+kill -TERM "$old" 2>/dev/null || true
+for _ in $(seq 600); do gone "$old" && break; sleep 0.1; done
+if ! gone "$old"; then
+  echo "restart $name: pid $old still running 60 s after SIGTERM" >&2
+  exit 1
+fi
+stopped=$(ms)
+. "$start"
+"$bench" wait-ready --url "$url" --timeout 30
+if [ -n "$readyz" ]; then
+  for _ in $(seq 300); do
+    http_get "$url" /readyz | head -1 | grep -q " 200 " && break
+    sleep 0.1
+  done
+  http_get "$url" /readyz | head -1 | grep -q " 200 " ||
+    { echo "restart $name: /readyz not 200 within 30 s" >&2; exit 1; }
+fi
+echo "    restart $name: pid $old exited after ${stopped} ms; pid $(cat "$pidfile") ready at $(ms) ms" >&2
+SCRIPT
+  } >"$WORK/$name.restart"
+}
+
+# stop_launched NAME: stops the server `launch NAME` started (or the one
+# its restart script started since): SIGTERM, then waits until it is gone.
+stop_launched() {
+  local pid
+  pid=$(cat "$WORK/$1.pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  wait_gone "$pid" 60 || kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$WORK/$1.pid"
+}
+
 # start_sockgate NAME [VAR=VALUE...]: a sockgate on a free port with the
 # benchmark's secret and API key, quiet logs and the abuse limits off (the
 # generator is a handful of client addresses opening thousands of
 # connections, which the per-address and per-socket budgets exist to stop).
+# Started with `launch`, so `restart_script NAME "$URL"` can restart it.
 # Sets URL and SERVER_PID.
 start_sockgate() {
   local name=$1 port
   shift
   port=$("$BENCH" free-port)
   URL="http://127.0.0.1:$port"
-  env JWT_SECRET="$SECRET" SOCKGATE_API_KEY="$API_KEY" SOCKGATE_LISTEN="127.0.0.1:$port" \
+  launch "$name" env JWT_SECRET="$SECRET" SOCKGATE_API_KEY="$API_KEY" SOCKGATE_LISTEN="127.0.0.1:$port" \
     SOCKGATE_DATA_DIR="$WORK/data-$name" SOCKGATE_LOG=warn SOCKGATE_SHUTDOWN_TIMEOUT=2 \
     SOCKGATE_HANDSHAKE_RATE=0 SOCKGATE_EVENT_RATE=0 "$@" \
-    "$SOCKGATE" serve >"$WORK/$name.log" 2>&1 &
-  SERVER_PID=$!
-  PIDS+=("$SERVER_PID")
+    "$SOCKGATE" serve
   wait_ready "$name"
 }
 

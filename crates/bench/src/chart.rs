@@ -11,7 +11,7 @@ use crate::compare::{Comparison, Row};
 use crate::report::{Better, format_num};
 
 /// The metrics drawn, in order, when present.
-pub const HEADLINE: [&str; 18] = [
+pub const HEADLINE: [&str; 20] = [
     "connect.rate",
     "connect.latency.p50",
     "connect.latency.p99",
@@ -30,6 +30,8 @@ pub const HEADLINE: [&str; 18] = [
     "refresh.rate",
     "revoke.latency.p99",
     "revoke.remote.p99",
+    "reconnect.back_within_5s",
+    "reconnect.return.p99",
 ];
 
 const COLORS: [RGBColor; 4] = [

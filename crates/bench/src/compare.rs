@@ -13,7 +13,7 @@ use crate::report::{Better, format_num};
 use crate::sys::Machine;
 
 /// The order scenarios are shown in.
-pub const SCENARIOS: [&str; 8] = [
+pub const SCENARIOS: [&str; 9] = [
     "connect",
     "connect-paced",
     "hold",
@@ -22,6 +22,7 @@ pub const SCENARIOS: [&str; 8] = [
     "fanout",
     "refresh",
     "revoke",
+    "reconnect",
 ];
 
 /// The reports of one server, by scenario.
@@ -353,5 +354,50 @@ mod tests {
         assert!(t.contains("sockgate/peer"), "{t}");
         assert!(t.contains("n/a: not run: peer revoke"), "{t}");
         assert!(t.contains("sockgate echo: errors: ERR_X ×2"), "{t}");
+    }
+
+    #[test]
+    fn reconnect_rows_judge_shares_up_and_times_down() {
+        let back = |v| {
+            Metric::new(
+                "reconnect.back_within_5s",
+                "back within 5 s",
+                "share",
+                Some(v),
+                Better::Higher,
+            )
+        };
+        let p99 = |v| {
+            Metric::new(
+                "reconnect.return.p99",
+                "disconnect→back p99",
+                "ms",
+                Some(v),
+                Better::Lower,
+            )
+        };
+        let peer = run(
+            "peer",
+            vec![report("reconnect", vec![back(0.5), p99(9000.0)], 0)],
+        );
+        let sg = run(
+            "sockgate",
+            vec![report("reconnect", vec![back(0.95), p99(4000.0)], 3)],
+        );
+        let c = Comparison::new(vec![peer, sg], Machine::default(), "quick".into(), vec![]);
+        let row = |k: &str| c.rows.iter().find(|r| r.key == k).unwrap();
+        assert_eq!(
+            row("reconnect.back_within_5s").verdict.as_deref(),
+            Some("sockgate better")
+        );
+        assert_eq!(
+            row("reconnect.return.p99").verdict.as_deref(),
+            Some("sockgate better")
+        );
+        assert_eq!(row("reconnect.errors").values, vec![Some(0.0), Some(3.0)]);
+        let t = c.table();
+        assert!(t.contains("0.950 share"), "{t}");
+        // Listed under the table like every known scenario's errors.
+        assert!(t.contains("sockgate reconnect: errors: ERR_X ×3"), "{t}");
     }
 }

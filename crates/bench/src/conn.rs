@@ -184,18 +184,39 @@ impl Conn {
         n: usize,
         auth: &Value,
     ) -> (Result<Conn, ConnError>, Duration) {
-        let started = Instant::now();
-        let result =
-            match tokio::time::timeout(client.handshake_timeout, Self::handshake(client, n, auth))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(ConnError::Timeout("handshake")),
-            };
-        (result, started.elapsed())
+        let (result, elapsed, _) = Self::open_traced(client, n, auth).await;
+        (result, elapsed)
     }
 
-    async fn handshake(client: &Client, n: usize, auth: &Value) -> Result<Conn, ConnError> {
+    /// [`Conn::open`], also telling whether the Engine.IO open packet had
+    /// arrived (the transport was up) when the handshake ended. That is the
+    /// moment socket.io-client's manager counts a reconnection as done and
+    /// resets its backoff, even if the CONNECT is then refused or lost.
+    pub async fn open_traced(
+        client: &Client,
+        n: usize,
+        auth: &Value,
+    ) -> (Result<Conn, ConnError>, Duration, bool) {
+        let started = Instant::now();
+        let mut opened = false;
+        let result = match tokio::time::timeout(
+            client.handshake_timeout,
+            Self::handshake(client, n, auth, &mut opened),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ConnError::Timeout("handshake")),
+        };
+        (result, started.elapsed(), opened)
+    }
+
+    async fn handshake(
+        client: &Client,
+        n: usize,
+        auth: &Value,
+        opened: &mut bool,
+    ) -> Result<Conn, ConnError> {
         let stream = client.tcp(n).await?;
         let (ws, _) = tokio_tungstenite::client_async_with_config(
             client.url.as_str(),
@@ -213,7 +234,7 @@ impl Conn {
             pongs: 0,
         };
         match conn.recv_in("open").await? {
-            Inbound::Open { .. } => {}
+            Inbound::Open { .. } => *opened = true,
             other => return Err(ConnError::Protocol(format!("expected open, got {other:?}"))),
         }
         conn.send(protocol::connect(auth)).await?;

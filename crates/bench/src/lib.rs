@@ -10,7 +10,8 @@
 //! - [`conn`]: one lean client connection (one task, small buffers).
 //! - [`tokens`]: minted HS256 tokens, bad tokens, token files.
 //! - [`fleet`]: opening many connections at a concurrency or rate.
-//! - [`scenarios`]: connect, hold, reject, echo, fanout, refresh, revoke.
+//! - [`scenarios`]: connect, hold, reject, echo, fanout, refresh, revoke,
+//!   reconnect.
 //! - [`stats`]: exact nearest-rank percentiles.
 //! - [`report`]: tables and JSON; [`compare`] and [`chart`] put two
 //!   servers side by side.

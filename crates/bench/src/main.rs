@@ -20,6 +20,8 @@
 //! sockgate-bench fanout  --members 5000 --messages 50 --api-key $SOCKGATE_API_KEY
 //! sockgate-bench refresh --connections 100 --refreshes 20        # sockgate only
 //! sockgate-bench revoke  --connections 1000 --api-key $SOCKGATE_API_KEY   # sockgate only
+//! # 2000 clients that reconnect like socket.io-client; the command restarts the server:
+//! sockgate-bench reconnect --connections 2000 --window 30 --restart-cmd 'bash restart.sh'
 //!
 //! # Two nodes of one cluster (what bench/cluster.sh does): sockets alternate
 //! # between the nodes, the API call goes to --url.
@@ -198,6 +200,22 @@ enum Command {
         /// Admin API key (Bearer).
         #[arg(long, env = "SOCKGATE_API_KEY", hide_env_values = true)]
         api_key: String,
+    },
+    /// N clients that reconnect like socket.io-client through a restart (--restart-cmd): how many come back, how fast.
+    Reconnect {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Shell command that restarts the server, run with `sh -c` once
+        /// every connection is open. The clock starts when it is spawned; a
+        /// non-zero exit is an error.
+        #[arg(long)]
+        restart_cmd: String,
+        /// Seconds from the restart to wait for every disconnected client to
+        /// be back (--timeout bounds the connecting before it).
+        #[arg(long, default_value_t = 30.0)]
+        window: f64,
     },
     /// Put the reports of several servers side by side.
     Compare {
@@ -424,6 +442,22 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 api_key,
             };
             let r = runtime(&common)?.block_on(scenarios::revoke(&s, &cfg))?;
+            finish(&common, r.report(&s, &cfg))
+        }
+        Command::Reconnect {
+            common,
+            connections,
+            restart_cmd,
+            window,
+        } => {
+            let s = setup(&common, connections)?;
+            let cfg = ReconnectConfig {
+                connections,
+                pace: pace(&common),
+                restart_cmd,
+                window: secs(window),
+            };
+            let r = runtime(&common)?.block_on(scenarios::reconnect(&s, &cfg));
             finish(&common, r.report(&s, &cfg))
         }
         Command::Compare {

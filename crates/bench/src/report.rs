@@ -158,8 +158,12 @@ impl Metric {
     }
 }
 
-/// Numbers with a sensible precision for their unit.
+/// Numbers with a sensible precision for their unit. A `share` (0..1) gets
+/// three decimals.
 pub fn format_num(v: f64, unit: &str) -> String {
+    if unit == "share" {
+        return format!("{v:.3}");
+    }
     if unit.is_empty() || (v.fract() == 0.0 && v.abs() >= 1.0 && unit != "ms") {
         return format!("{v:.0}");
     }
@@ -277,6 +281,11 @@ mod tests {
             "12346 conn/s"
         );
         assert_eq!(Metric::count("a", "a", 7).cell(), "7");
+        assert_eq!(
+            Metric::new("a", "a", "share", Some(1.0), Better::Higher).cell(),
+            "1.000 share"
+        );
+        assert_eq!(format_num(0.97345, "share"), "0.973");
         assert_eq!(
             Metric::new("a", "a", "ms", None, Better::Lower).cell(),
             "n/a"

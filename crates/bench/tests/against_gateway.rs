@@ -1,7 +1,10 @@
 //! The scenarios, briefly, against the real gateway served in-process on
-//! 127.0.0.1: real sockets, real handshakes, real outcomes.
+//! 127.0.0.1: real sockets, real handshakes, real outcomes. `reconnect`
+//! restarts a server, so it runs against the real `sockgate` binary
+//! (target/debug/sockgate, built by `cargo build --workspace`).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -325,4 +328,233 @@ async fn hold_measures_memory_of_a_process() {
     );
     assert!(r.server_bytes_per_connection.is_some());
     assert!(r.held_s >= 0.6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_without_a_disconnect_counts_nobody_as_back() {
+    // A restart command that restarts nothing: every client stays
+    // connected, the wait ends shortly after the command, and nobody is
+    // counted as back.
+    let s = setup(serve().await);
+    let cfg = ReconnectConfig {
+        connections: 10,
+        pace: pace(10),
+        restart_cmd: "true".into(),
+        window: Duration::from_secs(20),
+    };
+    let started = std::time::Instant::now();
+    let r = reconnect(&s, &cfg).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.failure, None);
+    assert_eq!((r.connected_before, r.disconnected, r.back), (10, 0, 0));
+    assert_eq!(r.back_within_30s, Some(0.0));
+    assert_eq!(r.restart_status, "exit 0");
+    assert!(r.waited_s >= 1.0 && started.elapsed() < Duration::from_secs(10));
+    let report = r.report(&s, &cfg);
+    assert!(report.ok, "{}", report.table());
+    assert!(
+        report
+            .table()
+            .contains("10 client(s) never lost their connection")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_counts_a_failing_restart_command() {
+    let s = setup(serve().await);
+    let cfg = ReconnectConfig {
+        connections: 2,
+        pace: pace(2),
+        restart_cmd: "exit 3".into(),
+        window: Duration::from_secs(5),
+    };
+    let r = reconnect(&s, &cfg).await;
+    assert_eq!(r.restart_exit_code, Some(3));
+    assert_eq!(r.failure.as_deref(), Some("restart command: exit 3"));
+    assert!(!r.report(&s, &cfg).ok);
+}
+
+/// The `sockgate` binary: `SOCKGATE_BIN`, or the one next to this test's
+/// directory (target/debug/sockgate for target/debug/deps/against_gateway-*).
+fn sockgate_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SOCKGATE_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .join("sockgate");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first with `cargo build --workspace` (or set SOCKGATE_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// A real `sockgate serve` on a fixed port, started in the background by
+/// `start.sh`, which records its pid; `kill.sh` SIGKILLs it and waits until
+/// it is gone; `restart.sh` does both and waits until it accepts
+/// connections again. SIGKILL drops every transport whatever the server's
+/// graceful shutdown would do, so every client has to reconnect.
+struct Restartable {
+    dir: PathBuf,
+    url: String,
+}
+
+impl Restartable {
+    fn start() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!("sockgate-bench-restart-{nanos}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let d = dir.display();
+        let start = format!(
+            "JWT_SECRET='{SECRET}' SOCKGATE_LISTEN=127.0.0.1:{port} SOCKGATE_DATA_DIR='{d}/data' \\\n\
+             SOCKGATE_LOG=warn SOCKGATE_HANDSHAKE_RATE=0 SOCKGATE_EVENT_RATE=0 \\\n\
+             '{bin}' serve >>'{d}/sockgate.log' 2>&1 &\n\
+             echo $! >'{d}/pid'\n",
+            bin = sockgate_bin().display(),
+        );
+        // A SIGKILLed process nobody has reaped yet is a zombie: gone too.
+        let kill = format!(
+            "pid=$(cat '{d}/pid')\n\
+             kill -KILL \"$pid\"\n\
+             while kill -0 \"$pid\" 2>/dev/null && \\\n\
+             ! grep -q '^State:[[:space:]]*Z' \"/proc/$pid/status\" 2>/dev/null; do sleep 0.05; done\n"
+        );
+        let restart = format!(
+            "sh '{d}/kill.sh' && sh '{d}/start.sh' && \\\n\
+             '{bench}' wait-ready --url {url} --timeout 20 >&2\n",
+            bench = env!("CARGO_BIN_EXE_sockgate-bench"),
+        );
+        std::fs::write(dir.join("start.sh"), start).unwrap();
+        std::fs::write(dir.join("kill.sh"), kill).unwrap();
+        std::fs::write(dir.join("restart.sh"), restart).unwrap();
+        let server = Self { dir, url };
+        assert!(server.sh("start.sh").success());
+        server.wait_ready();
+        server
+    }
+
+    fn sh(&self, script: &str) -> std::process::ExitStatus {
+        std::process::Command::new("sh")
+            .arg(self.dir.join(script))
+            .status()
+            .unwrap()
+    }
+
+    fn command(&self, script: &str) -> String {
+        format!("sh '{}'", self.dir.join(script).display())
+    }
+
+    fn wait_ready(&self) {
+        let addr: SocketAddr = self.url["http://".len()..].parse().unwrap();
+        for _ in 0..400 {
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(self.dir.join("sockgate.log")).unwrap_or_default();
+        panic!("sockgate did not start on {}; its log:\n{log}", self.url);
+    }
+}
+
+impl Drop for Restartable {
+    fn drop(&mut self) {
+        let _ = self.sh("kill.sh");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn setup_for(url: &str) -> Setup {
+    let client = Client::new(url, 4).unwrap();
+    let mut s = Setup::new(
+        client,
+        Tokens::Mint(Minter::new(SECRET, Duration::from_secs(600))),
+    );
+    s.timeout = Duration::from_secs(60);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_brings_every_client_back_after_a_kill_and_restart() {
+    let server = Restartable::start();
+    let s = setup_for(&server.url);
+    let cfg = ReconnectConfig {
+        connections: 20,
+        pace: pace(20),
+        restart_cmd: server.command("restart.sh"),
+        window: Duration::from_secs(30),
+    };
+    let r = reconnect(&s, &cfg).await;
+    let report = r.report(&s, &cfg);
+    let table = report.table();
+    assert_eq!(r.failure, None, "{table}");
+    assert!(r.errors.is_empty(), "{table}");
+    assert_eq!(r.restart_status, "exit 0", "{table}");
+    // Every client lost its connection, and every one is connected again.
+    assert_eq!(
+        (
+            r.connected_before,
+            r.disconnected,
+            r.back,
+            r.given_up,
+            r.never_back
+        ),
+        (20, 20, 20, 0, 0),
+        "{table}"
+    );
+    assert_eq!(r.back_within_30s, Some(1.0), "{table}");
+    let returns = r.return_time.expect("return times");
+    assert_eq!(returns.count, 20);
+    // socket.io-client's first delay is at least 551 ms: no client came
+    // back without its backoff.
+    assert!(returns.min_us >= 551_000, "{table}");
+    assert!(r.attempts_p50.unwrap() >= 1, "{table}");
+    assert_eq!(r.since_restart.unwrap().count, 20);
+    assert!(report.ok, "{table}");
+    let back = report.metric("reconnect.back").and_then(|m| m.value);
+    assert_eq!(back, Some(20.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_fails_when_the_server_does_not_come_back() {
+    // Killed and not started again: every client keeps trying until the
+    // window closes, and the run fails.
+    let server = Restartable::start();
+    let s = setup_for(&server.url);
+    let cfg = ReconnectConfig {
+        connections: 5,
+        pace: pace(5),
+        restart_cmd: server.command("kill.sh"),
+        window: Duration::from_secs(4),
+    };
+    let r = reconnect(&s, &cfg).await;
+    assert_eq!(
+        (r.connected_before, r.disconnected, r.back, r.never_back),
+        (5, 5, 0, 5),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(r.errors.get("ERR_NOT_BACK: within the window"), 5);
+    assert_eq!(r.back_within_30s, Some(0.0));
+    assert!(r.waited_s >= 4.0);
+    assert!(
+        r.failed_attempts.get("ERR_TCP_CONNECT: connection refused") >= 5,
+        "{:?}",
+        r.failed_attempts
+    );
+    assert!(!r.report(&s, &cfg).ok);
 }

@@ -11,11 +11,13 @@
 //! | [`fanout`] | `POST /api/publish` to a room until every member has it |
 //! | [`refresh`] | in-band `auth:refresh`: refreshes/s and latency (sockgate only) |
 //! | [`revoke`] | `POST /api/revocations` until every affected socket got `session:end` (sockgate only) |
+//! | [`reconnect`] | a server restart: how many clients come back, and how fast, with socket.io-client's backoff |
 
 pub mod connect;
 pub mod echo;
 pub mod fanout;
 pub mod hold;
+pub mod reconnect;
 pub mod refresh;
 pub mod reject;
 pub mod revoke;
@@ -32,6 +34,7 @@ pub use connect::{ConnectConfig, ConnectResult, connect};
 pub use echo::{EchoConfig, EchoResult, echo};
 pub use fanout::{FanoutConfig, FanoutResult, fanout};
 pub use hold::{HoldConfig, HoldResult, hold};
+pub use reconnect::{ReconnectConfig, ReconnectResult, reconnect};
 pub use refresh::{RefreshConfig, RefreshResult, refresh};
 pub use reject::{RejectConfig, RejectResult, reject};
 pub use revoke::{RevokeConfig, RevokeResult, revoke};
