@@ -21,7 +21,6 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
-use socketioxide::socket::Sid;
 use sockgate_auth::{AuthError, ErrorCode};
 use subtle::ConstantTimeEq;
 
@@ -217,8 +216,7 @@ async fn end_session(
             "no such session",
         )
     };
-    let sid: Sid = id.parse().map_err(|_| not_found())?;
-    if !gw.kick(sid).await {
+    if !gw.kick(&id).await {
         return Err(not_found());
     }
     Ok(Json(json!({ "ended": 1 })))

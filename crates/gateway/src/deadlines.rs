@@ -1,7 +1,8 @@
 //! Token deadlines of every open connection, driven by one task.
 //!
-//! Each session has at most two deadlines: the `auth:expiring` warning and
-//! the expiry itself. They sit in one ordered set; a single task sleeps until
+//! Each session has at most two token deadlines, the `auth:expiring`
+//! warning and the expiry itself, and one early check that its transport
+//! exists. They sit in one ordered set; a single task sleeps until
 //! the earliest and hands due entries to the gateway. A million connections
 //! are a million set entries, not a million sleeping tasks.
 
@@ -21,6 +22,8 @@ pub enum Due {
     Warn,
     /// End the session with `SESSION_EXPIRED`.
     Expire,
+    /// Remove the session if socketioxide never connected its socket.
+    Confirm,
 }
 
 /// One entry: when (Unix milliseconds), whose, what.

@@ -83,7 +83,7 @@ async fn whoami<A: Adapter>(s: SocketRef<A>, ack: AckSender<A>, State(gw): State
         let identity = session.identity();
         let _ = ack.send(&WhoAmI {
             user_id: &session.user_id,
-            session_id: session.sid.to_string(),
+            session_id: session.id.to_string(),
             expires_at: identity.expires_at,
             claims: &identity.claims,
         });
@@ -111,7 +111,7 @@ async fn refresh<A: Adapter>(
     };
     let outcome = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK");
     telemetry::refresh(outcome);
-    tracing::info!(target: "sockgate::auth", outcome, user = %session.user_id, session = %s.id, "refresh");
+    tracing::info!(target: "sockgate::auth", outcome, user = %session.user_id, session = %session.id, "refresh");
     let refreshed = result.is_ok();
     let _ = match result {
         Ok(expires_at) => ack.send(&serde_json::json!({ "ok": true, "expiresAt": expires_at })),

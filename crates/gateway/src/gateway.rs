@@ -23,7 +23,7 @@ use crate::deadlines::{Deadline, Deadlines, Due};
 use crate::policy::{Action, Policy};
 use crate::revocation::Revocations;
 use crate::rooms::Rooms;
-use crate::sessions::{Conn, Registry, Session, SessionInfo, SessionLimit, unix_now};
+use crate::sessions::{Conn, Registry, Session, SessionInfo, SessionLimit, unix_now, unix_now_ms};
 use crate::telemetry;
 use crate::transports::Transports;
 
@@ -214,6 +214,10 @@ impl Gateway {
         self.draining.store(true, Ordering::Release);
         let all = self.sessions.matching(|_| true);
         let n = all.len() as u32;
+        // A small node need not take the whole window: at this pace the
+        // returning clients stay well within what one node handshakes per
+        // second (7,400 on 2 cores, BENCHMARKS.md).
+        let window = window.min(Duration::from_secs_f64(f64::from(n) / DRAIN_RATE));
         let start = tokio::time::Instant::now();
         for (i, (session, socket)) in (0..n).zip(all) {
             tokio::time::sleep_until(start + window * i / n).await;
@@ -234,6 +238,16 @@ impl Gateway {
         if !session.begin_end() {
             return;
         }
+        tracing::info!(
+            target: "sockgate::session",
+            session = %session.id,
+            user = %session.user_id,
+            code = code.as_str(),
+            reason = message,
+            reconnect = code.is_retryable(),
+            "session ended by the server"
+        );
+        telemetry::session_ended(code.as_str());
         self.sessions.remove(session.sid);
         self.release(session);
         socket.end(code, message);
@@ -258,9 +272,32 @@ impl Gateway {
 
     /// Registers a verified session, applying the per-user limit (across
     /// the cluster when there is one and Redis answers).
+    ///
+    /// The token's revocation is checked again once the session is
+    /// registered. A revocation first records itself, then ends the
+    /// registered sessions it matches; a handshake that checked before the
+    /// revocation and registered after its scan (a Redis round trip wide in
+    /// a cluster) would otherwise live on the revoked token until `exp`.
+    /// With the check on both sides of the registration, one of the two
+    /// always sees the other.
     pub async fn admit(&self, session: Arc<Session>, socket: Conn) -> Result<(), AuthError> {
+        self.register(session.clone(), socket).await?;
+        if let Err(revoked) = self.revocations.check(&session.identity()) {
+            self.sessions.remove(session.sid);
+            self.release(&session);
+            return Err(revoked);
+        }
+        self.deadlines.schedule((
+            unix_now_ms() + CONFIRM_AFTER.as_millis() as u64,
+            session.sid,
+            Due::Confirm,
+        ));
+        Ok(())
+    }
+
+    async fn register(&self, session: Arc<Session>, socket: Conn) -> Result<(), AuthError> {
         if let (Some(cluster), Some(limit)) = (self.live_cluster(), self.lifecycle.session_limit) {
-            let sid = session.sid.to_string();
+            let sid = session.id.to_string();
             match cluster
                 .admit(&session.user_id, &sid, &session.info(), limit)
                 .await
@@ -287,7 +324,7 @@ impl Gateway {
         }
         if let Some(cluster) = &self.cluster {
             cluster.write(Write::SessionUp {
-                sid: session.sid.to_string(),
+                sid: session.id.to_string(),
                 user_id: session.user_id.clone(),
                 info: serde_json::to_string(&session.info()).expect("session info serializes"),
             });
@@ -335,7 +372,7 @@ impl Gateway {
         self.rooms.forget(session);
         if let Some(cluster) = &self.cluster {
             cluster.write(Write::SessionDown {
-                sid: session.sid.to_string(),
+                sid: session.id.to_string(),
                 user_id: session.user_id.clone(),
             });
         }
@@ -406,7 +443,19 @@ impl Gateway {
         }
         let expires_at = identity.expires_at;
         let old = session.identity();
-        session.replace_identity(identity);
+        session.replace_identity(Arc::new(identity));
+        // As in `admit`: a revocation of the new token that scanned the
+        // registry before the swap has missed this session. The refresh then
+        // fails and the old token stays, unless that one is revoked too.
+        if let Err(revoked) = self.revocations.check(&session.identity()) {
+            session.replace_identity(old.clone());
+            if self.revocations.check(&old).is_err()
+                && let Some((session, socket)) = self.sessions.get(session.sid)
+            {
+                self.end(&session, &socket, ErrorCode::TokenRevoked, "token revoked");
+            }
+            return Err(revoked);
+        }
         for deadline in self.deadlines_of(session, &old) {
             self.deadlines.cancel(&deadline);
         }
@@ -444,7 +493,7 @@ impl Gateway {
             return;
         };
         let identity = session.identity();
-        if !self.deadlines_of(&session, &identity).contains(&deadline) {
+        if due != Due::Confirm && !self.deadlines_of(&session, &identity).contains(&deadline) {
             return;
         }
         match due {
@@ -462,7 +511,29 @@ impl Gateway {
                 ErrorCode::SessionExpired,
                 "token expired",
             ),
+            Due::Confirm => self.confirm(&session, &socket),
         }
+    }
+
+    /// Removes a session whose socket never connected.
+    ///
+    /// The handshake registers a session before socketioxide sends CONNECT;
+    /// when the transport is already gone by then (a client that sends
+    /// CONNECT and an Engine.IO close in one payload), socketioxide drops
+    /// the socket without running its disconnect handler. Left alone, such a
+    /// ghost would count against every limit until its token's `exp`.
+    fn confirm(&self, session: &Session, socket: &Conn) {
+        if socket.connected() || !session.begin_end() {
+            return;
+        }
+        tracing::info!(
+            target: "sockgate::session",
+            session = %session.id,
+            user = %session.user_id,
+            "session without a transport removed"
+        );
+        self.sessions.remove(session.sid);
+        self.release(session);
     }
 
     /// Revokes one token and ends the live sessions running on it. The
@@ -511,18 +582,18 @@ impl Gateway {
     }
 
     /// Ends one session (admin kick). False when there is no such session.
-    pub async fn kick(&self, sid: Sid) -> bool {
-        if let Some((session, socket)) = self.sessions.get(sid) {
+    pub async fn kick(&self, id: &str) -> bool {
+        if let Some((session, socket)) = self.sessions.find(id) {
             self.end(&session, &socket, ErrorCode::Kicked, KICKED);
             return true;
         }
         let Some(cluster) = self.live_cluster() else {
             return false;
         };
-        match cluster.has_session(&sid.to_string()).await {
+        match cluster.has_session(id).await {
             Ok(true) => {
                 let msg = Control::End {
-                    sid: sid.to_string(),
+                    sid: id.to_owned(),
                     code: ErrorCode::Kicked.as_str().to_owned(),
                 };
                 cluster.announce(&msg).await;
@@ -552,8 +623,7 @@ impl Gateway {
     /// Ends session `sid` of node `node`: here, or by announcing it.
     async fn end_anywhere(&self, cluster: &Cluster, node: &str, sid: &str, code: ErrorCode) {
         if node == cluster.node {
-            if let Some((session, socket)) = sid.parse().ok().and_then(|sid| self.sessions.get(sid))
-            {
+            if let Some((session, socket)) = self.sessions.find(sid) {
                 self.end(&session, &socket, code, message_of(code));
             }
             return;
@@ -625,6 +695,14 @@ pub(crate) fn message_of(code: ErrorCode) -> &'static str {
         _ => "session ended",
     }
 }
+
+/// How long after its handshake a session must have a connected socket.
+/// CONNECT goes out right after the handshake middleware; a second is a
+/// wide margin on a loaded machine.
+const CONFIRM_AFTER: Duration = Duration::from_secs(1);
+
+/// Most sessions a draining node ends per second.
+const DRAIN_RATE: f64 = 5000.0;
 
 /// How soon a client refused by a draining node may try again.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(2);

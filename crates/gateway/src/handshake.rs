@@ -40,11 +40,11 @@ pub(crate) async fn authenticate<A: Adapter>(
         took,
     );
     match &result {
-        Ok((user, source)) => tracing::info!(
+        Ok((session, source)) => tracing::info!(
             target: "sockgate::auth",
             outcome = "OK",
-            user = %user,
-            session = %s.id,
+            user = %session.user_id,
+            session = %session.id,
             remote = remote.map(tracing::field::display),
             transport,
             source = source.as_str(),
@@ -55,7 +55,6 @@ pub(crate) async fn authenticate<A: Adapter>(
             target: "sockgate::auth",
             outcome = err.code.as_str(),
             reason = %err.message,
-            session = %s.id,
             remote = remote.map(tracing::field::display),
             transport,
             verify_us,
@@ -76,7 +75,7 @@ async fn admit<A: Adapter>(
     parts: &Parts,
     auth: Result<Value, socketioxide::ParserError>,
     remote: Option<IpAddr>,
-) -> Result<(String, TokenSource), AuthError> {
+) -> Result<(Arc<Session>, TokenSource), AuthError> {
     let auth = auth.map_err(|_| {
         AuthError::new(
             ErrorCode::TokenInvalid,
@@ -96,7 +95,6 @@ async fn admit<A: Adapter>(
     check_origin(gw, header(parts, "origin"))?;
     let (token, source) = gw.sources.find(&handshake)?;
     let identity = gw.authenticate(&token).await?;
-    let user = identity.user_id.clone();
     let user_agent = header(parts, "user-agent").map(str::to_owned);
     let session = Arc::new(Session::new(
         s.id,
@@ -109,9 +107,9 @@ async fn admit<A: Adapter>(
     let conn = SocketConn::new(s.clone(), gw.transports.clone());
     gw.admit(session.clone(), Arc::new(conn)).await?;
     events::serve(s, gw, &session);
-    s.extensions.insert(session);
+    s.extensions.insert(session.clone());
     telemetry::sessions(gw.sessions.len());
-    Ok((user, source))
+    Ok((session, source))
 }
 
 /// Browsers always send `Origin`; other clients may not, and are let through.

@@ -23,10 +23,43 @@ use sockgate_auth::{AuthError, ErrorCode, Identity};
 use crate::abuse::EventBudget;
 use crate::transports::Transports;
 
+/// A session's public id: what `auth:whoami`, the admin API, the logs and
+/// Redis call it. Random and unrelated to the Engine.IO session id, which is
+/// a bearer credential of the transport (anyone who knows it can poll and
+/// post as the client) and so is never shown.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// 20 random alphanumeric characters: 119 bits.
+    pub fn random() -> Self {
+        use rand::Rng;
+        let id = rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(20)
+            .map(char::from)
+            .collect();
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What the gateway knows about one connection.
 #[derive(Debug)]
 pub struct Session {
-    pub sid: Sid,
+    /// The public id.
+    pub id: SessionId,
+    /// The Engine.IO session id: a credential, for this process only.
+    pub(crate) sid: Sid,
     pub user_id: String,
     /// Unix seconds.
     pub connected_at: u64,
@@ -58,6 +91,7 @@ impl Session {
         events: EventBudget,
     ) -> Self {
         Self {
+            id: SessionId::random(),
             sid,
             user_id: identity.user_id.clone(),
             connected_at: unix_now(),
@@ -87,8 +121,8 @@ impl Session {
         self.identity.read().expect("identity lock").clone()
     }
 
-    pub(crate) fn replace_identity(&self, identity: Identity) {
-        *self.identity.write().expect("identity lock") = Arc::new(identity);
+    pub(crate) fn replace_identity(&self, identity: Arc<Identity>) {
+        *self.identity.write().expect("identity lock") = identity;
     }
 
     /// Records that the socket joined `room`; false if it already had.
@@ -139,7 +173,7 @@ impl Session {
     /// The admin API's view of the session.
     pub fn info(&self) -> SessionInfo {
         SessionInfo {
-            session_id: self.sid.to_string(),
+            session_id: self.id.to_string(),
             user_id: self.user_id.clone(),
             connected_at: self.connected_at,
             expires_at: self.identity().expires_at,
@@ -217,15 +251,6 @@ impl<A: Adapter> Connection for SocketConn<A> {
     fn end(&self, code: ErrorCode, message: &str) {
         let s = &self.socket;
         let reconnect = code.is_retryable();
-        tracing::info!(
-            target: "sockgate::session",
-            session = %s.id,
-            code = code.as_str(),
-            reason = message,
-            reconnect,
-            "session ended by the server"
-        );
-        crate::telemetry::session_ended(code.as_str());
         // Nothing more reaches it through its rooms.
         s.leave_all();
         if reconnect {
@@ -233,7 +258,7 @@ impl<A: Adapter> Connection for SocketConn<A> {
         }
         let end = serde_json::json!({ "code": code, "message": message, "reconnect": reconnect });
         if let Err(e) = s.emit("session:end", &end) {
-            tracing::warn!(session = %s.id, error = %e, "session:end could not be sent");
+            tracing::warn!(error = %e, "session:end could not be sent");
         }
         // The close comes a moment later. Once socketioxide has removed a
         // socket, the next packet the client sends for it closes the whole
@@ -328,6 +353,17 @@ impl Registry {
             .expect("registry lock")
             .remove(sid)
             .map(|e| e.session)
+    }
+
+    /// The session with public id `id` (a scan: for the admin API and the
+    /// cluster, not for per-message paths).
+    pub fn find(&self, id: &str) -> Option<(Arc<Session>, Conn)> {
+        let inner = self.inner.lock().expect("registry lock");
+        inner
+            .by_sid
+            .values()
+            .find(|e| e.session.id.as_str() == id)
+            .map(|e| (e.session.clone(), e.socket.clone()))
     }
 
     pub fn get(&self, sid: Sid) -> Option<(Arc<Session>, Conn)> {

@@ -136,8 +136,10 @@ async fn sessions_own_exactly_their_deadlines() {
     raw_connect(addr, &auth).await;
     wait_until(|| gw.deadlines.len() == 2).await;
     // The second session evicts the first: only its own two deadlines remain.
+    // (Each handshake also schedules a check, a second later, that its socket
+    // connected; those leave the set once done.)
     raw_connect(addr, &auth).await;
-    wait_until(|| gw.sessions.len() == 1).await;
+    wait_until(|| gw.sessions.len() == 1 && gw.deadlines.len() == 2).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(gw.deadlines.len(), 2);
 }

@@ -1,7 +1,7 @@
 // The admin HTTP API: keys, sessions, kicks, revocations, bad input.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { api, API_KEY, ended, now, run, sign, startGateway } from "./helpers.mjs";
+import { api, API_KEY, ended, now, run, sign, startGateway, sessionIdOf } from "./helpers.mjs";
 
 test("without SOCKGATE_API_KEY the API does not exist", async () => {
   const gw = await startGateway();
@@ -53,15 +53,16 @@ describe("admin API", () => {
     const res = await api(gw, "GET", "/api/sessions?user=lister");
     assert.equal(res.status, 200);
     const sessions = res.body.sessions;
-    assert.deepEqual(sessions.map((s) => s.sessionId).sort(), [a.id, b.id].sort());
-    const sa = sessions.find((s) => s.sessionId === a.id);
+    const [idA, idB] = [await sessionIdOf(a), await sessionIdOf(b)];
+    assert.deepEqual(sessions.map((s) => s.sessionId).sort(), [idA, idB].sort());
+    const sa = sessions.find((s) => s.sessionId === idA);
     assert.equal(sa.userId, "lister");
     assert.equal(sa.expiresAt, exp);
     assert.equal(sa.transport, "websocket");
     assert.equal(sa.userAgent, "e2e-agent/1.0");
     assert.equal(sa.remoteAddr, "127.0.0.1");
     assert.ok(Math.abs(sa.connectedAt - now()) <= 5);
-    assert.equal(sessions.find((s) => s.sessionId === b.id).transport, "polling");
+    assert.equal(sessions.find((s) => s.sessionId === idB).transport, "polling");
     const all = await api(gw, "GET", "/api/sessions");
     assert.ok(all.body.sessions.some((s) => s.userId === "other"));
     assert.deepEqual((await api(gw, "GET", "/api/sessions?user=nobody")).body, { sessions: [] });
@@ -71,13 +72,15 @@ describe("admin API", () => {
     const victim = await gw.connect({ auth: { token: sign({ sub: "kickme" }) } });
     const bystander = await gw.connect({ auth: { token: sign({ sub: "kickme" }) } });
     const ending = ended(victim);
-    const res = await api(gw, "DELETE", `/api/sessions/${victim.id}`);
+    const victimId = await sessionIdOf(victim);
+    assert.equal((await api(gw, "DELETE", `/api/sessions/${victim.id}`)).status, 404, "the socket.id is not a session id");
+    const res = await api(gw, "DELETE", `/api/sessions/${victimId}`);
     assert.equal(res.status, 200);
     const { end, reason } = await ending;
     assert.equal(end.code, "KICKED");
     assert.equal(reason, "io server disconnect");
     assert.ok(bystander.connected);
-    const again = await api(gw, "DELETE", `/api/sessions/${victim.id}`);
+    const again = await api(gw, "DELETE", `/api/sessions/${victimId}`);
     assert.equal(again.status, 404);
     assert.equal(again.body.error.code, "NOT_FOUND");
     assert.equal((await api(gw, "DELETE", "/api/sessions/not-a-session-id")).status, 404);

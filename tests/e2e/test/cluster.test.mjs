@@ -5,7 +5,22 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { api, API_KEY, benchBinary, ended, eventually, next, now, refusal, run, SECRET, sign, startGateway, startRedis, freePort } from "./helpers.mjs";
+import { execFileSync } from "node:child_process";
+import { api, API_KEY, benchBinary, ended, eventually, next, now, refusal, run, SECRET, sessionIdOf, sign, startGateway, startRedis, freePort } from "./helpers.mjs";
+
+/** Every key and value in the Redis on `port`, as one string. */
+function redisContents(port) {
+  const cli = (...args) => execFileSync("redis-cli", ["-p", String(port), ...args], { encoding: "utf8" });
+  const read = { hash: ["HGETALL"], zset: ["ZRANGE", "0", "-1"], set: ["SMEMBERS"], string: ["GET"], list: ["LRANGE", "0", "-1"] };
+  return cli("--scan")
+    .split("\n")
+    .filter(Boolean)
+    .map((key) => {
+      const [cmd, ...rest] = read[cli("TYPE", key).trim()] ?? ["TYPE"];
+      return `${key} ${cli(cmd, key, ...rest)}`;
+    })
+    .join("\n");
+}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const caps = { rooms: ["chat:*"] };
@@ -112,9 +127,14 @@ describe("two nodes", () => {
       const r = (await api(a, "GET", "/api/sessions?user=dora")).body.sessions;
       return r.length === 2 && r;
     });
-    assert.deepEqual(listed.map((s) => s.sessionId).sort(), [s1.id, s2.id].sort());
+    const [id1, id2] = [await sessionIdOf(s1), await sessionIdOf(s2)];
+    assert.deepEqual(listed.map((s) => s.sessionId).sort(), [id1, id2].sort());
+    // Redis holds public session ids, never an Engine.IO sid (a credential).
+    const stored = redisContents(redis.port);
+    assert.ok(stored.includes(id1) && stored.includes(id2), "the sessions are in Redis");
+    for (const sid of [s1.id, s2.id, s1.io.engine.id, s2.io.engine.id]) assert.ok(!stored.includes(sid), `Redis holds the sid ${sid}`);
     const ending = ended(s2);
-    assert.equal((await api(a, "DELETE", `/api/sessions/${s2.id}`)).status, 200);
+    assert.equal((await api(a, "DELETE", `/api/sessions/${id2}`)).status, 200);
     assert.equal((await ending).end.code, "KICKED");
     const s3 = await b.connect({ auth: { token: sign({ sub: "dora" }) } });
     const endings = [ended(s1), ended(s3)];

@@ -63,7 +63,11 @@ describe("default gateway (HS256 secret)", () => {
     const s = await gw.connect({ auth: { token: sign({ exp, team: "red", roles: ["admin"] }) } });
     const me = await s.emitWithAck("auth:whoami");
     assert.equal(me.userId, "alice");
-    assert.equal(me.sessionId, s.id);
+    // The public session id is its own: the Engine.IO sid (socket.id and
+    // the engine's id here) is a credential and is never shown.
+    assert.match(me.sessionId, /^[A-Za-z0-9]{20}$/);
+    assert.notEqual(me.sessionId, s.id);
+    assert.notEqual(me.sessionId, s.io.engine.id);
     assert.equal(me.expiresAt, exp);
     assert.equal(me.claims.team, "red");
     assert.deepEqual(me.claims.roles, ["admin"]);

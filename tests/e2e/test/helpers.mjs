@@ -143,6 +143,11 @@ export async function api(gateway, method, path, { body, key = API_KEY, raw } = 
   return { status: res.status, body: parsed };
 }
 
+/** The public session id of a connected socket (not its socket.id). */
+export async function sessionIdOf(socket) {
+  return (await socket.emitWithAck("auth:whoami")).sessionId;
+}
+
 /** Resolves with the payload of the next `event` on `socket`. */
 export function next(socket, event, timeoutMs = 10000) {
   return new Promise((resolve, reject) => {

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { now, refusal, sign, startGateway, SECRET } from "./helpers.mjs";
 
-test("every decision is logged once with its fields, and no log line holds a token or secret", async () => {
+test("every decision is logged once with its fields, and no log line holds a token, a secret or an Engine.IO sid", async () => {
   const gw = await startGateway({ SOCKGATE_LOG: "trace", SOCKGATE_AUTH_COOKIE: "sg", SOCKGATE_ALLOWED_ORIGINS: "https://app.example", SOCKGATE_TOKEN_QUERY: "true" });
   const good = sign({ sub: "logger" });
   const expired = sign({ exp: now() - 10 });
@@ -11,15 +11,18 @@ test("every decision is logged once with its fields, and no log line holds a tok
   const viaHeader = sign({ sub: "h" });
   const viaCookie = sign({ sub: "c" });
   const viaQuery = sign({ sub: "q" });
+  // Engine.IO session ids are bearer credentials of their transport.
+  const sids = [];
+  const keep = (s) => (sids.push(s.id, s.io.engine.id), s);
   try {
     for (const transports of [["websocket"], ["polling"]]) {
-      const s = await gw.connect({ auth: { token: good }, transports });
+      const s = keep(await gw.connect({ auth: { token: good }, transports }));
       await s.emitWithAck("echo", { hello: 1 });
       await s.emitWithAck("auth:whoami");
     }
-    await gw.connect({ extraHeaders: { authorization: `Bearer ${viaHeader}` } });
-    await gw.connect({ extraHeaders: { cookie: `sg=${viaCookie}` } });
-    await gw.connect({ query: { token: viaQuery } });
+    keep(await gw.connect({ extraHeaders: { authorization: `Bearer ${viaHeader}` } }));
+    keep(await gw.connect({ extraHeaders: { cookie: `sg=${viaCookie}` } }));
+    keep(await gw.connect({ query: { token: viaQuery } }));
     await refusal(gw, { auth: { token: expired } });
     await refusal(gw, { auth: { token: forged } });
     await refusal(gw, {});
@@ -42,7 +45,7 @@ test("every decision is logged once with its fields, and no log line holds a tok
   assert.deepEqual(decisions.slice(2, 5).map((e) => e.source), ["header", "cookie", "query"]);
 
   // The filter is `trace`: whatever any crate logs at any level must not leak.
-  const secrets = [SECRET, good, expired, forged, viaHeader, viaCookie, viaQuery];
+  const secrets = [SECRET, good, expired, forged, viaHeader, viaCookie, viaQuery, ...sids];
   for (const line of gw.logs) {
     for (const s of secrets) {
       // The signature part alone identifies a token; check it and the whole.

@@ -60,10 +60,11 @@ test("a graceful restart brings every client back, on either transport", async (
       const me = await socket.emitWithAck("auth:whoami");
       assert.equal(me.userId, `restart-${i}`);
     }
-    // The closes were spread over the drain window rather than all at once.
+    // The closes were spread rather than all at once: 300 sessions at the
+    // drain pace of 5,000 per second take 60 ms (the window is the most).
     const times = clients.map((c) => c.seen.disconnects[0].at);
     const spread = Math.max(...times) - Math.min(...times);
-    assert.ok(spread >= 1000, `closes spread over ${spread} ms with a 2 s window`);
+    assert.ok(spread >= 40, `closes spread over ${spread} ms`);
   } finally {
     for (const c of clients) c.socket.close();
     await gw.stop();
@@ -100,11 +101,10 @@ test("a burst of 600 clients from one address all connect under the default limi
     // The default budget (burst 200, 50/s) was exceeded and the excess
     // retried by itself after an HTTP 429.
     const refused = clients.flatMap((c) => c.seen.connectErrors);
-    assert.ok(refused.length > 0, "some attempts were refused");
-    for (const err of refused) {
-      assert.equal(err.message, "xhr poll error");
-      assert.equal(err.description, 429);
-    }
+    assert.ok(refused.filter((e) => e.message === "xhr poll error" && e.description === 429).length > 0, "some attempts were refused with 429");
+    // Nothing but transport-level failures, which the client retries: no
+    // refusal reached it as a Socket.IO CONNECT error.
+    for (const err of refused) assert.match(err.message, /^(xhr poll error|xhr post error|websocket error|timeout)$/, `${err.message} ${err.description}`);
     assert.ok(clients.every((c) => c.seen.ends.length === 0));
   } finally {
     for (const c of clients) c.socket.close();
@@ -122,7 +122,8 @@ test("revoked and kicked clients stay disconnected", async () => {
     let attempts = 0;
     for (const c of [revoked, kicked]) c.socket.io.on("reconnect_attempt", () => attempts++);
     assert.equal((await api(gw, "POST", "/api/revocations", { body: { userId: "revoke-me" } })).status, 201);
-    assert.equal((await api(gw, "DELETE", `/api/sessions/${kicked.socket.id}`)).status, 200);
+    const kickedId = (await kicked.socket.emitWithAck("auth:whoami")).sessionId;
+    assert.equal((await api(gw, "DELETE", `/api/sessions/${kickedId}`)).status, 200);
     // An expired session is a retryable end: the client comes back with
     // whatever its auth gives; a fixed, expired token is then refused with a
     // terminal TOKEN_EXPIRED, and it stops there.

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { api, API_KEY, ended, next, now, refusal, sign, startGateway } from "./helpers.mjs";
+import { api, API_KEY, ended, next, now, refusal, sign, startGateway, sessionIdOf } from "./helpers.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** A token whose lifetime starts now: `iat` = now, `exp` = now + ttl. */
@@ -247,7 +247,7 @@ describe("session limits", () => {
       assert.equal(reason, "io server disconnect");
       assert.ok(s2.connected && s3.connected);
       const listed = await api(gw, "GET", "/api/sessions?user=evi");
-      assert.deepEqual(listed.body.sessions.map((x) => x.sessionId).sort(), [s2.id, s3.id].sort());
+      assert.deepEqual(listed.body.sessions.map((x) => x.sessionId).sort(), [await sessionIdOf(s2), await sessionIdOf(s3)].sort());
     } finally {
       await gw.stop();
     }

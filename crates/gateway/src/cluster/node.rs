@@ -52,9 +52,7 @@ impl Gateway {
                     .into_iter()
                     .find(|c| c.as_str() == code)
                     .unwrap_or(ErrorCode::Kicked);
-                if let Some((session, socket)) =
-                    sid.parse().ok().and_then(|sid| self.sessions.get(sid))
-                {
+                if let Some((session, socket)) = self.sessions.find(&sid) {
                     self.end(&session, &socket, code, message_of(code));
                 }
             }
@@ -111,7 +109,7 @@ impl Gateway {
         cluster.clear_node_state().await?;
         for (session, _) in self.sessions.matching(|_| true) {
             cluster.write(Write::SessionUp {
-                sid: session.sid.to_string(),
+                sid: session.id.to_string(),
                 user_id: session.user_id.clone(),
                 info: serde_json::to_string(&session.info()).expect("session info serializes"),
             });
