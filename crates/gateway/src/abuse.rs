@@ -46,6 +46,8 @@ pub struct AbuseLimits {
     pub handshakes_per_ip: Rate,
     pub events_per_socket: Rate,
     pub max_connections: Option<usize>,
+    /// Most transports open and not yet authenticated, across all clients.
+    pub max_pending_handshakes: usize,
     /// Peers whose forwarding headers name the client.
     pub trusted_proxies: TrustedProxies,
 }
@@ -63,6 +65,10 @@ impl Default for AbuseLimits {
                 burst: 200,
             },
             max_connections: None,
+            // A transport waiting for its handshake holds about 10 KiB, so
+            // a flood from many addresses stays under 40 MiB; a legitimate
+            // burst passes through in milliseconds per transport.
+            max_pending_handshakes: 4096,
             trusted_proxies: TrustedProxies::default(),
         }
     }

@@ -186,6 +186,11 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_burst: Option<u32>,
 
+    /// Most transports open and not yet authenticated, across all clients [default: 4096].
+    #[arg(long, env = "SOCKGATE_MAX_PENDING_HANDSHAKES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pending_handshakes: Option<usize>,
+
     /// Reverse proxies whose X-Forwarded-For / Forwarded headers name the client: addresses and CIDRs, comma-separated [default: none].
     #[arg(long, env = "SOCKGATE_TRUSTED_PROXIES")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -536,6 +541,16 @@ impl Config {
                 burst: s.event_burst.unwrap_or(defaults.events_per_socket.burst),
             },
             max_connections: s.max_connections,
+            max_pending_handshakes: match s.max_pending_handshakes {
+                Some(0) => {
+                    return Err(invalid(
+                        "SOCKGATE_MAX_PENDING_HANDSHAKES",
+                        "must be at least 1",
+                    ));
+                }
+                Some(n) => n,
+                None => defaults.max_pending_handshakes,
+            },
             trusted_proxies: TrustedProxies::parse(s.trusted_proxies.as_deref().unwrap_or(""))
                 .map_err(|e| invalid("SOCKGATE_TRUSTED_PROXIES", e))?,
         };

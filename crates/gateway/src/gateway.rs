@@ -18,6 +18,7 @@ use socketioxide::socket::Sid;
 use sockgate_auth::{AuthError, ErrorCode, Identity, SourcePolicy, Verifier};
 
 use crate::abuse::{AbuseLimits, Guard, Retry, Verdict};
+use crate::admission::{Openings, Ticket};
 use crate::cluster::{Admission, Cluster, Control, Write};
 use crate::deadlines::{Deadline, Deadlines, Due};
 use crate::policy::{Action, Policy};
@@ -96,6 +97,8 @@ pub struct Gateway {
     pub(crate) transports: Arc<Transports>,
     /// Set on SIGTERM: new transports are refused, `/readyz` fails.
     draining: AtomicBool,
+    /// Transports opened and not yet authenticated (see [`crate::admission`]).
+    pub(crate) openings: Arc<Openings>,
 }
 
 impl Gateway {
@@ -120,6 +123,7 @@ impl Gateway {
             cluster: None,
             transports: Arc::default(),
             draining: AtomicBool::new(false),
+            openings: Arc::new(Openings::new(AbuseLimits::default().max_pending_handshakes)),
         }
     }
 
@@ -149,10 +153,12 @@ impl Gateway {
     /// Whether a client may open a transport now: not while draining, not
     /// past the connection cap, not over its address's handshake budget.
     /// Checked before anything is allocated for it.
-    pub fn admit_transport(&self, client: Option<IpAddr>) -> Result<(), Retry> {
+    /// Returns the transport's place among those not yet authenticated.
+    pub fn admit_transport(&self, client: Option<IpAddr>) -> Result<Arc<Ticket>, Retry> {
         self.still_open()?;
         self.guard.connection(self.sessions.len())?;
-        self.guard.handshake(client)
+        self.guard.handshake(client)?;
+        self.openings.take()
     }
 
     /// Refuses with `SERVER_SHUTDOWN` once draining.
@@ -181,6 +187,7 @@ impl Gateway {
     }
 
     pub fn with_abuse_limits(mut self, limits: AbuseLimits) -> Self {
+        self.openings = Arc::new(Openings::new(limits.max_pending_handshakes));
         self.guard = Guard::new(limits);
         self
     }

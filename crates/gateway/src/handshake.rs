@@ -19,7 +19,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, State, TryData};
 use sockgate_auth::{AuthError, ErrorCode, Handshake, TokenSource};
 
-use crate::admission::ClientIp;
+use crate::admission::{ClientIp, Ticket};
 use crate::sessions::{Session, SocketConn, transport_name};
 use crate::{Gateway, events, telemetry};
 
@@ -30,6 +30,9 @@ pub(crate) async fn authenticate<A: Adapter>(
 ) -> Result<(), AuthError> {
     let started = Instant::now();
     let parts = s.req_parts();
+    if let Some(ticket) = parts.extensions.get::<Arc<Ticket>>() {
+        ticket.settle();
+    }
     let remote = parts.extensions.get::<ClientIp>().map(|c| c.0);
     let transport = transport_name(s.transport_type());
     let result = admit(&gw, &s, parts, auth, remote).await;
@@ -92,8 +95,8 @@ async fn admit<A: Adapter>(
     gw.guard
         .connection(gw.sessions.len())
         .map_err(|r| r.error)?;
-    check_origin(gw, header(parts, "origin"))?;
     let (token, source) = gw.sources.find(&handshake)?;
+    check_origin(gw, parts, source)?;
     let identity = gw.authenticate(&token).await?;
     let user_agent = header(parts, "user-agent").map(str::to_owned);
     let session = Arc::new(Session::new(
@@ -112,12 +115,31 @@ async fn admit<A: Adapter>(
     Ok((session, source))
 }
 
-/// Browsers always send `Origin`; other clients may not, and are let through.
-fn check_origin(gw: &Gateway, origin: Option<&str>) -> Result<(), AuthError> {
-    match (&gw.limits.allowed_origins, origin) {
-        (Some(allowed), Some(origin)) if !allowed.iter().any(|a| a == origin) => Err(
-            AuthError::new(ErrorCode::OriginForbidden, "this origin may not connect"),
-        ),
+/// Browsers always send `Origin`; other clients may not, and are let
+/// through, unless the token came from a cookie: a browser attaches cookies
+/// to a cross-site handshake by itself, so a cookie counts only with an
+/// allowed `Origin` or `Sec-Fetch-Site: same-origin`.
+fn check_origin(gw: &Gateway, parts: &Parts, source: TokenSource) -> Result<(), AuthError> {
+    let forbidden = || AuthError::new(ErrorCode::OriginForbidden, "this origin may not connect");
+    let allowed = gw.limits.allowed_origins.as_deref().unwrap_or_default();
+    match header(parts, "origin") {
+        Some(origin) if gw.limits.allowed_origins.is_some() => {
+            if allowed.iter().any(|a| a == origin) {
+                Ok(())
+            } else {
+                Err(forbidden())
+            }
+        }
+        None if source == TokenSource::Cookie => {
+            if header(parts, "sec-fetch-site") == Some("same-origin") {
+                Ok(())
+            } else {
+                Err(AuthError::new(
+                    ErrorCode::OriginForbidden,
+                    "a cookie session needs an allowed Origin",
+                ))
+            }
+        }
         _ => Ok(()),
     }
 }

@@ -155,9 +155,36 @@ describe("token sources that must be enabled", () => {
 
   test("token from an HTTP-only cookie, over both transports", async () => {
     for (const transports of [["websocket"], ["polling"]]) {
-      const s = await gw.connect({ transports, extraHeaders: { cookie: `theme=dark; sg_token=${sign({ sub: "cookie" })}` } });
+      const cookie = `theme=dark; sg_token=${sign({ sub: "cookie" })}`;
+      const s = await gw.connect({ transports, extraHeaders: { cookie, origin: "https://app.example" } });
       assert.equal((await s.emitWithAck("auth:whoami")).userId, "cookie");
+      // A browser on the same origin says so instead of sending Origin.
+      const same = await gw.connect({ transports, extraHeaders: { cookie, "sec-fetch-site": "same-origin" } });
+      assert.equal((await same.emitWithAck("auth:whoami")).userId, "cookie");
     }
+  });
+
+  test("a cookie counts only with an allowed Origin: cross-site handshakes are refused", async () => {
+    const cookie = `sg_token=${sign({ sub: "cookie" })}`;
+    for (const transports of [["websocket"], ["polling"]]) {
+      // No Origin at all: a cookie alone proves nothing about the page.
+      const bare = await refusal(gw, { transports, extraHeaders: { cookie } });
+      assert.match(bare.message, /^ORIGIN_FORBIDDEN: /);
+      const cross = await refusal(gw, { transports, extraHeaders: { cookie, "sec-fetch-site": "cross-site" } });
+      assert.match(cross.message, /^ORIGIN_FORBIDDEN: /);
+      const evil = await refusal(gw, { transports, extraHeaders: { cookie, origin: "https://evil.example" } });
+      assert.match(evil.message, /^ORIGIN_FORBIDDEN: /);
+    }
+  });
+
+  test("every request of a long-polling session is held to the allowed origins", async () => {
+    const s = await gw.connect({ transports: ["polling"], auth: { token: sign({ sub: "poller" }) }, extraHeaders: { origin: "https://app.example" } });
+    const sid = s.io.engine.id;
+    const poll = (origin) => fetch(`${gw.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: "POST", headers: { origin, "content-type": "text/plain" }, body: '42["echo","x"]' });
+    const evil = await poll("https://evil.example");
+    assert.equal(evil.status, 403);
+    assert.equal((await evil.json()).code, "ORIGIN_FORBIDDEN");
+    assert.equal((await s.emitWithAck("echo", "still here")), "still here");
   });
 
   test("token from the query string when enabled", async () => {

@@ -21,7 +21,7 @@ test("every decision is logged once with its fields, and no log line holds a tok
       await s.emitWithAck("auth:whoami");
     }
     keep(await gw.connect({ extraHeaders: { authorization: `Bearer ${viaHeader}` } }));
-    keep(await gw.connect({ extraHeaders: { cookie: `sg=${viaCookie}` } }));
+    keep(await gw.connect({ extraHeaders: { cookie: `sg=${viaCookie}`, origin: "https://app.example" } }));
     keep(await gw.connect({ query: { token: viaQuery } }));
     await refusal(gw, { auth: { token: expired } });
     await refusal(gw, { auth: { token: forged } });
