@@ -26,6 +26,7 @@ use subtle::ConstantTimeEq;
 
 use crate::Gateway;
 use crate::config::Secret;
+use crate::gateway::Revoked;
 use crate::revocation::RevocationList;
 use crate::rooms;
 use crate::sessions::{unix_now, user_room};
@@ -257,15 +258,13 @@ async fn revoke(
                     "expiresAt (the token's exp, Unix seconds) is required with jti",
                 )
             })?;
-            let ended = gw
+            check_time("expiresAt", expires_at)?;
+            let done = gw
                 .revoke_token(&jti, expires_at)
                 .await
                 .map_err(ApiError::internal)?;
-            let revoked = json!({ "jti": jti, "expiresAt": expires_at });
-            Ok((
-                StatusCode::CREATED,
-                Json(json!({ "revoked": revoked, "ended": ended })),
-            ))
+            let revoked = json!({ "jti": jti, "expiresAt": done.expires_at });
+            Ok((StatusCode::CREATED, Json(revocation_answer(revoked, done))))
         }
         (None, Some(user_id)) => {
             check_id("userId", &user_id)?;
@@ -273,20 +272,41 @@ async fn revoke(
                 return Err(ApiError::bad_request("expiresAt goes with jti, not userId"));
             }
             let issued_before = req.issued_before.unwrap_or_else(|| unix_now() + 1);
-            let ended = gw
+            check_time("issuedBefore", issued_before)?;
+            let done = gw
                 .revoke_user(&user_id, issued_before)
                 .await
                 .map_err(ApiError::internal)?;
             let revoked = json!({ "userId": user_id, "issuedBefore": issued_before });
-            Ok((
-                StatusCode::CREATED,
-                Json(json!({ "revoked": revoked, "ended": ended })),
-            ))
+            Ok((StatusCode::CREATED, Json(revocation_answer(revoked, done))))
         }
         _ => Err(ApiError::bad_request(
             "give either { jti, expiresAt } or { userId, issuedBefore }",
         )),
     }
+}
+
+/// `{ revoked, ended }`, and in a cluster `shared`: whether the other nodes
+/// were told now (`false`: Redis is unreachable; they are told when it is back).
+fn revocation_answer(revoked: serde_json::Value, done: Revoked) -> serde_json::Value {
+    let mut answer = json!({ "revoked": revoked, "ended": done.ended });
+    if let Some(shared) = done.shared {
+        answer["shared"] = shared.into();
+    }
+    answer
+}
+
+/// Latest time accepted: the end of year 9999. Larger values (up to 2^64)
+/// wrapped negative in the store and were lost at restart.
+const MAX_TIME: u64 = 253_402_300_799;
+
+fn check_time(field: &str, value: u64) -> Result<(), ApiError> {
+    if value > MAX_TIME {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be a Unix time in seconds, at most {MAX_TIME}"
+        )));
+    }
+    Ok(())
 }
 
 fn check_id(field: &str, value: &str) -> Result<(), ApiError> {

@@ -226,6 +226,11 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
 
+    /// Secret shared by the nodes of a cluster, at least 32 bytes: seals their announcements [default: derived from JWT_SECRET].
+    #[arg(long, env = "SOCKGATE_CLUSTER_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_secret: Option<Secret>,
+
     /// Redis URL: joins this node to a cluster (e.g. redis://127.0.0.1:6379).
     #[arg(long, env = "SOCKGATE_REDIS_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -328,6 +333,7 @@ impl Settings {
             &mut merged.jwt_secret,
             &mut merged.jwt_previous_secret,
             &mut merged.api_key,
+            &mut merged.cluster_secret,
         ] {
             if secret.as_ref().is_some_and(|s| s.0.is_empty()) {
                 *secret = None;
@@ -380,6 +386,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub api_key: Option<Secret>,
     pub redis_url: Option<String>,
+    pub cluster_secret: Option<Secret>,
     pub tls: Option<TlsFiles>,
     /// On SIGTERM, the sessions' ends are spread over this.
     pub drain_window: Duration,
@@ -578,6 +585,7 @@ impl Config {
             data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("sockgate-data")),
             api_key: s.api_key,
             redis_url: s.redis_url.filter(|u| !u.is_empty()),
+            cluster_secret: s.cluster_secret,
             tls: match (s.tls_cert, s.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
                 (None, None) => None,
@@ -597,6 +605,28 @@ impl Config {
             }),
             log_filter: s.log.unwrap_or_else(|| "info".to_owned()),
         })
+    }
+
+    /// The seal of the cluster's announcements: from `SOCKGATE_CLUSTER_SECRET`,
+    /// else from `JWT_SECRET` (every node of an HMAC deployment has it).
+    pub fn cluster_seal(&self) -> Result<crate::cluster::Seal, ConfigError> {
+        let secret = match (&self.cluster_secret, &self.keys.secret) {
+            (Some(secret), _) if secret.expose().len() < 32 => {
+                return Err(invalid(
+                    "SOCKGATE_CLUSTER_SECRET",
+                    "must be at least 32 bytes",
+                ));
+            }
+            (Some(secret), _) | (None, Some(secret)) => secret,
+            (None, None) => {
+                return Err(invalid(
+                    "SOCKGATE_CLUSTER_SECRET",
+                    "cluster mode needs a secret shared by every node (at least 32 bytes) \
+                     to seal their announcements; set it, or JWT_SECRET",
+                ));
+            }
+        };
+        Ok(crate::cluster::Seal::new(secret.expose().as_bytes()))
     }
 
     /// Loads every configured key and returns the verifier, plus the JWKS set

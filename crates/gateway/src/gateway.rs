@@ -99,6 +99,8 @@ pub struct Gateway {
     draining: AtomicBool,
     /// Transports opened and not yet authenticated (see [`crate::admission`]).
     pub(crate) openings: Arc<Openings>,
+    /// Revocations made while Redis was unreachable, to announce at recovery.
+    unshared: std::sync::Mutex<Vec<Control>>,
 }
 
 impl Gateway {
@@ -124,6 +126,7 @@ impl Gateway {
             transports: Arc::default(),
             draining: AtomicBool::new(false),
             openings: Arc::new(Openings::new(AbuseLimits::default().max_pending_handshakes)),
+            unshared: std::sync::Mutex::default(),
         }
     }
 
@@ -547,8 +550,13 @@ impl Gateway {
     /// sessions end first, here and (through the cluster) elsewhere; the
     /// disk write follows (a failed write is reported, and the revocation
     /// still holds until a restart).
-    pub async fn revoke_token(&self, jti: &str, expires_at: u64) -> Result<usize, sqlx::Error> {
+    ///
+    /// The revocation is kept until `expires_at`, or until the real `exp` of
+    /// the token when a session here runs on it and that is later: a token
+    /// must not come back to life because its revocation was pruned early.
+    pub async fn revoke_token(&self, jti: &str, expires_at: u64) -> Result<Revoked, sqlx::Error> {
         telemetry::revocation("token");
+        let expires_at = expires_at.max(self.longest_exp_of(jti));
         self.revocations.remember_token(jti, expires_at);
         let hits = self
             .sessions
@@ -557,9 +565,23 @@ impl Gateway {
             jti: jti.to_owned(),
             expires_at,
         };
-        let ended = self.end_here_and_share(hits, msg).await;
+        let (ended, shared) = self.end_here_and_share(hits, msg).await;
         self.revocations.persist_token(jti, expires_at).await?;
-        Ok(ended)
+        Ok(Revoked {
+            ended,
+            shared,
+            expires_at,
+        })
+    }
+
+    /// The latest `exp` of the sessions here that run on token `jti`.
+    pub(crate) fn longest_exp_of(&self, jti: &str) -> u64 {
+        self.sessions
+            .matching(|s| s.identity().token_id() == Some(jti))
+            .iter()
+            .filter_map(|(s, _)| s.identity().expires_at)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Revokes a user's tokens issued before `issued_before` and ends the
@@ -568,7 +590,7 @@ impl Gateway {
         &self,
         user_id: &str,
         issued_before: u64,
-    ) -> Result<usize, sqlx::Error> {
+    ) -> Result<Revoked, sqlx::Error> {
         telemetry::revocation("user");
         self.revocations.remember_user(user_id, issued_before);
         let hits = self
@@ -581,11 +603,15 @@ impl Gateway {
             user_id: user_id.to_owned(),
             issued_before,
         };
-        let ended = self.end_here_and_share(hits, msg).await;
+        let (ended, shared) = self.end_here_and_share(hits, msg).await;
         self.revocations
             .persist_user(user_id, issued_before)
             .await?;
-        Ok(ended)
+        Ok(Revoked {
+            ended,
+            shared,
+            expires_at: issued_before,
+        })
     }
 
     /// Ends one session (admin kick). False when there is no such session.
@@ -644,13 +670,19 @@ impl Gateway {
 
     /// Ends revoked local sessions while the revocation goes out to the
     /// cluster: the other nodes need not wait for thousands of local ends.
-    async fn end_here_and_share(&self, hits: Vec<(Arc<Session>, Conn)>, msg: Control) -> usize {
+    /// Returns how many ended here, and (in a cluster) whether the
+    /// revocation reached the other nodes now.
+    async fn end_here_and_share(
+        &self,
+        hits: Vec<(Arc<Session>, Conn)>,
+        msg: Control,
+    ) -> (usize, Option<bool>) {
         // `share` runs first: it sends its request and yields at the Redis
         // round trip, during which the local sessions end.
-        let (_, ended) = tokio::join!(biased; self.share(msg), async {
+        let (shared, ended) = tokio::join!(biased; self.share(msg), async {
             self.end_all(hits, ErrorCode::TokenRevoked, "token revoked")
         });
-        ended
+        (ended, shared)
     }
 
     /// Ends every one of `sessions`; returns how many.
@@ -668,13 +700,19 @@ impl Gateway {
     }
 
     /// Announces a revocation and stores it in Redis, when clustered.
-    async fn share(&self, msg: Control) {
-        let Some(cluster) = self.live_cluster() else {
-            return;
-        };
+    ///
+    /// A revocation that cannot be announced now (Redis unreachable) waits
+    /// in [`Gateway::unshared`] and is announced when Redis is back: the
+    /// other nodes may still be serving the token meanwhile.
+    async fn share(&self, msg: Control) -> Option<bool> {
+        let cluster = self.cluster.as_ref()?;
+        if !cluster.is_healthy() || !cluster.announce(&msg).await {
+            tracing::warn!("Redis unreachable: the revocation is announced when it is back");
+            lock(&self.unshared).push(msg);
+            return Some(false);
+        }
         // Announced first: the other nodes act on the announcement; the
         // stored copy is for nodes that catch up later.
-        cluster.announce(&msg).await;
         let stored = match &msg {
             Control::RevokeToken { jti, expires_at } => {
                 cluster.store_revoked_token(jti, *expires_at).await
@@ -688,7 +726,36 @@ impl Gateway {
         if let Err(e) = stored {
             tracing::warn!(error = %e, "storing a revocation in Redis failed; shared again at recovery");
         }
+        Some(true)
     }
+
+    /// Announces the revocations made while Redis was unreachable; called
+    /// once Redis is back. Those that fail again wait for the next recovery.
+    pub(crate) async fn share_unshared(&self, cluster: &Cluster) {
+        let waiting = std::mem::take(&mut *lock(&self.unshared));
+        for msg in waiting {
+            if !cluster.announce(&msg).await {
+                lock(&self.unshared).push(msg);
+            }
+        }
+    }
+}
+
+/// The outcome of a revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked {
+    /// Sessions ended on this node.
+    pub ended: usize,
+    /// In a cluster: whether the other nodes were told now (otherwise they
+    /// are told when Redis is back). `None` on a single node.
+    pub shared: Option<bool>,
+    /// Until when the revocation is kept (`expiresAt`), or the user's
+    /// `issuedBefore`.
+    pub expires_at: u64,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 const KICKED: &str = "session ended by an operator";

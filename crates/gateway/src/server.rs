@@ -229,12 +229,14 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             serve(listener, router, io, gateway, &config).await
         }
         Some(url) => {
-            let cluster = Cluster::connect(url)
-                .await
-                .map_err(|source| ServeError::Redis {
-                    url: redacted(url),
-                    source,
-                })?;
+            let seal = config.cluster_seal()?;
+            let cluster =
+                Cluster::connect(url, seal)
+                    .await
+                    .map_err(|source| ServeError::Redis {
+                        url: redacted(url),
+                        source,
+                    })?;
             let gateway = Arc::new(gateway.with_cluster(cluster.clone()));
             let adapter = RedisAdapterCtr::new_with_driver(
                 cluster.driver.clone(),

@@ -17,6 +17,7 @@
 
 pub mod driver;
 mod node;
+pub mod seal;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,11 +32,14 @@ use tokio::sync::mpsc;
 
 use crate::sessions::{LimitPolicy, SessionInfo, SessionLimit};
 pub use driver::ResilientDriver;
+pub use seal::Seal;
 
 const PREFIX: &str = "sockgate:";
 const CONTROL: &str = "sockgate:control";
 /// How long a node counts as alive after its last heartbeat.
 const NODE_TTL_MS: u64 = 5_000;
+/// A heartbeat not answered within this marks Redis unreachable.
+const BEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// Announcements every node applies to its own sockets.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -87,6 +91,7 @@ pub struct Cluster {
     pub driver: ResilientDriver,
     healthy: Arc<AtomicBool>,
     writes: mpsc::UnboundedSender<Write>,
+    seal: Seal,
 }
 
 /// Admits a session under the per-user limit, atomically for the cluster.
@@ -131,8 +136,9 @@ pub enum Admission {
 }
 
 impl Cluster {
-    /// Connects to Redis; fails when it cannot be reached.
-    pub async fn connect(url: &str) -> Result<Arc<Self>, redis::RedisError> {
+    /// Connects to Redis; fails when it cannot be reached. Announcements
+    /// are sealed with `seal`.
+    pub async fn connect(url: &str, seal: Seal) -> Result<Arc<Self>, redis::RedisError> {
         // TCP_NODELAY: without it a publish that follows another command
         // waits for Redis's delayed ACK (40 ms on Linux), which showed as a
         // 40 ms tail on revocations and room messages across nodes.
@@ -152,8 +158,13 @@ impl Cluster {
             driver,
             healthy,
             writes,
+            seal,
         });
-        cluster.beat().await?;
+        let key = cluster.key(&["node", &cluster.node]);
+        cluster
+            .conn()
+            .pset_ex::<_, _, ()>(key, 1, NODE_TTL_MS)
+            .await?;
         tokio::spawn(apply_writes(cluster.clone(), rx));
         Ok(cluster)
     }
@@ -172,9 +183,15 @@ impl Cluster {
         key
     }
 
-    async fn beat(&self) -> redis::RedisResult<()> {
+    /// Renews the heartbeat key; an answer later than [`BEAT_TIMEOUT`]
+    /// counts as none. (Without the bound, a Redis that stops answering, as
+    /// behind a network partition, went unnoticed for about 10 s while the
+    /// connection manager retried.)
+    async fn beat(&self) -> bool {
         let key = self.key(&["node", &self.node]);
-        self.conn().pset_ex::<_, _, ()>(key, 1, NODE_TTL_MS).await
+        let mut conn = self.conn();
+        let beat = conn.pset_ex::<_, _, ()>(key, 1, NODE_TTL_MS);
+        matches!(tokio::time::timeout(BEAT_TIMEOUT, beat).await, Ok(Ok(())))
     }
 
     /// Keeps the node's heartbeat key alive. Calls `on_recovery` each time
@@ -183,7 +200,7 @@ impl Cluster {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(NODE_TTL_MS / 5));
         loop {
             tick.tick().await;
-            let ok = self.beat().await.is_ok();
+            let ok = self.beat().await;
             crate::telemetry::redis_up(ok);
             let was = self.healthy.swap(ok, Ordering::Relaxed);
             match (was, ok) {
@@ -204,11 +221,18 @@ impl Cluster {
         self.driver.subscribe(CONTROL.to_owned(), 1024).await
     }
 
-    /// Announces `msg` to every node, this one included.
-    pub async fn announce(&self, msg: &Control) {
-        let body = serde_json::to_vec(msg).expect("control serializes");
-        if let Err(e) = self.driver.publish(CONTROL.to_owned(), body).await {
-            tracing::warn!(error = %e, "announcement failed");
+    /// Announces `msg` to every node, this one included; false when Redis
+    /// did not take it.
+    pub async fn announce(&self, msg: &Control) -> bool {
+        let body = self
+            .seal
+            .seal(&serde_json::to_vec(msg).expect("control serializes"));
+        match self.driver.publish(CONTROL.to_owned(), body).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "announcement failed");
+                false
+            }
         }
     }
 

@@ -21,7 +21,13 @@ impl Gateway {
             }
         };
         while let Some((_, body)) = stream.next().await {
-            match serde_json::from_slice::<Control>(&body) {
+            let Some(json) = cluster.seal.open(&body) else {
+                tracing::warn!(
+                    "ignoring an announcement without a valid seal (forged, replayed, or another cluster secret)"
+                );
+                continue;
+            };
+            match serde_json::from_slice::<Control>(json) {
                 Ok(msg) => self.apply(msg).await,
                 Err(e) => tracing::warn!(error = %e, "ignoring a malformed announcement"),
             }
@@ -31,6 +37,8 @@ impl Gateway {
     async fn apply(&self, msg: Control) {
         match msg {
             Control::RevokeToken { jti, expires_at } => {
+                // Kept at least until the real `exp` of a token seen here.
+                let expires_at = expires_at.max(self.longest_exp_of(&jti));
                 self.revocations.remember_token(&jti, expires_at);
                 self.end_revoked();
                 if let Err(e) = self.revocations.persist_token(&jti, expires_at).await {
@@ -105,6 +113,9 @@ impl Gateway {
             let _ = self.revocations.persist_user(&user, before).await;
         }
         self.end_revoked();
+        // Made while Redis was away: stored above, and now announced, so
+        // that the nodes still serving those tokens end them.
+        self.share_unshared(cluster).await;
 
         cluster.clear_node_state().await?;
         for (session, _) in self.sessions.matching(|_| true) {
