@@ -188,11 +188,12 @@ wait_ready() {
 }
 
 # http_get URL PATH: the raw HTTP/1.0 answer (status line, headers, body),
-# with bash's /dev/tcp so no curl is needed.
+# with bash's /dev/tcp so no curl is needed. Sends the benchmark's API key
+# (/metrics needs it).
 http_get() {
   local hostport=${1#http://}
   (exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}" &&
-    printf 'GET %s HTTP/1.0\r\n\r\n' "$2" >&3 && cat <&3) 2>/dev/null || true
+    printf 'GET %s HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n' "$2" "$API_KEY" >&3 && cat <&3) 2>/dev/null || true
 }
 
 # wait_cluster URL...: waits (up to 10 s each) until every node answers

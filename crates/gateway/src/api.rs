@@ -67,6 +67,11 @@ pub fn router(gateway: Arc<Gateway>, key: Secret) -> Router {
         .with_state(gateway)
 }
 
+/// `router` behind the admin key, for routes outside `/api` (`/metrics`).
+pub fn behind_key(router: Router, key: Secret) -> Router {
+    router.layer(middleware::from_fn_with_state(Arc::new(key), require_key))
+}
+
 async fn require_key(State(key): State<Arc<Secret>>, req: Request, next: Next) -> Response {
     let given = req
         .headers()

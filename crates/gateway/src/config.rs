@@ -246,6 +246,11 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_timeout: Option<u64>,
 
+    /// Also serve `/metrics`, without the API key, on this address (e.g. a private 10.0.0.5:9464) [default: none].
+    #[arg(long, env = "SOCKGATE_METRICS_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Log format: `json` or `pretty` [default: json; pretty with --dev].
     #[arg(long, env = "SOCKGATE_LOG_FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -391,6 +396,7 @@ pub struct Config {
     /// On SIGTERM, the sessions' ends are spread over this.
     pub drain_window: Duration,
     pub shutdown_timeout: Duration,
+    pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub log_filter: String,
 }
@@ -598,6 +604,7 @@ impl Config {
             },
             drain_window: Duration::from_secs_f64(drain_window),
             shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(10)),
+            metrics_listen: s.metrics_listen,
             log_format: s.log_format.unwrap_or(if dev {
                 LogFormat::Pretty
             } else {

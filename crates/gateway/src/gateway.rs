@@ -488,7 +488,7 @@ impl Gateway {
         vec![
             (exp_ms.saturating_sub(lead_ms), session.sid, Due::Warn),
             (
-                exp_ms + self.lifecycle.expiry_grace.as_millis() as u64,
+                exp_ms.saturating_add(self.lifecycle.expiry_grace.as_millis() as u64),
                 session.sid,
                 Due::Expire,
             ),

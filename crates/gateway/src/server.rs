@@ -67,12 +67,16 @@ pub fn app_with_adapter<A: Adapter + DefinedAdapter>(
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(move || readyz(ready.clone())));
-    if let Some(metrics) = telemetry::install() {
+    // On the public listener, metrics are for the holder of the API key:
+    // they tell who is connected and what is refused. A scraper without
+    // the key uses SOCKGATE_METRICS_LISTEN (see `serve_metrics`).
+    if let (Some(metrics), Some(key)) = (telemetry::install(), &api_key) {
         spawn_metrics_upkeep(metrics.clone());
-        router = router.route(
+        let metrics = Router::new().route(
             "/metrics",
             get(move || std::future::ready(metrics.render())),
         );
+        router = router.merge(api::behind_key(metrics, key.clone()));
     }
     if let Some(key) = api_key {
         router = router.nest("/api", api::router(gateway.clone(), key));
@@ -295,6 +299,9 @@ async fn serve<A: Adapter>(
         ),
         None => None,
     };
+    if let Some(addr) = config.metrics_listen {
+        serve_metrics(addr).await?;
+    }
     tracing::info!(%addr, tls = tls.is_some(), api = config.api_key.is_some(), "sockgate listening");
     let handle = axum_server::Handle::new();
     let shutdown_timeout = config.shutdown_timeout;
@@ -334,6 +341,25 @@ async fn serve<A: Adapter>(
                 .await?
         }
     }
+    Ok(())
+}
+
+/// Serves `/metrics` alone, without a key, on its own address: for a
+/// Prometheus scraper on a private network.
+async fn serve_metrics(addr: SocketAddr) -> Result<(), ServeError> {
+    let Some(metrics) = telemetry::install() else {
+        return Ok(());
+    };
+    spawn_metrics_upkeep(metrics.clone());
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let router = Router::new().route(
+        "/metrics",
+        get(move || std::future::ready(metrics.render())),
+    );
+    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+    tokio::spawn(async move { axum::serve(listener, router).await });
     Ok(())
 }
 

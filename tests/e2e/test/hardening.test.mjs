@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { api, API_KEY, ended, refusal, run, sign, startGateway } from "./helpers.mjs";
+import { api, API_KEY, ended, freePort, refusal, run, sign, startGateway } from "./helpers.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -165,10 +165,10 @@ test("SIGTERM: clients get session:end SERVER_SHUTDOWN, then their transport clo
 });
 
 test("/metrics counts handshakes by outcome, connections, joins and refreshes", async () => {
-  const gw = await startGateway();
+  const gw = await startGateway({ SOCKGATE_API_KEY: API_KEY });
   try {
     const metric = async (line) => {
-      const text = await (await fetch(`${gw.url}/metrics`)).text();
+      const text = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } })).text();
       const found = text.split("\n").find((l) => l.startsWith(line + " "));
       return found ? Number(found.split(" ").at(-1)) : 0;
     };
@@ -221,5 +221,29 @@ test("CORS: only the allowed origins, with credentials, never a wildcard", async
   } finally {
     await open.stop();
     await strict.stop();
+  }
+});
+
+test("/metrics is not public: the API key on the main listener, or its own address", async () => {
+  const open = await startGateway();
+  const keyed = await startGateway({ SOCKGATE_API_KEY: API_KEY });
+  const port = await freePort();
+  const separate = await startGateway({ SOCKGATE_METRICS_LISTEN: `127.0.0.1:${port}` });
+  try {
+    for (const gw of [open, keyed, separate]) await gw.connect({ auth: { token: sign() } });
+    assert.equal((await fetch(`${open.url}/metrics`)).status, 404, "no key, no metrics on the public listener");
+    assert.equal((await fetch(`${keyed.url}/metrics`)).status, 401);
+    assert.equal((await fetch(`${keyed.url}/metrics`, { headers: { authorization: "Bearer wrong-key-wrong-key" } })).status, 401);
+    const ok = await fetch(`${keyed.url}/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } });
+    assert.equal(ok.status, 200);
+    assert.match(await ok.text(), /sockgate_/);
+    const scraped = await fetch(`http://127.0.0.1:${port}/metrics`);
+    assert.equal(scraped.status, 200);
+    assert.match(await scraped.text(), /sockgate_handshakes_total/);
+    assert.equal((await fetch(`${separate.url}/metrics`)).status, 404);
+  } finally {
+    await open.stop();
+    await keyed.stop();
+    await separate.stop();
   }
 });

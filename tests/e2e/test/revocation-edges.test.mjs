@@ -1,4 +1,5 @@
-// Revocations that must not come undone (security review, low items).
+// Revocations and expiries that must not come undone or misfire (security
+// review, low items).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { api, API_KEY, ended, now, refusal, sign, startGateway } from "./helpers.mjs";
@@ -33,6 +34,21 @@ test("revocation times beyond year 9999 are refused rather than lost", async () 
     const ok = await api(gw, "POST", "/api/revocations", { body: { userId: "far", issuedBefore: 253402300799 } });
     assert.equal(ok.status, 201);
     assert.match((await refusal(gw, { auth: { token: sign({ sub: "far" }) } })).message, /^TOKEN_REVOKED: /);
+  } finally {
+    await gw.stop();
+  }
+});
+
+test("a far-future exp with an expiry grace does not end the session at once", async () => {
+  const gw = await startGateway({ SOCKGATE_EXPIRY_GRACE: "10" });
+  try {
+    // exp near the end of u64 milliseconds: exp + grace used to wrap around.
+    const s = await gw.connect({ auth: { token: sign({ sub: "forever", exp: 18446744073709551 }) } });
+    let ended = false;
+    s.on("session:end", () => (ended = true));
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(ended, false);
+    assert.equal(await s.emitWithAck("echo", 1), 1);
   } finally {
     await gw.stop();
   }
