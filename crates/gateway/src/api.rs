@@ -303,7 +303,7 @@ fn revocation_answer(revoked: serde_json::Value, done: Revoked) -> serde_json::V
 
 /// Latest time accepted: the end of year 9999. Larger values (up to 2^64)
 /// wrapped negative in the store and were lost at restart.
-const MAX_TIME: u64 = 253_402_300_799;
+pub const MAX_TIME: u64 = 253_402_300_799;
 
 fn check_time(field: &str, value: u64) -> Result<(), ApiError> {
     if value > MAX_TIME {

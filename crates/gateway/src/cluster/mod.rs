@@ -378,6 +378,9 @@ impl Cluster {
             };
             for key in keys {
                 let value: Option<u64> = conn.get(&key).await?;
+                // The admin API refuses times past year 9999; a larger one
+                // was not written by sockgate.
+                let value = value.filter(|v| *v <= crate::api::MAX_TIME);
                 if let (Some(v), Some(id)) = (value, key.strip_prefix(&prefix)) {
                     let entry = (id.to_owned(), v);
                     if into_tokens {
