@@ -361,8 +361,20 @@ impl Settings {
         })?;
         toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: parse_error(&e, &text),
         })
+    }
+}
+
+/// A TOML error without the text it quotes: toml's own message shows the
+/// offending line, which may hold a secret (`jwt_secret = "..."`).
+fn parse_error(e: &toml::de::Error, text: &str) -> String {
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {}", e.message())
+        }
+        None => e.message().to_owned(),
     }
 }
 
@@ -718,6 +730,26 @@ mod tests {
         std::fs::write(&file, "jwt_secrett = \"x\"\n").unwrap();
         let err = Settings::default().resolve(Some(&file)).unwrap_err();
         assert!(err.to_string().contains("jwt_secrett"), "{err}");
+    }
+
+    #[test]
+    fn a_parse_error_does_not_quote_the_secret_line() {
+        let dir = std::env::temp_dir().join(format!("sockgate-cfg-leak-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sockgate.toml");
+        // An unterminated string: toml's own message quotes the line.
+        let secret = "s3cret-s3cret-s3cret-s3cret-s3cret-s3cret";
+        std::fs::write(
+            &file,
+            format!("listen = \"127.0.0.1:1\"\njwt_secret = \"{secret}\n"),
+        )
+        .unwrap();
+        let err = Settings::default()
+            .resolve(Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(secret), "{err}");
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]
