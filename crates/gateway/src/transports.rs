@@ -191,7 +191,7 @@ const SESSION_END: &[u8] = b"42[\"session:end\"";
 pub struct Transports {
     /// The WebSocket each upgraded long-polling session moved to.
     upgraded: Mutex<HashMap<Sid, Weak<Closer>>>,
-    /// Long-polling sessions whose next answer closes them.
+    /// Long-polling sessions on their way out, and since when.
     polling: Mutex<HashMap<Sid, (PollClose, Instant)>>,
 }
 
@@ -204,8 +204,8 @@ impl Transports {
         }
     }
 
-    /// Readies a long-polling session for its end: the answer that carries
-    /// `session:end`, or the next one, also closes it.
+    /// Readies a long-polling session for its end: the poll after the one
+    /// that carries `session:end` is answered with the close packet.
     pub fn prepare_end<A: Adapter>(&self, s: &SocketRef<A>) {
         if s.transport_type() == TransportType::Polling {
             self.mark(s.id, PollClose::Ending);
@@ -261,6 +261,10 @@ impl Transports {
     fn mark(&self, sid: Sid, how: PollClose) {
         lock(&self.polling).insert(sid, (how, Instant::now()));
     }
+
+    fn poll_close(&self, sid: Sid) -> Option<PollClose> {
+        lock(&self.polling).get(&sid).map(|(how, _)| *how)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -307,12 +311,6 @@ pub async fn follow(State(t): State<Arc<Transports>>, req: Request, next: Next) 
             Response::from_parts(parts, Body::from(body))
         }
         _ => answer,
-    }
-}
-
-impl Transports {
-    fn poll_close(&self, sid: Sid) -> Option<PollClose> {
-        lock(&self.polling).get(&sid).map(|(how, _)| *how)
     }
 }
 
