@@ -14,13 +14,15 @@ pub enum ErrorCode {
     /// No token was found in any accepted place.
     AuthRequired,
     /// Malformed, bad signature, wrong algorithm, unknown `kid`, oversized,
-    /// or a handshake payload of the wrong shape.
+    /// a `crit` header, or a handshake payload of the wrong shape.
     TokenInvalid,
     /// The token's `exp` is in the past (beyond the configured leeway).
     TokenExpired,
-    /// The token's `nbf` is in the future (beyond the configured leeway).
+    /// The token's `nbf` or `iat` is in the future (beyond the configured leeway).
     TokenNotYetValid,
-    /// Issuer, audience, a required claim or the user claim is wrong or missing.
+    /// Issuer, audience, a required claim or the user claim is wrong or
+    /// missing, or the user id is over 256 bytes or holds whitespace or
+    /// control characters.
     ClaimsInvalid,
     /// The keys needed to check the token could not be obtained.
     AuthUnavailable,
@@ -54,7 +56,8 @@ pub enum ErrorCode {
     RoomInvalid,
     /// The socket is already in the maximum number of rooms.
     RoomLimit,
-    /// Too many handshakes from one address, or events from one socket.
+    /// Too many handshakes from one address, events from one socket, or room
+    /// authorization webhook calls from one user.
     RateLimited,
     /// The gateway holds its maximum number of connections.
     ConnectionLimit,

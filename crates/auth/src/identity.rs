@@ -4,6 +4,20 @@ use serde_json::{Map, Value};
 
 use crate::error::AuthError;
 
+/// Longest user id accepted, in bytes: the admin API's limit for the ids it
+/// revokes and publishes to, so every user who can connect can be reached.
+pub const MAX_USER_ID_BYTES: usize = 256;
+
+/// Whether `id` is a user id sockgate accepts: 1 to [`MAX_USER_ID_BYTES`]
+/// bytes, without whitespace or control characters. A user id ends up in
+/// room names (`user:{id}`), room templates, admin API paths and log lines;
+/// none of them can hold a space or a line break.
+pub fn is_valid_user_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_USER_ID_BYTES
+        && !id.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// The verified identity of a connection: the user, the token's expiry and
 /// every claim, exactly as signed.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,9 +52,14 @@ impl Identity {
 }
 
 /// The user claim as a string: strings as they are, integers in decimal.
+/// The value is never echoed in the refusal: it may be anything.
 fn user_id(claims: &Map<String, Value>, name: &str) -> Result<String, AuthError> {
     match claims.get(name) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::String(s)) if is_valid_user_id(s) => Ok(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() => Err(AuthError::claims(format!(
+            "the `{name}` claim must be at most {MAX_USER_ID_BYTES} bytes, without whitespace \
+             or control characters"
+        ))),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
         Some(Value::String(_)) => Err(AuthError::claims(format!("the `{name}` claim is empty"))),
         Some(_) => Err(AuthError::claims(format!(
@@ -54,4 +73,51 @@ fn user_id(claims: &Map<String, Value>, name: &str) -> Result<String, AuthError>
 pub(crate) fn unix_seconds(v: &Value) -> Option<u64> {
     v.as_u64()
         .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use serde_json::json;
+
+    fn user_of(sub: Value) -> Result<String, AuthError> {
+        let claims = json!({ "sub": sub });
+        Identity::from_claims(claims.as_object().unwrap().clone(), "sub").map(|id| id.user_id)
+    }
+
+    /// Every user who connects can be revoked and published to by the admin
+    /// API, which takes ids of 1 to 256 bytes without whitespace.
+    #[test]
+    fn user_ids_follow_the_admin_api_rules() {
+        let longest = "u".repeat(MAX_USER_ID_BYTES);
+        for ok in [json!("alice"), json!("a:b@c.d"), json!(42), json!(longest)] {
+            assert!(user_of(ok.clone()).is_ok(), "{ok}");
+        }
+        let too_long = "u".repeat(MAX_USER_ID_BYTES + 1);
+        // 128 two-byte characters plus one: 258 bytes, 129 characters.
+        let too_long_utf8 = format!("{}x", "é".repeat(128));
+        for bad in [
+            json!(too_long),
+            json!(too_long_utf8),
+            json!("bob smith"),
+            json!("bob\tsmith"),
+            json!("mallory\n2026-01-01T00:00:00Z INFO forged"),
+            json!("carriage\rreturn"),
+            json!("nul\u{0}"),
+            json!("esc\u{1b}[31m"),
+            json!("line\u{2028}separator"),
+            json!("nbsp\u{a0}"),
+            json!(""),
+        ] {
+            let err = user_of(bad.clone()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::ClaimsInvalid, "{bad}");
+            let shown = bad.as_str().unwrap_or_default();
+            assert!(
+                shown.is_empty() || !err.message.contains(shown),
+                "the refusal must not echo the value: {}",
+                err.message
+            );
+        }
+    }
 }

@@ -9,7 +9,7 @@ pub struct Rules {
     pub issuer: Option<Vec<String>>,
     /// Accepted `aud` values; `None` skips the check.
     pub audience: Option<Vec<String>>,
-    /// Clock leeway for `exp` and `nbf`, in seconds.
+    /// Clock leeway for `exp`, `nbf` and `iat`, in seconds.
     pub leeway_secs: u64,
     /// Refuse tokens without `exp`.
     pub require_exp: bool,

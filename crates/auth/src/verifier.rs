@@ -72,6 +72,14 @@ impl Verifier {
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::invalid("malformed token (not a signed JWT)"))?;
+        // RFC 7515 §4.1.11: a recipient must refuse a token whose `crit`
+        // names an extension it does not understand. sockgate understands
+        // none, and an empty `crit` is itself invalid, so any `crit` is refused.
+        if header.crit.is_some() {
+            return Err(AuthError::invalid(
+                "the token's `crit` header names extensions sockgate does not understand",
+            ));
+        }
         let claims = match header.alg.family() {
             AlgorithmFamily::Hmac => self.decode_hmac(token, &header)?,
             _ => {
@@ -81,7 +89,31 @@ impl Verifier {
         };
         let identity = Identity::from_claims(claims, &self.rules.user_claim)?;
         self.check_not_expired(&identity)?;
+        self.check_issued_in_the_past(&identity)?;
         Ok(identity)
+    }
+
+    /// A token issued in the future (beyond the leeway) is not valid yet.
+    ///
+    /// A user revocation covers the tokens issued before a time; a token
+    /// whose `iat` lies ahead of that time would escape it. Refused like an
+    /// early `nbf` (`TOKEN_NOT_YET_VALID`): the same token becomes acceptable
+    /// once its `iat` has passed, and by then it is an ordinary token that a
+    /// later revocation catches.
+    fn check_issued_in_the_past(&self, identity: &Identity) -> Result<(), AuthError> {
+        let Some(iat) = identity.issued_at() else {
+            return Ok(());
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if iat <= now.saturating_add(self.rules.leeway_secs) {
+            return Ok(());
+        }
+        Err(AuthError::new(
+            ErrorCode::TokenNotYetValid,
+            format!("token is issued {} s in the future", iat - now),
+        ))
     }
 
     /// RFC 7519 §4.1.4: a token is valid only *before* its `exp`.

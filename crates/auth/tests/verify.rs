@@ -569,3 +569,108 @@ async fn jwks_ignores_symmetric_and_encryption_keys() {
     .unwrap();
     assert_ne!(code_of(&v, &token).await, Ok("alice".into()));
 }
+
+/// RFC 7515 §4.1.11: a `crit` header names extensions the recipient must
+/// understand; sockgate understands none, so a correctly signed token that
+/// carries one is refused.
+#[tokio::test]
+async fn crit_headers_are_refused() {
+    let hmac = hmac_verifier(Rules::default());
+    for crit in [vec!["exp".to_owned()], vec!["b64".to_owned()], Vec::new()] {
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(crit.clone());
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims(json!({})),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        let err = hmac.verify(&token).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::TokenInvalid, "{crit:?}");
+        assert!(err.message.contains("crit"), "{}", err.message);
+    }
+    // Public keys too: the check comes before any key is chosen.
+    let rsa = pem_verifier("rsa.pub", Rules::default());
+    let mut header = Header::new(Algorithm::RS256);
+    header.crit = Some(vec!["urn:example:ext".into()]);
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims(json!({ "urn:example:ext": true })),
+        &encoding_key(Algorithm::RS256, "rsa.key"),
+    )
+    .unwrap();
+    assert_eq!(code_of(&rsa, &token).await, Err(ErrorCode::TokenInvalid));
+    // The same token without `crit` is fine: only the header decides.
+    let plain = sign(
+        Algorithm::RS256,
+        &encoding_key(Algorithm::RS256, "rsa.key"),
+        &claims(json!({})),
+        None,
+    );
+    assert_eq!(code_of(&rsa, &plain).await, Ok("alice".into()));
+}
+
+/// A token issued in the future would escape a user revocation (which
+/// covers tokens issued before a time): it is not valid before its `iat`.
+#[tokio::test]
+async fn tokens_issued_in_the_future_are_not_yet_valid() {
+    let strict = hmac_verifier(Rules::default());
+    let year = 365 * 24 * 3600;
+    let future = hs(
+        Algorithm::HS256,
+        SECRET,
+        &claims(json!({ "iat": now() + year, "exp": now() + 2 * year })),
+    );
+    let err = strict.verify(&future).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::TokenNotYetValid);
+    assert!(err.message.contains("future"), "{}", err.message);
+    let soon = hs(
+        Algorithm::HS256,
+        SECRET,
+        &claims(json!({ "iat": now() + 20 })),
+    );
+    assert_eq!(
+        code_of(&strict, &soon).await,
+        Err(ErrorCode::TokenNotYetValid)
+    );
+    // A fractional or huge `iat` cannot overflow its way in.
+    let huge = hs(Algorithm::HS256, SECRET, &claims(json!({ "iat": 1e300 })));
+    assert_eq!(
+        code_of(&strict, &huge).await,
+        Err(ErrorCode::TokenNotYetValid)
+    );
+    // Now, the past, and no `iat` at all are fine.
+    for iat in [json!(now()), json!(now() - 3600), Value::Null] {
+        let token = hs(Algorithm::HS256, SECRET, &claims(json!({ "iat": iat })));
+        assert_eq!(code_of(&strict, &token).await, Ok("alice".into()), "{iat}");
+    }
+    // The leeway covers an issuer whose clock runs a little ahead.
+    let lenient = hmac_verifier(Rules {
+        leeway_secs: 30,
+        ..Rules::default()
+    });
+    assert_eq!(code_of(&lenient, &soon).await, Ok("alice".into()));
+    assert_eq!(
+        code_of(&lenient, &future).await,
+        Err(ErrorCode::TokenNotYetValid)
+    );
+}
+
+/// The user claim follows the admin API's rules for user ids, so every user
+/// who can connect can be revoked and published to.
+#[tokio::test]
+async fn user_ids_the_admin_api_cannot_name_are_refused() {
+    let v = hmac_verifier(Rules::default());
+    let table = [
+        (json!("u".repeat(256)), Ok("u".repeat(256))),
+        (json!("u".repeat(257)), Err(ErrorCode::ClaimsInvalid)),
+        (json!("bob smith"), Err(ErrorCode::ClaimsInvalid)),
+        (json!("bob\nsmith"), Err(ErrorCode::ClaimsInvalid)),
+        (json!("bob\u{7}"), Err(ErrorCode::ClaimsInvalid)),
+        (json!(12345), Ok("12345".to_owned())),
+    ];
+    for (sub, want) in table {
+        let token = hs(Algorithm::HS256, SECRET, &claims(json!({ "sub": sub })));
+        assert_eq!(code_of(&v, &token).await, want, "{sub}");
+    }
+}

@@ -67,9 +67,10 @@ pub fn router(gateway: Arc<Gateway>, key: Secret) -> Router {
         .with_state(gateway)
 }
 
-/// `router` behind the admin key, for routes outside `/api` (`/metrics`).
+/// The routes of `router` behind the admin key, for routes outside `/api`
+/// (`/metrics`). A route layer: unknown paths stay 404s.
 pub fn behind_key(router: Router, key: Secret) -> Router {
-    router.layer(middleware::from_fn_with_state(Arc::new(key), require_key))
+    router.route_layer(middleware::from_fn_with_state(Arc::new(key), require_key))
 }
 
 async fn require_key(State(key): State<Arc<Secret>>, req: Request, next: Next) -> Response {
@@ -272,7 +273,7 @@ async fn revoke(
             Ok((StatusCode::CREATED, Json(revocation_answer(revoked, done))))
         }
         (None, Some(user_id)) => {
-            check_id("userId", &user_id)?;
+            check_user_id("userId", &user_id)?;
             if req.expires_at.is_some() {
                 return Err(ApiError::bad_request("expiresAt goes with jti, not userId"));
             }
@@ -309,6 +310,16 @@ fn check_time(field: &str, value: u64) -> Result<(), ApiError> {
     if value > MAX_TIME {
         return Err(ApiError::bad_request(format!(
             "{field} must be a Unix time in seconds, at most {MAX_TIME}"
+        )));
+    }
+    Ok(())
+}
+
+/// The rules the handshake applies to the user claim.
+fn check_user_id(field: &str, value: &str) -> Result<(), ApiError> {
+    if !sockgate_auth::identity::is_valid_user_id(value) {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be 1 to {MAX_ID} bytes, without whitespace or control characters"
         )));
     }
     Ok(())
@@ -377,8 +388,10 @@ fn targets(req: &PublishRequest) -> Result<Vec<String>, ApiError> {
     let rooms = match (&req.room, &req.user, &req.rooms) {
         (Some(room), None, None) => vec![room.clone()],
         (None, Some(user), None) => {
-            check_id("user", user)?;
-            vec![user_room(user)]
+            check_user_id("user", user)?;
+            // Any id a token may carry can be reached, though the longest
+            // are past the room-name limit.
+            return Ok(vec![user_room(user)]);
         }
         (None, None, Some(rooms)) if !rooms.is_empty() && rooms.len() <= MAX_PUBLISH_ROOMS => {
             rooms.clone()

@@ -1,5 +1,6 @@
 //! The `sockgate` command line: `serve` and `token`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,7 +29,8 @@ pub enum Command {
         #[command(flatten)]
         settings: Settings,
         /// Development mode: with no key configured, generate a random secret
-        /// for this process and print it with a ready-to-use token.
+        /// for this process and print it with a ready-to-use token (with
+        /// configured keys, no token is printed).
         #[arg(long)]
         dev: bool,
     },
@@ -71,7 +73,8 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("sockgate: {message}");
+            // Not `eprintln!`, which panics when stderr is gone.
+            let _ = writeln!(std::io::stderr(), "sockgate: {message}");
             ExitCode::from(2)
         }
     }
@@ -97,33 +100,44 @@ fn serve(settings: Settings, file: Option<PathBuf>, dev: bool) -> Result<(), Str
 }
 
 /// Prints what a developer needs to connect. Only with `--dev`.
+///
+/// A token is minted and printed only with the secret `--dev` generated for
+/// this process. With keys from the configuration nothing is minted: a
+/// `JWT_SECRET` there may be the production one, and a token it signs is a
+/// production token in the terminal, the shell's scrollback and the CI log.
 fn dev_banner(config: &mut Config) -> Result<(), String> {
-    let generated = config.keys.is_empty();
-    if generated {
-        config.keys.secret = Some(random_secret());
-    }
-    println!("sockgate --dev: DEVELOPMENT MODE, do not use in production.");
-    let Some(secret) = config.keys.secret.clone() else {
-        println!("Keys come from your configuration; no development token is printed.");
-        return Ok(());
+    let mut out = std::io::stdout().lock();
+    // Best effort: a closed stdout must not keep the gateway from serving.
+    let mut say = |line: &str| {
+        let _ = writeln!(out, "{line}");
     };
-    if generated {
-        println!(
-            "JWT_SECRET={} (random, for this process only)",
-            secret.expose()
+    say("sockgate --dev: DEVELOPMENT MODE, do not use in production.");
+    if !config.keys.is_empty() {
+        say(
+            "Keys come from your configuration; no development token is printed \
+             (mint one with `sockgate token --sub NAME`).",
         );
+        return Ok(());
     }
+    let secret = random_secret();
+    config.keys.secret = Some(secret.clone());
+    say(&format!(
+        "JWT_SECRET={} (random, for this process only)",
+        secret.expose()
+    ));
     let req = TokenRequest {
         user: "dev".into(),
         ttl: Duration::from_secs(3600),
         claims: Vec::new(),
     };
     let token = mint(&secret, &config.rules, &req).map_err(|e| e.to_string())?;
-    println!("A token for user `dev`, valid for 1 hour:\n{token}");
-    println!(
+    say(&format!(
+        "A token for user `dev`, valid for 1 hour:\n{token}"
+    ));
+    say(&format!(
         "Connect with: io(\"http://{}\", {{ auth: {{ token: \"<the token above>\" }} }})",
         config.listen
-    );
+    ));
     Ok(())
 }
 
@@ -136,6 +150,5 @@ fn token(settings: Settings, file: Option<PathBuf>, req: TokenRequest) -> Result
     sockgate_auth::VerifyKey::hmac(secret.expose().as_bytes(), &config.rules)
         .map_err(|e| format!("JWT_SECRET: {e}"))?;
     let token = mint(secret, &config.rules, &req).map_err(|e| e.to_string())?;
-    println!("{token}");
-    Ok(())
+    writeln!(std::io::stdout(), "{token}").map_err(|e| format!("cannot print the token: {e}"))
 }

@@ -366,15 +366,26 @@ impl Settings {
     }
 }
 
-/// A TOML error without the text it quotes: toml's own message shows the
-/// offending line, which may hold a secret (`jwt_secret = "..."`).
+/// A TOML error without what toml quotes from the file: its snippet of the
+/// line, or the value in a type error (`invalid type: string "..."`); either
+/// may be a secret.
 fn parse_error(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().lines().next().unwrap_or_default();
+    let mut what = message.to_owned();
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let kind = rest.split([' ', ',']).next().unwrap_or_default();
+            let expected = rest.rfind(", expected").map_or("", |i| &rest[i..]);
+            what = format!("{prefix}{kind}{expected}");
+        }
+    }
     match e.span() {
         Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!("line {line}: {}", e.message())
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            format!("line {line}: {what}")
         }
-        None => e.message().to_owned(),
+        None => what,
     }
 }
 
@@ -750,6 +761,14 @@ mod tests {
             .to_string();
         assert!(!err.contains(secret), "{err}");
         assert!(err.contains("line 2"), "{err}");
+        // A type error quotes the value it could not use.
+        std::fs::write(&file, format!("jwt_leeway = \"{secret}\"\n")).unwrap();
+        let err = Settings::default()
+            .resolve(Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(secret), "{err}");
+        assert!(err.contains("invalid type: string"), "{err}");
     }
 
     #[test]

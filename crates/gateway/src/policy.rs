@@ -5,19 +5,41 @@
 //! 2. Rules from the config file: patterns with templates filled from the
 //!    identity (`dm:{userId}:*`, `team:{claims.team}:*`), optionally only for
 //!    users whose `roles` claim holds a role.
+//!    A rule with a template is matched segment by segment (segments are
+//!    separated by `:`), so neither a `*` nor a filled-in value can reach
+//!    into the next segment.
 //! 3. An optional webhook: `POST { userId, room, action, claims }`; 2xx
 //!    allows, any other status denies, a timeout or an unreachable backend is
-//!    `AUTH_UNAVAILABLE`. Answers are cached.
+//!    `AUTH_UNAVAILABLE`. Answers are cached per token (its claims), room and
+//!    action; each user has a budget of webhook calls.
 //!
 //! Sources 1 and 2 only grant: when they do not, the question goes on. The
 //! webhook, when configured, always decides. Without a grant: `FORBIDDEN`.
 
+use std::hash::BuildHasher;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sockgate_auth::{AuthError, ErrorCode, Identity};
 use wildmatch::WildMatch;
+
+use crate::jwks_http::describe;
+
+/// What separates the segments of a room name (`team:red:general`).
+pub const SEGMENT: char = ':';
+
+/// Webhook calls one user may cause per second, sustained...
+pub const WEBHOOK_CALLS_PER_SECOND: u32 = 20;
+/// ...and at once: twice the default room limit of a socket, so a client
+/// that joins all its rooms on connect is never slowed down.
+pub const WEBHOOK_CALLS_BURST: u32 = 200;
+/// The budget's idle entries are forgotten every this many calls.
+const FORGET_IDLE_EVERY: u32 = 4096;
 
 /// What a user wants to do in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,7 +78,14 @@ pub struct RoomRule {
 pub struct Webhook {
     client: reqwest::Client,
     url: reqwest::Url,
-    cache: mini_moka::sync::Cache<(String, String, Action), bool>,
+    /// Answers by (user, room, action, hash of the token's claims): a token
+    /// with other claims (a downgrade, a new `jti`) is asked about anew.
+    cache: mini_moka::sync::Cache<(String, String, Action, u64), bool>,
+    /// Keys the claims hash (SipHash, random keys per process).
+    hasher: std::collections::hash_map::RandomState,
+    /// Webhook calls per user: made-up room names cannot each cost a call.
+    budget: DefaultKeyedRateLimiter<String>,
+    calls: AtomicU32,
 }
 
 impl Webhook {
@@ -64,13 +93,27 @@ impl Webhook {
         let url = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
         let client = reqwest::Client::builder()
             .timeout(timeout)
+            // Never: a redirected POST would carry the claims to wherever
+            // the redirect points, and a 301/302/303 turns it into a GET
+            // whose 200 (a login page, say) would allow everything. A 3xx
+            // answer is not 2xx: it denies.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
         let cache = mini_moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(cache_ttl.max(Duration::from_millis(1)))
             .build();
-        Ok(Self { client, url, cache })
+        let quota = Quota::per_second(NonZeroU32::new(WEBHOOK_CALLS_PER_SECOND).expect("non-zero"))
+            .allow_burst(NonZeroU32::new(WEBHOOK_CALLS_BURST).expect("non-zero"));
+        Ok(Self {
+            client,
+            url,
+            cache,
+            hasher: std::collections::hash_map::RandomState::new(),
+            budget: RateLimiter::keyed(quota),
+            calls: AtomicU32::new(0),
+        })
     }
 
     async fn decide(
@@ -80,9 +123,20 @@ impl Webhook {
         action: Action,
         fresh: bool,
     ) -> Result<bool, AuthError> {
-        let key = (id.user_id.clone(), room.to_owned(), action);
-        if !fresh && let Some(allowed) = self.cache.get(&key) {
-            return Ok(allowed);
+        let key = (
+            id.user_id.clone(),
+            room.to_owned(),
+            action,
+            self.claims_hash(id),
+        );
+        if !fresh {
+            if let Some(allowed) = self.cache.get(&key) {
+                return Ok(allowed);
+            }
+            // Rechecks after a refresh (`fresh`) are not counted: they only
+            // ask about rooms already granted, and refusing one would keep
+            // a downgraded token in its room.
+            self.spend(&id.user_id)?;
         }
         let body = serde_json::json!({
             "userId": id.user_id, "room": room, "action": action, "claims": id.claims,
@@ -94,15 +148,47 @@ impl Webhook {
             .send()
             .await
             .map_err(|e| {
-                tracing::warn!(error = %e, "authorization webhook unreachable");
+                tracing::warn!(error = %describe(e), "authorization webhook unreachable");
                 AuthError::new(
                     ErrorCode::AuthUnavailable,
                     "the authorization service did not answer",
                 )
             })?;
+        if res.status().is_redirection() {
+            tracing::warn!(
+                status = res.status().as_u16(),
+                "authorization webhook answered a redirect; not followed, counted as a denial"
+            );
+        }
         let allowed = res.status().is_success();
         self.cache.insert(key, allowed);
         Ok(allowed)
+    }
+
+    fn claims_hash(&self, id: &Identity) -> u64 {
+        let claims = serde_json::to_vec(&id.claims).expect("claims serialize");
+        self.hasher.hash_one(claims)
+    }
+
+    /// Spends one webhook call of `user`'s budget.
+    fn spend(&self, user: &str) -> Result<(), AuthError> {
+        if self
+            .calls
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(FORGET_IDLE_EVERY)
+        {
+            self.budget.retain_recent();
+        }
+        self.budget
+            .check_key(&user.to_owned())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                AuthError::new(
+                    ErrorCode::RateLimited,
+                    format!("too many room authorization requests; retry in {secs} s"),
+                )
+            })
     }
 }
 
@@ -173,9 +259,35 @@ impl Policy {
         self.rules.iter().any(|rule| {
             rule.allow.contains(&action)
                 && rule.role.as_deref().is_none_or(|role| has_role(id, role))
-                && fill_template(&rule.pattern, id)
-                    .is_some_and(|p| WildMatch::new(&p).matches(room))
+                && rule_matches(&rule.pattern, id, room)
         })
+    }
+}
+
+/// Whether a config rule's pattern matches `room` for `id`.
+///
+/// A pattern without a template is one glob over the whole name, as it
+/// always was. A pattern with a template is matched segment by segment: the
+/// room must have as many `:`-separated segments as the pattern, and each
+/// segment must match its own glob. So `dm:{userId}:*` lets `bob` into
+/// `dm:bob:alice`, never into `dm:bob:smith:private` (the room of user
+/// `bob:smith`, or anything else), and a value can never span segments:
+/// [`fill_template`] refuses values holding `:`.
+pub fn rule_matches(pattern: &str, id: &Identity, room: &str) -> bool {
+    if !pattern.contains('{') {
+        return WildMatch::new(pattern).matches(room);
+    }
+    let Some(filled) = fill_template(pattern, id) else {
+        return false;
+    };
+    let mut globs = filled.split(SEGMENT);
+    let mut segments = room.split(SEGMENT);
+    loop {
+        match (globs.next(), segments.next()) {
+            (None, None) => return true,
+            (Some(glob), Some(segment)) if WildMatch::new(glob).matches(segment) => {}
+            _ => return false,
+        }
     }
 }
 
@@ -188,8 +300,9 @@ fn has_role(id: &Identity, role: &str) -> bool {
 }
 
 /// Fills `{userId}` and `{claims.a.b}`. `None` when a value is missing, is
-/// not a string or integer, or holds a wildcard: a claim must never widen
-/// the pattern it fills.
+/// not a string or integer, holds a wildcard or a segment separator (`:`):
+/// a claim must never widen the pattern it fills, nor reach into another
+/// segment of the room name.
 pub fn fill_template(pattern: &str, id: &Identity) -> Option<String> {
     let mut out = String::with_capacity(pattern.len());
     let mut rest = pattern;
@@ -197,7 +310,7 @@ pub fn fill_template(pattern: &str, id: &Identity) -> Option<String> {
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}')? + start;
         let value = template_value(&rest[start + 1..end], id)?;
-        if value.contains(['*', '?']) {
+        if value.contains(['*', '?', SEGMENT]) {
             return None;
         }
         out.push_str(&value);
@@ -252,6 +365,129 @@ mod tests {
         assert_eq!(fill_template("x:{claims.evil}", &alice), None);
         assert_eq!(fill_template("x:{claims.org}", &alice), None);
         assert_eq!(fill_template("x:{unclosed", &alice), None);
+    }
+
+    fn rule(pattern: &str) -> RoomRule {
+        RoomRule {
+            pattern: pattern.into(),
+            allow: vec![Action::Join],
+            role: None,
+        }
+    }
+
+    /// `*` in a templated rule stays within its segment, and a value holding
+    /// `:` makes the rule not apply: `bob` cannot reach `dm:bob:smith:*`, the
+    /// rooms of user `bob:smith`, nor team `red` the rooms under `team:red:admins`.
+    #[tokio::test]
+    async fn templated_rules_match_segment_by_segment() {
+        let policy = Policy {
+            rules: vec![
+                rule("dm:{userId}:*"),
+                rule("team:{claims.team}:*"),
+                rule("org:{claims.org}:*:lobby"),
+                rule("open:*"),
+            ],
+            ..Policy::default()
+        };
+        let may = |id: &Identity, room: &str| {
+            let allowed = policy.rules_grant(id, room, Action::Join);
+            assert_eq!(
+                allowed,
+                rule_matches_any(&policy, id, room),
+                "rules_grant and rule_matches disagree on {room}"
+            );
+            allowed
+        };
+        let bob = id(json!({ "sub": "bob", "team": "red", "org": "acme" }));
+        assert!(may(&bob, "dm:bob:alice"));
+        assert!(may(&bob, "dm:bob:"));
+        assert!(!may(&bob, "dm:bob:smith:private"));
+        assert!(!may(&bob, "dm:bob"));
+        assert!(!may(&bob, "dm:bobby:alice"));
+        assert!(may(&bob, "team:red:general"));
+        assert!(!may(&bob, "team:red:admins:ops"));
+        assert!(!may(&bob, "team:redder:general"));
+        assert!(may(&bob, "org:acme:eu:lobby"));
+        assert!(!may(&bob, "org:acme:eu:west:lobby"));
+        assert!(!may(&bob, "org:acme:eu:lobby:x"));
+        // Patterns without a template keep matching across segments.
+        assert!(may(&bob, "open:a:b:c"));
+
+        // A value holding the separator makes its rule not apply at all.
+        let smith = id(json!({ "sub": "bob:smith", "team": "red:admins" }));
+        assert!(!may(&smith, "dm:bob:smith:private"));
+        assert!(!may(&smith, "dm:bob:smith"));
+        assert!(!may(&smith, "team:red:admins:ops"));
+        assert_eq!(fill_template("dm:{userId}:*", &smith), None);
+        assert_eq!(fill_template("team:{claims.team}:*", &smith), None);
+    }
+
+    fn rule_matches_any(policy: &Policy, id: &Identity, room: &str) -> bool {
+        policy
+            .rules
+            .iter()
+            .any(|r| rule_matches(&r.pattern, id, room))
+    }
+
+    /// Made-up room names each cost a webhook call: a user gets a budget of
+    /// them, then `RATE_LIMITED`; other users are not affected, and the
+    /// rechecks of a refresh are never refused.
+    #[tokio::test]
+    async fn webhook_calls_are_budgeted_per_user() {
+        // Nothing listens on port 9: every call fails fast, uncached.
+        let hook = Webhook::new(
+            "http://127.0.0.1:9/authz",
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let mallory = id(json!({ "sub": "mallory" }));
+        let mut calls = 0;
+        let limited = loop {
+            let err = hook
+                .decide(&mallory, &format!("junk:{calls}"), Action::Join, false)
+                .await
+                .unwrap_err();
+            if err.code != ErrorCode::AuthUnavailable || calls > 2 * WEBHOOK_CALLS_BURST {
+                break err;
+            }
+            calls += 1;
+        };
+        assert_eq!(limited.code, ErrorCode::RateLimited);
+        assert!(limited.message.contains("retry in"), "{}", limited.message);
+        // The burst, plus what refilled while the calls were made.
+        assert!(
+            (WEBHOOK_CALLS_BURST..WEBHOOK_CALLS_BURST + 100).contains(&calls),
+            "{calls} calls before the budget ran out"
+        );
+        let fresh = hook
+            .decide(&mallory, "junk:0", Action::Join, true)
+            .await
+            .unwrap_err();
+        assert_eq!(fresh.code, ErrorCode::AuthUnavailable);
+        let alice = id(json!({ "sub": "alice" }));
+        let other = hook
+            .decide(&alice, "junk:0", Action::Join, false)
+            .await
+            .unwrap_err();
+        assert_eq!(other.code, ErrorCode::AuthUnavailable);
+    }
+
+    /// The cache answers for the token that was asked about, not for every
+    /// token of its user: other claims are asked about anew.
+    #[test]
+    fn the_webhook_cache_key_holds_the_claims() {
+        let hook = Webhook::new(
+            "http://127.0.0.1:9/authz",
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let pro = id(json!({ "sub": "u", "plan": "pro", "jti": "1" }));
+        let same = id(json!({ "jti": "1", "plan": "pro", "sub": "u" }));
+        let free = id(json!({ "sub": "u", "plan": "free", "jti": "2" }));
+        assert_eq!(hook.claims_hash(&pro), hook.claims_hash(&same));
+        assert_ne!(hook.claims_hash(&pro), hook.claims_hash(&free));
     }
 
     #[tokio::test]

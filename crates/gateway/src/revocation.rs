@@ -7,6 +7,11 @@
 //! it at startup, so nothing revoked comes back to life after a restart.
 //! Token entries are pruned once the token they revoke has expired; user
 //! entries are kept (one row per user, the latest time wins).
+//!
+//! Times are Unix seconds. SQLite stores signed 64-bit integers, so a time
+//! beyond [`MAX_TIME`] (`i64::MAX`, billions of years away) is stored, kept
+//! and answered as `MAX_TIME`: "forever" stays forever, instead of wrapping
+//! to a negative number that a restart would prune or load as 0.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,6 +24,14 @@ use sqlx::sqlite::{
 };
 
 use crate::sessions::unix_now;
+
+/// The latest revocation time the store keeps; later ones are saturated to it.
+pub const MAX_TIME: u64 = i64::MAX as u64;
+
+/// `t` as the store keeps it.
+fn stored(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
 
 /// A revoked token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -56,7 +69,9 @@ impl Revocations {
             .filename(dir.join("revocations.db"))
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
+            // A revocation answered 201 must survive a power cut, not only a
+            // crash: with WAL, `NORMAL` may lose the last commits.
+            .synchronous(SqliteSynchronous::Full);
         let db = SqlitePoolOptions::new()
             .max_connections(2)
             .connect_with(options)
@@ -143,6 +158,7 @@ impl Revocations {
 
     /// Puts a token revocation in the in-memory index only.
     pub fn remember_token(&self, jti: &str, expires_at: u64) {
+        let expires_at = expires_at.min(MAX_TIME);
         let mut tokens = self.tokens.write().expect("revocations lock");
         let entry = tokens.entry(jti.to_owned()).or_insert(expires_at);
         *entry = (*entry).max(expires_at);
@@ -150,6 +166,7 @@ impl Revocations {
 
     /// Puts a user revocation in the in-memory index only.
     pub fn remember_user(&self, user_id: &str, issued_before: u64) {
+        let issued_before = issued_before.min(MAX_TIME);
         let mut users = self.users.write().expect("revocations lock");
         let entry = users.entry(user_id.to_owned()).or_insert(issued_before);
         *entry = (*entry).max(issued_before);
@@ -162,7 +179,7 @@ impl Revocations {
              ON CONFLICT(jti) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)",
         )
         .bind(jti)
-        .bind(expires_at as i64)
+        .bind(stored(expires_at))
         .execute(&self.db)
         .await?;
         Ok(())
@@ -175,7 +192,7 @@ impl Revocations {
              ON CONFLICT(user_id) DO UPDATE SET issued_before = MAX(issued_before, excluded.issued_before)",
         )
         .bind(user_id)
-        .bind(issued_before as i64)
+        .bind(stored(issued_before))
         .execute(&self.db)
         .await?;
         Ok(())
@@ -212,7 +229,7 @@ impl Revocations {
     pub async fn prune(&self) -> Result<u64, sqlx::Error> {
         let now = unix_now();
         let done = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < ?1")
-            .bind(now as i64)
+            .bind(stored(now))
             .execute(&self.db)
             .await?;
         self.tokens
@@ -261,6 +278,58 @@ mod tests {
         );
         let err = r.check(&identity("bob", "b-3", now - 1)).unwrap_err();
         assert_eq!(err.code, ErrorCode::TokenRevoked);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// A time of 2^63 or more used to wrap negative in SQLite: the token
+    /// revocation was pruned at the next start, the user revocation loaded
+    /// as 0 (revoking nothing), although the API had answered 201.
+    #[tokio::test]
+    async fn revocations_until_the_end_of_time_survive_reopening() {
+        let dir = std::env::temp_dir().join(format!("sockgate-rev-{}", rand::random::<u64>()));
+        let now = unix_now();
+        {
+            let r = Revocations::open(&dir).await.unwrap();
+            r.revoke_token("forever", 1 << 63).await.unwrap();
+            r.revoke_token("max", u64::MAX).await.unwrap();
+            r.revoke_user("bob", u64::MAX).await.unwrap();
+            r.revoke_user("carol", 1 << 63).await.unwrap();
+            assert!(r.is_revoked(&identity("bob", "b-1", now)));
+        }
+        let r = Revocations::open(&dir).await.unwrap();
+        assert!(r.is_revoked(&identity("alice", "forever", now)));
+        assert!(r.is_revoked(&identity("alice", "max", now)));
+        assert!(r.is_revoked(&identity("bob", "b-1", now)));
+        assert!(r.is_revoked(&identity("carol", "c-1", now)));
+        let list = r.list();
+        assert!(
+            list.tokens.iter().all(|t| t.expires_at == MAX_TIME),
+            "{list:?}"
+        );
+        assert!(
+            list.users.iter().all(|u| u.issued_before == MAX_TIME),
+            "{list:?}"
+        );
+        // Later, smaller revocations never shorten them.
+        r.revoke_user("bob", now).await.unwrap();
+        drop(r);
+        let r = Revocations::open(&dir).await.unwrap();
+        assert!(r.is_revoked(&identity("bob", "b-2", now + 3600)));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn the_store_syncs_every_commit_to_disk() {
+        let dir = std::env::temp_dir().join(format!("sockgate-rev-{}", rand::random::<u64>()));
+        let r = Revocations::open(&dir).await.unwrap();
+        for _ in 0..3 {
+            // Every connection of the pool: 2 is FULL (1 would be NORMAL).
+            let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                .fetch_one(&r.db)
+                .await
+                .unwrap();
+            assert_eq!(level, 2);
+        }
         std::fs::remove_dir_all(dir).ok();
     }
 }
