@@ -193,7 +193,7 @@ wait_ready() {
 http_get() {
   local hostport=${1#http://}
   (exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}" &&
-    printf 'GET %s HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n' "$2" "$API_KEY" >&3 && cat <&3) 2>/dev/null || true
+    printf 'GET %s HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n' "$2" "${API_KEY:-}" >&3 && cat <&3) 2>/dev/null || true
 }
 
 # wait_cluster URL...: waits (up to 10 s each) until every node answers
