@@ -30,6 +30,17 @@ if ! command -v redis-server >/dev/null; then
   fi
 fi
 
+# Two cluster tests read and write Redis directly with redis-cli.
+if ! command -v redis-cli >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing redis-tools (redis-cli, needed by the cluster tests)"
+    apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null
+  else
+    echo "error: the cluster tests need redis-cli (Debian package redis-tools); install it and run again" >&2
+    exit 1
+  fi
+fi
+
 # The TLS test makes its own self-signed certificate with openssl.
 if ! command -v openssl >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
