@@ -1,0 +1,54 @@
+import { CODES, isErrorCode, type ErrorClass, type ErrorCode } from "./protocol";
+
+/**
+ * Codes the SDK itself reports, beside the server's: an ack that did not come
+ * back in time, or a request made while the socket is not connected.
+ */
+export type ClientErrorCode = "TIMEOUT" | "NOT_CONNECTED";
+
+/** A server code or one of the SDK's own. */
+export type AnyErrorCode = ErrorCode | ClientErrorCode;
+
+/** A refusal from sockgate (or from the SDK), with its stable code. */
+export class SockgateError extends Error {
+  readonly code: AnyErrorCode;
+  /** The class of `code`: both SDK codes are retryable. */
+  readonly retryable: boolean;
+
+  constructor(code: AnyErrorCode, message: string) {
+    super(`${code}: ${message}`);
+    this.name = "SockgateError";
+    this.code = code;
+    this.retryable = classOfAny(code) === "retryable";
+  }
+
+  /** The error of a refused ack `{ ok: false, code, message }` (or of a malformed answer). */
+  static fromAck(ack: unknown): SockgateError {
+    const a = (ack ?? {}) as { code?: unknown; message?: unknown };
+    if (isErrorCode(a.code)) return new SockgateError(a.code, typeof a.message === "string" ? a.message : a.code);
+    return new SockgateError("INTERNAL", `unexpected answer from sockgate: ${safeJson(ack)}`);
+  }
+}
+
+function classOfAny(code: AnyErrorCode): ErrorClass {
+  return isErrorCode(code) ? CODES[code] : "retryable";
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/**
+ * Splits a handshake refusal, `err.message` = `"CODE: sentence"`, into its
+ * code and sentence. Anything else (a transport error such as
+ * `xhr poll error`) gives undefined.
+ */
+export function parseRefusal(message: string): { code: ErrorCode; message: string } | undefined {
+  const m = /^([A-Z][A-Z_]*): ([\s\S]*)$/.exec(message);
+  if (!m || !isErrorCode(m[1])) return undefined;
+  return { code: m[1], message: m[2] };
+}

@@ -1,0 +1,24 @@
+export { createClient, SockgateClient } from "./client";
+export type { ClientEvents, ClientOptions, Ended, RefreshResult, State, StateInfo, TokenSource } from "./client";
+export { SockgateError, parseRefusal } from "./errors";
+export type { AnyErrorCode, ClientErrorCode } from "./errors";
+export { fullJitter } from "./backoff";
+export type { BackoffOptions } from "./backoff";
+export { nextAuth, nextAuthToken } from "./next-auth";
+export type { GetSession, NextAuthSessionLike } from "./next-auth";
+export { CLIENT_EVENTS, CODES, SERVER_EVENTS, classOf, isErrorCode } from "./protocol";
+export type {
+  ErrorClass,
+  ErrorCode,
+  Expiring,
+  Identity,
+  JoinAck,
+  LeaveAck,
+  MembersAck,
+  PublishAck,
+  RefreshAck,
+  Refusal,
+  RoomMessage,
+  RoomRevoked,
+  SessionEnd,
+} from "./protocol";
