@@ -3,8 +3,10 @@
 //! Token verification and identity for sockgate, with no sockets and no I/O
 //! of its own, so it is easy to test and to reuse.
 //!
-//! - [`source`]: where a handshake's token comes from (auth payload, header,
-//!   cookie, query).
+//! - [`source`]: where a handshake's credential comes from (auth payload,
+//!   header, cookie, Next-Auth session cookie, query).
+//! - [`session_cookie`]: Next-Auth (v4) and Auth.js (v5) session cookies,
+//!   decrypted directly.
 //! - [`keys`]: HMAC secrets and PEM public keys, each pinned to its algorithms.
 //! - [`jwks`]: a cached JWKS key set chosen by `kid`, refetched on rotation.
 //! - [`rules`]: issuer, audience, leeway, required claims, the user claim.
@@ -27,6 +29,7 @@ pub mod identity;
 pub mod jwks;
 pub mod keys;
 pub mod rules;
+pub mod session_cookie;
 pub mod source;
 pub mod verifier;
 
@@ -35,7 +38,8 @@ pub use identity::Identity;
 pub use jwks::{Jwks, JwksFetcher};
 pub use keys::{KeyError, VerifyKey};
 pub use rules::Rules;
-pub use source::{Handshake, SourcePolicy, TokenSource};
+pub use session_cookie::{SessionCookie, SessionCookies};
+pub use source::{Credential, Handshake, SourcePolicy, TokenSource};
 pub use verifier::Verifier;
 
 /// Re-exported so users can name algorithms and JWK types without a

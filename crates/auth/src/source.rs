@@ -1,23 +1,37 @@
 //! Where a token comes from on the handshake.
 //!
-//! Places are tried in a fixed order and the first one holding a token wins:
-//! the Socket.IO `auth.token` field, an `Authorization: Bearer` header, the
-//! configured cookie, then (only when enabled) the `token` query parameter.
-//! This module only finds the token; it never checks it.
+//! Places are tried in a fixed order and the first one holding a credential
+//! wins: the Socket.IO `auth.token` field, an `Authorization: Bearer` header,
+//! the configured token cookie, a Next-Auth / Auth.js session cookie, then
+//! (only when enabled) the `token` query parameter. Explicit tokens come
+//! first, so one gateway serves browsers by cookie and native apps by token.
+//! This module only finds the credential; it never checks it.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::error::{AuthError, ErrorCode};
+use crate::session_cookie::{SessionCookie, SessionCookies};
 
 /// Which optional places may carry a token.
 #[derive(Debug, Clone, Default)]
 pub struct SourcePolicy {
     /// Name of the cookie that may carry the token; `None` turns cookie auth off.
     pub cookie: Option<String>,
+    /// Next-Auth / Auth.js session cookies; `None` turns them off.
+    pub session_cookies: Option<Arc<SessionCookies>>,
     /// Accept `?token=` on the handshake URL.
     pub query: bool,
+}
+
+/// What a handshake presents: a JWT, or Next-Auth session cookies to open
+/// (in the order to try them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential<'a> {
+    Token(Cow<'a, str>),
+    SessionCookies(Vec<SessionCookie>),
 }
 
 /// The parts of a handshake that can carry a token, as raw as they arrive.
@@ -39,6 +53,8 @@ pub enum TokenSource {
     Auth,
     Header,
     Cookie,
+    /// A Next-Auth / Auth.js session cookie.
+    SessionCookie,
     Query,
 }
 
@@ -48,8 +64,15 @@ impl TokenSource {
             TokenSource::Auth => "auth",
             TokenSource::Header => "header",
             TokenSource::Cookie => "cookie",
+            TokenSource::SessionCookie => "session-cookie",
             TokenSource::Query => "query",
         }
+    }
+
+    /// Whether a browser attaches this credential by itself, so that a
+    /// cross-site page could use it (the Origin check applies).
+    pub const fn is_cookie(self) -> bool {
+        matches!(self, TokenSource::Cookie | TokenSource::SessionCookie)
     }
 }
 
@@ -59,22 +82,32 @@ impl SourcePolicy {
     /// Empty strings and a `null` token count as absent, so a logged-out
     /// client that sends `{ token: null }` gets `AUTH_REQUIRED`. A payload or
     /// `token` of the wrong JSON type is `TOKEN_INVALID`.
-    pub fn find<'a>(&self, hs: &Handshake<'a>) -> Result<(Cow<'a, str>, TokenSource), AuthError> {
-        if let Some(token) = from_auth(hs.auth)? {
-            return Ok((Cow::Borrowed(token), TokenSource::Auth));
+    pub fn find<'a>(&self, hs: &Handshake<'a>) -> Result<(Credential<'a>, TokenSource), AuthError> {
+        let token = |t: Cow<'a, str>, source| Ok((Credential::Token(t), source));
+        if let Some(t) = from_auth(hs.auth)? {
+            return token(Cow::Borrowed(t), TokenSource::Auth);
         }
-        if let Some(token) = hs.authorization.and_then(bearer) {
-            return Ok((Cow::Borrowed(token), TokenSource::Header));
+        if let Some(t) = hs.authorization.and_then(bearer) {
+            return token(Cow::Borrowed(t), TokenSource::Header);
         }
         if let (Some(name), Some(header)) = (&self.cookie, hs.cookie)
-            && let Some(token) = from_cookie(header, name)
+            && let Some(t) = from_cookie(header, name)
         {
-            return Ok((Cow::Owned(token), TokenSource::Cookie));
+            return token(Cow::Owned(t), TokenSource::Cookie);
+        }
+        if let (Some(jar), Some(header)) = (&self.session_cookies, hs.cookie) {
+            let found = jar.find(header);
+            if !found.is_empty() {
+                return Ok((
+                    Credential::SessionCookies(found),
+                    TokenSource::SessionCookie,
+                ));
+            }
         }
         if self.query
-            && let Some(token) = hs.query.and_then(from_query)
+            && let Some(t) = hs.query.and_then(from_query)
         {
-            return Ok((Cow::Owned(token), TokenSource::Query));
+            return token(Cow::Owned(t), TokenSource::Query);
         }
         Err(AuthError::new(
             ErrorCode::AuthRequired,
@@ -130,9 +163,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn tok(t: &str) -> Credential<'_> {
+        Credential::Token(t.into())
+    }
+
     fn all_on() -> SourcePolicy {
         SourcePolicy {
             cookie: Some("sg".into()),
+            session_cookies: Some(Arc::new(SessionCookies::new(&["s"], None))),
             query: true,
         }
     }
@@ -148,7 +186,7 @@ mod tests {
         };
         assert_eq!(
             all_on().find(&hs).unwrap(),
-            ("from-auth".into(), TokenSource::Auth)
+            (tok("from-auth"), TokenSource::Auth)
         );
     }
 
@@ -161,23 +199,30 @@ mod tests {
             query: Some("x=1&token=q%2Bq"),
             ..Default::default()
         };
-        assert_eq!(p.find(&hs).unwrap(), ("h".into(), TokenSource::Header));
+        assert_eq!(p.find(&hs).unwrap(), (tok("h"), TokenSource::Header));
         let hs = Handshake {
             authorization: Some("Basic abc"),
             ..hs
         };
-        assert_eq!(p.find(&hs).unwrap(), ("c".into(), TokenSource::Cookie));
+        assert_eq!(p.find(&hs).unwrap(), (tok("c"), TokenSource::Cookie));
+        let hs = Handshake {
+            cookie: Some("authjs.session-token=jwe"),
+            ..hs
+        };
+        let (found, source) = p.find(&hs).unwrap();
+        assert_eq!(source, TokenSource::SessionCookie);
+        assert!(matches!(found, Credential::SessionCookies(c) if c[0].value == "jwe"));
         let hs = Handshake {
             cookie: Some("other=1"),
             ..hs
         };
-        assert_eq!(p.find(&hs).unwrap(), ("q+q".into(), TokenSource::Query));
+        assert_eq!(p.find(&hs).unwrap(), (tok("q+q"), TokenSource::Query));
     }
 
     #[test]
     fn disabled_places_are_ignored() {
         let hs = Handshake {
-            cookie: Some("sg=c"),
+            cookie: Some("sg=c; next-auth.session-token=x"),
             query: Some("token=q"),
             ..Default::default()
         };

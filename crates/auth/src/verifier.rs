@@ -16,6 +16,8 @@ use crate::identity::{Identity, unix_seconds};
 use crate::jwks::Jwks;
 use crate::keys::VerifyKey;
 use crate::rules::Rules;
+use crate::session_cookie::{SessionCookie, SessionCookies};
+use crate::source::Credential;
 
 /// Checks tokens against the configured keys and rules. Cheap to share.
 pub struct Verifier {
@@ -24,6 +26,15 @@ pub struct Verifier {
     hmac: Vec<VerifyKey>,
     public_key: Option<Arc<VerifyKey>>,
     jwks: Option<Arc<Jwks>>,
+    session: Option<SessionMode>,
+}
+
+/// How Next-Auth / Auth.js session cookies are read.
+struct SessionMode {
+    cookies: Arc<SessionCookies>,
+    /// The claim holding a backend JWT that becomes the identity
+    /// (`accessToken`); `None`: the cookie's own claims are the identity.
+    token_claim: Option<String>,
 }
 
 impl Verifier {
@@ -34,6 +45,7 @@ impl Verifier {
             hmac: Vec::new(),
             public_key: None,
             jwks: None,
+            session: None,
         }
     }
 
@@ -57,9 +69,108 @@ impl Verifier {
         self
     }
 
-    /// Whether any key is configured at all.
+    /// Accepts Next-Auth / Auth.js session cookies. With `token_claim`, the
+    /// backend JWT stored in that claim is verified with the JWT keys and
+    /// becomes the identity.
+    pub fn with_session_cookies(
+        mut self,
+        cookies: Arc<SessionCookies>,
+        token_claim: Option<String>,
+    ) -> Self {
+        self.session = Some(SessionMode {
+            cookies,
+            token_claim,
+        });
+        self
+    }
+
+    /// Whether any JWT key is configured at all.
     pub fn has_keys(&self) -> bool {
         !self.hmac.is_empty() || self.public_key.is_some() || self.jwks.is_some()
+    }
+
+    /// Verifies whatever credential the handshake carried.
+    pub async fn verify_credential(
+        &self,
+        credential: &Credential<'_>,
+    ) -> Result<Identity, AuthError> {
+        match credential {
+            Credential::Token(token) => self.verify(token).await,
+            Credential::SessionCookies(cookies) => self.verify_session(cookies).await,
+        }
+    }
+
+    /// Opens the first session cookie that decrypts (a refusal names the
+    /// first one's failure) and reads the identity from it.
+    async fn verify_session(&self, cookies: &[SessionCookie]) -> Result<Identity, AuthError> {
+        let Some(mode) = &self.session else {
+            return Err(AuthError::new(
+                ErrorCode::AuthRequired,
+                "session cookies are not accepted here",
+            ));
+        };
+        let mut first_error = None;
+        let mut claims = None;
+        for cookie in cookies {
+            match mode.cookies.open(cookie) {
+                Ok(c) => {
+                    claims = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let claims = match (claims, first_error) {
+            (Some(claims), _) => claims,
+            (None, Some(err)) => return Err(err),
+            (None, None) => {
+                return Err(AuthError::new(ErrorCode::AuthRequired, "no session cookie"));
+            }
+        };
+        let Some(claim) = &mode.token_claim else {
+            return self.session_identity(claims);
+        };
+        // The cookie only carries the backend token: its own lifetime is
+        // Next-Auth's business, the token's is sockgate's.
+        match claims.get(claim) {
+            Some(Value::String(token)) if !token.is_empty() => self.verify(token).await,
+            _ => Err(AuthError::claims(format!(
+                "the session holds no `{claim}` token"
+            ))),
+        }
+    }
+
+    /// The identity of a decrypted session: the same time checks as a JWT
+    /// (`exp` required unless configured otherwise, `nbf`, `iat`), the user
+    /// claim as configured. Issuer and audience rules are for JWTs: a
+    /// Next-Auth session has neither.
+    fn session_identity(&self, claims: Map<String, Value>) -> Result<Identity, AuthError> {
+        for name in ["exp", "nbf", "iat"] {
+            if claims.get(name).is_some_and(|v| unix_seconds(v).is_none()) {
+                return Err(AuthError::claims(format!(
+                    "the `{name}` claim is malformed"
+                )));
+            }
+        }
+        if self.rules.require_exp && !claims.contains_key("exp") {
+            return Err(AuthError::claims("the `exp` claim is missing"));
+        }
+        let nbf = claims.get("nbf").and_then(unix_seconds);
+        let identity = Identity::from_claims(claims, &self.rules.user_claim)?;
+        self.check_not_expired(&identity)?;
+        self.check_issued_in_the_past(&identity)?;
+        if let Some(nbf) = nbf {
+            let now = now_secs();
+            if nbf > now.saturating_add(self.rules.leeway_secs) {
+                return Err(AuthError::new(
+                    ErrorCode::TokenNotYetValid,
+                    format!("token is not valid for another {} s", nbf - now),
+                ));
+            }
+        }
+        Ok(identity)
     }
 
     /// Verifies a compact JWT and returns the identity it carries.
@@ -104,9 +215,7 @@ impl Verifier {
         let Some(iat) = identity.issued_at() else {
             return Ok(());
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = now_secs();
         if iat <= now.saturating_add(self.rules.leeway_secs) {
             return Ok(());
         }
@@ -165,6 +274,12 @@ impl Verifier {
 }
 
 const BAD_SIGNATURE: &str = "bad signature";
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 fn not_accepted(header: &Header) -> AuthError {
     AuthError::invalid(format!("{:?} tokens are not accepted here", header.alg))

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use serde::{Deserialize, Serialize};
-use sockgate_auth::{Jwks, Rules, SourcePolicy, Verifier, VerifyKey};
+use sockgate_auth::{Jwks, Rules, SessionCookies, SourcePolicy, Verifier, VerifyKey};
 
 use crate::abuse::{AbuseLimits, Rate};
 use crate::gateway::{Lifecycle, Limits};
@@ -24,6 +24,7 @@ use crate::sessions::{LimitPolicy, SessionLimit};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3001";
 /// Shortest admin API key accepted.
 pub const MIN_API_KEY_BYTES: usize = 16;
+use sockgate_auth::keys::MIN_SECRET_BYTES;
 
 /// Every setting, each optional. Flags and environment variables come from
 /// clap; the TOML file uses the same names in snake_case.
@@ -94,6 +95,21 @@ pub struct Settings {
     #[arg(long, env = "SOCKGATE_AUTH_COOKIE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_cookie: Option<String>,
+
+    /// The Next.js app's `NEXTAUTH_SECRET` / `AUTH_SECRET` (at least 32 bytes), comma-separated for rotation, newest first: accepts Next-Auth / Auth.js session cookies; unset turns them off.
+    #[arg(long, env = "SOCKGATE_NEXTAUTH_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nextauth_secret: Option<Secret>,
+
+    /// The session cookie's name, for apps that renamed it [default: the four standard Next-Auth v4 and Auth.js v5 names].
+    #[arg(long, env = "SOCKGATE_NEXTAUTH_COOKIE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nextauth_cookie: Option<String>,
+
+    /// The session claim holding a backend JWT (e.g. `accessToken`) that is verified with the JWT keys and becomes the identity; unset: the session's own claims are the identity.
+    #[arg(long, env = "SOCKGATE_NEXTAUTH_TOKEN_CLAIM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nextauth_token_claim: Option<String>,
 
     /// Also accept `?token=` on the handshake URL [default: false].
     #[arg(long, env = "SOCKGATE_TOKEN_QUERY", value_parser = BoolishValueParser::new(),
@@ -339,6 +355,7 @@ impl Settings {
             &mut merged.jwt_previous_secret,
             &mut merged.api_key,
             &mut merged.cluster_secret,
+            &mut merged.nextauth_secret,
         ] {
             if secret.as_ref().is_some_and(|s| s.0.is_empty()) {
                 *secret = None;
@@ -406,6 +423,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub rules: Rules,
     pub sources: SourcePolicy,
+    /// The session claim holding the backend JWT (`SOCKGATE_NEXTAUTH_TOKEN_CLAIM`).
+    pub session_token_claim: Option<String>,
     pub keys: KeySettings,
     pub lifecycle: Lifecycle,
     pub rooms: RoomSettings,
@@ -479,6 +498,7 @@ impl KeySettings {
 impl Config {
     /// Applies defaults. Keys are only checked by [`Config::verifier`].
     pub fn from_settings(s: Settings, dev: bool) -> Result<Config, ConfigError> {
+        let session_cookies = session_cookies(&s)?;
         let rules = Rules {
             issuer: list(s.jwt_issuer.as_deref()),
             audience: list(s.jwt_audience.as_deref()),
@@ -536,11 +556,23 @@ impl Config {
         let max_payload = s.max_payload.unwrap_or(64 * 1024);
         let allowed_origins = list(s.allowed_origins.as_deref());
         let cookie = s.auth_cookie.clone().filter(|c| !c.is_empty());
-        if cookie.is_some() && allowed_origins.is_none() {
+        for (setting, on) in [
+            ("SOCKGATE_AUTH_COOKIE", cookie.is_some()),
+            ("SOCKGATE_NEXTAUTH_SECRET", session_cookies.is_some()),
+        ] {
+            if on && allowed_origins.is_none() {
+                return Err(invalid(
+                    setting,
+                    "cookie auth needs SOCKGATE_ALLOWED_ORIGINS: browsers send cookies with \
+                     cross-site WebSocket handshakes, so any site could open a socket as your user",
+                ));
+            }
+        }
+        let session_token_claim = s.nextauth_token_claim.clone().filter(|c| !c.is_empty());
+        if session_token_claim.is_some() && session_cookies.is_none() {
             return Err(invalid(
-                "SOCKGATE_AUTH_COOKIE",
-                "cookie auth needs SOCKGATE_ALLOWED_ORIGINS: browsers send cookies with \
-                 cross-site WebSocket handshakes, so any site could open a socket as your user",
+                "SOCKGATE_NEXTAUTH_TOKEN_CLAIM",
+                "needs SOCKGATE_NEXTAUTH_SECRET to open the session cookie",
             ));
         }
         if allowed_origins
@@ -604,8 +636,10 @@ impl Config {
             rules,
             sources: SourcePolicy {
                 cookie: s.auth_cookie.filter(|c| !c.is_empty()),
+                session_cookies,
                 query: s.token_query.unwrap_or(false),
             },
+            session_token_claim,
             keys,
             lifecycle,
             rooms,
@@ -663,10 +697,16 @@ impl Config {
     /// when one is configured (the server keeps it fresh).
     pub fn verifier(&self) -> Result<(Verifier, Option<Arc<Jwks>>), ConfigError> {
         let k = &self.keys;
-        if k.is_empty() {
+        // Session cookies alone need no JWT key, unless they carry a backend token.
+        let cookies_alone =
+            self.sources.session_cookies.is_some() && self.session_token_claim.is_none();
+        if k.is_empty() && !cookies_alone {
             return Err(ConfigError::NoKeys);
         }
         let mut verifier = Verifier::new(self.rules.clone());
+        if let Some(jar) = &self.sources.session_cookies {
+            verifier = verifier.with_session_cookies(jar.clone(), self.session_token_claim.clone());
+        }
         for (setting, secret) in [
             ("JWT_SECRET", &k.secret),
             ("SOCKGATE_JWT_PREVIOUS_SECRET", &k.previous_secret),
@@ -697,6 +737,32 @@ impl Config {
         }
         Ok((verifier, jwks))
     }
+}
+
+/// The Next-Auth session cookies, with their keys derived from every
+/// configured secret. A secret is the app's `NEXTAUTH_SECRET`: the cookies'
+/// keys come from it through HKDF alone, so a short one could be guessed
+/// offline from any cookie; the same 32-byte floor as `JWT_SECRET` applies.
+fn session_cookies(s: &Settings) -> Result<Option<Arc<SessionCookies>>, ConfigError> {
+    let Some(secrets) = s
+        .nextauth_secret
+        .as_ref()
+        .and_then(|s| list(Some(s.expose())))
+    else {
+        return Ok(None);
+    };
+    if let Some(short) = secrets.iter().find(|s| s.len() < MIN_SECRET_BYTES) {
+        return Err(invalid(
+            "SOCKGATE_NEXTAUTH_SECRET",
+            format!(
+                "a secret is {} bytes; at least {MIN_SECRET_BYTES} are required \
+                 (`openssl rand -base64 32` makes one)",
+                short.len()
+            ),
+        ));
+    }
+    let rename = s.nextauth_cookie.as_deref().filter(|c| !c.is_empty());
+    Ok(Some(Arc::new(SessionCookies::new(&secrets, rename))))
 }
 
 fn list(value: Option<&str>) -> Option<Vec<String>> {

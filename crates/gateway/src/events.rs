@@ -3,6 +3,8 @@
 //! - `auth:whoami` (ack): `{ userId, sessionId, expiresAt, claims }`.
 //! - `auth:refresh { token }` (ack): `{ ok: true, expiresAt }` or
 //!   `{ ok: false, code, message }`; on failure the old token stays in force.
+//! - `auth:ticket` (ack): a ticket for `POST /auth/refresh`, which renews a
+//!   session cookie's session (see [`crate::cookie_refresh`]).
 //! - `echo` (ack): the payload, unchanged; used by tests and benchmarks.
 
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use sockgate_auth::source::token_from_payload;
-use sockgate_auth::{AuthError, ErrorCode};
+use sockgate_auth::{AuthError, Credential, ErrorCode};
 
 use crate::sessions::{Session, transport_name};
 use crate::telemetry;
@@ -31,6 +33,7 @@ pub(crate) fn serve<A: Adapter>(s: &SocketRef<A>, gw: &Gateway, session: &Arc<Se
     gw.start_clock(session);
     s.on("auth:whoami", whoami);
     s.on("auth:refresh", refresh);
+    s.on("auth:ticket", ticket);
     s.on("echo", echo);
     rooms::register(s);
     s.on_disconnect(on_disconnect);
@@ -101,7 +104,7 @@ async fn refresh<A: Adapter>(
     };
     let result = match &payload {
         Ok(payload) => match token_from_payload(payload) {
-            Ok(token) => gw.refresh(&session, token).await,
+            Ok(token) => gw.refresh(&session, &Credential::Token(token.into())).await,
             Err(e) => Err(e),
         },
         Err(_) => Err(AuthError::new(
@@ -118,8 +121,28 @@ async fn refresh<A: Adapter>(
         Err(e) => ack.send(&e.to_ack()),
     };
     if refreshed {
-        gw.recheck_rooms(&s, &session).await;
+        gw.recheck_rooms(&session).await;
     }
+}
+
+/// `auth:ticket` (ack): `{ ok: true, ticket, expiresIn }`, the ticket for
+/// one `POST /auth/refresh` that renews the session from a rotated session
+/// cookie (see [`crate::cookie_refresh`]). Only where session cookies are on.
+async fn ticket<A: Adapter>(s: SocketRef<A>, ack: AckSender<A>, State(gw): State<Arc<Gateway>>) {
+    let Some((session, ack)) = admit_event(&s, &gw, ack) else {
+        return;
+    };
+    if gw.sources.session_cookies.is_none() {
+        let e = AuthError::new(
+            ErrorCode::InvalidRequest,
+            "session cookies are not accepted here",
+        );
+        let _ = ack.send(&e.to_ack());
+        return;
+    }
+    let ticket = gw.tickets.issue(&session.id);
+    let ttl = crate::cookie_refresh::TICKET_TTL.as_secs();
+    let _ = ack.send(&serde_json::json!({ "ok": true, "ticket": ticket, "expiresIn": ttl }));
 }
 
 async fn echo<A: Adapter>(

@@ -13,13 +13,13 @@ use std::pin::Pin;
 use serde_json::value::RawValue;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
-use sockgate_auth::{AuthError, ErrorCode, Identity, SourcePolicy, Verifier};
+use sockgate_auth::{AuthError, Credential, ErrorCode, Identity, SourcePolicy, Verifier};
 
 use crate::abuse::{AbuseLimits, Guard, Retry, Verdict};
 use crate::admission::{Openings, Ticket};
 use crate::cluster::{Admission, Cluster, Control, Write};
+use crate::cookie_refresh::Tickets;
 use crate::deadlines::{Deadline, Deadlines, Due};
 use crate::policy::{Action, Policy};
 use crate::revocation::Revocations;
@@ -101,6 +101,8 @@ pub struct Gateway {
     pub(crate) openings: Arc<Openings>,
     /// Revocations made while Redis was unreachable, to announce at recovery.
     unshared: std::sync::Mutex<Vec<Control>>,
+    /// Outstanding cookie-refresh tickets (see [`crate::cookie_refresh`]).
+    pub(crate) tickets: Tickets,
 }
 
 impl Gateway {
@@ -127,6 +129,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             openings: Arc::new(Openings::new(AbuseLimits::default().max_pending_handshakes)),
             unshared: std::sync::Mutex::default(),
+            tickets: Tickets::default(),
         }
     }
 
@@ -273,9 +276,9 @@ impl Gateway {
         io.publish(rooms, event, data).await
     }
 
-    /// Full verification of a token, the same for handshakes and refreshes.
-    pub async fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
-        let identity = self.verifier.verify(token).await?;
+    /// Full verification of a credential, the same for handshakes and refreshes.
+    pub async fn authenticate(&self, credential: &Credential<'_>) -> Result<Identity, AuthError> {
+        let identity = self.verifier.verify_credential(credential).await?;
         self.revocations.check(&identity)?;
         Ok(identity)
     }
@@ -378,6 +381,7 @@ impl Gateway {
     /// rooms and presence, its cluster entry.
     fn release(&self, session: &Session) {
         telemetry::sessions(self.sessions.len());
+        self.tickets.forget(&session.id);
         self.stop_clock(session);
         self.rooms.forget(session);
         if let Some(cluster) = &self.cluster {
@@ -426,7 +430,10 @@ impl Gateway {
     /// After a refresh: rights are recomputed for every room the socket is
     /// in; a room it may no longer join is left, with `room:revoked { room }`.
     /// A room whose answer is unavailable (webhook down) is kept.
-    pub async fn recheck_rooms<A: Adapter>(&self, socket: &SocketRef<A>, session: &Session) {
+    pub async fn recheck_rooms(&self, session: &Session) {
+        let Some((_, socket)) = self.sessions.get(session.sid) else {
+            return;
+        };
         let identity = session.identity();
         let own = session.user_room();
         for room in session.rooms().into_iter().filter(|r| *r != own) {
@@ -435,16 +442,21 @@ impl Gateway {
                 .authorize(&identity, &room, Action::Join, true)
                 .await;
             if matches!(&verdict, Err(e) if e.code == ErrorCode::Forbidden) {
-                self.rooms.exit(socket, session, &room);
-                let _ = socket.emit("room:revoked", &serde_json::json!({ "room": room }));
+                self.rooms.exit(socket.as_ref(), session, &room);
+                socket.emit_value("room:revoked", &serde_json::json!({ "room": room }));
             }
         }
     }
 
-    /// In-band refresh: verifies `token` like a handshake and, when it names
-    /// the same user, swaps it in and moves the expiry clock. Returns the new `exp`.
-    pub async fn refresh(&self, session: &Session, token: &str) -> Result<Option<u64>, AuthError> {
-        let identity = self.authenticate(token).await?;
+    /// In-band refresh: verifies `credential` like a handshake and, when it
+    /// names the same user, swaps it in and moves the expiry clock. Returns
+    /// the new `exp`.
+    pub async fn refresh(
+        &self,
+        session: &Session,
+        credential: &Credential<'_>,
+    ) -> Result<Option<u64>, AuthError> {
+        let identity = self.authenticate(credential).await?;
         if identity.user_id != session.user_id {
             return Err(AuthError::new(
                 ErrorCode::SubjectMismatch,

@@ -95,9 +95,9 @@ async fn admit<A: Adapter>(
     gw.guard
         .connection(gw.sessions.len())
         .map_err(|r| r.error)?;
-    let (token, source) = gw.sources.find(&handshake)?;
+    let (credential, source) = gw.sources.find(&handshake)?;
     check_origin(gw, parts, source)?;
-    let identity = gw.authenticate(&token).await?;
+    let identity = gw.authenticate(&credential).await?;
     let user_agent = header(parts, "user-agent").map(str::to_owned);
     let session = Arc::new(Session::new(
         s.id,
@@ -130,7 +130,7 @@ fn check_origin(gw: &Gateway, parts: &Parts, source: TokenSource) -> Result<(), 
                 Err(forbidden())
             }
         }
-        None if source == TokenSource::Cookie => {
+        None if source.is_cookie() => {
             if header(parts, "sec-fetch-site") == Some("same-origin") {
                 Ok(())
             } else {

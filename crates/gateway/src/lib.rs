@@ -13,6 +13,7 @@
 //! - [`gateway`]: the core: authenticate, admit, refresh, expire, revoke, kick.
 //! - [`handshake`](crate::handshake): the connect middleware that authenticates.
 //! - [`events`](crate::events): the client events every socket answers.
+//! - [`cookie_refresh`]: renewing a session a Next-Auth cookie opened.
 //! - [`sessions`]: sessions, the registry, and how a server ends one.
 //! - [`deadlines`]: the one task that runs every connection's expiry clock.
 //! - [`revocation`]: revoked tokens and users, in memory and on disk.
@@ -29,6 +30,7 @@ pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod cookie_refresh;
 pub mod deadlines;
 mod events;
 pub mod gateway;

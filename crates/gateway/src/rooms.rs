@@ -26,7 +26,7 @@ use crate::Gateway;
 use crate::cluster::{Cluster, Write};
 use crate::events::admit_event;
 use crate::policy::Action;
-use crate::sessions::{Session, unix_now_ms};
+use crate::sessions::{Connection, Session, unix_now_ms};
 use crate::telemetry;
 
 pub const USER_ROOM_PREFIX: &str = "user:";
@@ -53,6 +53,24 @@ pub struct Rooms {
     members: Mutex<HashMap<String, HashMap<String, u32>>>,
     /// In cluster mode, told when a user arrives in or leaves a room here.
     cluster: OnceLock<Arc<Cluster>>,
+}
+
+/// What can be taken out of a room of the Socket.IO layer: the socket in
+/// its own handlers, the registry's connection elsewhere.
+pub trait Leave {
+    fn leave_room(&self, room: &str);
+}
+
+impl<A: Adapter> Leave for SocketRef<A> {
+    fn leave_room(&self, room: &str) {
+        self.leave(room.to_owned());
+    }
+}
+
+impl Leave for dyn Connection {
+    fn leave_room(&self, room: &str) {
+        self.leave(room);
+    }
 }
 
 impl Rooms {
@@ -85,11 +103,11 @@ impl Rooms {
     }
 
     /// Takes the socket out of `room`. Returns false when it was not in it.
-    pub fn exit<A: Adapter>(&self, socket: &SocketRef<A>, session: &Session, room: &str) -> bool {
+    pub fn exit<L: Leave + ?Sized>(&self, socket: &L, session: &Session, room: &str) -> bool {
         if !session.remove_room(room) {
             return false;
         }
-        socket.leave(room.to_owned());
+        socket.leave_room(room);
         self.uncount(room, &session.user_id);
         true
     }

@@ -24,7 +24,7 @@ use crate::cluster::{Cluster, ResilientDriver, redacted};
 use crate::config::{Config, ConfigError, Secret};
 use crate::revocation::Revocations;
 use crate::transports::{self, ClosableAcceptor};
-use crate::{Gateway, admission, api, events, handshake, telemetry};
+use crate::{Gateway, admission, api, cookie_refresh, events, handshake, telemetry};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 /// How often expired token revocations are pruned.
@@ -80,6 +80,16 @@ pub fn app_with_adapter<A: Adapter + DefinedAdapter>(
     }
     if let Some(key) = api_key {
         router = router.nest("/api", api::router(gateway.clone(), key));
+    }
+    if gateway.sources.session_cookies.is_some() {
+        let refresh = Router::new()
+            .route(
+                "/auth/refresh",
+                axum::routing::post(cookie_refresh::refresh),
+            )
+            .layer(axum::extract::DefaultBodyLimit::max(4 * 1024))
+            .with_state(gateway.clone());
+        router = router.merge(refresh);
     }
 
     let mut router = router

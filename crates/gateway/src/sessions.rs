@@ -42,6 +42,11 @@ impl SessionId {
         Self(id)
     }
 
+    /// The id a client or the admin API names.
+    pub fn from_public(id: &str) -> Self {
+        Self(id.to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -220,6 +225,8 @@ pub trait Connection: Send + Sync + 'static {
     fn connected(&self) -> bool;
     /// Emits a server event to this connection.
     fn emit_value(&self, event: &str, data: &serde_json::Value);
+    /// Takes the connection out of a room of the Socket.IO layer.
+    fn leave(&self, room: &str);
     /// Sends `session:end { code, message, reconnect }`, then closes the
     /// transport (retryable code) or disconnects (terminal code). Called
     /// once per session, by [`crate::Gateway`].
@@ -246,6 +253,10 @@ impl<A: Adapter> Connection for SocketConn<A> {
 
     fn emit_value(&self, event: &str, data: &serde_json::Value) {
         let _ = self.socket.emit(event, data);
+    }
+
+    fn leave(&self, room: &str) {
+        self.socket.leave(room.to_owned());
     }
 
     fn end(&self, code: ErrorCode, message: &str) {
