@@ -2,8 +2,19 @@
 //! the Authorization, Cookie and query. Finding the token must never panic.
 #![no_main]
 
+use std::sync::{Arc, OnceLock};
+
 use libfuzzer_sys::fuzz_target;
-use sockgate_auth::{Handshake, SourcePolicy};
+use sockgate_auth::{Handshake, SessionCookies, SourcePolicy};
+
+fn policy() -> &'static SourcePolicy {
+    static P: OnceLock<SourcePolicy> = OnceLock::new();
+    P.get_or_init(|| SourcePolicy {
+        cookie: Some("sg".into()),
+        session_cookies: Some(Arc::new(SessionCookies::new(&["fuzz-nextauth-secret"], None))),
+        query: true,
+    })
+}
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -15,9 +26,6 @@ fuzz_target!(|data: &[u8]| {
         cookie: parts.next(),
         query: parts.next(),
     };
-    let policy = SourcePolicy {
-        cookie: Some("sg".into()),
-        query: true,
-    };
+    let policy = policy();
     let _ = policy.find(&handshake);
 });
