@@ -1,0 +1,201 @@
+// The example chat (example/, built on @sockgate/react) in real Chromium,
+// against the real sockgate binary. A small Node server plays the app: it
+// serves the bundle and hands out tokens at /token.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { dirname, extname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { eventually, repoRoot, sign, sleep, startGateway } from "../../js/test/support/gateway.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const bundle = join(here, "..", "example", "dist");
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const ROOM = "chat:lobby";
+const ROOMS = [{ match: "chat:*", allow: ["join", "publish", "presence"] }];
+
+/** The app's backend: static files, /config.js and /token. */
+function startApp(config) {
+  const backend = { ttl: {}, loggedOut: new Set(), tokenRequests: {} };
+  const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".map": "application/json" };
+  const server = createServer((req, res) => {
+    const url = new URL(req.url, "http://app");
+    if (url.pathname === "/config.js") {
+      res.writeHead(200, { "content-type": "text/javascript" });
+      return res.end(`window.SOCKGATE_CONFIG = ${JSON.stringify(config())};`);
+    }
+    if (url.pathname === "/token") {
+      const user = url.searchParams.get("user");
+      backend.tokenRequests[user] = (backend.tokenRequests[user] ?? 0) + 1;
+      if (!user || backend.loggedOut.has(user)) {
+        res.writeHead(401, { "content-type": "application/json" });
+        return res.end(JSON.stringify({ error: "not logged in" }));
+      }
+      res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" });
+      return res.end(JSON.stringify({ token: sign(user, { ttl: backend.ttl[user] ?? 300, rooms: ROOMS }) }));
+    }
+    const file = join(bundle, url.pathname === "/" ? "index.html" : url.pathname.slice(1));
+    if (!file.startsWith(bundle) || !existsSync(file)) {
+      res.writeHead(404);
+      return res.end();
+    }
+    res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
+    res.end(readFileSync(file));
+  });
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve({ backend, origin: `http://127.0.0.1:${server.address().port}`, close: () => server.close() })),
+  );
+}
+
+let app, gw, browser, profile;
+const pageErrors = [];
+
+before(async () => {
+  assert.ok(existsSync(join(bundle, "app.js")), "example bundle missing: run npm run build first");
+  let gatewayUrl;
+  app = await startApp(() => ({ gatewayUrl, room: ROOM }));
+  gw = await startGateway({ SOCKGATE_ALLOWED_ORIGINS: app.origin, SOCKGATE_REFRESH_LEAD: "1" });
+  gatewayUrl = gw.url;
+  profile = mkdtempSync(join(tmpdir(), "sockgate-chromium-"));
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    viewport: { width: 640, height: 520 },
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await gw?.stop();
+  app?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+/** Opens the chat as `user` in a new tab. */
+async function open(user) {
+  const page = await browser.newPage();
+  page.on("pageerror", (err) => pageErrors.push(`${user}: ${err.message}`));
+  // A logged-out user's /token answers 401, which the console reports.
+  page.on("console", (msg) => msg.type() === "error" && !/status of 401/.test(msg.text()) && pageErrors.push(`${user}: ${msg.text()}`));
+  await page.goto(`${app.origin}/?user=${encodeURIComponent(user)}`);
+  return page;
+}
+
+const text = (page, id) => page.getByTestId(id).textContent();
+const waitText = (page, id, expected, timeout = 15000) =>
+  page.waitForFunction(([id, expected]) => document.querySelector(`[data-testid="${id}"]`)?.textContent === expected, [id, expected], { timeout });
+const sessionsOf = async (user) => (await gw.api("GET", `/api/sessions?user=${user}`)).body.sessions;
+
+test("the page shows the connection state, with one socket under StrictMode", async () => {
+  const page = await open("alice");
+  await waitText(page, "state", "connected");
+  assert.equal(await text(page, "user"), "alice");
+  const shown = await page.evaluate(() => window.shownStates);
+  assert.equal(shown[0], "connecting");
+  assert.equal(shown.at(-1), "connected");
+  // StrictMode runs the provider's effect twice; still one client, one socket.
+  await page.getByTestId("send").and(page.locator(":enabled")).waitFor();
+  assert.equal((await sessionsOf("alice")).length, 1);
+  assert.equal(gw.authDecisions("alice").length, 1, "one handshake");
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+});
+
+test("a message goes from one page to the other and back", async () => {
+  const [ann, ben] = [await open("ann"), await open("ben")];
+  for (const page of [ann, ben]) {
+    await waitText(page, "state", "connected");
+    await page.getByTestId("send").and(page.locator(":enabled")).waitFor();
+  }
+  await eventually(async () => (await text(ann, "members")) === "annben", 5000, "both in the member list");
+
+  await ann.getByTestId("input").fill("hello ben");
+  await ann.getByTestId("send").click();
+  await ben.locator('[data-testid="messages"] li[data-from="ann"]', { hasText: "hello ben" }).waitFor({ timeout: 5000 });
+  await ben.getByTestId("input").fill("hi ann, got it");
+  await ben.getByTestId("send").click();
+  await ann.locator('[data-testid="messages"] li[data-from="ben"]', { hasText: "hi ann, got it" }).waitFor({ timeout: 5000 });
+  // Each page shows both, its own included, in order.
+  for (const page of [ann, ben]) {
+    const lines = await page.locator('[data-testid="messages"] li').allTextContents();
+    assert.deepEqual(lines, ["annhello ben", "benhi ann, got it"]);
+    assert.equal(await page.getByTestId("input").inputValue(), "");
+  }
+  await ann.getByTestId("input").fill("see you");
+  await ann.getByTestId("send").click();
+  await ben.locator('li[data-from="ann"]', { hasText: "see you" }).waitFor({ timeout: 5000 });
+  await ann.locator('li[data-from="ann"]', { hasText: "see you" }).waitFor({ timeout: 5000 });
+  mkdirSync(join(repoRoot, "docs"), { recursive: true });
+  await ann.screenshot({ path: process.env.SCREENSHOT ?? join(repoRoot, "docs", "sdk-chat.png") });
+  assert.deepEqual(pageErrors, []);
+  await ann.close();
+  await ben.close();
+});
+
+test("token refreshes with no visible disconnect", async () => {
+  app.backend.ttl.rita = 4;
+  const page = await open("rita");
+  await waitText(page, "state", "connected");
+  const { sessionId } = (await sessionsOf("rita"))[0];
+  // Three renewals of a 4-second token (each about 1 s before its expiry).
+  await waitText(page, "refreshes", "3", 20000);
+  assert.deepEqual(await page.evaluate(() => window.shownStates), ["connecting", "connected"], "the page never left connected");
+  assert.deepEqual(await page.evaluate(() => window.clientStates), ["connected"], "nor did the client");
+  assert.ok(app.backend.tokenRequests.rita >= 4, `asked for ${app.backend.tokenRequests.rita} tokens`);
+  const sessions = await sessionsOf("rita");
+  assert.equal(sessions.length, 1);
+  assert.equal(sessions[0].sessionId, sessionId, "the same session throughout");
+  assert.ok(sessions[0].expiresAt > Date.now() / 1000, "running on a fresh token");
+  assert.equal(gw.authDecisions("rita").length, 1, "one handshake");
+  assert.equal(await page.getByTestId("error").count(), 0);
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+});
+
+test("a revoked user sees the session ended with TOKEN_REVOKED, and it stays ended", async () => {
+  const page = await open("eve");
+  await waitText(page, "state", "connected");
+  const revoked = await gw.api("POST", "/api/revocations", { userId: "eve" });
+  assert.equal(revoked.status, 201);
+  await waitText(page, "state", "ended", 5000);
+  assert.equal(await text(page, "error-code"), "TOKEN_REVOKED");
+  assert.match(await text(page, "error"), /^Disconnected for good: TOKEN_REVOKED/);
+  await sleep(2000);
+  assert.equal(await text(page, "state"), "ended");
+  assert.equal(app.backend.tokenRequests.eve, 1, "no new token asked: no reconnect");
+  assert.equal(gw.authDecisions("eve").length, 1);
+  assert.equal(await page.getByTestId("messages").count(), 0, "the chat is gone");
+  await page.close();
+});
+
+test("signing out closes the socket; nobody logged in is AUTH_REQUIRED", async () => {
+  const page = await open("sam");
+  await waitText(page, "state", "connected");
+  assert.equal((await sessionsOf("sam")).length, 1);
+  await page.getByTestId("signout").click();
+  await waitText(page, "state", "ended", 5000);
+  assert.equal(await text(page, "error-code"), "AUTH_REQUIRED");
+  await eventually(async () => (await sessionsOf("sam")).length === 0, 5000, "the old socket closed");
+
+  app.backend.loggedOut.add("nia");
+  const other = await open("nia");
+  await waitText(other, "state", "ended");
+  assert.equal(await text(other, "error-code"), "AUTH_REQUIRED");
+  assert.equal(gw.authDecisions("nia").length, 0, "never connected");
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+  await other.close();
+});
