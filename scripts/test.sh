@@ -63,3 +63,22 @@ echo "==> end-to-end tests (socket.io-client against target/debug/sockgate)"
 cd tests/e2e
 npm ci --no-audit --no-fund --loglevel=error
 npm test
+
+# The client SDKs (clients/): @sockgate/client's Node tests and
+# @sockgate/react's example chat in real Chromium, both against
+# target/debug/sockgate. Chromium comes from Debian, never downloaded by npm.
+if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM_PATH:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing chromium (needed by the browser tests of clients/react)"
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else
+    echo "error: the browser tests need Chromium at /usr/bin/chromium (Debian package chromium) or CHROMIUM_PATH; install it and run again" >&2
+    exit 1
+  fi
+fi
+
+echo "==> client SDK tests (clients/js and clients/react against target/debug/sockgate)"
+cd ../../clients
+npm ci --no-audit --no-fund --loglevel=error
+npm run build
+npm test

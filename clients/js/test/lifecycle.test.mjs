@@ -111,6 +111,9 @@ test("a graceful restart: the client reconnects with a fresh token from getToken
   const info = await reach(client, "reconnecting");
   assert.equal(info.code, "SERVER_SHUTDOWN");
   assert.equal(await stopping, 0, "the old process exits 0");
+  // Down for longer than the first retry may wait (under 1 s): at least one
+  // attempt fails on the closed port and is retried with backoff.
+  await sleep(1500);
   gw2 = await startGateway({ ...env, SOCKGATE_DATA_DIR: gw.dataDir });
 
   await reach(client, "connected", 40000);
@@ -123,6 +126,7 @@ test("a graceful restart: the client reconnects with a fresh token from getToken
   assert.ok(!seen.includes("ended"));
   // Retries while the gateway was away were spaced by the backoff.
   const retries = recorded.filter((s) => s.state === "reconnecting").map((s) => s.info.attempt);
+  assert.ok(retries.length >= 2, `retried while the gateway was away: ${JSON.stringify(recorded.map((s) => s.info))}`);
   assert.deepEqual(retries, retries.map((_, i) => i + 1), "attempts count up");
   assert.equal(gw2.authDecisions("bob").length, 1);
 });

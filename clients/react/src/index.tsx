@@ -21,8 +21,8 @@ import {
   type State,
 } from "@sockgate/client";
 
-export type { Identity, RoomMessage, SockgateClient, State } from "@sockgate/client";
-export { SockgateError } from "@sockgate/client";
+export type { ClientOptions, ErrorCode, Identity, RoomMessage, SockgateClient, State, StateInfo } from "@sockgate/client";
+export { CODES, SockgateError, nextAuth, nextAuthToken } from "@sockgate/client";
 
 /** Why the client is not connected: the terminal end, or the last refusal while retrying. */
 export interface SockgateErrorInfo {

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { decode as decodeSession, encode as encodeSession } from "@auth/core/jwt";
 import { eventually, repoRoot, sign, sleep, startGateway } from "../../js/test/support/gateway.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -16,13 +17,59 @@ const bundle = join(here, "..", "example", "dist");
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ROOM = "chat:lobby";
 const ROOMS = [{ match: "chat:*", allow: ["join", "publish", "presence"] }];
+// The app's Next-Auth (Auth.js v5) secret and cookie, for cookie mode.
+const NEXTAUTH_SECRET = "sdk-test-next-auth-secret-0123456789abcdef";
+const SESSION_COOKIE = "authjs.session-token";
 
-/** The app's backend: static files, /config.js and /token. */
+/** The user of the request's session cookie, opened as Next-Auth does; null without a valid one. */
+async function sessionUser(req) {
+  const value = new RegExp(`(?:^|; )${SESSION_COOKIE.replace(".", "\\.")}=([^;]+)`).exec(req.headers.cookie ?? "")?.[1];
+  if (!value) return null;
+  try {
+    return (await decodeSession({ token: value, secret: NEXTAUTH_SECRET, salt: SESSION_COOKIE }))?.sub ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** The app's backend: static files, /config.js, /token, and a Next-Auth stand-in. */
 function startApp(config) {
-  const backend = { ttl: {}, loggedOut: new Set(), tokenRequests: {} };
+  const backend = { ttl: {}, loggedOut: new Set(), tokenRequests: {}, sessionReads: {}, cookieTtl: 4 };
+  /** Sets a fresh session cookie for `user`, as Next-Auth does on sign-in and on every session read. */
+  const setSession = async (res, user) => {
+    const value = await encodeSession({
+      token: { sub: user, name: `User ${user}`, email: `${user}@example.com`, rooms: ROOMS },
+      secret: NEXTAUTH_SECRET,
+      salt: SESSION_COOKIE,
+      maxAge: backend.cookieTtl,
+    });
+    res.setHeader("set-cookie", `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Lax`);
+  };
   const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".map": "application/json" };
-  const server = createServer((req, res) => {
+  const server = createServer(async (req, res) => {
     const url = new URL(req.url, "http://app");
+    // Next-Auth's part: sign-in sets the cookie; reading the session rotates it.
+    if (url.pathname === "/login") {
+      const user = url.searchParams.get("user");
+      await setSession(res, user);
+      res.writeHead(302, { location: `/?mode=cookie&user=${encodeURIComponent(user)}` });
+      return res.end();
+    }
+    if (url.pathname === "/api/auth/session") {
+      const user = await sessionUser(req);
+      if (!user) {
+        res.writeHead(200, { "content-type": "application/json" });
+        return res.end("null");
+      }
+      backend.sessionReads[user] = (backend.sessionReads[user] ?? 0) + 1;
+      await setSession(res, user);
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(JSON.stringify({ user: { name: `User ${user}` } }));
+    }
+    if (url.pathname === "/api/auth/signout") {
+      res.writeHead(200, { "set-cookie": `${SESSION_COOKIE}=; Path=/; HttpOnly; Max-Age=0` });
+      return res.end();
+    }
     if (url.pathname === "/config.js") {
       res.writeHead(200, { "content-type": "text/javascript" });
       return res.end(`window.SOCKGATE_CONFIG = ${JSON.stringify(config())};`);
@@ -50,15 +97,18 @@ function startApp(config) {
   );
 }
 
-let app, gw, browser, profile;
+let app, gw, cookieGw, browser, profile;
 const pageErrors = [];
 
 before(async () => {
   assert.ok(existsSync(join(bundle, "app.js")), "example bundle missing: run npm run build first");
-  let gatewayUrl;
-  app = await startApp(() => ({ gatewayUrl, room: ROOM }));
+  let gatewayUrl, cookieGatewayUrl;
+  app = await startApp(() => ({ gatewayUrl, cookieGatewayUrl, room: ROOM }));
   gw = await startGateway({ SOCKGATE_ALLOWED_ORIGINS: app.origin, SOCKGATE_REFRESH_LEAD: "1" });
   gatewayUrl = gw.url;
+  // A second gateway that opens the app's Next-Auth session cookies.
+  cookieGw = await startGateway({ SOCKGATE_ALLOWED_ORIGINS: app.origin, SOCKGATE_REFRESH_LEAD: "1", SOCKGATE_NEXTAUTH_SECRET: NEXTAUTH_SECRET });
+  cookieGatewayUrl = cookieGw.url;
   profile = mkdtempSync(join(tmpdir(), "sockgate-chromium-"));
   browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -80,6 +130,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await gw?.stop();
+  await cookieGw?.stop();
   app?.close();
   if (profile) rmSync(profile, { recursive: true, force: true });
 });
@@ -110,6 +161,7 @@ test("the page shows the connection state, with one socket under StrictMode", as
   await page.getByTestId("send").and(page.locator(":enabled")).waitFor();
   assert.equal((await sessionsOf("alice")).length, 1);
   assert.equal(gw.authDecisions("alice").length, 1, "one handshake");
+  assert.equal(app.backend.tokenRequests.alice, 1, "one client asked for one token");
   assert.deepEqual(pageErrors, []);
   await page.close();
 });
@@ -198,4 +250,29 @@ test("signing out closes the socket; nobody logged in is AUTH_REQUIRED", async (
   assert.deepEqual(pageErrors, []);
   await page.close();
   await other.close();
+});
+
+test("cookie mode: the Next-Auth cookie connects, and renewals rotate it with no visible disconnect", async () => {
+  const page = await browser.newPage();
+  page.on("pageerror", (err) => pageErrors.push(`cora: ${err.message}`));
+  page.on("console", (msg) => msg.type() === "error" && pageErrors.push(`cora: ${msg.text()}`));
+  await page.goto(`${app.origin}/login?user=cora`);
+  assert.match(page.url(), /mode=cookie/);
+  await waitText(page, "state", "connected");
+  assert.equal(await text(page, "user"), "cora", "the identity comes from the session cookie");
+  const [session] = (await cookieGw.api("GET", "/api/sessions?user=cora")).body.sessions;
+  // The cookie lives 4 s; each renewal reads the session (rotating the
+  // cookie), then sends a ticket with the new cookie to /auth/refresh.
+  await waitText(page, "refreshes", "2", 20000);
+  assert.deepEqual(await page.evaluate(() => window.shownStates), ["connecting", "connected"], "the page never left connected");
+  assert.deepEqual(await page.evaluate(() => window.clientStates), ["connected"]);
+  assert.ok(app.backend.sessionReads.cora >= 2, `session read ${app.backend.sessionReads.cora} times`);
+  assert.equal(app.backend.tokenRequests.cora, undefined, "no token involved");
+  const sessions = (await cookieGw.api("GET", "/api/sessions?user=cora")).body.sessions;
+  assert.equal(sessions.length, 1);
+  assert.equal(sessions[0].sessionId, session.sessionId, "the same session throughout");
+  assert.ok(sessions[0].expiresAt > session.expiresAt, "running on the rotated cookie's expiry");
+  assert.equal(cookieGw.authDecisions("cora").length, 1, "one handshake");
+  assert.deepEqual(pageErrors, []);
+  await page.close();
 });
