@@ -21,7 +21,10 @@ fn every_code_is_shown_with_its_class() {
 /// same order (`clients/js/src/protocol.ts`, one `CODE: "class",` a line).
 #[test]
 fn the_sdk_has_every_code_with_its_class() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/js/src/protocol.ts");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../clients/js/src/protocol.ts"
+    );
     let ts = std::fs::read_to_string(path).expect("clients/js/src/protocol.ts");
     let block = ts
         .split("export const CODES = {")
@@ -32,12 +35,18 @@ fn the_sdk_has_every_code_with_its_class() {
         .lines()
         .filter_map(|line| {
             let (code, class) = line.trim().trim_end_matches(',').split_once(':')?;
-            Some((code.trim().to_owned(), class.trim().trim_matches('"').to_owned()))
+            Some((
+                code.trim().to_owned(),
+                class.trim().trim_matches('"').to_owned(),
+            ))
         })
         .collect();
     let rust: Vec<(String, String)> = ErrorCode::ALL
         .iter()
         .map(|c| (c.as_str().to_owned(), c.class().as_str().to_owned()))
         .collect();
-    assert_eq!(sdk, rust, "clients/js/src/protocol.ts has drifted from ErrorCode");
+    assert_eq!(
+        sdk, rust,
+        "clients/js/src/protocol.ts has drifted from ErrorCode"
+    );
 }

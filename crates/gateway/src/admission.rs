@@ -61,6 +61,7 @@ pub async fn door(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) 
     if let Some(ip) = client {
         req.extensions_mut().insert(ClientIp(ip));
     }
+    warn_if_origin_refused(&gw, req.headers());
     if let Some(sid) = session_param(req.uri()) {
         return match gw.openings.check(sid, client, &gw, req.headers()) {
             Ok(()) => next.run(req).await,
@@ -76,6 +77,7 @@ pub async fn door(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) 
         Ok(ticket) => ticket,
         Err(retry) => {
             telemetry::handshake(retry.error.code.as_str(), started.elapsed());
+            gw.stats.handshake(Err(retry.error.code), started.elapsed());
             tracing::info!(
                 target: "sockgate::auth",
                 outcome = retry.error.code.as_str(),
@@ -104,6 +106,8 @@ pub struct Openings {
     pending: AtomicUsize,
     max_pending: usize,
     polling: Mutex<HashMap<Sid, Opener>>,
+    /// Origins already warned about (see `warn_if_origin_refused`).
+    refused_origins: crate::origins::RefusedOrigins,
 }
 
 /// Who opened a long-polling session.
@@ -120,6 +124,7 @@ impl Openings {
             pending: AtomicUsize::new(0),
             max_pending,
             polling: Mutex::new(HashMap::new()),
+            refused_origins: Default::default(),
         }
     }
 
@@ -229,8 +234,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn origin_allowed(gw: &Gateway, headers: &axum::http::HeaderMap) -> bool {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     match (&gw.limits.allowed_origins, origin) {
-        (Some(allowed), Some(origin)) => allowed.iter().any(|a| a == origin),
+        (Some(allowed), Some(origin)) => allowed.allows(origin),
         _ => true,
+    }
+}
+
+/// A browser page on an origin that is not allowed gets no CORS headers (or
+/// a refusal) and retries forever with `xhr poll error`, which its developer
+/// sees only in the browser. Logged once per origin every few minutes,
+/// naming the setting to change.
+fn warn_if_origin_refused(gw: &Gateway, headers: &axum::http::HeaderMap) {
+    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    let Some(origin) = get("origin") else {
+        return;
+    };
+    let allowed = gw
+        .limits
+        .allowed_origins
+        .as_ref()
+        .is_some_and(|a| a.allows(origin));
+    if allowed || !crate::origins::is_cross_origin(origin, get("host")) {
+        return;
+    }
+    let origin: String = origin.chars().take(200).collect();
+    if gw.openings.refused_origins.first_in_a_while(&origin) {
+        tracing::warn!(
+            target: "sockgate::origin",
+            origin = %origin,
+            "a page on this origin cannot use sockgate: add it to SOCKGATE_ALLOWED_ORIGINS \
+             (without it, browsers drop the answers and the client retries forever)"
+        );
     }
 }
 

@@ -54,6 +54,7 @@ pub fn router(gateway: Arc<Gateway>, key: Secret) -> Router {
             post(publish).layer(DefaultBodyLimit::max(publish_limit)),
         )
         .route("/rooms/{room}/members", get(room_members))
+        .route("/stats", get(stats))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -444,4 +445,10 @@ async fn room_members(
     Ok(Json(
         json!({ "room": room, "members": gw.room_members(&room).await }),
     ))
+}
+
+/// `GET /api/stats`: the figures of every node and their sum (see
+/// [`crate::stats`]).
+async fn stats(State(gw): State<Arc<Gateway>>) -> Json<crate::stats::Summary> {
+    Json(crate::dashboard::summary(&gw).await)
 }

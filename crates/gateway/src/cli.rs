@@ -112,6 +112,26 @@ fn dev_banner(config: &mut Config) -> Result<(), String> {
         let _ = writeln!(out, "{line}");
     };
     say("sockgate --dev: DEVELOPMENT MODE, do not use in production.");
+    let base = format!("http://{}", config.listen);
+    // The admin API and the dashboard are on in --dev; a generated key
+    // is as throwaway as the generated secret.
+    if config.api_key.is_none() {
+        let key = random_secret();
+        say(&format!(
+            "SOCKGATE_API_KEY={} (random, for this process only)",
+            key.expose()
+        ));
+        config.api_key = Some(key);
+    }
+    say(&format!(
+        "Dashboard: {base}/dashboard (log in with SOCKGATE_API_KEY)"
+    ));
+    if let Some(origins) = &config.limits.allowed_origins {
+        say(&format!(
+            "Browser pages on {} may connect (SOCKGATE_ALLOWED_ORIGINS).",
+            origins.entries().join(", ")
+        ));
+    }
     if !config.keys.is_empty() {
         say(
             "Keys come from your configuration; no development token is printed \
@@ -135,8 +155,7 @@ fn dev_banner(config: &mut Config) -> Result<(), String> {
         "A token for user `dev`, valid for 1 hour:\n{token}"
     ));
     say(&format!(
-        "Connect with: io(\"http://{}\", {{ auth: {{ token: \"<the token above>\" }} }})",
-        config.listen
+        "Connect with: io(\"{base}\", {{ auth: {{ token: \"<the token above>\" }} }})"
     ));
     Ok(())
 }

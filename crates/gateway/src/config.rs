@@ -17,6 +17,7 @@ use sockgate_auth::{Jwks, Rules, SessionCookies, SourcePolicy, Verifier, VerifyK
 use crate::abuse::{AbuseLimits, Rate};
 use crate::gateway::{Lifecycle, Limits};
 use crate::jwks_http::HttpJwks;
+use crate::origins::{DEV_ORIGINS, Origins};
 use crate::policy::{Policy, RoomRule, Webhook};
 use crate::proxies::TrustedProxies;
 use crate::sessions::{LimitPolicy, SessionLimit};
@@ -554,7 +555,14 @@ impl Config {
             authz_timeout: Duration::from_millis(s.authz_timeout_ms.unwrap_or(2000)),
         };
         let max_payload = s.max_payload.unwrap_or(64 * 1024);
-        let allowed_origins = list(s.allowed_origins.as_deref());
+        let allowed_origins = match s.allowed_origins.as_deref() {
+            Some(list) => {
+                Origins::parse(list).map_err(|e| invalid("SOCKGATE_ALLOWED_ORIGINS", e))?
+            }
+            // A page on its own dev server (an app on :3000) just works.
+            None if dev => Origins::parse(DEV_ORIGINS).expect("the dev origins parse"),
+            None => None,
+        };
         let cookie = s.auth_cookie.clone().filter(|c| !c.is_empty());
         for (setting, on) in [
             ("SOCKGATE_AUTH_COOKIE", cookie.is_some()),
@@ -573,15 +581,6 @@ impl Config {
             return Err(invalid(
                 "SOCKGATE_NEXTAUTH_TOKEN_CLAIM",
                 "needs SOCKGATE_NEXTAUTH_SECRET to open the session cookie",
-            ));
-        }
-        if allowed_origins
-            .as_ref()
-            .is_some_and(|o| o.iter().any(|o| o == "*"))
-        {
-            return Err(invalid(
-                "SOCKGATE_ALLOWED_ORIGINS",
-                "`*` is not an origin; list the origins that may connect",
             ));
         }
         let limits = Limits {

@@ -116,8 +116,8 @@ async fn apply(
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     // A browser attaches the cookie to any site's request: only the app's
     // own origins may spend a ticket.
-    let allowed = gw.limits.allowed_origins.as_deref().unwrap_or_default();
-    if !header("origin").is_some_and(|o| allowed.iter().any(|a| a == o)) {
+    let allowed = gw.limits.allowed_origins.as_ref();
+    if !header("origin").is_some_and(|o| allowed.is_some_and(|a| a.allows(o))) {
         return Err(AuthError::new(
             ErrorCode::OriginForbidden,
             "a cookie refresh needs an allowed Origin",

@@ -8,15 +8,17 @@
 //! - `echo` (ack): the payload, unchanged; used by tests and benchmarks.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::socket::DisconnectReason;
 use sockgate_auth::source::token_from_payload;
 use sockgate_auth::{AuthError, Credential, ErrorCode};
 
-use crate::sessions::{Session, transport_name};
+use crate::sessions::{Session, transport_name, unix_now_ms};
 use crate::telemetry;
 use crate::{Gateway, rooms};
 
@@ -43,11 +45,26 @@ pub(crate) fn serve<A: Adapter>(s: &SocketRef<A>, gw: &Gateway, session: &Arc<Se
 /// happened in [`serve`], before the client was told it is connected.
 pub(crate) async fn on_connect() {}
 
-async fn on_disconnect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gateway>>) {
+async fn on_disconnect<A: Adapter>(
+    s: SocketRef<A>,
+    reason: DisconnectReason,
+    State(gw): State<Arc<Gateway>>,
+) {
+    let started = Instant::now();
     if let Some(session) = s.extensions.get::<Arc<Session>>() {
         telemetry::connection(transport_name(session.transport), -1.0);
+        // The network failed, not the user leaving: a closed tab or app is
+        // a clean close, a client's own disconnect a namespace one.
+        let network = matches!(
+            reason,
+            DisconnectReason::TransportError | DisconnectReason::HeartbeatTimeout
+        );
+        if network && !session.is_ending() {
+            gw.stats.lost(&session.user_id, unix_now_ms());
+        }
     }
     gw.forget(s.id);
+    gw.stats.overhead(started.elapsed());
 }
 
 /// The answer to `auth:whoami`.

@@ -21,10 +21,12 @@ use crate::admission::{Openings, Ticket};
 use crate::cluster::{Admission, Cluster, Control, Write};
 use crate::cookie_refresh::Tickets;
 use crate::deadlines::{Deadline, Deadlines, Due};
+use crate::origins::Origins;
 use crate::policy::{Action, Policy};
 use crate::revocation::Revocations;
 use crate::rooms::Rooms;
 use crate::sessions::{Conn, Registry, Session, SessionInfo, SessionLimit, unix_now, unix_now_ms};
+use crate::stats::Stats;
 use crate::telemetry;
 use crate::transports::Transports;
 
@@ -62,7 +64,7 @@ pub struct Limits {
     /// Socket.IO handshake.
     pub handshake_timeout: Duration,
     /// Browser origins allowed to connect; `None` allows any.
-    pub allowed_origins: Option<Vec<String>>,
+    pub allowed_origins: Option<Origins>,
 }
 
 impl Default for Limits {
@@ -103,6 +105,8 @@ pub struct Gateway {
     unshared: std::sync::Mutex<Vec<Control>>,
     /// Outstanding cookie-refresh tickets (see [`crate::cookie_refresh`]).
     pub(crate) tickets: Tickets,
+    /// What `/api/stats` and the dashboard show (see [`crate::stats`]).
+    pub stats: Stats,
 }
 
 impl Gateway {
@@ -130,6 +134,7 @@ impl Gateway {
             openings: Arc::new(Openings::new(AbuseLimits::default().max_pending_handshakes)),
             unshared: std::sync::Mutex::default(),
             tickets: Tickets::default(),
+            stats: Stats::default(),
         }
     }
 
@@ -261,6 +266,10 @@ impl Gateway {
             "session ended by the server"
         );
         telemetry::session_ended(code.as_str());
+        self.stats.ended(code);
+        if code.is_retryable() {
+            self.stats.lost(&session.user_id, unix_now_ms());
+        }
         self.sessions.remove(session.sid);
         self.release(session);
         socket.end(code, message);

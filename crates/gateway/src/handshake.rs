@@ -20,7 +20,7 @@ use socketioxide::extract::{SocketRef, State, TryData};
 use sockgate_auth::{AuthError, ErrorCode, Handshake, TokenSource};
 
 use crate::admission::{ClientIp, Ticket};
-use crate::sessions::{Session, SocketConn, transport_name};
+use crate::sessions::{Session, SocketConn, transport_name, unix_now_ms};
 use crate::{Gateway, events, telemetry};
 
 pub(crate) async fn authenticate<A: Adapter>(
@@ -42,6 +42,11 @@ pub(crate) async fn authenticate<A: Adapter>(
         result.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK"),
         took,
     );
+    gw.stats
+        .handshake(result.as_ref().map(|_| ()).map_err(|e| e.code), took);
+    if let Ok((session, _)) = &result {
+        gw.stats.returned(&session.user_id, unix_now_ms());
+    }
     match &result {
         Ok((session, source)) => tracing::info!(
             target: "sockgate::auth",
@@ -108,10 +113,12 @@ async fn admit<A: Adapter>(
         gw.guard.event_budget(),
     ));
     let conn = SocketConn::new(s.clone(), gw.transports.clone());
+    let admitting = Instant::now();
     gw.admit(session.clone(), Arc::new(conn)).await?;
     events::serve(s, gw, &session);
     s.extensions.insert(session.clone());
     telemetry::sessions(gw.sessions.len());
+    gw.stats.overhead(admitting.elapsed());
     Ok((session, source))
 }
 
@@ -121,10 +128,9 @@ async fn admit<A: Adapter>(
 /// allowed `Origin` or `Sec-Fetch-Site: same-origin`.
 fn check_origin(gw: &Gateway, parts: &Parts, source: TokenSource) -> Result<(), AuthError> {
     let forbidden = || AuthError::new(ErrorCode::OriginForbidden, "this origin may not connect");
-    let allowed = gw.limits.allowed_origins.as_deref().unwrap_or_default();
     match header(parts, "origin") {
-        Some(origin) if gw.limits.allowed_origins.is_some() => {
-            if allowed.iter().any(|a| a == origin) {
+        Some(origin) if let Some(allowed) = &gw.limits.allowed_origins => {
+            if allowed.allows(origin) {
                 Ok(())
             } else {
                 Err(forbidden())

@@ -9,6 +9,7 @@
 //! - [`config`]: settings from file, environment and flags.
 //! - [`server`]: the axum + socketioxide application and its lifecycle.
 //! - [`admission`]: the client address and the limits at a transport's opening.
+//! - [`origins`]: which browser origins may connect.
 //! - [`transports`]: closing one client's transport, so that it reconnects.
 //! - [`gateway`]: the core: authenticate, admit, refresh, expire, revoke, kick.
 //! - [`handshake`](crate::handshake): the connect middleware that authenticates.
@@ -20,6 +21,8 @@
 //! - [`rooms`]: room names, membership, presence and the room events.
 //! - [`policy`]: who may join, publish to and see the members of a room.
 //! - [`api`]: the admin HTTP API.
+//! - [`stats`]: the figures of `/api/stats` and the dashboard.
+//! - [`dashboard`]: the live dashboard page, its login and its event stream.
 //! - [`token`]: minting development tokens.
 //!
 //! Token verification itself lives in the `sockgate-auth` crate.
@@ -31,18 +34,21 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod cookie_refresh;
+pub mod dashboard;
 pub mod deadlines;
 mod events;
 pub mod gateway;
 mod handshake;
 pub mod jwks_http;
 pub mod logging;
+pub mod origins;
 pub mod policy;
 pub mod proxies;
 pub mod revocation;
 pub mod rooms;
 pub mod server;
 pub mod sessions;
+pub mod stats;
 pub mod telemetry;
 pub mod token;
 pub mod transports;

@@ -112,6 +112,20 @@ impl Rooms {
         true
     }
 
+    /// The `n` rooms with the most members on this node (users' own rooms
+    /// left out), most first.
+    pub fn top(&self, n: usize) -> Vec<(String, usize)> {
+        let members = self.members.lock().expect("rooms lock");
+        let mut rooms: Vec<(String, usize)> = members
+            .iter()
+            .filter(|(room, _)| !room.starts_with(USER_ROOM_PREFIX))
+            .map(|(room, users)| (room.clone(), users.len()))
+            .collect();
+        rooms.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        rooms.truncate(n);
+        rooms
+    }
+
     /// Drops a disconnected session from every room it was in (socketioxide
     /// removes the socket itself).
     pub fn forget(&self, session: &Session) {

@@ -22,9 +22,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::cluster::{Cluster, ResilientDriver, redacted};
 use crate::config::{Config, ConfigError, Secret};
+use crate::origins::Origins;
 use crate::revocation::Revocations;
 use crate::transports::{self, ClosableAcceptor};
-use crate::{Gateway, admission, api, cookie_refresh, events, handshake, telemetry};
+use crate::{Gateway, admission, api, cookie_refresh, dashboard, events, handshake, telemetry};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 /// How often expired token revocations are pruned.
@@ -79,6 +80,7 @@ pub fn app_with_adapter<A: Adapter + DefinedAdapter>(
         router = router.merge(api::behind_key(metrics, key.clone()));
     }
     if let Some(key) = api_key {
+        router = router.merge(dashboard::router(gateway.clone(), key.clone()));
         router = router.nest("/api", api::router(gateway.clone(), key));
     }
     if gateway.sources.session_cookies.is_some() {
@@ -147,10 +149,12 @@ async fn readyz(gateway: Arc<Gateway>) -> (StatusCode, Json<serde_json::Value>) 
     }
 }
 
-fn cors(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+fn cors(origins: &Origins) -> CorsLayer {
+    let origins = origins.clone();
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origin.to_str().is_ok_and(|o| origins.allows(o))
+        }))
         .allow_credentials(true)
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
@@ -209,6 +213,9 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// Where a stopping node leaves the sessions it lost, for the next one.
+const AWAITED_FILE: &str = "awaited-returns.json";
+
 /// Runs the gateway until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let (verifier, jwks) = config.verifier()?;
@@ -231,6 +238,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     .with_policy(policy)
     .with_limits(config.limits.clone())
     .with_abuse_limits(config.abuse.clone());
+    // Sessions a previous process lost at its shutdown are awaited back
+    // here (the reconnection success rate, see `stats`).
+    gateway
+        .stats
+        .load_awaited(&config.data_dir.join(AWAITED_FILE));
     let listener = listen(config.listen).map_err(|source| ServeError::Bind {
         addr: config.listen,
         source,
@@ -316,6 +328,7 @@ async fn serve<A: Adapter>(
     let handle = axum_server::Handle::new();
     let shutdown_timeout = config.shutdown_timeout;
     let drain_window = config.drain_window;
+    let awaited_file = config.data_dir.join(AWAITED_FILE);
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -324,6 +337,7 @@ async fn serve<A: Adapter>(
         // Every client learns why and reconnects by itself (to another node
         // or to the restarted one), spread over the drain window.
         gateway.shut_down(drain_window).await;
+        gateway.stats.save_awaited(&awaited_file);
         // A moment for the last closes, and for long-polling clients to
         // collect their last packets.
         tokio::time::sleep(Duration::from_millis(250)).await;

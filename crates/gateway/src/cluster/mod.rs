@@ -85,6 +85,9 @@ pub enum Write {
     },
 }
 
+/// How long a node's shared figures live without a refresh.
+const STATS_TTL_SECS: u64 = 5;
+
 pub struct Cluster {
     pub node: String,
     conn: ConnectionManager,
@@ -295,6 +298,26 @@ impl Cluster {
                     .collect(),
             ),
         })
+    }
+
+    /// Shares this node's figures (`/api/stats`) for a few seconds.
+    pub async fn share_stats(&self, json: &str) -> redis::RedisResult<()> {
+        let key = self.key(&["stats", &self.node]);
+        self.conn().set_ex(key, json, STATS_TTL_SECS).await
+    }
+
+    /// The figures the other live nodes shared, as they shared them.
+    pub async fn peer_stats(&self) -> redis::RedisResult<Vec<String>> {
+        let mut conn = self.conn();
+        let mut out = Vec::new();
+        for node in self.live_nodes().await? {
+            if node == self.node {
+                continue;
+            }
+            let json: Option<String> = conn.get(self.key(&["stats", &node])).await?;
+            out.extend(json);
+        }
+        Ok(out)
     }
 
     /// Every live session of the cluster, optionally of one user.
