@@ -220,6 +220,10 @@ test("token refreshes with no visible disconnect", async () => {
 test("a revoked user sees the session ended with TOKEN_REVOKED, and it stays ended", async () => {
   const page = await open("eve");
   await waitText(page, "state", "connected");
+  await page.getByTestId("send").and(page.locator(":enabled")).waitFor();
+  const listeners = () =>
+    page.evaluate(() => ["room:message", "room:revoked"].map((e) => window.sockgateClient.socket.listeners(e).length));
+  assert.deepEqual(await listeners(), [1, 1], "one listener each, despite StrictMode's double effects");
   const revoked = await gw.api("POST", "/api/revocations", { userId: "eve" });
   assert.equal(revoked.status, 201);
   await waitText(page, "state", "ended", 5000);
@@ -230,6 +234,7 @@ test("a revoked user sees the session ended with TOKEN_REVOKED, and it stays end
   assert.equal(app.backend.tokenRequests.eve, 1, "no new token asked: no reconnect");
   assert.equal(gw.authDecisions("eve").length, 1);
   assert.equal(await page.getByTestId("messages").count(), 0, "the chat is gone");
+  assert.deepEqual(await listeners(), [0, 0], "its listeners were removed on unmount");
   await page.close();
 });
 

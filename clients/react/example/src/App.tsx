@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import { useSockgate } from "@sockgate/react";
+import { useSockgate, type SockgateClient } from "@sockgate/react";
 import { ChatComponent } from "./ChatComponent";
 
 declare global {
@@ -8,6 +8,8 @@ declare global {
     shownStates: string[];
     /** Every state the client went through, rendered or not. */
     clientStates: string[];
+    /** The provider's client, for the browser tests to inspect. */
+    sockgateClient: SockgateClient | null;
   }
 }
 window.shownStates = [];
@@ -22,6 +24,7 @@ export function App({ room, onSignOut }: { room: string; onSignOut: () => void }
   }, [state]);
 
   useEffect(() => {
+    window.sockgateClient = client;
     if (!client) return;
     const offState = client.on("state", (s) => window.clientStates.push(s));
     const offRefresh = client.on("refresh", (r) => r.ok && setRefreshes((n) => n + 1));
