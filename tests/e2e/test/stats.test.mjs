@@ -6,7 +6,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { io } from "socket.io-client";
-import { api, API_KEY, eventually, freePort, refusal, sign, now, startGateway } from "./helpers.mjs";
+import { api, API_KEY, eventually, freePort, refusal, sign, now, startGateway, startRedis } from "./helpers.mjs";
 
 const stats = async (gw) => {
   const res = await api(gw, "GET", "/api/stats");
@@ -132,3 +132,29 @@ test("a cross-origin page that is not allowed is logged once, naming the setting
 });
 
 
+
+test("in a cluster, /api/stats on any node sums every node's figures and lists each", async () => {
+  const redis = await startRedis();
+  const env = { SOCKGATE_REDIS_URL: redis.url, SOCKGATE_API_KEY: API_KEY };
+  const a = await startGateway(env);
+  const b = await startGateway(env);
+  try {
+    for (let i = 0; i < 3; i++) await a.connect({ auth: { token: sign({ sub: `a${i}` }) } });
+    for (let i = 0; i < 2; i++) await b.connect({ auth: { token: sign({ sub: `b${i}` }) } });
+    await refusal(b, { auth: { token: "not-a-token" } });
+    // Nodes share their figures every second.
+    const s = await eventually(async () => {
+      const s = await stats(a);
+      return s.nodes.length === 2 && s.connections === 5 && s.handshakes.refused.TOKEN_INVALID === 1 && s;
+    }, 10000, "both nodes' figures on node A");
+    assert.equal(s.handshakes.ok, 5);
+    assert.equal(s.authSuccessRate, 0.8333);
+    assert.deepEqual(s.nodes.map((n) => n.connections).sort(), [2, 3]);
+    assert.ok(s.nodes.every((n) => n.redis === "ok" && n.id && n.rssBytes > 0));
+    assert.notEqual(s.nodes[0].id, s.nodes[1].id);
+  } finally {
+    await a.stop();
+    await b.stop();
+    await redis.stop();
+  }
+});
