@@ -3,7 +3,7 @@
 // serves the bundle and hands out tokens at /token.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, extname, join } from "node:path";
@@ -190,8 +190,11 @@ test("a message goes from one page to the other and back", async () => {
   await ann.getByTestId("send").click();
   await ben.locator('li[data-from="ann"]', { hasText: "see you" }).waitFor({ timeout: 5000 });
   await ann.locator('li[data-from="ann"]', { hasText: "see you" }).waitFor({ timeout: 5000 });
-  mkdirSync(join(repoRoot, "docs"), { recursive: true });
-  await ann.screenshot({ path: process.env.SCREENSHOT ?? join(repoRoot, "docs", "sdk-chat.png") });
+  // UPDATE_SCREENSHOT=1 refreshes the one in the docs; otherwise it goes to a temp file.
+  const shot = process.env.UPDATE_SCREENSHOT ? join(repoRoot, "docs", "sdk-chat.png") : join(profile, "sdk-chat.png");
+  mkdirSync(dirname(shot), { recursive: true });
+  await ann.screenshot({ path: shot });
+  assert.ok(statSync(shot).size > 5000, "a screenshot with something on it");
   assert.deepEqual(pageErrors, []);
   await ann.close();
   await ben.close();
