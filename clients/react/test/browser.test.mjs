@@ -162,6 +162,11 @@ test("the page shows the connection state, with one socket under StrictMode", as
   assert.equal((await sessionsOf("alice")).length, 1);
   assert.equal(gw.authDecisions("alice").length, 1, "one handshake");
   assert.equal(app.backend.tokenRequests.alice, 1, "one client asked for one token");
+  // useEvent: an event the backend pushes to the user shows up.
+  const pushed = await gw.api("POST", "/api/publish", { user: "alice", event: "notification", data: { text: "Maintenance at 10:00" } });
+  assert.deepEqual(pushed.body, { delivered: 1 });
+  await waitText(page, "notice", "Maintenance at 10:00", 5000);
+  assert.equal(await page.evaluate(() => window.sockgateClient.socket.listeners("notification").length), 1);
   assert.deepEqual(pageErrors, []);
   await page.close();
 });

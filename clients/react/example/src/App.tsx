@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import { useSockgate, type SockgateClient } from "@sockgate/react";
+import { useEvent, useSockgate, type SockgateClient } from "@sockgate/react";
 import { ChatComponent } from "./ChatComponent";
 
 declare global {
@@ -18,6 +18,10 @@ window.clientStates = [];
 export function App({ room, onSignOut }: { room: string; onSignOut: () => void }) {
   const { client, state, error, identity } = useSockgate();
   const [refreshes, setRefreshes] = useState(0);
+  const [notice, setNotice] = useState<string | null>(null);
+
+  // Pushed by the app's backend through sockgate's admin API (/api/publish).
+  useEvent("notification", (data: { text: string }) => setNotice(data.text));
 
   useEffect(() => {
     if (window.shownStates[window.shownStates.length - 1] !== state) window.shownStates.push(state);
@@ -53,6 +57,11 @@ export function App({ room, onSignOut }: { room: string; onSignOut: () => void }
           token renewals: <b data-testid="refreshes">{refreshes}</b>
         </span>
       </div>
+      {notice && (
+        <div className="notice" data-testid="notice">
+          {notice}
+        </div>
+      )}
       {error && (
         <div className="error" data-testid="error">
           {error.ended ? "Disconnected for good: " : "Reconnecting after "}
