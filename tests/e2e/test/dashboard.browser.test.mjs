@@ -170,6 +170,30 @@ describe("dashboard", () => {
     // Shown for the record when run with --test-reporter=spec.
     console.log(`dashboard: +5 shown after ${up} ms, -3 after ${down} ms`);
   });
+
+  test("logging out in one tab stops the figures in every tab of that login", async () => {
+    const { context, page: first, errors } = await newPage();
+    await logIn(first, gw);
+    const second = await context.newPage();
+    second.on("pageerror", (err) => errors.push(err.message));
+    await second.goto(`${gw.url}/dashboard`);
+    await second.waitForSelector("body[data-state=live]", { timeout: 5000 });
+    const ticks = () => second.evaluate(() => document.getElementById("updated").textContent);
+    await eventually(async () => /^Updated /.test(await ticks()), 3000, "a tick in the second tab");
+
+    await first.getByRole("button", { name: "Log out" }).click();
+    await first.waitForSelector("body[data-state=login]", { timeout: 5000 });
+    // The second tab's stream belonged to that login: the server ends it, the
+    // page finds its session gone and shows the login form.
+    try {
+      await second.waitForSelector("body[data-state=login]", { timeout: 8000 });
+    } catch {
+      throw new Error(`the second tab still gets figures after the logout (${await ticks()})`);
+    }
+    assert.equal(await second.locator("#ended").isVisible(), true, "the second tab says its session ended");
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
 });
 
 /** `sockgate serve --dev` on a free port; resolves with its URL and the token it prints. */
