@@ -29,7 +29,7 @@ use sockgate_auth::{AuthError, Credential, ErrorCode, Handshake};
 use subtle::ConstantTimeEq;
 
 use crate::Gateway;
-use crate::sessions::SessionId;
+use crate::sessions::{SessionId, random_alphanumeric};
 use crate::telemetry;
 
 /// How long a ticket may wait for its request.
@@ -45,12 +45,7 @@ impl Tickets {
     /// A new ticket for `session`, replacing any it had:
     /// `<session id>.<32 random alphanumerics>`.
     pub fn issue(&self, session: &SessionId) -> String {
-        use rand::Rng;
-        let secret: String = rand::rng()
-            .sample_iter(rand::distr::Alphanumeric)
-            .take(32)
-            .map(char::from)
-            .collect();
+        let secret = random_alphanumeric(32);
         let ticket = format!("{session}.{secret}");
         let mut map = self.by_session.lock().unwrap_or_else(|e| e.into_inner());
         map.insert(session.clone(), (secret, Instant::now()));

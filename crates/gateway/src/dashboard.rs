@@ -30,7 +30,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::Gateway;
 use crate::config::Secret;
-use crate::sessions::unix_now_ms;
+use crate::sessions::{random_alphanumeric, unix_now_ms};
 use crate::stats::{NodeStats, Point, Summary};
 
 const PAGE: &str = include_str!("dashboard/index.html");
@@ -171,14 +171,18 @@ fn unauthorized() -> Response {
 }
 
 async fn events(State(board): State<Arc<Board>>, headers: HeaderMap) -> Response {
-    if !board.logged_in(&headers) {
+    let Some(token) = login_cookie(&headers).filter(|t| board.is_login(t)) else {
         return unauthorized();
-    }
+    };
     let history = serde_json::json!({ "points": board.gw.stats.history() }).to_string();
     let first = tokio_stream::once(Ok::<_, Infallible>(
         Event::default().event("history").data(history),
     ));
+    let watcher = board.clone();
     let ticks = BroadcastStream::new(board.ticks.subscribe())
+        // A stream lives as long as its login: a logout (in any tab) or the
+        // login's expiry ends it at the next tick.
+        .take_while(move |_| watcher.is_login(&token))
         // A subscriber too slow for a tick skips it.
         .filter_map(|tick| tick.ok())
         .map(|json| Ok(Event::default().event("tick").data(&*json)));
@@ -197,12 +201,7 @@ fn login_cookie(headers: &HeaderMap) -> Option<String> {
 
 impl Board {
     fn open_login(&self) -> String {
-        use rand::Rng;
-        let token: String = rand::rng()
-            .sample_iter(rand::distr::Alphanumeric)
-            .take(32)
-            .map(char::from)
-            .collect();
+        let token = random_alphanumeric(32);
         let mut logins = self.logins.lock().unwrap_or_else(|e| e.into_inner());
         logins.retain(|_, at| at.elapsed() < LOGIN_TTL);
         if logins.len() >= MAX_LOGINS
@@ -218,13 +217,12 @@ impl Board {
     }
 
     fn logged_in(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = login_cookie(headers) else {
-            return false;
-        };
+        login_cookie(headers).is_some_and(|token| self.is_login(&token))
+    }
+
+    fn is_login(&self, token: &str) -> bool {
         let logins = self.logins.lock().unwrap_or_else(|e| e.into_inner());
-        logins
-            .get(&token)
-            .is_some_and(|at| at.elapsed() < LOGIN_TTL)
+        logins.get(token).is_some_and(|at| at.elapsed() < LOGIN_TTL)
     }
 }
 

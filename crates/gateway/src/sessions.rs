@@ -33,13 +33,7 @@ pub struct SessionId(String);
 impl SessionId {
     /// 20 random alphanumeric characters: 119 bits.
     pub fn random() -> Self {
-        use rand::Rng;
-        let id = rand::rng()
-            .sample_iter(rand::distr::Alphanumeric)
-            .take(20)
-            .map(char::from)
-            .collect();
-        Self(id)
+        Self(random_alphanumeric(20))
     }
 
     /// The id a client or the admin API names.
@@ -56,6 +50,17 @@ impl std::fmt::Display for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// `len` random characters from `[A-Za-z0-9]` (5.95 bits each), for ids
+/// and single-use secrets.
+pub fn random_alphanumeric(len: usize) -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 /// What the gateway knows about one connection.
