@@ -4,10 +4,13 @@
 #   2. Rust unit and integration tests (crates/*),
 #   3. end-to-end tests: the official socket.io-client from npm against the
 #      real sockgate binary (tests/e2e, dependencies pinned by package-lock.json),
-#      including cluster tests on private redis-server processes.
+#      including cluster tests on private redis-server processes and the
+#      dashboard in Chromium,
+#   4. the client SDKs (clients/): Node tests and the React example in Chromium.
 # It installs what the tests need; nothing has to be set up by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -52,6 +55,18 @@ if ! command -v openssl >/dev/null; then
   fi
 fi
 
+# The browser tests (the dashboard in tests/e2e, @sockgate/react's example
+# chat in clients/) drive Debian's Chromium; nothing downloads a browser.
+if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM_PATH:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing chromium (needed by the browser tests)"
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else
+    echo "error: the browser tests need Chromium at /usr/bin/chromium (Debian package chromium) or CHROMIUM_PATH; install it and run again" >&2
+    exit 1
+  fi
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -60,25 +75,14 @@ cargo build --locked --workspace
 cargo test --locked --workspace
 
 echo "==> end-to-end tests (socket.io-client against target/debug/sockgate)"
-cd tests/e2e
+cd "$ROOT/tests/e2e"
 npm ci --no-audit --no-fund --loglevel=error
 npm test
 
-# The client SDKs (clients/): @sockgate/client's Node tests and
-# @sockgate/react's example chat in real Chromium, both against
-# target/debug/sockgate. Chromium comes from Debian, never downloaded by npm.
-if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM_PATH:-}" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> installing chromium (needed by the browser tests of clients/react)"
-    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
-  else
-    echo "error: the browser tests need Chromium at /usr/bin/chromium (Debian package chromium) or CHROMIUM_PATH; install it and run again" >&2
-    exit 1
-  fi
-fi
-
+# The client SDKs: @sockgate/client's Node tests and @sockgate/react's
+# example chat in Chromium, both against target/debug/sockgate.
 echo "==> client SDK tests (clients/js and clients/react against target/debug/sockgate)"
-cd ../../clients
+cd "$ROOT/clients"
 npm ci --no-audit --no-fund --loglevel=error
 npm run build
 npm test
