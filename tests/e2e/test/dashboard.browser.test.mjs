@@ -1,14 +1,15 @@
 // The live dashboard (/dashboard) in real Chromium against the real binary:
 // the admin-key login and its cookie, figures that follow the gateway within
 // seconds, a page on another local origin connecting to `serve --dev` with
-// the default transports, and the screenshot in docs/dashboard.png.
+// the default transports, and the screenshot in docs/dashboard.png
+// (refreshed with UPDATE_SCREENSHOT=1).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 import { api, API_KEY, binary, eventually, freePort, root, SECRET, sign, startGateway } from "./helpers.mjs";
@@ -389,8 +390,11 @@ test("the dashboard under load: 50 connections, refusals, rooms (docs/dashboard.
       assert.ok((await page.locator(`#chart-${id} .axis text`).count()) >= 4, `${id} chart has axis labels`);
     }
 
-    mkdirSync(join(root, "docs"), { recursive: true });
-    await page.screenshot({ path: join(root, "docs", "dashboard.png"), fullPage: true });
+    // UPDATE_SCREENSHOT=1 refreshes docs/dashboard.png; otherwise it goes to a temporary file.
+    const shot = process.env.UPDATE_SCREENSHOT ? join(root, "docs", "dashboard.png") : join(mkdtempSync(join(tmpdir(), "sockgate-shot-")), "dashboard.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    assert.ok(statSync(shot).size > 20000, "a screenshot with something on it");
+    if (!process.env.UPDATE_SCREENSHOT) rmSync(dirname(shot), { recursive: true, force: true });
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
