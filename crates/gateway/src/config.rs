@@ -799,6 +799,38 @@ mod tests {
     }
 
     #[test]
+    fn session_cookies_come_from_the_file_too_and_need_no_jwt_key() {
+        let dir = std::env::temp_dir().join(format!("sockgate-cfg-na-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sockgate.toml");
+        std::fs::write(
+            &file,
+            "nextauth_secret = \"new-secret-new-secret-new-secret-0123,old-secret-old-secret-old-secret-0123\"\n\
+             nextauth_cookie = \"app.session\"\nallowed_origins = \"https://app.example\"\n",
+        )
+        .unwrap();
+        let merged = Settings::default().resolve(Some(&file)).unwrap();
+        let config = Config::from_settings(merged, false).unwrap();
+        let jar = config
+            .sources
+            .session_cookies
+            .clone()
+            .expect("session cookies on");
+        assert!(jar.find("app.session=x").len() == 1);
+        assert!(jar.find("next-auth.session-token=x").is_empty(), "renamed");
+        assert!(
+            config.verifier().is_ok(),
+            "no JWT key needed for the session's own claims"
+        );
+        let with_claim = Settings {
+            nextauth_token_claim: Some("accessToken".into()),
+            ..Settings::default().resolve(Some(&file)).unwrap()
+        };
+        let config = Config::from_settings(with_claim, false).unwrap();
+        assert!(matches!(config.verifier(), Err(ConfigError::NoKeys)));
+    }
+
+    #[test]
     fn unknown_file_keys_are_errors() {
         let dir = std::env::temp_dir().join(format!("sockgate-cfg-bad-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -259,21 +259,27 @@ async fn run_ticks(board: Arc<Board>) {
 }
 
 /// Decides the lost sessions whose return window has passed: back if the
-/// user connected on any node since the loss.
+/// user connected on any node since the loss. The cluster's sessions are
+/// read once per tick, and only when something is overdue.
 async fn settle_overdue(gw: &Gateway) {
-    for lost in gw.stats.overdue(unix_now_ms()) {
-        let back = match gw.live_cluster() {
-            Some(cluster) => cluster
-                .sessions(Some(&lost.user))
-                .await
-                .unwrap_or_default()
-                .iter()
-                .map(|s| s.connected_at.saturating_mul(1000))
-                .filter(|at| *at >= lost.at_ms)
-                .min()
-                .map(|at| at - lost.at_ms),
-            None => None,
-        };
+    let overdue = gw.stats.overdue(unix_now_ms());
+    if overdue.is_empty() {
+        return;
+    }
+    let mut connected: HashMap<String, Vec<u64>> = HashMap::new();
+    if let Some(cluster) = gw.live_cluster() {
+        for s in cluster.sessions(None).await.unwrap_or_default() {
+            connected
+                .entry(s.user_id)
+                .or_default()
+                .push(s.connected_at.saturating_mul(1000));
+        }
+    }
+    for lost in overdue {
+        let back = connected
+            .get(&lost.user)
+            .and_then(|ats| ats.iter().filter(|at| **at >= lost.at_ms).min())
+            .map(|at| at - lost.at_ms);
         gw.stats.settle(back);
     }
 }

@@ -150,19 +150,12 @@ async fn refresh<A: Adapter>(
 /// `auth:ticket` (ack): `{ ok: true, ticket, expiresIn }`, the ticket for
 /// one `POST /auth/refresh` that renews the session from a rotated session
 /// cookie (see [`crate::cookie_refresh`]). Registered only where session
-/// cookies are on; elsewhere the event goes unanswered, like any unknown one.
+/// cookies are on ([`serve`]); elsewhere it goes unanswered, like any
+/// unknown event.
 async fn ticket<A: Adapter>(s: SocketRef<A>, ack: AckSender<A>, State(gw): State<Arc<Gateway>>) {
     let Some((session, ack)) = admit_event(&s, &gw, ack) else {
         return;
     };
-    if gw.sources.session_cookies.is_none() {
-        let e = AuthError::new(
-            ErrorCode::InvalidRequest,
-            "session cookies are not accepted here",
-        );
-        let _ = ack.send(&e.to_ack());
-        return;
-    }
     let ticket = gw.tickets.issue(&session.id);
     let ttl = crate::cookie_refresh::TICKET_TTL.as_secs();
     let _ = ack.send(&serde_json::json!({ "ok": true, "ticket": ticket, "expiresIn": ttl }));
