@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every sockgate test from a fresh clone:
-#   1. formatting check,
+#   1. formatting, clippy and rustdoc checks (warnings are errors),
 #   2. Rust unit and integration tests (crates/*),
 #   3. end-to-end tests: the official socket.io-client from npm against the
 #      real sockgate binary (tests/e2e, dependencies pinned by package-lock.json),
@@ -69,6 +69,10 @@ fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+
+echo "==> cargo clippy and cargo doc (warnings are errors)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --workspace
 
 echo "==> Rust tests"
 cargo build --locked --workspace

@@ -181,7 +181,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Bodies over a route's own limit (every body is read whole first, see
-/// [`read_body`]) are 413 like those over the API's.
+/// `read_body`) are 413 like those over the API's.
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {

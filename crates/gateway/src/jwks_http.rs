@@ -72,7 +72,7 @@ impl JwksFetcher for HttpJwks {
 }
 
 /// Follows redirects only within `url`'s origin (scheme, host and port), at
-/// most [`MAX_REDIRECTS`]. A redirect elsewhere is not followed: the 3xx
+/// most `MAX_REDIRECTS`. A redirect elsewhere is not followed: the 3xx
 /// answer itself comes back (and is not a key set), so nobody who can make
 /// the identity provider redirect can choose the keys, and an `https` URL
 /// is never downgraded to `http`.

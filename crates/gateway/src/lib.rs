@@ -12,8 +12,8 @@
 //! - [`origins`]: which browser origins may connect.
 //! - [`transports`]: closing one client's transport, so that it reconnects.
 //! - [`gateway`]: the core: authenticate, admit, refresh, expire, revoke, kick.
-//! - [`handshake`](crate::handshake): the connect middleware that authenticates.
-//! - [`events`](crate::events): the client events every socket answers.
+//! - `handshake`: the connect middleware that authenticates.
+//! - `events`: the client events every socket answers.
 //! - [`cookie_refresh`]: renewing a session a Next-Auth cookie opened.
 //! - [`sessions`]: sessions, the registry, and how a server ends one.
 //! - [`deadlines`]: the one task that runs every connection's expiry clock.

@@ -62,7 +62,7 @@ const WARN_EVERY: Duration = Duration::from_secs(600);
 const MAX_REMEMBERED: usize = 256;
 
 /// Remembers which refused origins were logged, so that each is logged
-/// once per [`WARN_EVERY`], not on every poll.
+/// once per `WARN_EVERY` (10 minutes), not on every poll.
 #[derive(Debug, Default)]
 pub struct RefusedOrigins(Mutex<HashMap<String, Instant>>);
 

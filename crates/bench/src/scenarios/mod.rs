@@ -4,14 +4,14 @@
 //!
 //! | Scenario | Measures |
 //! |---|---|
-//! | [`connect`] | handshake-to-CONNECT latency, connections/s |
-//! | [`hold`] | server memory per idle authenticated connection |
-//! | [`reject`] | refusals/s of bad, expired and unsigned tokens; none may get in |
-//! | [`echo`] | `echo` round trips with acks, pipelined: msgs/s and latency |
-//! | [`fanout`] | `POST /api/publish` to a room until every member has it |
-//! | [`refresh`] | in-band `auth:refresh`: refreshes/s and latency (sockgate only) |
-//! | [`revoke`] | `POST /api/revocations` until every affected socket got `session:end` (sockgate only) |
-//! | [`reconnect`] | a server restart: how many clients come back, and how fast, with socket.io-client's backoff |
+//! | [`connect`](mod@connect) | handshake-to-CONNECT latency, connections/s |
+//! | [`hold`](mod@hold) | server memory per idle authenticated connection |
+//! | [`reject`](mod@reject) | refusals/s of bad, expired and unsigned tokens; none may get in |
+//! | [`echo`](mod@echo) | `echo` round trips with acks, pipelined: msgs/s and latency |
+//! | [`fanout`](mod@fanout) | `POST /api/publish` to a room until every member has it |
+//! | [`refresh`](mod@refresh) | in-band `auth:refresh`: refreshes/s and latency (sockgate only) |
+//! | [`revoke`](mod@revoke) | `POST /api/revocations` until every affected socket got `session:end` (sockgate only) |
+//! | [`reconnect`](mod@reconnect) | a server restart: how many clients come back, and how fast, with socket.io-client's backoff |
 
 pub mod connect;
 pub mod echo;
