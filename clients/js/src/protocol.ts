@@ -1,6 +1,8 @@
-// The wire protocol of sockgate, as the server defines it. Keep this file in
-// step with the gateway: a Rust test parses `CODES` (one code per line, in
-// the order of `ErrorCode::ALL`) and fails when it drifts from the server.
+// The wire protocol of sockgate, as the server defines it in
+// crates/protocol. Keep this file in step with it: crates/protocol/tests/
+// contract.rs parses `CODES` (one code per line, in the order of
+// `ErrorCode::ALL`), `CLIENT_EVENTS` and `SERVER_EVENTS`, and fails when
+// they drift from the server's.
 
 /**
  * Every error code sockgate sends, with its class. A retryable code means the

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use sockgate_auth::{AuthError, ErrorCode};
+use sockgate_protocol::events::{RESERVED_PREFIXES, SOCKET_IO_EVENTS};
 use subtle::ConstantTimeEq;
 
 use crate::Gateway;
@@ -350,18 +351,6 @@ struct PublishRequest {
     data: Option<Box<RawValue>>,
 }
 
-/// Names the Socket.IO client itself uses, and the prefixes of sockgate's
-/// own events: the backend must not be able to forge them.
-const RESERVED_EVENTS: &[&str] = &[
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-];
-const RESERVED_PREFIXES: &[&str] = &["auth:", "session:", "room:"];
-
 fn check_event(event: &str) -> Result<(), ApiError> {
     let chars = event.chars().count();
     if chars == 0 || chars > 100 || event.chars().any(char::is_control) {
@@ -369,7 +358,9 @@ fn check_event(event: &str) -> Result<(), ApiError> {
             "event must be 1 to 100 printable characters",
         ));
     }
-    if RESERVED_EVENTS.contains(&event) || RESERVED_PREFIXES.iter().any(|p| event.starts_with(p)) {
+    // Socket.IO's own names and sockgate's events: the backend must not be
+    // able to forge them.
+    if SOCKET_IO_EVENTS.contains(&event) || RESERVED_PREFIXES.iter().any(|p| event.starts_with(p)) {
         return Err(ApiError::bad_request(format!(
             "event `{event}` is reserved (auth:*, session:*, room:* and Socket.IO's own names)"
         )));

@@ -17,6 +17,8 @@ use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 use sockgate_auth::source::token_from_payload;
 use sockgate_auth::{AuthError, Credential, ErrorCode};
+use sockgate_protocol::events::client;
+use sockgate_protocol::payloads::TicketAck;
 
 use crate::sessions::{Session, transport_name, unix_now_ms};
 use crate::telemetry;
@@ -33,15 +35,15 @@ pub(crate) fn serve<A: Adapter>(s: &SocketRef<A>, gw: &Gateway, session: &Arc<Se
     telemetry::connection(transport_name(session.transport), 1.0);
     gw.rooms.enter(s, session, &session.user_room());
     gw.start_clock(session);
-    s.on("auth:whoami", whoami);
-    s.on("auth:refresh", refresh);
+    s.on(client::WHOAMI, whoami);
+    s.on(client::REFRESH, refresh);
     // Each handler is an entry in every socket's own handler table: this
     // one cost 0.15-0.2 KiB per idle connection (sockgate-bench hold, 5,000
     // connections, two runs each way), so it exists only where it can be used.
     if gw.sources.session_cookies.is_some() {
-        s.on("auth:ticket", ticket);
+        s.on(client::TICKET, ticket);
     }
-    s.on("echo", echo);
+    s.on(client::ECHO, echo);
     rooms::register(s);
     s.on_disconnect(on_disconnect);
 }
@@ -158,7 +160,11 @@ async fn ticket<A: Adapter>(s: SocketRef<A>, ack: AckSender<A>, State(gw): State
     };
     let ticket = gw.tickets.issue(&session.id);
     let ttl = crate::cookie_refresh::TICKET_TTL.as_secs();
-    let _ = ack.send(&serde_json::json!({ "ok": true, "ticket": ticket, "expiresIn": ttl }));
+    let _ = ack.send(&TicketAck {
+        ok: true,
+        ticket: &ticket,
+        expires_in: ttl,
+    });
 }
 
 async fn echo<A: Adapter>(

@@ -16,6 +16,9 @@ use socketioxide::adapter::Adapter;
 use socketioxide::socket::Sid;
 use sockgate_auth::{AuthError, Credential, ErrorCode, Identity, SourcePolicy, Verifier};
 
+use sockgate_protocol::events::server;
+use sockgate_protocol::payloads::{Expiring, RoomRevoked, end_reason};
+
 use crate::abuse::{AbuseLimits, Guard, Retry, Verdict};
 use crate::admission::{Openings, Ticket};
 use crate::cluster::{Admission, Cluster, Control, Write};
@@ -180,7 +183,7 @@ impl Gateway {
         Err(Retry {
             error: AuthError::new(
                 ErrorCode::ServerShutdown,
-                "the server is shutting down; reconnect",
+                end_reason(ErrorCode::ServerShutdown),
             ),
             after: SHUTDOWN_RETRY,
         })
@@ -215,7 +218,8 @@ impl Gateway {
         if verdict == Verdict::Abusive
             && let Some((session, socket)) = self.sessions.get(session.sid)
         {
-            self.end(&session, &socket, ErrorCode::RateLimited, "too many events");
+            let code = ErrorCode::RateLimited;
+            self.end(&session, &socket, code, end_reason(code));
         }
         Err(AuthError::new(
             ErrorCode::RateLimited,
@@ -243,7 +247,7 @@ impl Gateway {
                 &session,
                 &socket,
                 ErrorCode::ServerShutdown,
-                "the server is shutting down; reconnect",
+                end_reason(ErrorCode::ServerShutdown),
             );
         }
     }
@@ -359,7 +363,7 @@ impl Gateway {
                 &old,
                 &socket,
                 ErrorCode::SessionEvicted,
-                "a newer session of this user replaced this one",
+                end_reason(ErrorCode::SessionEvicted),
             );
         }
         Ok(())
@@ -452,7 +456,8 @@ impl Gateway {
                 .await;
             if matches!(&verdict, Err(e) if e.code == ErrorCode::Forbidden) {
                 self.rooms.exit(socket.as_ref(), session, &room);
-                socket.emit_value("room:revoked", &serde_json::json!({ "room": room }));
+                let revoked = RoomRevoked { room: &room };
+                socket.emit_value(server::ROOM_REVOKED, &json(&revoked));
             }
         }
     }
@@ -483,7 +488,8 @@ impl Gateway {
             if self.revocations.check(&old).is_err()
                 && let Some((session, socket)) = self.sessions.get(session.sid)
             {
-                self.end(&session, &socket, ErrorCode::TokenRevoked, "token revoked");
+                let code = ErrorCode::TokenRevoked;
+                self.end(&session, &socket, code, end_reason(code));
             }
             return Err(revoked);
         }
@@ -531,16 +537,17 @@ impl Gateway {
             Due::Warn => {
                 let expires_at = identity.expires_at.unwrap_or_default();
                 let seconds_left = expires_at.saturating_sub(unix_now());
-                socket.emit_value(
-                    "auth:expiring",
-                    &serde_json::json!({ "expiresAt": expires_at, "secondsLeft": seconds_left }),
-                );
+                let expiring = Expiring {
+                    expires_at,
+                    seconds_left,
+                };
+                socket.emit_value(server::EXPIRING, &json(&expiring));
             }
             Due::Expire => self.end(
                 &session,
                 &socket,
                 ErrorCode::SessionExpired,
-                "token expired",
+                end_reason(ErrorCode::SessionExpired),
             ),
             Due::Confirm => self.confirm(&session, &socket),
         }
@@ -638,7 +645,8 @@ impl Gateway {
     /// Ends one session (admin kick). False when there is no such session.
     pub async fn kick(&self, id: &str) -> bool {
         if let Some((session, socket)) = self.sessions.find(id) {
-            self.end(&session, &socket, ErrorCode::Kicked, KICKED);
+            let code = ErrorCode::Kicked;
+            self.end(&session, &socket, code, end_reason(code));
             return true;
         }
         let Some(cluster) = self.live_cluster() else {
@@ -664,7 +672,8 @@ impl Gateway {
             Some(cluster) => cluster.sessions(Some(user_id)).await.map_or(0, |s| s.len()),
             None => 0,
         };
-        let local = self.end_all(self.sessions.of_user(user_id), ErrorCode::Kicked, KICKED);
+        let code = ErrorCode::Kicked;
+        let local = self.end_all(self.sessions.of_user(user_id), code, end_reason(code));
         if let Some(cluster) = self.live_cluster() {
             let msg = Control::EndUser {
                 user_id: user_id.to_owned(),
@@ -678,7 +687,7 @@ impl Gateway {
     async fn end_anywhere(&self, cluster: &Cluster, node: &str, sid: &str, code: ErrorCode) {
         if node == cluster.node {
             if let Some((session, socket)) = self.sessions.find(sid) {
-                self.end(&session, &socket, code, message_of(code));
+                self.end(&session, &socket, code, end_reason(code));
             }
             return;
         }
@@ -701,7 +710,7 @@ impl Gateway {
         // `share` runs first: it sends its request and yields at the Redis
         // round trip, during which the local sessions end.
         let (shared, ended) = tokio::join!(biased; self.share(msg), async {
-            self.end_all(hits, ErrorCode::TokenRevoked, "token revoked")
+            self.end_all(hits, ErrorCode::TokenRevoked, end_reason(ErrorCode::TokenRevoked))
         });
         (ended, shared)
     }
@@ -779,18 +788,6 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-const KICKED: &str = "session ended by an operator";
-
-/// The `session:end` sentence of a code ended from another node.
-pub(crate) fn message_of(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::Kicked => KICKED,
-        ErrorCode::SessionEvicted => "a newer session of this user replaced this one",
-        ErrorCode::TokenRevoked => "token revoked",
-        _ => "session ended",
-    }
-}
-
 /// How long after its handshake a session must have a connected socket.
 /// CONNECT goes out right after the handshake middleware; a second is a
 /// wide margin on a loaded machine.
@@ -827,4 +824,9 @@ impl<A: Adapter> Broadcaster for SocketIo<A> {
             delivered
         })
     }
+}
+
+/// A payload as the JSON value [`crate::sessions::Connection::emit_value`] takes.
+fn json(payload: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(payload).expect("payloads serialize")
 }

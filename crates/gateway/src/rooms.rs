@@ -21,6 +21,8 @@ use serde_json::value::RawValue;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use sockgate_auth::{AuthError, ErrorCode};
+use sockgate_protocol::events::{client, server};
+use sockgate_protocol::rooms::check_name;
 
 use crate::Gateway;
 use crate::cluster::{Cluster, Write};
@@ -29,22 +31,11 @@ use crate::policy::Action;
 use crate::sessions::{Connection, Session, unix_now_ms};
 use crate::telemetry;
 
-pub const USER_ROOM_PREFIX: &str = "user:";
-const MAX_ROOM_CHARS: usize = 200;
+pub use sockgate_protocol::rooms::USER_ROOM_PREFIX;
 
 /// Checks a room name: 1 to 200 printable characters, no whitespace.
 pub fn validate(room: &str) -> Result<(), AuthError> {
-    let chars = room.chars().count();
-    if chars == 0
-        || chars > MAX_ROOM_CHARS
-        || room.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(AuthError::new(
-            ErrorCode::RoomInvalid,
-            "room names are 1 to 200 printable characters without whitespace",
-        ));
-    }
-    Ok(())
+    check_name(room).map_err(|why| AuthError::new(ErrorCode::RoomInvalid, why))
 }
 
 /// Which users are in which room on this node, with a socket count each.
@@ -187,10 +178,10 @@ impl Rooms {
 
 /// Registers the room events on a connected socket.
 pub(crate) fn register<A: Adapter>(s: &SocketRef<A>) {
-    s.on("room:join", join);
-    s.on("room:leave", leave);
-    s.on("room:publish", publish);
-    s.on("room:members", members);
+    s.on(client::ROOM_JOIN, join);
+    s.on(client::ROOM_LEAVE, leave);
+    s.on(client::ROOM_PUBLISH, publish);
+    s.on(client::ROOM_MEMBERS, members);
 }
 
 /// The `room` field of a payload, checked.
@@ -351,7 +342,10 @@ async fn publish<A: Adapter>(
             data: args.data.as_deref(),
             ts: unix_now_ms(),
         };
-        let _ = s.to(room.clone()).emit("room:message", &message).await;
+        let _ = s
+            .to(room.clone())
+            .emit(server::ROOM_MESSAGE, &message)
+            .await;
         telemetry::message_out("room", 1);
         Ok(serde_json::json!({ "ok": true, "id": id }))
     }

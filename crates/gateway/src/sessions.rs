@@ -20,6 +20,9 @@ use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use sockgate_auth::{AuthError, ErrorCode, Identity};
 
+use sockgate_protocol::events::server;
+use sockgate_protocol::payloads::SessionEnd;
+
 use crate::abuse::EventBudget;
 use crate::transports::Transports;
 
@@ -272,8 +275,8 @@ impl<A: Adapter> Connection for SocketConn<A> {
         if reconnect {
             self.transports.prepare_end(s);
         }
-        let end = serde_json::json!({ "code": code, "message": message, "reconnect": reconnect });
-        if let Err(e) = s.emit("session:end", &end) {
+        let end = SessionEnd::new(code, message);
+        if let Err(e) = s.emit(server::SESSION_END, &end) {
             tracing::warn!(error = %e, "session:end could not be sent");
         }
         // The close comes a moment later. Once socketioxide has removed a
@@ -457,9 +460,7 @@ impl Inner {
     }
 }
 
-pub fn user_room(user_id: &str) -> String {
-    format!("user:{user_id}")
-}
+pub use sockgate_protocol::rooms::user_room;
 
 pub fn transport_name(t: TransportType) -> &'static str {
     match t {

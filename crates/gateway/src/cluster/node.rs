@@ -8,7 +8,7 @@ use sockgate_auth::ErrorCode;
 
 use super::{Cluster, Control, Write};
 use crate::Gateway;
-use crate::gateway::message_of;
+use sockgate_protocol::payloads::end_reason;
 
 impl Gateway {
     /// Applies announcements from the control channel until it closes.
@@ -61,12 +61,12 @@ impl Gateway {
                     .find(|c| c.as_str() == code)
                     .unwrap_or(ErrorCode::Kicked);
                 if let Some((session, socket)) = self.sessions.find(&sid) {
-                    self.end(&session, &socket, code, message_of(code));
+                    self.end(&session, &socket, code, end_reason(code));
                 }
             }
             Control::EndUser { user_id } => {
                 let kicked = ErrorCode::Kicked;
-                self.end_all(self.sessions.of_user(&user_id), kicked, message_of(kicked));
+                self.end_all(self.sessions.of_user(&user_id), kicked, end_reason(kicked));
             }
         }
     }
@@ -77,7 +77,7 @@ impl Gateway {
             .sessions
             .matching(|s| self.revocations.is_revoked(&s.identity()));
         let revoked = ErrorCode::TokenRevoked;
-        self.end_all(hits, revoked, message_of(revoked));
+        self.end_all(hits, revoked, end_reason(revoked));
     }
 
     /// Brings Redis and this node up to date with each other: at startup
