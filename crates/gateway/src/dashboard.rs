@@ -39,6 +39,8 @@ const COOKIE: &str = "sockgate_dashboard";
 const LOGIN_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Most dashboard logins at once; the oldest goes first.
 const MAX_LOGINS: usize = 64;
+/// How long a wrong key keeps the login turn.
+const WRONG_KEY_PAUSE: Duration = Duration::from_secs(1);
 /// Top rooms shown.
 const TOP_ROOMS: usize = 10;
 
@@ -48,6 +50,8 @@ pub struct Board {
     key: Secret,
     logins: Mutex<HashMap<String, Instant>>,
     ticks: broadcast::Sender<Arc<str>>,
+    /// The one login check at a time (see `login`).
+    turn: tokio::sync::Semaphore,
 }
 
 /// What each tick sends.
@@ -72,6 +76,7 @@ pub fn router(gateway: Arc<Gateway>, key: Secret) -> Router {
         key,
         logins: Mutex::default(),
         ticks,
+        turn: tokio::sync::Semaphore::new(1),
     });
     tokio::spawn(run_ticks(board.clone()));
     Router::new()
@@ -123,10 +128,23 @@ async fn login(
     headers: HeaderMap,
     form: Result<Form<Login>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    // One key is checked at a time, and a wrong one keeps the turn for
+    // WRONG_KEY_PAUSE: guessing is held to one key a second however many
+    // connections try. A try that finds the turn taken is not checked.
+    let Ok(_turn) = board.turn.try_acquire() else {
+        let retry = [(header::RETRY_AFTER, "1")];
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            retry,
+            "another login is being checked; retry in a second",
+        )
+            .into_response();
+    };
     let good =
         form.is_ok_and(|f| bool::from(f.key.as_bytes().ct_eq(board.key.expose().as_bytes())));
     if !same_origin(&headers) || !good {
         tracing::info!(target: "sockgate::dashboard", outcome = "UNAUTHORIZED", "dashboard login refused");
+        tokio::time::sleep(WRONG_KEY_PAUSE).await;
         return Redirect::to("/dashboard?denied").into_response();
     }
     let token = board.open_login();

@@ -182,3 +182,47 @@ async fn stats_start_empty_and_the_dashboard_needs_its_own_login() {
     let (status, _) = call(&r, Method::GET, "/dashboard/events", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn dashboard_logins_are_checked_one_at_a_time_and_wrong_keys_are_slow() {
+    let r = router().await;
+    let login = |key: &str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/dashboard/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::HOST, "sockgate.test")
+            .header(header::ORIGIN, "http://sockgate.test")
+            .body(Body::from(format!("key={key}")))
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    let (first, second) = tokio::join!(
+        r.clone().oneshot(login("a-wrong-guess-a-wrong-guess")),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            r.clone()
+                .oneshot(login("another-guess-another-guess"))
+                .await
+        }
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    assert_eq!(first.headers()[header::LOCATION], "/dashboard?denied");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "a wrong key takes its second"
+    );
+    assert_eq!(
+        second.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "not checked while the first held the turn"
+    );
+    // Once the turn is free, the right key logs in at once, with a cookie.
+    let ok = r.clone().oneshot(login(KEY)).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    assert_eq!(ok.headers()[header::LOCATION], "/dashboard");
+    let cookie = ok.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(!cookie.contains(KEY));
+}
