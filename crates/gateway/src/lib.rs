@@ -55,4 +55,4 @@ pub mod transports;
 
 pub use config::{Config, Settings};
 pub use gateway::{Gateway, Lifecycle, Limits};
-pub use server::{app, run};
+pub use server::{app, run, serve_until};

@@ -218,6 +218,22 @@ const AWAITED_FILE: &str = "awaited-returns.json";
 
 /// Runs the gateway until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), ServeError> {
+    let listener = listen(config.listen).map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    serve_until(listener, config, shutdown_signal()).await
+}
+
+/// Serves on `listener` until `shutdown` completes, then shuts down as on
+/// SIGTERM: the drain, the last closes, and return. What [`run`] does with
+/// the signals; tests and embedders pass their own future (a listener on
+/// port 0 and a oneshot channel run a whole gateway in-process).
+pub async fn serve_until(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let (verifier, jwks) = config.verifier()?;
     if let Some(jwks) = jwks {
         keep_jwks_fresh(jwks, config.keys.jwks_refresh).await;
@@ -243,16 +259,12 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     gateway
         .stats
         .load_awaited(&config.data_dir.join(AWAITED_FILE));
-    let listener = listen(config.listen).map_err(|source| ServeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
     let key = config.api_key.clone();
     match &config.redis_url {
         None => {
             let gateway = Arc::new(gateway);
             let (router, io) = app(gateway.clone(), key);
-            serve(listener, router, io, gateway, &config).await
+            serve(listener, router, io, gateway, &config, shutdown).await
         }
         Some(url) => {
             let seal = config.cluster_seal()?;
@@ -272,7 +284,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
                 app_with_adapter::<ClusterAdapter>(gateway.clone(), key, adapter);
             init.await.map_err(|e| ServeError::Adapter(e.to_string()))?;
             start_cluster(gateway.clone(), cluster).await;
-            serve(listener, router, io, gateway, &config).await
+            serve(listener, router, io, gateway, &config, shutdown).await
         }
     }
 }
@@ -311,6 +323,7 @@ async fn serve<A: Adapter>(
     io: SocketIo<A>,
     gateway: Arc<Gateway>,
     config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
     let tls = match &config.tls {
@@ -331,7 +344,7 @@ async fn serve<A: Adapter>(
     let awaited_file = config.data_dir.join(AWAITED_FILE);
     let stopper = handle.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown.await;
         let sessions = gateway.sessions.len();
         tracing::info!(sessions, drain_window = ?drain_window, "shutting down");
         // Every client learns why and reconnects by itself (to another node

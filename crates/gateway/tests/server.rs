@@ -260,3 +260,55 @@ async fn unreachable_jwks_is_auth_unavailable() {
     let err = verifier.verify(&rs256("k1", "rsa.key")).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::AuthUnavailable);
 }
+
+/// A whole gateway in-process: `serve_until` on a port-0 listener, stopped
+/// by a channel instead of a signal. The stop drains like SIGTERM: the
+/// client gets `session:end SERVER_SHUTDOWN` with `reconnect: true`, and
+/// `serve_until` returns.
+#[tokio::test]
+async fn serve_until_runs_a_gateway_and_drains_it_on_shutdown() {
+    let dir = std::env::temp_dir().join(format!("sockgate-until-{}", rand_suffix()));
+    let settings = sockgate::Settings {
+        jwt_secret: Some(sockgate::config::Secret(SECRET.into())),
+        data_dir: Some(dir),
+        drain_window: Some(0.0),
+        shutdown_timeout: Some(1),
+        ..Default::default()
+    };
+    let config = sockgate::Config::from_settings(settings, false).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(sockgate::serve_until(listener, config, async {
+        let _ = stopped.await;
+    }));
+
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let _open = ws.next().await.unwrap().unwrap();
+    let auth = json!({ "token": hs256("alice") });
+    ws.send(Message::text(format!("40{auth}"))).await.unwrap();
+    let connected = loop {
+        let frame = ws.next().await.unwrap().unwrap().into_text().unwrap();
+        if frame != "2" {
+            break frame;
+        }
+        ws.send(Message::text("3")).await.unwrap(); // engine.io pong
+    };
+    assert!(connected.starts_with("40{"), "CONNECT: {connected}");
+
+    stop.send(()).unwrap();
+    let end = loop {
+        let frame = ws.next().await.unwrap().unwrap().into_text().unwrap();
+        if frame.starts_with("42[\"session:end\"") {
+            break frame.to_string();
+        }
+    };
+    assert!(end.contains("\"SERVER_SHUTDOWN\""), "{end}");
+    assert!(end.contains("\"reconnect\":true"), "{end}");
+    let result = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("serve_until returns after the drain")
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+}
