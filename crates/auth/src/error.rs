@@ -12,11 +12,14 @@ pub use sockgate_protocol::{Class, ErrorCode};
 /// `connect_error`. The sentence never contains the token itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthError {
+    /// The stable code clients act on.
     pub code: ErrorCode,
+    /// A sentence for humans; it never holds the token.
     pub message: Cow<'static, str>,
 }
 
 impl AuthError {
+    /// A refusal with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             code,

@@ -22,9 +22,11 @@ pub fn is_valid_user_id(id: &str) -> bool {
 /// every claim, exactly as signed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
+    /// The user, from the configured user claim.
     pub user_id: String,
     /// `exp` in Unix seconds; `None` when the token has none.
     pub expires_at: Option<u64>,
+    /// Every claim of the token, as signed.
     pub claims: Map<String, Value>,
 }
 

@@ -25,6 +25,7 @@ pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<JwkSet, String>> +
 
 /// Downloads the current key set. The gateway implements it over HTTP.
 pub trait JwksFetcher: Send + Sync + 'static {
+    /// Fetches the key set once.
     fn fetch(&self) -> FetchFuture<'_>;
 }
 
@@ -47,6 +48,7 @@ pub struct Jwks {
 }
 
 impl Jwks {
+    /// A key set fetched by `fetcher`, refetched at most once per `min_refetch` for unknown `kid`s.
     pub fn new(fetcher: impl JwksFetcher, rules: Rules, min_refetch: Duration) -> Self {
         Self {
             fetcher: Box::new(fetcher),

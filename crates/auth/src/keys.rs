@@ -35,12 +35,16 @@ pub enum KeyError {
         "the HMAC secret is {0} bytes; at least {MIN_SECRET_BYTES} are required, because a \
          shorter secret can be brute-forced from any token it signed"
     )]
+    /// An HMAC secret shorter than the minimum; the length it had.
     SecretTooShort(usize),
     #[error("not a PEM public key: {0}")]
+    /// The key file is not PEM.
     NotPem(String),
     #[error("unsupported public key type: {0} (use RSA, EC P-256/P-384 or Ed25519)")]
+    /// A key type or curve sockgate does not verify with.
     Unsupported(String),
     #[error("invalid public key: {0}")]
+    /// The PEM does not hold a valid key.
     Invalid(String),
 }
 

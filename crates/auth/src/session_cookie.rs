@@ -43,7 +43,9 @@ const V4_INFO: &str = "NextAuth.js Generated Encryption Key";
 /// under and its value, chunks joined.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionCookie {
+    /// The cookie name it was found under (chunks: the name without `.N`).
     pub name: String,
+    /// Its value, chunks joined in order: a credential, never logged.
     pub value: String,
 }
 

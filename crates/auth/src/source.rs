@@ -30,7 +30,9 @@ pub struct SourcePolicy {
 /// (in the order to try them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential<'a> {
+    /// A JWT to verify.
     Token(Cow<'a, str>),
+    /// Next-Auth / Auth.js session cookies to open, in the order to try them.
     SessionCookies(Vec<SessionCookie>),
 }
 
@@ -50,15 +52,20 @@ pub struct Handshake<'a> {
 /// Which place a token came from; logged with every decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenSource {
+    /// The Socket.IO handshake payload, `auth.token`.
     Auth,
+    /// An `Authorization: Bearer` header.
     Header,
+    /// The cookie named by `SourcePolicy::cookie`.
     Cookie,
     /// A Next-Auth / Auth.js session cookie.
     SessionCookie,
+    /// The `token` query parameter.
     Query,
 }
 
 impl TokenSource {
+    /// The name logged with every decision.
     pub const fn as_str(self) -> &'static str {
         match self {
             TokenSource::Auth => "auth",

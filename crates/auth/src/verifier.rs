@@ -49,6 +49,7 @@ impl Verifier {
         }
     }
 
+    /// The claim rules every token is checked against.
     pub fn rules(&self) -> &Rules {
         &self.rules
     }
@@ -59,11 +60,13 @@ impl Verifier {
         self
     }
 
+    /// Adds a PEM public key (RSA, EC or Ed25519).
     pub fn with_public_key(mut self, key: VerifyKey) -> Self {
         self.public_key = Some(Arc::new(key));
         self
     }
 
+    /// Adds a JWKS key set, chosen by `kid`.
     pub fn with_jwks(mut self, jwks: Arc<Jwks>) -> Self {
         self.jwks = Some(jwks);
         self
