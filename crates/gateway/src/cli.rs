@@ -90,13 +90,20 @@ fn load(settings: Settings, file: Option<PathBuf>, dev: bool) -> Result<Config, 
 fn serve(settings: Settings, file: Option<PathBuf>, dev: bool) -> Result<(), String> {
     let mut config = load(settings, file, dev)?;
     logging::init(config.log_format, &config.log_filter);
-    if dev {
-        dev_banner(&mut config)?;
-    }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    runtime
-        .block_on(server::run(config))
-        .map_err(|e| e.to_string())
+    runtime.block_on(async move {
+        let listener = server::bind(config.listen).map_err(|e| e.to_string())?;
+        if dev {
+            // The banner's URLs name the port really bound (`--listen :0`).
+            if let Ok(addr) = listener.local_addr() {
+                config.listen = addr;
+            }
+            dev_banner(&mut config)?;
+        }
+        server::serve_until(listener, config, server::shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// Prints what a developer needs to connect. Only with `--dev`.

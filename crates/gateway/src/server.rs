@@ -218,11 +218,13 @@ const AWAITED_FILE: &str = "awaited-returns.json";
 
 /// Runs the gateway until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), ServeError> {
-    let listener = listen(config.listen).map_err(|source| ServeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+    let listener = bind(config.listen)?;
     serve_until(listener, config, shutdown_signal()).await
+}
+
+/// The listener [`run`] serves on, with a backlog for handshake bursts.
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    listen(addr).map_err(|source| ServeError::Bind { addr, source })
 }
 
 /// Serves on `listener` until `shutdown` completes, then shuts down as on
@@ -419,7 +421,8 @@ async fn keep_jwks_fresh(jwks: Arc<Jwks>, every: Duration) {
     });
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -101,7 +101,7 @@ test("serve --dev turns on the admin API and prints its key and the dashboard UR
     const out = gw.stdout.join("\n");
     const key = out.match(/^SOCKGATE_API_KEY=(\S+)/m)?.[1];
     assert.ok(key, out);
-    assert.match(out, /\/dashboard/);
+    assert.ok(out.includes(`${gw.url}/dashboard`), `the banner names the port really bound: ${out}`);
     assert.match(out, /http:\/\/localhost:\*/);
     const res = await api(gw, "GET", "/api/stats", { key });
     assert.equal(res.status, 200);
