@@ -29,42 +29,58 @@ use sockgate_auth::{AuthError, Credential, ErrorCode, Handshake};
 use subtle::ConstantTimeEq;
 
 use crate::Gateway;
+use socketioxide::socket::Sid;
+
 use crate::sessions::{SessionId, random_alphanumeric};
 use crate::telemetry;
 
 /// How long a ticket may wait for its request.
 pub const TICKET_TTL: Duration = Duration::from_secs(60);
 
-/// The outstanding ticket of each session that asked for one.
+/// The outstanding ticket of each session that asked for one, with the
+/// session's registry key (so a redeemed ticket finds its session without
+/// a scan of the registry).
 #[derive(Default)]
 pub struct Tickets {
-    by_session: Mutex<HashMap<SessionId, (String, Instant)>>,
+    by_session: Mutex<HashMap<SessionId, Issued>>,
+}
+
+struct Issued {
+    secret: String,
+    at: Instant,
+    sid: Sid,
 }
 
 impl Tickets {
     /// A new ticket for `session`, replacing any it had:
     /// `<session id>.<32 random alphanumerics>`.
-    pub fn issue(&self, session: &SessionId) -> String {
+    pub fn issue(&self, session: &SessionId, sid: Sid) -> String {
         let secret = random_alphanumeric(32);
         let ticket = format!("{session}.{secret}");
         let mut map = self.by_session.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(session.clone(), (secret, Instant::now()));
+        let issued = Issued {
+            secret,
+            at: Instant::now(),
+            sid,
+        };
+        map.insert(session.clone(), issued);
         ticket
     }
 
     /// The session a ticket was issued to, once: a used, replaced or
     /// expired ticket names none.
-    pub fn redeem(&self, ticket: &str) -> Option<SessionId> {
+    pub fn redeem(&self, ticket: &str) -> Option<(SessionId, Sid)> {
         let (id, secret) = ticket.split_once('.')?;
         let id = SessionId::from_public(id);
         let mut map = self.by_session.lock().unwrap_or_else(|e| e.into_inner());
-        let (expected, issued) = map.get(&id)?;
-        if !bool::from(expected.as_bytes().ct_eq(secret.as_bytes())) {
+        let issued = map.get(&id)?;
+        if !bool::from(issued.secret.as_bytes().ct_eq(secret.as_bytes())) {
             return None;
         }
-        let fresh = issued.elapsed() < TICKET_TTL;
+        let fresh = issued.at.elapsed() < TICKET_TTL;
+        let sid = issued.sid;
         map.remove(&id);
-        fresh.then_some(id)
+        fresh.then_some((id, sid))
     }
 
     /// Drops the ticket of a session that ended.
@@ -125,7 +141,7 @@ async fn apply(
         )
     })?;
     // The ticket first: a request without a live one costs no decryption.
-    let id = gw.tickets.redeem(&body.ticket).ok_or_else(|| {
+    let (id, sid) = gw.tickets.redeem(&body.ticket).ok_or_else(|| {
         AuthError::new(
             ErrorCode::Unauthorized,
             "the ticket is unknown, used or expired",
@@ -133,7 +149,7 @@ async fn apply(
     })?;
     let (session, _) = gw
         .sessions
-        .find(id.as_str())
+        .get(sid)
         .ok_or_else(|| AuthError::new(ErrorCode::NotFound, "the ticket's session has ended"))?;
     let handshake = Handshake {
         cookie: header("cookie"),
@@ -169,16 +185,17 @@ mod tests {
         let tickets = Tickets::default();
         let a = SessionId::random();
         let b = SessionId::random();
-        let ticket = tickets.issue(&a);
+        let sid = Sid::new();
+        let ticket = tickets.issue(&a, sid);
         let forged = format!("{b}.{}", ticket.split_once('.').unwrap().1);
         assert_eq!(tickets.redeem(&forged), None);
-        assert_eq!(tickets.redeem(&ticket), Some(a.clone()));
+        assert_eq!(tickets.redeem(&ticket), Some((a.clone(), sid)));
         assert_eq!(tickets.redeem(&ticket), None, "single use");
-        let old = tickets.issue(&a);
-        let new = tickets.issue(&a);
+        let old = tickets.issue(&a, sid);
+        let new = tickets.issue(&a, sid);
         assert_eq!(tickets.redeem(&old), None, "replaced");
-        assert_eq!(tickets.redeem(&new), Some(a.clone()));
-        let gone = tickets.issue(&a);
+        assert_eq!(tickets.redeem(&new), Some((a.clone(), sid)));
+        let gone = tickets.issue(&a, sid);
         tickets.forget(&a);
         assert_eq!(tickets.redeem(&gone), None);
         assert_eq!(tickets.redeem("no-dot"), None);

@@ -158,7 +158,7 @@ async fn ticket<A: Adapter>(s: SocketRef<A>, ack: AckSender<A>, State(gw): State
     let Some((session, ack)) = admit_event(&s, &gw, ack) else {
         return;
     };
-    let ticket = gw.tickets.issue(&session.id);
+    let ticket = gw.tickets.issue(&session.id, session.sid);
     let ttl = crate::cookie_refresh::TICKET_TTL.as_secs();
     let _ = ack.send(&TicketAck {
         ok: true,
