@@ -12,60 +12,38 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+# need PACKAGES WHY CHECK...: unless CHECK succeeds, installs the Debian
+# PACKAGES with apt-get (as root), or stops saying what needs them.
+need() {
+  local packages=$1 why=$2
+  shift 2
+  "$@" && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> installing Node.js and npm (needed by the end-to-end tests)"
-    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+    echo "==> installing $packages (needed by $why)"
+    # shellcheck disable=SC2086 # a list of packages
+    apt-get update -qq && apt-get install -y -qq $packages >/dev/null
   else
-    echo "error: the end-to-end tests need node and npm; install them and run again" >&2
+    echo "error: $why need the Debian package(s) $packages; install them and run again" >&2
     exit 1
   fi
-fi
+}
+has() {
+  for command in "$@"; do command -v "$command" >/dev/null || return 1; done
+}
+has_chromium() {
+  [ -x /usr/bin/chromium ] || [ -n "${CHROMIUM_PATH:-}" ]
+}
 
-# The cluster tests start their own redis-server on a free port.
-if ! command -v redis-server >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> installing redis-server (needed by the cluster tests)"
-    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
-  else
-    echo "error: the cluster tests need redis-server (Debian package redis-server); install it and run again" >&2
-    exit 1
-  fi
-fi
-
-# Two cluster tests read and write Redis directly with redis-cli.
-if ! command -v redis-cli >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> installing redis-tools (redis-cli, needed by the cluster tests)"
-    apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null
-  else
-    echo "error: the cluster tests need redis-cli (Debian package redis-tools); install it and run again" >&2
-    exit 1
-  fi
-fi
-
-# The TLS test makes its own self-signed certificate with openssl.
-if ! command -v openssl >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> installing openssl (needed by the TLS test)"
-    apt-get update -qq && apt-get install -y -qq openssl >/dev/null
-  else
-    echo "error: the TLS test needs the openssl command; install it and run again" >&2
-    exit 1
-  fi
-fi
-
+need "nodejs npm" "the end-to-end tests" has node npm
+# The cluster tests start their own redis-server on a free port, and two of
+# them read and write Redis directly with redis-cli.
+need redis-server "the cluster tests" has redis-server
+need redis-tools "the cluster tests (redis-cli)" has redis-cli
+# The TLS test makes its own self-signed certificate.
+need openssl "the TLS test" has openssl
 # The browser tests (the dashboard in tests/e2e, @sockgate/react's example
 # chat in clients/) drive Debian's Chromium; nothing downloads a browser.
-if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM_PATH:-}" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> installing chromium (needed by the browser tests)"
-    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
-  else
-    echo "error: the browser tests need Chromium at /usr/bin/chromium (Debian package chromium) or CHROMIUM_PATH; install it and run again" >&2
-    exit 1
-  fi
-fi
+need chromium "the browser tests" has_chromium
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
