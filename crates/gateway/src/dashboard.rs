@@ -255,10 +255,12 @@ async fn run_ticks(board: Arc<Board>) {
         every.tick().await;
         let point = gw.stats.tick(gw.sessions.len());
         settle_overdue(gw).await;
-        let summary = summary(gw).await;
+        share(gw).await;
+        // The cluster's figures are read only for pages that watch.
         if board.ticks.receiver_count() == 0 {
             continue;
         }
+        let summary = summary(gw).await;
         let rooms = gw
             .rooms
             .top(TOP_ROOMS)
@@ -314,14 +316,21 @@ fn own(gw: &Gateway) -> NodeStats {
     gw.stats.node(id, gw.sessions.len(), redis)
 }
 
-/// `/api/stats`: every node's figures and their sum.
+/// Shares this node's figures with the cluster (once a second, from the
+/// ticks), for the other nodes' `/api/stats`.
+async fn share(gw: &Gateway) {
+    if let Some(cluster) = gw.live_cluster()
+        && let Ok(json) = serde_json::to_string(&own(gw))
+    {
+        let _ = cluster.share_stats(&json).await;
+    }
+}
+
+/// `/api/stats`: this node's figures now, the others' as last shared, and
+/// their sum.
 pub async fn summary(gw: &Gateway) -> Summary {
-    let me = own(gw);
-    let mut nodes = vec![me.clone()];
+    let mut nodes = vec![own(gw)];
     if let Some(cluster) = gw.live_cluster() {
-        if let Ok(json) = serde_json::to_string(&me) {
-            let _ = cluster.share_stats(&json).await;
-        }
         for json in cluster.peer_stats().await.unwrap_or_default() {
             nodes.extend(serde_json::from_str::<NodeStats>(&json).ok());
         }
