@@ -28,7 +28,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::error::AuthError;
+use crate::error::{AuthError, ErrorCode};
 
 /// Session cookies above this size (all chunks together) are refused before
 /// any decoding. Next-Auth splits at about 4 KB per chunk; 64 KiB is 16 chunks.
@@ -186,6 +186,22 @@ impl SessionCookies {
             });
         }
         found
+    }
+
+    /// The claims of the first of `cookies` that opens; a refusal names the
+    /// first one's failure (`AUTH_REQUIRED` when there is none).
+    pub fn open_first(&self, cookies: &[SessionCookie]) -> Result<Map<String, Value>, AuthError> {
+        let mut first_error = None;
+        for cookie in cookies {
+            match self.open(cookie) {
+                Ok(claims) => return Ok(claims),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error
+            .unwrap_or_else(|| AuthError::new(ErrorCode::AuthRequired, "no session cookie")))
     }
 
     /// Decrypts a session cookie with the keys of its name and returns its
@@ -390,7 +406,6 @@ fn read_header(raw: &[u8]) -> Result<Enc, AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ErrorCode;
 
     const SECRET: &str = "a-next-auth-secret";
 

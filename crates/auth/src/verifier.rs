@@ -112,26 +112,7 @@ impl Verifier {
                 "session cookies are not accepted here",
             ));
         };
-        let mut first_error = None;
-        let mut claims = None;
-        for cookie in cookies {
-            match mode.cookies.open(cookie) {
-                Ok(c) => {
-                    claims = Some(c);
-                    break;
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        let claims = match (claims, first_error) {
-            (Some(claims), _) => claims,
-            (None, Some(err)) => return Err(err),
-            (None, None) => {
-                return Err(AuthError::new(ErrorCode::AuthRequired, "no session cookie"));
-            }
-        };
+        let claims = mode.cookies.open_first(cookies)?;
         let Some(claim) = &mode.token_claim else {
             return self.session_identity(claims);
         };
