@@ -421,7 +421,7 @@ impl Restartable {
         let d = dir.display();
         let start = format!(
             "JWT_SECRET='{SECRET}' SOCKGATE_LISTEN=127.0.0.1:{port} SOCKGATE_DATA_DIR='{d}/data' \\\n\
-             SOCKGATE_LOG=warn SOCKGATE_HANDSHAKE_RATE=0 SOCKGATE_EVENT_RATE=0 \\\n\
+             SOCKGATE_LOG=warn,sockgate::server=info SOCKGATE_HANDSHAKE_RATE=0 SOCKGATE_EVENT_RATE=0 \\\n\
              '{bin}' serve >>'{d}/sockgate.log' 2>&1 &\n\
              echo $! >'{d}/pid'\n",
             bin = sockgate_bin().display(),
@@ -433,8 +433,19 @@ impl Restartable {
              while kill -0 \"$pid\" 2>/dev/null && \\\n\
              ! grep -q '^State:[[:space:]]*Z' \"/proc/$pid/status\" 2>/dev/null; do sleep 0.05; done\n"
         );
+        // The killed process's listening socket can outlive its zombie
+        // state for a moment on a loaded machine, and a start that finds the
+        // port taken exits: start again until a new process says it listens.
         let restart = format!(
-            "sh '{d}/kill.sh' && sh '{d}/start.sh' && \\\n\
+            "sh '{d}/kill.sh' || exit 1\n\
+             up() {{ cat '{d}/sockgate.log' 2>/dev/null | grep -c 'sockgate listening'; }}\n\
+             before=$(up)\n\
+             for try in $(seq 1 100); do\n\
+             \x20 sh '{d}/start.sh'; pid=$(cat '{d}/pid')\n\
+             \x20 while kill -0 \"$pid\" 2>/dev/null && [ \"$(up)\" -le \"$before\" ]; do sleep 0.05; done\n\
+             \x20 [ \"$(up)\" -gt \"$before\" ] && break\n\
+             \x20 sleep 0.1\n\
+             done\n\
              '{bench}' wait-ready --url {url} --timeout 20 >&2\n",
             bench = env!("CARGO_BIN_EXE_sockgate-bench"),
         );
