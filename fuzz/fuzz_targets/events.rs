@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use sockgate::policy::{Action, Policy, RoomRule, fill_template};
-use sockgate::rooms;
+use sockgate_core::policy::{Action, Policy, RoomRule, fill_template};
+use sockgate_core::rooms;
 use sockgate_auth::Identity;
 use sockgate_auth::source::token_from_payload;
 

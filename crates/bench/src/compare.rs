@@ -28,7 +28,9 @@ pub const SCENARIOS: [&str; 9] = [
 /// The reports of one server, by scenario.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
+    /// The server's name, as given with `--run NAME=DIR`.
     pub name: String,
+    /// Its reports, keyed by scenario name (`connect`, `connect-paced`, ...).
     pub reports: BTreeMap<String, Report>,
 }
 
@@ -55,10 +57,16 @@ impl Run {
 /// One line of the comparison.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
+    /// The scenario the metric belongs to.
     pub scenario: String,
+    /// The metric's key (`scenario.name`); `<scenario>.errors` for the line
+    /// of error totals.
     pub key: String,
+    /// The metric's label, as shown in the table.
     pub label: String,
+    /// The metric's unit (`ms`, `conn/s`, ...); empty for counts.
     pub unit: String,
+    /// Which way is better, for the verdict.
     pub better: Better,
     /// One per server, in the order of `servers`.
     pub values: Vec<Option<f64>>,
@@ -71,16 +79,25 @@ pub struct Row {
 /// The whole comparison, as written to `latest.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Comparison {
+    /// The mode recorded with `--mode` (e.g. `quick`), shown in the heading.
     pub mode: String,
+    /// The machine, as detected when the comparison was made.
     pub machine: Machine,
+    /// The servers' names, in the order of the runs; the first is the baseline.
     pub servers: Vec<String>,
+    /// Free-text notes (`--note`), printed under the table.
     pub notes: Vec<String>,
+    /// The lines of the table, scenario by scenario in [`SCENARIOS`] order
+    /// (any other scenarios after), each scenario ending with its error total.
     pub rows: Vec<Row>,
     /// Each server's full reports.
     pub runs: Vec<Run>,
 }
 
 impl Comparison {
+    /// Lines up `runs` by metric key: one row per metric any run reports for a
+    /// scenario, plus the scenario's error total, each with its ratio and
+    /// verdict.
     pub fn new(runs: Vec<Run>, machine: Machine, mode: String, notes: Vec<String>) -> Self {
         let servers: Vec<String> = runs.iter().map(|r| r.name.clone()).collect();
         let mut rows = Vec::new();
@@ -238,6 +255,7 @@ impl Comparison {
         out
     }
 
+    /// Writes the comparison to `path` as pretty JSON, creating its directory.
     pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -246,6 +264,7 @@ impl Comparison {
         std::fs::write(path, text + "\n")
     }
 
+    /// Reads a comparison written by [`Comparison::write_json`].
     pub fn read_json(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))

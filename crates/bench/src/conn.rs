@@ -112,7 +112,13 @@ impl Client {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnError {
     /// The server refused the CONNECT (`44{"message":"CODE: sentence"}`).
-    Refused { code: String, message: String },
+    Refused {
+        /// The refusal code: the text before the first `:` (e.g.
+        /// `TOKEN_INVALID`).
+        code: String,
+        /// The whole refusal message.
+        message: String,
+    },
     /// Binding the source address failed (ports of that address exhausted).
     Bind(String),
     /// The TCP connect failed.
@@ -269,6 +275,7 @@ impl Conn {
             .map_err(|e| ws_error(e, "send"))
     }
 
+    /// Flushes the frames queued by [`Conn::feed`].
     pub async fn flush(&mut self) -> Result<(), ConnError> {
         self.ws.flush().await.map_err(|e| ws_error(e, "send"))
     }

@@ -40,6 +40,7 @@ impl Default for Pace {
 pub struct Handshake {
     /// The connection number.
     pub index: usize,
+    /// `Ok` when the CONNECT was accepted, otherwise why it failed.
     pub result: Result<(), ConnError>,
     /// From the start of the TCP connect to the CONNECT reply (or the failure).
     pub elapsed: Duration,
@@ -47,6 +48,7 @@ pub struct Handshake {
 
 /// A launched fleet: the handshakes that reported and the running tasks.
 pub struct Launched<T> {
+    /// The handshakes that reported by the deadline, in the order they ended.
     pub handshakes: Vec<Handshake>,
     /// Attempts that had not reported (or not started) by the deadline.
     pub unreported: usize,
@@ -61,6 +63,7 @@ pub struct Launched<T> {
 }
 
 impl<T> Launched<T> {
+    /// Handshakes that succeeded.
     pub fn connected(&self) -> usize {
         self.handshakes.iter().filter(|h| h.result.is_ok()).count()
     }

@@ -17,12 +17,16 @@ pub struct Api {
 /// text is in `text`).
 #[derive(Debug, Clone)]
 pub struct Answer {
+    /// The HTTP status code.
     pub status: u16,
+    /// The body parsed as JSON; `Null` when it is not JSON.
     pub body: Value,
+    /// The body as text.
     pub text: String,
 }
 
 impl Answer {
+    /// Whether the status is 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }

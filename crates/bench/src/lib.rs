@@ -17,6 +17,8 @@
 //!   servers side by side.
 //! - [`sys`]: file-descriptor limit, RSS, machine info.
 
+#![warn(missing_docs)]
+
 pub mod chart;
 pub mod compare;
 pub mod conn;
@@ -56,6 +58,7 @@ pub struct Setup {
     /// `i % (1 + peers.len())`, node 0 being `client`, so a cluster run puts
     /// most of its sockets on nodes other than the one the API call hits.
     pub peers: Vec<Arc<Client>>,
+    /// The tokens the connections present in their CONNECT.
     pub tokens: Tokens,
     /// Hard limit for the whole scenario; what has not finished by then is
     /// counted as an `ERR_TIMEOUT: scenario` error.
@@ -63,6 +66,7 @@ pub struct Setup {
 }
 
 impl Setup {
+    /// A setup for `client` alone (no peers), with a 120 s timeout.
     pub fn new(client: Client, tokens: Tokens) -> Self {
         Self {
             client: Arc::new(client),
@@ -103,6 +107,7 @@ impl Gate {
         let _ = self.0.acquire().await;
     }
 
+    /// Opens the gate: every waiter, present and future, goes through.
     pub fn open(&self) {
         self.0.close();
     }

@@ -19,7 +19,12 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
     /// Engine.IO open.
-    Open { sid: String, ping_interval_ms: u64 },
+    Open {
+        /// The Engine.IO session id.
+        sid: String,
+        /// The server's ping interval, in ms (25 000 when not given).
+        ping_interval_ms: u64,
+    },
     /// Engine.IO close.
     Close,
     /// Engine.IO ping: answer with [`PONG`].
@@ -27,19 +32,33 @@ pub enum Inbound {
     /// Engine.IO pong, noop, upgrade: nothing to do.
     Noop,
     /// Socket.IO CONNECT accepted.
-    Connect { sid: String },
+    Connect {
+        /// The Socket.IO session id.
+        sid: String,
+    },
     /// Socket.IO CONNECT refused with `message` (`CODE: sentence`).
-    ConnectError { message: String },
+    ConnectError {
+        /// The refusal message, `CODE: sentence` (see [`error_code`]).
+        message: String,
+    },
     /// Socket.IO DISCONNECT (the server ended the namespace).
     Disconnect,
     /// An event from the server; `data` is its first argument (`Null` when none).
     Event {
+        /// The event name.
         name: String,
+        /// Its first argument; `Null` when it has none.
         data: Value,
+        /// The ack id, when the server asks for a reply.
         ack: Option<u64>,
     },
     /// The reply to an event we sent with ack id `id`; `data` is its first argument.
-    Ack { id: u64, data: Value },
+    Ack {
+        /// The ack id of the event it answers.
+        id: u64,
+        /// The reply's first argument; `Null` when it has none.
+        data: Value,
+    },
 }
 
 /// Why a frame could not be decoded.
@@ -217,12 +236,12 @@ mod tests {
     fn encodes_client_frames() {
         assert_eq!(connect(&token_auth("abc")), r#"40{"token":"abc"}"#);
         assert_eq!(
-            event("echo", &json!({"n":1}), None),
-            r#"42["echo",{"n":1}]"#
+            event("chat", &json!({"n":1}), None),
+            r#"42["chat",{"n":1}]"#
         );
         assert_eq!(
-            event("echo", &json!({"n":1}), Some(17)),
-            r#"4217["echo",{"n":1}]"#
+            event("chat", &json!({"n":1}), Some(17)),
+            r#"4217["chat",{"n":1}]"#
         );
         assert_eq!(event("a\"b", &json!(null), Some(0)), r#"420["a\"b",null]"#);
         assert_eq!(ack(5, &json!("x")), r#"435["x"]"#);
@@ -275,10 +294,9 @@ mod tests {
     #[test]
     fn decodes_events_and_acks() {
         assert_eq!(
-            parse(r#"42["session:end",{"code":"TOKEN_REVOKED","message":"token revoked"}]"#)
-                .unwrap(),
+            parse(r#"42["news",{"code":"TOKEN_REVOKED","message":"token revoked"}]"#).unwrap(),
             Inbound::Event {
-                name: "session:end".into(),
+                name: "news".into(),
                 data: json!({"code":"TOKEN_REVOKED","message":"token revoked"}),
                 ack: None
             }
@@ -313,9 +331,9 @@ mod tests {
 
     #[test]
     fn round_trips_what_a_server_would_echo() {
-        let sent = event("echo", &json!({"n": 41}), Some(3));
+        let sent = event("chat", &json!({"n": 41}), Some(3));
         // A server acks with the same id and the payload.
-        let reply = format!("43{}", &sent[2..].replace(r#""echo","#, ""));
+        let reply = format!("43{}", &sent[2..].replace(r#""chat","#, ""));
         assert_eq!(
             parse(&reply).unwrap(),
             Inbound::Ack {

@@ -17,30 +17,36 @@ use crate::stats::{Summary, ms};
 pub struct Errors(pub BTreeMap<String, u64>);
 
 impl Errors {
+    /// Counts one error under `label`.
     pub fn add(&mut self, label: impl Into<String>) {
         self.add_n(label, 1);
     }
 
+    /// Counts `n` errors under `label` (nothing when `n` is 0).
     pub fn add_n(&mut self, label: impl Into<String>, n: u64) {
         if n > 0 {
             *self.0.entry(label.into()).or_default() += n;
         }
     }
 
+    /// Adds every count of `other` to this one.
     pub fn merge(&mut self, other: &Errors) {
         for (k, v) in &other.0 {
             self.add_n(k.clone(), *v);
         }
     }
 
+    /// All errors, over every label.
     pub fn total(&self) -> u64 {
         self.0.values().sum()
     }
 
+    /// The count under `label` (0 when none).
     pub fn get(&self, label: &str) -> u64 {
         self.0.get(label).copied().unwrap_or_default()
     }
 
+    /// Whether no error was counted.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -52,10 +58,13 @@ pub mod secs {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Writes `d` as seconds (`f64`).
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 
+    /// Reads seconds (`f64`) into a `Duration`; a negative or non-finite value
+    /// is an error.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let v = f64::deserialize(d)?;
         Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
@@ -66,7 +75,9 @@ pub mod secs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Better {
+    /// Lower is better (latencies, failures, memory).
     Lower,
+    /// Higher is better (rates, shares).
     Higher,
     /// Informational (counts, settings).
     Neither,
@@ -77,14 +88,18 @@ pub enum Better {
 pub struct Metric {
     /// Stable key, `scenario.name`, used to line up two servers.
     pub key: String,
+    /// Human-readable name, as shown in tables (e.g. `connections/s`).
     pub label: String,
+    /// Unit of `value` (`ms`, `MiB`, `conn/s`, `share`, ...); empty for counts.
     pub unit: String,
     /// `None` = not measured (n/a).
     pub value: Option<f64>,
+    /// Which way is better, for comparisons.
     pub better: Better,
 }
 
 impl Metric {
+    /// A metric from its parts.
     pub fn new(key: &str, label: &str, unit: &str, value: Option<f64>, better: Better) -> Self {
         Self {
             key: key.into(),
@@ -95,6 +110,7 @@ impl Metric {
         }
     }
 
+    /// A count: no unit, [`Better::Neither`].
     pub fn count(key: &str, label: &str, value: usize) -> Self {
         Self::new(key, label, "", Some(value as f64), Better::Neither)
     }
@@ -179,6 +195,8 @@ pub fn format_num(v: f64, unit: &str) -> String {
 /// A scenario's report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
+    /// The scenario's name (`connect`, `connect-paced`, `hold`, ...); reports
+    /// of two servers are lined up by it.
     pub scenario: String,
     /// The server, as `http://addr`.
     pub target: String,
@@ -187,11 +205,16 @@ pub struct Report {
     /// A failure that is more than a count: e.g. a bad token was accepted,
     /// or the server lacks an endpoint the scenario needs.
     pub failure: Option<String>,
+    /// Duration of the scenario's measured phase, in seconds (e.g. the hold
+    /// for `hold`, the wait after the restart for `reconnect`).
     pub elapsed_s: f64,
     /// The scenario's parameters.
     pub config: Value,
+    /// The numbers of the table, which comparisons line up by key.
     pub metrics: Vec<Metric>,
+    /// Errors counted by label.
     pub errors: Errors,
+    /// Remarks printed under the table (e.g. what was not measured).
     pub notes: Vec<String>,
     /// The scenario's typed result.
     pub details: Value,
@@ -241,6 +264,7 @@ impl Report {
         out
     }
 
+    /// Writes the report to `path` as pretty JSON, creating its directory.
     pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -249,6 +273,7 @@ impl Report {
         std::fs::write(path, text + "\n")
     }
 
+    /// Reads a report written by [`Report::write_json`].
     pub fn read_json(path: &Path) -> std::io::Result<Self> {
         let text = std::fs::read_to_string(path)?;
         serde_json::from_str(&text).map_err(std::io::Error::other)

@@ -24,12 +24,19 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 /// A latency distribution, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Number of samples.
     pub count: usize,
+    /// Smallest sample, µs.
     pub min_us: u64,
+    /// Median (nearest rank), µs.
     pub p50_us: u64,
+    /// 90th percentile (nearest rank), µs.
     pub p90_us: u64,
+    /// 99th percentile (nearest rank), µs.
     pub p99_us: u64,
+    /// Largest sample, µs.
     pub max_us: u64,
+    /// Arithmetic mean, µs.
     pub mean_us: f64,
 }
 

@@ -56,10 +56,15 @@ fn parse_tcp_ext(netstat: &str, field: &str) -> Option<u64> {
 /// The machine a comparison ran on.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Machine {
+    /// CPU model name from `/proc/cpuinfo` (`unknown` when absent).
     pub cpu_model: String,
+    /// CPUs this process may use (`available_parallelism`).
     pub cores: usize,
+    /// Total memory (`MemTotal`), in GiB, to one decimal.
     pub memory_gib: f64,
+    /// Kernel release (`/proc/sys/kernel/osrelease`).
     pub kernel: String,
+    /// When the comparison was made, as given (e.g. `date -u +%FT%TZ`).
     pub date: String,
 }
 

@@ -44,6 +44,8 @@ impl std::fmt::Debug for Minter {
 }
 
 impl Minter {
+    /// A minter signing with `secret`, whose tokens live `ttl`. The bad
+    /// signatures use another secret derived from it.
     pub fn new(secret: &str, ttl: Duration) -> Self {
         Self {
             key: EncodingKey::from_secret(secret.as_bytes()),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sockgate::config::Secret;
-use sockgate::revocation::Revocations;
+use sockgate::store::{OnDisk, Revocations};
 use sockgate::{Gateway, Lifecycle, app};
 use sockgate_auth::{Rules, SourcePolicy, Verifier, VerifyKey};
 use sockgate_bench::fleet::Pace;

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::routing::get;
-use sockgate::revocation::Revocations;
+use sockgate::store::{OnDisk, Revocations};
 use sockgate::{Gateway, Lifecycle};
 use sockgate_auth::{Rules, SourcePolicy, Verifier, VerifyKey};
 

@@ -8,13 +8,14 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+use crate::config::token::{TokenRequest, mint, parse_claim, random_secret};
 use crate::config::{Config, Settings};
-use crate::token::{TokenRequest, mint, parse_claim, random_secret};
-use crate::{logging, server};
+use crate::server;
+use crate::telemetry::logging;
 
 #[derive(Debug, Parser)]
 #[command(name = "sockgate", version, about = "Authenticated Socket.IO gateway")]
-pub struct Cli {
+pub(crate) struct Cli {
     /// TOML configuration file; environment variables and flags override it.
     #[arg(long, short, env = "SOCKGATE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -23,7 +24,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the gateway.
     Serve {
         #[command(flatten)]

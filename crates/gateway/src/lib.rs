@@ -5,54 +5,43 @@
 //! and sockgate verifies it on the handshake, binds the connection to that
 //! user, and refuses everyone else with a stable error code.
 //!
-//! Read top-down:
-//! - [`config`]: settings from file, environment and flags.
-//! - [`server`]: the axum + socketioxide application and its lifecycle.
-//! - [`admission`]: the client address and the limits at a transport's opening.
-//! - [`origins`]: which browser origins may connect.
-//! - [`transports`]: closing one client's transport, so that it reconnects.
-//! - [`gateway`]: the core: authenticate, admit, refresh, expire, revoke, kick.
-//! - `handshake`: the connect middleware that authenticates.
-//! - `events`: the client events every socket answers.
-//! - [`cookie_refresh`]: renewing a session a Next-Auth cookie opened.
-//! - [`sessions`]: sessions, the registry, and how a server ends one.
-//! - [`deadlines`]: the one task that runs every connection's expiry clock.
-//! - [`revocation`]: revoked tokens and users, in memory and on disk.
-//! - [`rooms`]: room names, membership, presence and the room events.
-//! - [`policy`]: who may join, publish to and see the members of a room.
-//! - [`api`]: the admin HTTP API.
-//! - [`stats`]: the figures of `/api/stats` and the dashboard.
-//! - [`dashboard`]: the live dashboard page, its login and its event stream.
-//! - [`token`]: minting development tokens.
+//! This crate is the product: it wires the pieces together. The rules live
+//! in `sockgate-core` (the [`Node`]), token
+//! verification in `sockgate-auth`, the wire contract in
+//! `sockgate-protocol`. Read top-down (the map is `docs/architecture.md`):
+//! - [`server`]: [`app`], [`run`] and [`serve_until`]: the one place that
+//!   names the concrete backends;
+//! - [`gateway`]: the [`Gateway`], a node with the transport-side state;
+//! - [`sio`]: the Socket.IO layer: handshake, connection adapter, the
+//!   `Authed` extractor, one handler file per event family;
+//! - [`http`]: the admin API, the dashboard, `/auth/refresh`, the door;
+//! - [`transports`]: closing one client's transport, and the transports
+//!   not yet authenticated;
+//! - [`cluster`]: Redis as the node's presence, directory and control bus;
+//! - [`store`]: SQLite as the revocation store;
+//! - [`outbound`]: JWKS and the authorization webhook;
+//! - [`telemetry`]: the metrics exporter and the logs;
+//! - [`config`]: settings from file, environment and flags;
+//! - [`cli`]: the `sockgate` command line.
 //!
-//! Token verification itself lives in the `sockgate-auth` crate.
+//! `sio` and `http` never import each other.
 
-pub mod abuse;
-pub mod admission;
-pub mod api;
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod cluster;
 pub mod config;
-pub mod cookie_refresh;
-pub mod dashboard;
-pub mod deadlines;
-mod events;
 pub mod gateway;
-mod handshake;
-pub mod jwks_http;
-pub mod logging;
-pub mod origins;
-pub mod policy;
-pub mod proxies;
-pub mod revocation;
-pub mod rooms;
+pub mod http;
+pub mod outbound;
 pub mod server;
-pub mod sessions;
-pub mod stats;
+pub mod sio;
+pub mod store;
 pub mod telemetry;
-pub mod token;
 pub mod transports;
 
 pub use config::{Config, Settings};
-pub use gateway::{Gateway, Lifecycle, Limits};
+pub use gateway::Gateway;
 pub use server::{app, run, serve_until};
+pub use sockgate_core::limits::Limits;
+pub use sockgate_core::{Lifecycle, Node};

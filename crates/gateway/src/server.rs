@@ -1,38 +1,32 @@
-//! The HTTP server: Socket.IO on `/socket.io/`, the admin API on `/api`,
-//! `/healthz`, background upkeep (expiry clock, JWKS, revocation pruning)
-//! and shutdown on SIGINT/SIGTERM.
+//! The server: wires the node, the Socket.IO layer, the HTTP routes and
+//! the backends together, runs the background upkeep (expiry clock, JWKS,
+//! revocation pruning) and shuts down on SIGINT/SIGTERM.
+//!
+//! This is the one place that names the concrete backends: Redis (the
+//! cluster) and SQLite (the revocation store).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::OriginalUri;
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
 use socketioxide::SocketIo;
 use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
-use socketioxide::handler::ConnectHandler;
 use socketioxide_core::adapter::DefinedAdapter;
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use sockgate_auth::Jwks;
+use sockgate_core::StoreError;
 use tokio::net::TcpListener;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::cluster::{Cluster, ResilientDriver, redacted};
+use crate::cluster::{Cluster, ResilientDriver, Seal, redacted};
 use crate::config::{Config, ConfigError, Secret};
-use crate::origins::Origins;
-use crate::revocation::Revocations;
-use crate::transports::{self, ClosableAcceptor};
-use crate::{Gateway, admission, api, cookie_refresh, dashboard, events, handshake, telemetry};
-use metrics_exporter_prometheus::PrometheusHandle;
+use crate::store::{OnDisk, Revocations};
+use crate::transports::ClosableAcceptor;
+use crate::{Gateway, http, sio, telemetry};
 
 /// How often expired token revocations are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-
-/// Initial read buffer of a WebSocket connection (socketioxide's default is 4 KiB).
-const WS_READ_BUFFER: usize = 1024;
 
 /// Builds the HTTP application: Socket.IO, `/healthz` and, with a key, the
 /// admin API. Starts the gateway's background tasks, so call it inside a
@@ -50,165 +44,62 @@ pub fn app_with_adapter<A: Adapter + DefinedAdapter>(
     api_key: Option<Secret>,
     adapter: A::State,
 ) -> (Router, SocketIo<A>, A::InitRes) {
-    let (layer, io) = SocketIo::builder()
-        .connect_timeout(gateway.limits.handshake_timeout)
-        .max_payload(gateway.limits.max_message as u64)
-        .ws_max_message_size(gateway.limits.max_message)
-        // Client messages are small; a bigger one grows the buffer as needed.
-        .ws_read_buffer_size(WS_READ_BUFFER)
-        .with_adapter::<A>(adapter)
-        .with_state(gateway.clone())
-        .build_layer();
-    let init = io.ns("/", events::on_connect.with(handshake::authenticate));
-    if gateway.io.set(Arc::new(io.clone())).is_err() {
-        panic!("a Gateway can be served by one app only");
-    }
+    let (layer, io, init) = sio::server::<A>(&gateway, adapter);
     spawn_upkeep(gateway.clone());
-    let ready = gateway.clone();
-    let mut router = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(move || readyz(ready.clone())));
-    // On the public listener, metrics are for the holder of the API key:
-    // they tell who is connected and what is refused. A scraper without
-    // the key uses SOCKGATE_METRICS_LISTEN (see `serve_metrics`).
-    if let (Some(metrics), Some(key)) = (telemetry::install(), &api_key) {
-        spawn_metrics_upkeep(metrics.clone());
-        let metrics = Router::new().route(
-            "/metrics",
-            get(move || std::future::ready(metrics.render())),
-        );
-        router = router.merge(api::behind_key(metrics, key.clone()));
-    }
-    if let Some(key) = api_key {
-        router = router.merge(dashboard::router(gateway.clone(), key.clone()));
-        router = router.nest("/api", api::router(gateway.clone(), key));
-    }
-    if gateway.sources.session_cookies.is_some() {
-        let refresh = Router::new()
-            .route(
-                "/auth/refresh",
-                axum::routing::post(cookie_refresh::refresh),
-            )
-            .layer(axum::extract::DefaultBodyLimit::max(4 * 1024))
-            .with_state(gateway.clone());
-        router = router.merge(refresh);
-    }
-
-    let mut router = router
-        .layer(layer)
-        .layer(axum::middleware::from_fn_with_state(
-            gateway.transports.clone(),
-            transports::follow,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            gateway.clone(),
-            admission::door,
-        ))
-        .layer(axum::middleware::map_request(own_request_head));
-    // Cross-origin browsers (long-polling, the API) only from the allowed
-    // origins, never a wildcard: credentials (cookies) may be involved.
-    // Outermost, so it also covers the Socket.IO layer.
-    if let Some(origins) = &gateway.limits.allowed_origins {
-        router = router.layer(cors(origins));
-    }
-    (router, io, init)
-}
-
-/// Gives a Socket.IO request a head of its own.
-///
-/// hyper parses the URI and header values as slices of its 8–16 KiB
-/// connection read buffer, and engineioxide keeps the request head for the
-/// whole life of the socket (`SocketRef::req_parts`), so every idle
-/// connection would pin that buffer. Copies of the few hundred bytes let
-/// it go (measured with massif: 16 KiB per WebSocket connection).
-async fn own_request_head(mut req: axum::extract::Request) -> axum::extract::Request {
-    if !req.uri().path().starts_with("/socket.io/") {
-        return req;
-    }
-    let headers = req.headers_mut();
-    for value in headers.values_mut() {
-        if let Ok(owned) = HeaderValue::from_bytes(value.as_bytes()) {
-            *value = owned;
-        }
-    }
-    if let Ok(uri) = req.uri().to_string().parse::<axum::http::Uri>() {
-        // axum's router has already kept a clone as `OriginalUri`.
-        req.extensions_mut().insert(OriginalUri(uri.clone()));
-        *req.uri_mut() = uri;
-    }
-    req
-}
-
-/// Ready when every part of the contract works: in a cluster, while Redis answers.
-async fn readyz(gateway: Arc<Gateway>) -> (StatusCode, Json<serde_json::Value>) {
-    if gateway.is_ready() {
-        (StatusCode::OK, Json(serde_json::json!({ "status": "ok" })))
-    } else {
-        let body = serde_json::json!({ "status": "degraded", "redis": "unreachable" });
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body))
-    }
-}
-
-fn cors(origins: &Origins) -> CorsLayer {
-    let origins = origins.clone();
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::predicate(move |origin, _| {
-            origin.to_str().is_ok_and(|o| origins.allows(o))
-        }))
-        .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
-}
-
-fn spawn_metrics_upkeep(metrics: PrometheusHandle) {
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                metrics.run_upkeep();
-            }
-        });
-    });
+    let router = http::routes(&gateway, api_key).layer(layer);
+    (http::around(router, &gateway), io, init)
 }
 
 fn spawn_upkeep(gateway: Arc<Gateway>) {
     let gw = gateway.clone();
-    tokio::spawn(async move { gw.deadlines.run(|deadline| gw.on_due(deadline)).await });
+    tokio::spawn(async move { gw.node.run_deadlines().await });
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_EVERY);
         loop {
             tick.tick().await;
-            gateway.guard.shrink();
             gateway.transports.shrink();
-            if let Err(e) = gateway.revocations.prune().await {
-                tracing::warn!(error = %e, "pruning expired revocations failed");
-            }
+            gateway.node.tidy().await;
         }
     });
 }
 
+/// Why the server could not start, or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The configuration cannot run.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The revocation store could not be opened.
     #[error("cannot open the revocation store in {dir}: {source}")]
-    Store { dir: String, source: sqlx::Error },
+    Store {
+        /// The data directory, as shown.
+        dir: String,
+        /// Why it could not be opened.
+        source: StoreError,
+    },
+    /// An address could not be listened on (the gateway's or the metrics').
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// Why it could not be listened on.
         source: std::io::Error,
     },
+    /// Redis could not be reached at startup.
     #[error("cannot reach Redis at {url}: {source} (SOCKGATE_REDIS_URL)")]
     Redis {
+        /// The Redis URL, without its credentials.
         url: String,
+        /// Why it could not be reached.
         source: redis::RedisError,
     },
+    /// The Socket.IO Redis adapter could not subscribe to the cluster's channels.
     #[error("cannot join the cluster: {0}")]
     Adapter(String),
+    /// The TLS certificate or key could not be loaded.
     #[error("cannot load the TLS certificate or key: {0}")]
     Tls(std::io::Error),
+    /// Any other I/O error while serving.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -255,11 +146,13 @@ pub async fn serve_until(
     )
     .with_policy(policy)
     .with_limits(config.limits.clone())
-    .with_abuse_limits(config.abuse.clone());
+    .with_abuse_limits(config.abuse.clone())
+    .with_trusted_proxies(config.trusted_proxies.clone());
     // Sessions a previous process lost at its shutdown are awaited back
     // here (the reconnection success rate, see `stats`).
     gateway
-        .stats
+        .node
+        .stats()
         .load_awaited(&config.data_dir.join(AWAITED_FILE));
     let key = config.api_key.clone();
     match &config.redis_url {
@@ -269,7 +162,7 @@ pub async fn serve_until(
             serve(listener, router, io, gateway, &config, shutdown).await
         }
         Some(url) => {
-            let seal = config.cluster_seal()?;
+            let seal = Seal::new(config.cluster_secret()?.expose().as_bytes());
             let cluster =
                 Cluster::connect(url, seal)
                     .await
@@ -311,11 +204,12 @@ type ClusterAdapter = CustomRedisAdapter<Emitter, ResilientDriver>;
 
 async fn start_cluster(gateway: Arc<Gateway>, cluster: Arc<Cluster>) {
     tracing::info!(node = %cluster.node, "cluster mode: joined through Redis");
-    gateway.sync_with_cluster().await;
-    tokio::spawn(gateway.clone().follow_announcements(cluster.clone()));
+    crate::cluster::sync(&gateway.node, &cluster).await;
+    tokio::spawn(crate::cluster::follow(gateway.clone(), cluster.clone()));
+    let resync = cluster.clone();
     tokio::spawn(cluster.heartbeat(move || {
-        let gateway = gateway.clone();
-        tokio::spawn(async move { gateway.sync_with_cluster().await });
+        let (gateway, cluster) = (gateway.clone(), resync.clone());
+        tokio::spawn(async move { crate::cluster::sync(&gateway.node, &cluster).await });
     }));
 }
 
@@ -347,12 +241,12 @@ async fn serve<A: Adapter>(
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
-        let sessions = gateway.sessions.len();
+        let sessions = gateway.node.session_count();
         tracing::info!(sessions, drain_window = ?drain_window, "shutting down");
         // Every client learns why and reconnects by itself (to another node
         // or to the restarted one), spread over the drain window.
-        gateway.shut_down(drain_window).await;
-        gateway.stats.save_awaited(&awaited_file);
+        gateway.node.shut_down(drain_window).await;
+        gateway.node.stats().save_awaited(&awaited_file);
         // A moment for the last closes, and for long-polling clients to
         // collect their last packets.
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -389,14 +283,11 @@ async fn serve_metrics(addr: SocketAddr) -> Result<(), ServeError> {
     let Some(metrics) = telemetry::install() else {
         return Ok(());
     };
-    spawn_metrics_upkeep(metrics.clone());
+    http::spawn_metrics_upkeep(metrics.clone());
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
-    let router = Router::new().route(
-        "/metrics",
-        get(move || std::future::ready(metrics.render())),
-    );
+    let router = http::metrics_route(metrics);
     tracing::info!(addr = %listener.local_addr()?, "metrics listening");
     tokio::spawn(async move { axum::serve(listener, router).await });
     Ok(())
@@ -435,54 +326,4 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::body::Bytes;
-    use axum::http::{Request, Uri};
-
-    /// A request whose URI and header values are slices of `buf`, as hyper
-    /// parses them.
-    fn parsed_from(buf: &Bytes, path: &str) -> axum::extract::Request {
-        let uri = Uri::from_maybe_shared(buf.slice(..path.len())).unwrap();
-        let mut req = Request::builder()
-            .uri(uri.clone())
-            .body(Body::empty())
-            .unwrap();
-        let value = HeaderValue::from_maybe_shared(buf.slice(path.len()..)).unwrap();
-        req.headers_mut().insert(header::AUTHORIZATION, value);
-        req.extensions_mut().insert(OriginalUri(uri));
-        req
-    }
-
-    fn inside(buf: &Bytes, bytes: &[u8]) -> bool {
-        buf.as_ptr_range().contains(&bytes.as_ptr())
-    }
-
-    #[tokio::test]
-    async fn a_socket_io_request_keeps_nothing_of_the_read_buffer() {
-        let path = "/socket.io/?EIO=4&transport=websocket";
-        let buf = Bytes::from(format!("{path}Bearer abc"));
-        let req = own_request_head(parsed_from(&buf, path)).await;
-        let value = req.headers().get(header::AUTHORIZATION).unwrap();
-        assert_eq!(value, "Bearer abc");
-        assert!(!inside(&buf, value.as_bytes()));
-        assert_eq!(req.uri(), path);
-        assert!(!inside(&buf, req.uri().path().as_bytes()));
-        let original = req.extensions().get::<OriginalUri>().unwrap();
-        assert_eq!(original.0, path);
-        assert!(!inside(&buf, original.0.path().as_bytes()));
-    }
-
-    #[tokio::test]
-    async fn other_requests_pass_untouched() {
-        let path = "/api/sessions";
-        let buf = Bytes::from(format!("{path}Bearer abc"));
-        let req = own_request_head(parsed_from(&buf, path)).await;
-        let value = req.headers().get(header::AUTHORIZATION).unwrap();
-        assert!(inside(&buf, value.as_bytes()));
-    }
 }

@@ -8,7 +8,7 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 use sockgate::config::Secret;
-use sockgate::revocation::Revocations;
+use sockgate::store::{OnDisk, Revocations};
 use sockgate::{Gateway, Lifecycle, app};
 use sockgate_auth::{Rules, SourcePolicy, Verifier, VerifyKey};
 use tower::ServiceExt;
@@ -23,7 +23,7 @@ async fn router() -> Router {
     let dir = std::env::temp_dir().join(format!(
         "sockgate-oneshot-{}-{}",
         std::process::id(),
-        sockgate::sessions::random_alphanumeric(8)
+        sockgate_core::session::random_alphanumeric(8)
     ));
     let revocations = Revocations::open(&dir).await.unwrap();
     let gw = Gateway::new(

@@ -12,11 +12,11 @@ use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
-use sockgate::jwks_http::HttpJwks;
-use sockgate::revocation::Revocations;
-use sockgate::sessions::{LimitPolicy, SessionLimit};
+use sockgate::outbound::jwks::HttpJwks;
+use sockgate::store::{OnDisk, Revocations};
 use sockgate::{Gateway, Lifecycle, app};
 use sockgate_auth::{ErrorCode, Jwks, Rules, SourcePolicy, Verifier, VerifyKey};
+use sockgate_core::session::{LimitPolicy, SessionLimit};
 use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "integration-secret-integration-secret";
@@ -134,14 +134,14 @@ async fn sessions_own_exactly_their_deadlines() {
     let addr = serve(router).await;
     let auth = json!({ "token": hs256("eve") }).to_string();
     raw_connect(addr, &auth).await;
-    wait_until(|| gw.deadlines.len() == 2).await;
+    wait_until(|| gw.node.deadline_count() == 2).await;
     // The second session evicts the first: only its own two deadlines remain.
     // (Each handshake also schedules a check, a second later, that its socket
     // connected; those leave the set once done.)
     raw_connect(addr, &auth).await;
-    wait_until(|| gw.sessions.len() == 1 && gw.deadlines.len() == 2).await;
+    wait_until(|| gw.node.session_count() == 1 && gw.node.deadline_count() == 2).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(gw.deadlines.len(), 2);
+    assert_eq!(gw.node.deadline_count(), 2);
 }
 
 async fn wait_until(cond: impl Fn() -> bool) {

@@ -17,27 +17,40 @@ use crate::report::{Better, Errors, Metric};
 use crate::stats::Summary;
 use crate::{Gate, Report, Setup};
 
+/// The `connect` scenario's parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConnectConfig {
+    /// Connections to open.
     pub connections: usize,
+    /// How fast they are opened.
     pub pace: Pace,
 }
 
+/// What the `connect` scenario measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConnectResult {
+    /// Connections attempted.
     pub attempted: usize,
+    /// Connections whose CONNECT was accepted.
     pub connected: usize,
     /// Connected, then closed by the server before the scenario released them.
     pub dropped: usize,
+    /// Handshake latency of the connections that got in: from the start of
+    /// the TCP connect to the CONNECT reply, µs.
     pub latency: Option<Summary>,
+    /// Successful handshakes per second, from the first connect start to the
+    /// last CONNECT reply.
     pub connections_per_s: f64,
     /// First connect start to last CONNECT reply.
     pub elapsed_s: f64,
     /// SYNs dropped at a full listen queue while connecting (system-wide).
     pub listen_overflows: Option<u64>,
+    /// Failed handshakes and dropped connections, by label.
     pub errors: Errors,
 }
 
+/// Runs the `connect` scenario: opens `cfg.connections` connections at
+/// `cfg.pace`, waits until every handshake has ended, then closes them.
 pub async fn connect(setup: &Setup, cfg: &ConnectConfig) -> ConnectResult {
     let deadline = Instant::now() + setup.timeout;
     let tokens = setup.tokens.clone();
@@ -85,6 +98,8 @@ pub async fn connect(setup: &Setup, cfg: &ConnectConfig) -> ConnectResult {
 }
 
 impl ConnectResult {
+    /// The [`Report`], named `connect-paced` when the pace has a rate and
+    /// `connect` otherwise.
     pub fn report(&self, setup: &Setup, cfg: &ConnectConfig) -> Report {
         // Paced runs (`--rate`) answer another question (latency at a steady
         // arrival rate, not the most connections per second): their own name.

@@ -6,6 +6,7 @@
 //! error: counted by its `code` when it is a refusal (`{"ok":false,"code":..}`,
 //! e.g. sockgate's per-socket `RATE_LIMITED`), as `ERR_ECHO_MISMATCH` otherwise.
 
+use sockgate_protocol::events::client;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -22,25 +23,37 @@ use crate::{Conn, Gate, Report, Setup, now_us};
 /// How long one ack may take before the connection gives up.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The `echo` scenario's parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EchoConfig {
+    /// Connections, each sending its own messages.
     pub connections: usize,
     /// Messages per connection.
     pub messages: usize,
     /// Most unanswered messages per connection.
     pub window: usize,
+    /// How fast the connections are opened.
     pub pace: Pace,
 }
 
+/// What the `echo` scenario measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EchoResult {
+    /// Connections whose CONNECT was accepted.
     pub connected: usize,
+    /// Echo events sent, over all connections.
     pub sent: usize,
+    /// Acks that carried back the payload sent (correct echoes).
     pub acked: usize,
+    /// Round-trip time of each correct echo, from queueing the event to its
+    /// ack, µs.
     pub rtt: Option<Summary>,
+    /// Correct echoes per second, over the echo phase (all connections).
     pub messages_per_s: f64,
     /// Duration of the echo phase (all connections).
     pub elapsed_s: f64,
+    /// Errors by label: failed handshakes, refusals in acks (by `code`),
+    /// mismatches, timeouts, dropped connections.
     pub errors: Errors,
 }
 
@@ -63,7 +76,7 @@ async fn run(mut conn: Conn, messages: usize, window: usize) -> Outcome {
     while finished < messages {
         if next < messages && next - finished < window {
             while next < messages && next - finished < window {
-                let frame = protocol::event("echo", &json!({ "n": next }), Some(next as u64));
+                let frame = protocol::event(client::ECHO, &json!({ "n": next }), Some(next as u64));
                 sent_at[next] = now_us();
                 if let Err(e) = conn.feed(frame).await {
                     out.errors.add_n(e.label(), (messages - finished) as u64);
@@ -120,6 +133,8 @@ async fn run(mut conn: Conn, messages: usize, window: usize) -> Outcome {
     out
 }
 
+/// Runs the `echo` scenario: every connection connects first, then all
+/// send their messages together.
 pub async fn echo(setup: &Setup, cfg: &EchoConfig) -> EchoResult {
     let deadline = Instant::now() + setup.timeout;
     let tokens = setup.tokens.clone();
@@ -175,6 +190,7 @@ pub async fn echo(setup: &Setup, cfg: &EchoConfig) -> EchoResult {
 }
 
 impl EchoResult {
+    /// The [`Report`]; `ok` only when every message came back without error.
     pub fn report(&self, setup: &Setup, cfg: &EchoConfig) -> Report {
         let mut metrics = vec![
             Metric::count("echo.connected", "connected", self.connected),

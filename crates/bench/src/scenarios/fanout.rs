@@ -30,8 +30,10 @@ use crate::report::{Better, Errors, Metric};
 use crate::stats::Summary;
 use crate::{Gate, Report, Setup, Tokens, now_us};
 
+/// The `fanout` scenario's parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FanoutConfig {
+    /// Room members (connections) to open.
     pub members: usize,
     /// Messages, published one at a time.
     pub messages: usize,
@@ -44,15 +46,21 @@ pub struct FanoutConfig {
     /// How long to wait for every member to have one message.
     #[serde(with = "crate::report::secs")]
     pub message_timeout: Duration,
+    /// How fast the members are connected.
     pub pace: Pace,
+    /// Admin API key (Bearer) for `POST /api/publish`; not written to reports.
     #[serde(skip)]
     pub api_key: String,
 }
 
+/// What the `fanout` scenario measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FanoutResult {
+    /// Members attempted.
     pub members: usize,
+    /// Members whose CONNECT was accepted.
     pub connected: usize,
+    /// Messages the API accepted (2xx answer).
     pub published: usize,
     /// Messages every member received.
     pub completed: usize,
@@ -64,10 +72,16 @@ pub struct FanoutResult {
     pub remote_delivery: Option<Summary>,
     /// The `POST /api/publish` call itself.
     pub publish_call: Option<Summary>,
+    /// Deliveries (one message reaching one member) per second, over the
+    /// publish phase.
     pub deliveries_per_s: f64,
+    /// Duration of the publish phase, from the first call until the last
+    /// message reached every member (or timed out), seconds.
     pub elapsed_s: f64,
     /// Set when the server cannot publish at all (no such endpoint, ...).
     pub failure: Option<String>,
+    /// Errors by label: failed handshakes, publish failures, missing or late
+    /// deliveries, dropped members.
     pub errors: Errors,
 }
 
@@ -87,6 +101,9 @@ struct Member {
     errors: Errors,
 }
 
+/// Runs the `fanout` scenario: connects every member, then publishes the
+/// messages one at a time, each once the previous one has reached every
+/// member (or timed out).
 pub async fn fanout(setup: &Setup, cfg: &FanoutConfig) -> FanoutResult {
     let deadline = Instant::now() + setup.timeout;
     let api = Api::new(&setup.client.http_base(), &cfg.api_key);
@@ -279,6 +296,7 @@ pub async fn fanout(setup: &Setup, cfg: &FanoutConfig) -> FanoutResult {
 }
 
 impl FanoutResult {
+    /// The [`Report`]; per-node latencies only in cluster runs.
     pub fn report(&self, setup: &Setup, cfg: &FanoutConfig) -> Report {
         let mut metrics = vec![
             Metric::count("fanout.connected", "members connected", self.connected),

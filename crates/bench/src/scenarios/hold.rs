@@ -17,9 +17,12 @@ use crate::stats::Summary;
 use crate::sys::rss_bytes;
 use crate::{Gate, Report, Setup};
 
+/// The `hold` scenario's parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HoldConfig {
+    /// Connections to open and hold.
     pub connections: usize,
+    /// How fast they are opened.
     pub pace: Pace,
     /// How long to hold every connection once all are open.
     #[serde(with = "crate::report::secs")]
@@ -31,29 +34,48 @@ pub struct HoldConfig {
     pub sample_every: Duration,
 }
 
+/// What the `hold` scenario measured. Memory figures are `None` when not
+/// measured (no server pid, or `/proc` unreadable).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HoldResult {
+    /// Connections attempted.
     pub attempted: usize,
+    /// Connections whose CONNECT was accepted.
     pub connected: usize,
     /// Connections the server closed during the hold.
     pub dropped: usize,
     /// Engine.IO pings answered over all connections.
     pub pings_answered: u64,
+    /// Handshake latency of the connections that got in, µs.
     pub connect_latency: Option<Summary>,
+    /// Successful handshakes per second, from the first connect start to the
+    /// last CONNECT reply.
     pub connections_per_s: f64,
     /// SYNs dropped at a full listen queue while connecting (system-wide).
     pub listen_overflows: Option<u64>,
+    /// How long the connections were held, seconds (`hold`, unless the
+    /// scenario timeout came first).
     pub held_s: f64,
+    /// Server RSS before connecting, bytes.
     pub server_rss_before: Option<u64>,
     /// The last sample while holding.
     pub server_rss_held: Option<u64>,
+    /// Highest server RSS sampled while holding, bytes.
     pub server_rss_peak: Option<u64>,
     /// (seconds since the hold started, RSS bytes).
     pub server_rss_samples: Vec<(f64, u64)>,
+    /// Server memory per held connection: (RSS held − RSS before) /
+    /// connected, bytes.
     pub server_bytes_per_connection: Option<f64>,
+    /// The generator's own RSS before connecting, bytes.
     pub client_rss_before: Option<u64>,
+    /// The generator's own RSS at the end of the hold, bytes.
     pub client_rss_held: Option<u64>,
+    /// Generator memory per held connection: (RSS held − RSS before) /
+    /// connected, bytes.
     pub client_bytes_per_connection: Option<f64>,
+    /// Errors by label: failed handshakes, dropped connections, an RSS that
+    /// could not be read.
     pub errors: Errors,
 }
 
@@ -64,6 +86,8 @@ fn per_conn(before: Option<u64>, held: Option<u64>, n: usize) -> Option<f64> {
     }
 }
 
+/// Runs the `hold` scenario: opens every connection, holds them idle for
+/// `cfg.hold` sampling the server's RSS, then closes them.
 pub async fn hold(setup: &Setup, cfg: &HoldConfig) -> HoldResult {
     let deadline = Instant::now() + setup.timeout;
     let own_pid = std::process::id();
@@ -151,6 +175,7 @@ fn mib(b: Option<u64>) -> Option<f64> {
 }
 
 impl HoldResult {
+    /// The [`Report`]: RSS in MiB, memory per connection in KiB.
     pub fn report(&self, setup: &Setup, cfg: &HoldConfig) -> Report {
         let kib = |b: Option<f64>| b.map(|b| b / 1024.0);
         let metrics = vec![

@@ -38,6 +38,7 @@
 //! the clients of the second node lose their connection only after those
 //! of the first one are back.
 
+use sockgate_protocol::events::server;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -85,9 +86,12 @@ pub fn backoff_delay(attempts: u32, rand: f64) -> Duration {
     Duration::from_millis(ms.min(DELAY_MAX_MS) as u64)
 }
 
+/// The `reconnect` scenario's parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReconnectConfig {
+    /// Clients to connect before the restart.
     pub connections: usize,
+    /// How fast they are connected.
     pub pace: Pace,
     /// Run with `sh -c` once every connection is open.
     pub restart_cmd: String,
@@ -96,8 +100,10 @@ pub struct ReconnectConfig {
     pub window: Duration,
 }
 
+/// What the `reconnect` scenario measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReconnectResult {
+    /// Clients attempted.
     pub attempted: usize,
     /// Clients connected when the restart began.
     pub connected_before: usize,
@@ -125,6 +131,7 @@ pub struct ReconnectResult {
     pub since_restart: Option<Summary>,
     /// Connection attempts per client that came back.
     pub attempts_p50: Option<u64>,
+    /// The most connection attempts a client that came back made.
     pub attempts_max: Option<u64>,
     /// Handshake latency of the first connections.
     pub connect_latency: Option<Summary>,
@@ -132,6 +139,8 @@ pub struct ReconnectResult {
     pub listen_overflows: Option<u64>,
     /// `exit 0`, `exit 1`, `signal 9`, `still running` or `not run`.
     pub restart_status: String,
+    /// The command's exit code; `None` when a signal ended it, or it was
+    /// still running or not run.
     pub restart_exit_code: Option<i32>,
     /// How long the command ran (when it finished within the window).
     pub restart_s: Option<f64>,
@@ -142,7 +151,11 @@ pub struct ReconnectResult {
     pub failed_attempts: Errors,
     /// The codes of the `session:end` events clients received.
     pub session_end: Errors,
+    /// Set when the restart did not go as planned: no client connected, the
+    /// command could not be run, failed, or was still running at the end.
     pub failure: Option<String>,
+    /// Errors by label: failed first handshakes, clients dropped before the
+    /// restart, given up, or not back within the window.
     pub errors: Errors,
 }
 
@@ -201,7 +214,7 @@ async fn stay(
                 return Ended::Stopped;
             }
             Some(Ok(Inbound::Disconnect)) => return Ended::Disconnected,
-            Some(Ok(Inbound::Event { name, data, .. })) if name == "session:end" => {
+            Some(Ok(Inbound::Event { name, data, .. })) if name == server::SESSION_END => {
                 life.session_end = Some(data["code"].as_str().unwrap_or("?").to_owned());
             }
             Some(Ok(_)) => {}
@@ -305,6 +318,8 @@ fn describe(status: ExitStatus) -> String {
     "exit ?".into()
 }
 
+/// Runs the `reconnect` scenario: connects every client, runs the restart
+/// command and waits for the clients to come back (see the module docs).
 pub async fn reconnect(setup: &Setup, cfg: &ReconnectConfig) -> ReconnectResult {
     let deadline = Instant::now() + setup.timeout;
     let mut nodes = vec![setup.client.clone()];
@@ -475,6 +490,7 @@ fn tally(errors: &Errors) -> String {
 }
 
 impl ReconnectResult {
+    /// The [`Report`]; the restart status and failed attempts go in its notes.
     pub fn report(&self, setup: &Setup, cfg: &ReconnectConfig) -> Report {
         let share = |key: &str, label: &str, v: Option<f64>| {
             Metric::new(key, label, "share", v, Better::Higher)

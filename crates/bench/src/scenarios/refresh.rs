@@ -4,6 +4,7 @@
 //! `{"ok":false,"code":...}` is counted by its code. The fresh token (same
 //! `sub`, new `jti`) is minted before the clock starts.
 
+use sockgate_protocol::events::client;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,21 +20,35 @@ use crate::{Conn, Gate, Minter, Report, Setup, now_us};
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The `refresh` scenario's parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefreshConfig {
+    /// Connections, each refreshing its own token.
     pub connections: usize,
     /// Refreshes per connection.
     pub refreshes: usize,
+    /// How fast the connections are opened.
     pub pace: Pace,
 }
 
+/// What the `refresh` scenario measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefreshResult {
+    /// Connections whose CONNECT was accepted.
     pub connected: usize,
+    /// Refreshes acked with `ok: true`.
     pub refreshed: usize,
+    /// Time of each successful refresh, from sending `auth:refresh` to its
+    /// ack, µs.
     pub latency: Option<Summary>,
+    /// Successful refreshes per second, over the refresh phase (all
+    /// connections).
     pub refreshes_per_s: f64,
+    /// Duration of the refresh phase, from the start until every connection
+    /// had finished, seconds.
     pub elapsed_s: f64,
+    /// Errors by label: failed handshakes, refusals (by `code`), timeouts,
+    /// dropped connections.
     pub errors: Errors,
 }
 
@@ -47,7 +62,7 @@ async fn run(mut conn: Conn, minter: &Minter, sub: &str, refreshes: usize) -> Ou
     let mut out = Outcome::default();
     for r in 0..refreshes {
         let frame = protocol::event(
-            "auth:refresh",
+            client::REFRESH,
             &json!({ "token": minter.mint(sub, None) }),
             Some(r as u64),
         );
@@ -82,6 +97,8 @@ async fn run(mut conn: Conn, minter: &Minter, sub: &str, refreshes: usize) -> Ou
     out
 }
 
+/// Runs the `refresh` scenario. `Err` when the tokens come from a file:
+/// the fresh tokens have to be minted.
 pub async fn refresh(setup: &Setup, cfg: &RefreshConfig) -> Result<RefreshResult, String> {
     let minter = setup.tokens.minter("refresh")?.clone();
     let deadline = Instant::now() + setup.timeout;
@@ -134,6 +151,7 @@ pub async fn refresh(setup: &Setup, cfg: &RefreshConfig) -> Result<RefreshResult
 }
 
 impl RefreshResult {
+    /// The [`Report`]; `ok` only when every refresh succeeded.
     pub fn report(&self, setup: &Setup, cfg: &RefreshConfig) -> Report {
         let mut metrics = vec![
             Metric::count("refresh.connected", "connected", self.connected),

@@ -18,16 +18,21 @@ use crate::{ConnError, Report, Setup};
 /// The kinds of bad token, used in turn.
 pub const KINDS: [&str; 3] = ["bad-signature", "expired", "unsigned"];
 
+/// The `reject` scenario's parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RejectConfig {
     /// Total handshakes, spread evenly over the three kinds.
     pub attempts: usize,
+    /// How fast the handshakes are started.
     pub pace: Pace,
 }
 
+/// What the `reject` scenario measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RejectResult {
+    /// Handshakes attempted.
     pub attempted: usize,
+    /// Handshakes the server refused (CONNECT_ERROR), as it must.
     pub refused: usize,
     /// Bad tokens the server let in. Must be 0.
     pub accepted: usize,
@@ -35,7 +40,10 @@ pub struct RejectResult {
     pub by_kind: BTreeMap<String, Errors>,
     /// Time from TCP connect start to the refusal.
     pub latency: Option<Summary>,
+    /// Refusals per second, from the first connect start to the last
+    /// handshake's end.
     pub rejections_per_s: f64,
+    /// From the first connect start to the last handshake's end, seconds.
     pub elapsed_s: f64,
     /// SYNs dropped at a full listen queue while connecting (system-wide).
     pub listen_overflows: Option<u64>,
@@ -44,6 +52,8 @@ pub struct RejectResult {
     pub errors: Errors,
 }
 
+/// Runs the `reject` scenario. `Err` when the tokens come from a file:
+/// the bad tokens have to be minted.
 pub async fn reject(setup: &Setup, cfg: &RejectConfig) -> Result<RejectResult, String> {
     let minter = setup.tokens.minter("reject")?.clone();
     let deadline = Instant::now() + setup.timeout;
@@ -108,6 +118,7 @@ pub async fn reject(setup: &Setup, cfg: &RejectConfig) -> Result<RejectResult, S
 }
 
 impl RejectResult {
+    /// The [`Report`], with a `failure` when any bad token was accepted.
     pub fn report(&self, setup: &Setup, cfg: &RejectConfig) -> Report {
         let mut metrics = vec![
             Metric::count("reject.refused", "refused", self.refused),

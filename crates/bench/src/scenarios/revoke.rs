@@ -11,6 +11,7 @@
 //! other nodes are also reported on their own: that is the propagation
 //! time of a revocation across the cluster.
 
+use sockgate_protocol::events::server;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -26,17 +27,22 @@ use crate::stats::Summary;
 use crate::tokens::random_jti;
 use crate::{ConnError, Report, Setup, now_us};
 
+/// The `revoke` scenario's parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevokeConfig {
+    /// Connections per round, all sharing the round's `jti`.
     pub connections: usize,
     /// Rounds, each with fresh connections and its own `jti`; the latencies
     /// of all rounds are summarised together.
     #[serde(default = "one")]
     pub rounds: usize,
+    /// How fast the connections are opened.
     pub pace: Pace,
     /// How long to wait for every `session:end` after the call.
     #[serde(with = "crate::report::secs")]
     pub wait: Duration,
+    /// Admin API key (Bearer) for `POST /api/revocations`; not written to
+    /// reports.
     #[serde(skip)]
     pub api_key: String,
 }
@@ -45,8 +51,10 @@ fn one() -> usize {
     1
 }
 
+/// What the `revoke` scenario measured, over all rounds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevokeResult {
+    /// Connections whose CONNECT was accepted, summed over the rounds.
     pub connected: usize,
     /// The `ended` counts the API answered, summed over the rounds.
     pub ended_by_api: Option<u64>,
@@ -58,7 +66,11 @@ pub struct RevokeResult {
     pub remote_latency: Option<Summary>,
     /// The `POST /api/revocations` call itself, median over the rounds, µs.
     pub call_us: Option<u64>,
+    /// Set when a revocation call failed (HTTP error, no such endpoint, ...);
+    /// no further round is run.
     pub failure: Option<String>,
+    /// Errors by label: failed handshakes, missing or other `session:end`s,
+    /// an `ended` count that does not match.
     pub errors: Errors,
 }
 
@@ -74,6 +86,8 @@ struct Round {
     errors: Errors,
 }
 
+/// Runs the `revoke` scenario, `cfg.rounds` rounds (at least one). `Err`
+/// when the tokens come from a file or the API client cannot be built.
 pub async fn revoke(setup: &Setup, cfg: &RevokeConfig) -> Result<RevokeResult, String> {
     let api = Api::new(&setup.client.http_base(), &cfg.api_key)?;
     let mut all = Round::default();
@@ -123,7 +137,7 @@ async fn round(setup: &Setup, cfg: &RevokeConfig, api: &Api) -> Result<Round, St
         |i, mut conn| async move {
             let ended = loop {
                 match conn.recv().await {
-                    Ok(Inbound::Event { name, data, .. }) if name == "session:end" => {
+                    Ok(Inbound::Event { name, data, .. }) if name == server::SESSION_END => {
                         break Ok((now_us(), data["code"].as_str().unwrap_or("?").to_owned()));
                     }
                     Ok(Inbound::Disconnect) => {
@@ -190,6 +204,7 @@ async fn round(setup: &Setup, cfg: &RevokeConfig, api: &Api) -> Result<Round, St
 }
 
 impl RevokeResult {
+    /// The [`Report`]; per-node latencies only in cluster runs.
     pub fn report(&self, setup: &Setup, cfg: &RevokeConfig) -> Report {
         let mut metrics = vec![
             Metric::count("revoke.connected", "connected", self.connected),

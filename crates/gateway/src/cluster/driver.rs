@@ -24,6 +24,8 @@ use tokio::sync::mpsc;
 
 type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 
+/// The adapter's [`Driver`] on a reconnecting Redis connection: pushed
+/// messages are never dropped, and publishes are skipped while degraded.
 #[derive(Clone)]
 pub struct ResilientDriver {
     conn: ConnectionManager,
@@ -33,6 +35,7 @@ pub struct ResilientDriver {
     pub skipped: Arc<AtomicU64>,
 }
 
+/// A Redis error, as the [`Driver`] trait's error type.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct DriverError(#[from] redis::RedisError);

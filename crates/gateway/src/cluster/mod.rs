@@ -15,9 +15,10 @@
 //! itself degraded (`/readyz` answers 503) and, when Redis is back, writes
 //! its state again and exchanges revocations: see [`Cluster::heartbeat`].
 
+mod backends;
 pub mod driver;
-mod node;
 pub mod seal;
+mod sync;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -26,13 +27,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use redis::aio::ConnectionManager;
 use redis::io::tcp::TcpSettings;
 use redis::{AsyncCommands, IntoConnectionInfo, Script};
-use serde::{Deserialize, Serialize};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
+use sockgate_core::backend::Admission;
 use tokio::sync::mpsc;
 
-use crate::sessions::{LimitPolicy, SessionInfo, SessionLimit};
 pub use driver::ResilientDriver;
 pub use seal::Seal;
+use sockgate_core::backend::Control;
+use sockgate_core::clock::unix_now_ms;
+use sockgate_core::revocation::MAX_API_TIME;
+use sockgate_core::session::{SessionInfo, SessionLimit};
+pub use sync::{follow, sync};
 
 const PREFIX: &str = "sockgate:";
 const CONTROL: &str = "sockgate:control";
@@ -41,46 +46,38 @@ const NODE_TTL_MS: u64 = 5_000;
 /// A heartbeat not answered within this marks Redis unreachable.
 const BEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
 
-/// Announcements every node applies to its own sockets.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Control {
-    RevokeToken {
-        jti: String,
-        expires_at: u64,
-    },
-    RevokeUser {
-        user_id: String,
-        issued_before: u64,
-    },
-    /// End one session (kick or eviction); `code` is the `session:end` code.
-    End {
-        sid: String,
-        code: String,
-    },
-    EndUser {
-        user_id: String,
-    },
-}
-
 /// Writes that need no answer, applied in order by one task.
 #[derive(Debug)]
 pub enum Write {
+    /// A session opened on this node: added to its user's sessions and to
+    /// the node's session hash.
     SessionUp {
+        /// The session's Socket.IO id.
         sid: String,
+        /// The user the session belongs to.
         user_id: String,
+        /// The session's [`SessionInfo`], as JSON.
         info: String,
     },
+    /// A session of this node ended: removed from both.
     SessionDown {
+        /// The session's Socket.IO id.
         sid: String,
+        /// The user the session belonged to.
         user_id: String,
     },
+    /// A user is now present in a room on this node.
     PresenceUp {
+        /// The room's name.
         room: String,
+        /// The user now present.
         user_id: String,
     },
+    /// A user is no longer present in a room on this node.
     PresenceDown {
+        /// The room's name.
         room: String,
+        /// The user who left.
         user_id: String,
     },
 }
@@ -88,13 +85,21 @@ pub enum Write {
 /// How long a node's shared figures live without a refresh.
 const STATS_TTL_SECS: u64 = 5;
 
+/// This node's handle on the cluster's Redis: its heartbeat, the write
+/// queue, the shared sessions, presence and revocations, and the control
+/// channel.
 pub struct Cluster {
+    /// This node's id: 16 random hex digits, drawn at [`Cluster::connect`].
     pub node: String,
     conn: ConnectionManager,
+    /// The pub/sub driver the Socket.IO Redis adapter runs on.
     pub driver: ResilientDriver,
     healthy: Arc<AtomicBool>,
     writes: mpsc::UnboundedSender<Write>,
     seal: Seal,
+    /// Revocations that could not be announced (Redis unreachable), to
+    /// announce at recovery: the other nodes may still serve the token.
+    outbox: std::sync::Mutex<Vec<Control>>,
 }
 
 /// Admits a session under the per-user limit, atomically for the cluster.
@@ -130,14 +135,6 @@ redis.call('HSET', KEYS[2], ARGV[6], ARGV[7])
 return result
 "#;
 
-/// The outcome of a cluster-wide admission.
-pub enum Admission {
-    /// Admitted; these `(node, sid)` sessions were evicted to make room.
-    Admitted(Vec<(String, String)>),
-    /// Refused: the user already holds this many sessions.
-    Rejected(usize),
-}
-
 impl Cluster {
     /// Connects to Redis; fails when it cannot be reached. Announcements
     /// are sealed with `seal`.
@@ -162,6 +159,7 @@ impl Cluster {
             healthy,
             writes,
             seal,
+            outbox: std::sync::Mutex::default(),
         });
         let key = cluster.key(&["node", &cluster.node]);
         cluster
@@ -172,6 +170,7 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Whether Redis answered the last heartbeat (false while degraded).
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
@@ -226,7 +225,7 @@ impl Cluster {
 
     /// Announces `msg` to every node, this one included; false when Redis
     /// did not take it.
-    pub async fn announce(&self, msg: &Control) -> bool {
+    pub(crate) async fn publish_control(&self, msg: &Control) -> bool {
         let body = self
             .seal
             .seal(&serde_json::to_vec(msg).expect("control serializes"));
@@ -266,15 +265,13 @@ impl Cluster {
         info: &SessionInfo,
         limit: SessionLimit,
     ) -> redis::RedisResult<Admission> {
-        let policy = match limit.policy {
-            LimitPolicy::Reject => "reject",
-            LimitPolicy::EvictOldest => "evict-oldest",
-        };
+        use sockgate_core::backend::Placed;
+        let policy = limit.policy.as_str();
         let result: Vec<String> = Script::new(ADMIT)
             .key(self.key(&["user", user_id]))
             .key(self.key(&["sessions", &self.node]))
             .arg(format!("{}|{sid}", self.node))
-            .arg(crate::sessions::unix_now_ms())
+            .arg(unix_now_ms())
             .arg(limit.max)
             .arg(policy)
             .arg(PREFIX)
@@ -294,7 +291,10 @@ impl Cluster {
                     .iter()
                     .skip(1)
                     .filter_map(|m| m.split_once('|'))
-                    .map(|(n, s)| (n.to_owned(), s.to_owned()))
+                    .map(|(n, s)| Placed {
+                        node: n.to_owned(),
+                        session: s.to_owned(),
+                    })
                     .collect(),
             ),
         })
@@ -365,6 +365,9 @@ impl Cluster {
         conn.expire_at::<_, ()>(&key, expires_at as i64).await
     }
 
+    /// Stores a user's revocation (tokens issued before `issued_before`,
+    /// Unix seconds) for every node and for nodes that start later; an
+    /// earlier time never replaces a later one.
     pub async fn store_revoked_user(
         &self,
         user_id: &str,
@@ -403,7 +406,7 @@ impl Cluster {
                 let value: Option<u64> = conn.get(&key).await?;
                 // The admin API refuses times past year 9999; a larger one
                 // was not written by sockgate.
-                let value = value.filter(|v| *v <= crate::api::MAX_TIME);
+                let value = value.filter(|v| *v <= MAX_API_TIME);
                 if let (Some(v), Some(id)) = (value, key.strip_prefix(&prefix)) {
                     let entry = (id.to_owned(), v);
                     if into_tokens {
@@ -442,7 +445,7 @@ async fn apply_writes(cluster: Arc<Cluster>, mut rx: mpsc::UnboundedReceiver<Wri
         let result: redis::RedisResult<()> = match &w {
             Write::SessionUp { sid, user_id, info } => {
                 let member = format!("{node}|{sid}");
-                let score = crate::sessions::unix_now_ms();
+                let score = unix_now_ms();
                 let _: redis::RedisResult<()> = conn
                     .zadd(cluster.key(&["user", user_id]), member, score)
                     .await;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aws_lc_rs::hmac;
 
-use crate::sessions::unix_now_ms;
+use sockgate_core::clock::unix_now_ms;
 
 /// How old an announcement may be when it arrives. Nodes' clocks must agree
 /// within this.

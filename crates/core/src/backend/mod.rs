@@ -1,0 +1,171 @@
+//! What a node shares with the other nodes, as traits.
+//!
+//! A [`crate::Node`] runs on four backends. Each has an in-memory
+//! implementation ([`memory`]) that is the default: a single node, which
+//! shares with nobody. The gateway's Redis implementations sit in its
+//! `cluster` module and replace them all at once.
+//!
+//! - [`Broker`]: server events to rooms, on every node.
+//! - [`Presence`]: who is in a room, on every node.
+//! - [`Directory`]: the sessions of every node, the per-user limit across
+//!   them, and each node's figures.
+//! - [`ControlBus`]: announcements every node applies to its own sessions
+//!   (revocations, kicks, evictions).
+//!
+//! Revocations are kept across restarts by a [`crate::RevocationStore`],
+//! beside its index.
+//!
+//! A backend that cannot answer says [`Unavailable`] (and logs why, when
+//! it is more than a known outage); the node then falls back on what it
+//! knows itself. None of them is
+//! ever asked whether it is "clustered".
+
+pub mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::session::{SessionInfo, SessionLimit};
+
+/// A boxed future, as the backend traits return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A backend that could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
+/// Delivers server events to rooms.
+pub trait Broker: Send + Sync + 'static {
+    /// Emits `event` with `data` to every connection in `rooms`, on every
+    /// node. Returns how many connections it reached on this node.
+    fn publish<'a>(
+        &'a self,
+        rooms: Vec<String>,
+        event: &'a str,
+        data: Option<&'a RawValue>,
+    ) -> BoxFuture<'a, usize>;
+}
+
+/// Who is in which room, on every node. The node tells it when a user
+/// arrives in a room or leaves it (first and last socket of that user
+/// there, on this node).
+pub trait Presence: Send + Sync + 'static {
+    /// `user` arrived in `room` on this node.
+    fn arrived(&self, room: &str, user: &str);
+    /// `user` left `room` on this node.
+    fn left(&self, room: &str, user: &str);
+    /// The users in `room` on every node, sorted.
+    fn members<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<String>, Unavailable>>;
+    /// How many users are in `room` on every node.
+    fn count<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<usize, Unavailable>> {
+        Box::pin(async move { self.members(room).await.map(|m| m.len()) })
+    }
+}
+
+/// A session somewhere in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The node that holds it.
+    pub node: String,
+    /// Its public id.
+    pub session: String,
+}
+
+/// The directory's answer to a new session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Admitted; these sessions were evicted to make room (the node ends
+    /// them, here or by announcing it).
+    Admitted(Vec<Placed>),
+    /// Refused: the user already holds this many sessions.
+    Rejected(usize),
+}
+
+/// The sessions of every node.
+///
+/// The node's own registry applies the per-user limit to the sessions it
+/// holds; a directory that sees other nodes applies it across them first.
+pub trait Directory: Send + Sync + 'static {
+    /// This node's name among the nodes (`local` for a single node).
+    fn node(&self) -> &str;
+    /// `ok`, `unreachable`, or `off` for a directory of one node: what the
+    /// dashboard shows of it.
+    fn status(&self) -> &'static str;
+    /// Whether it answers now (`/readyz`).
+    fn healthy(&self) -> bool {
+        true
+    }
+    /// Records a new session of this node and, with a limit, admits it
+    /// under that limit across every node.
+    fn admit<'a>(
+        &'a self,
+        session: &'a SessionInfo,
+        limit: Option<SessionLimit>,
+    ) -> BoxFuture<'a, Result<Admission, Unavailable>>;
+    /// Forgets a session of this node.
+    fn left(&self, session: &str, user: &str);
+    /// Every session, optionally of one user.
+    fn list<'a>(
+        &'a self,
+        user: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<SessionInfo>, Unavailable>>;
+    /// Whether another node holds session `id`.
+    fn elsewhere<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, Unavailable>>;
+    /// Shares this node's figures (JSON) with the others for a few seconds.
+    fn share_figures<'a>(&'a self, json: &'a str) -> BoxFuture<'a, ()>;
+    /// The figures the other nodes shared, as they shared them.
+    fn peer_figures(&self) -> BoxFuture<'_, Vec<String>>;
+}
+
+/// Announcements every node applies to its own sessions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Control {
+    /// A token was revoked until `expires_at`.
+    RevokeToken {
+        /// The token's `jti`.
+        jti: String,
+        /// Until when.
+        expires_at: u64,
+    },
+    /// A user's tokens issued before `issued_before` were revoked.
+    RevokeUser {
+        /// The user.
+        user_id: String,
+        /// The cut-off.
+        issued_before: u64,
+    },
+    /// End one session (kick or eviction); `code` is the `session:end` code.
+    End {
+        /// The session's public id.
+        sid: String,
+        /// The code it ends with.
+        code: String,
+    },
+    /// End every session of a user (kick).
+    EndUser {
+        /// The user.
+        user_id: String,
+    },
+}
+
+/// What became of an announcement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announced {
+    /// There are no other nodes to tell.
+    Alone,
+    /// The other nodes were told.
+    Sent,
+    /// They could not be told now; the bus tells them once it can.
+    Later,
+}
+
+/// Carries [`Control`] announcements to every node, this one included.
+pub trait ControlBus: Send + Sync + 'static {
+    /// Announces `msg`.
+    fn announce<'a>(&'a self, msg: &'a Control) -> BoxFuture<'a, Announced>;
+}

@@ -1,0 +1,30 @@
+//! What the core needs of a live connection, whatever carries it.
+//!
+//! The transport layer (Socket.IO today) implements [`Connection`] for its
+//! sockets; the core never sees more than this. Tests implement it with a
+//! recorder.
+
+use std::sync::Arc;
+
+use sockgate_protocol::codes::ErrorCode;
+
+/// A live connection.
+pub trait Connection: Send + Sync + 'static {
+    /// Whether the transport still carries the connection.
+    fn connected(&self) -> bool;
+    /// Emits a server event to this connection.
+    fn emit_value(&self, event: &str, data: &serde_json::Value);
+    /// Puts the connection in a room of the transport layer, where room
+    /// broadcasts reach it.
+    fn join(&self, room: &str);
+    /// Takes the connection out of a room of the transport layer.
+    fn leave(&self, room: &str);
+    /// Sends `session:end { code, message, reconnect }`, then closes the
+    /// transport (retryable code: the client reconnects by itself) or
+    /// disconnects (terminal code: it does not). Called once per session,
+    /// by [`crate::Node`].
+    fn end(&self, code: ErrorCode, message: &str);
+}
+
+/// A shared handle on a live connection.
+pub type Conn = Arc<dyn Connection>;

@@ -1,0 +1,217 @@
+//! The node: one gateway process's sessions and the rules they live by.
+//!
+//! Everything a transport or the admin API can ask of sessions goes
+//! through a method here, in four files:
+//! - `lifecycle`: open, admit, events, refresh, the expiry clock, the end;
+//! - `revoke`: revocations, kicks and the announcements of other nodes;
+//! - `rooms`: joining, leaving, publishing, members;
+//! - `figures`: what `/api/stats` and the dashboard show.
+//!
+//! A node runs on backends ([`crate::backend`]), in memory unless it is
+//! given others; it never asks which kind it has.
+
+mod figures;
+mod lifecycle;
+mod revoke;
+mod rooms;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sockgate_auth::{SourcePolicy, Verifier};
+
+use crate::backend::memory::{MemoryBroker, MemoryControl, MemoryDirectory, MemoryPresence};
+use crate::backend::{Broker, ControlBus, Directory, Presence};
+use crate::clock::{SharedClock, SystemClock};
+use crate::deadlines::Deadlines;
+use crate::limits::{AbuseLimits, Guard, Limits};
+use crate::policy::Policy;
+use crate::registry::Registry;
+use crate::revocation::Revocations;
+use crate::rooms::Rooms;
+use crate::session::SessionLimit;
+use crate::stats::Stats;
+use crate::tickets::Tickets;
+
+pub use revoke::Revoked;
+pub use rooms::RoomMessage;
+
+/// How open connections are held to their tokens.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    /// Extra time after `exp` before the connection is ended.
+    pub expiry_grace: Duration,
+    /// How long before expiry `auth:expiring` is sent (at most a quarter of
+    /// the token's lifetime).
+    pub refresh_lead: Duration,
+    /// The per-user session limit, if any.
+    pub session_limit: Option<SessionLimit>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            expiry_grace: Duration::ZERO,
+            refresh_lead: Duration::from_secs(60),
+            session_limit: None,
+        }
+    }
+}
+
+/// One gateway node.
+pub struct Node {
+    verifier: Verifier,
+    sources: SourcePolicy,
+    revocations: Revocations,
+    lifecycle: Lifecycle,
+    policy: Policy,
+    limits: Limits,
+    guard: Guard,
+    clock: SharedClock,
+    sessions: Arc<Registry>,
+    deadlines: Deadlines,
+    rooms: Arc<Rooms>,
+    tickets: Tickets,
+    stats: Stats,
+    broker: Arc<dyn Broker>,
+    presence: Arc<dyn Presence>,
+    directory: Arc<dyn Directory>,
+    control: Arc<dyn ControlBus>,
+    /// Set on shutdown: new transports are refused, `/readyz` fails.
+    draining: AtomicBool,
+}
+
+impl Node {
+    /// A node verifying with `verifier` the credentials `sources` finds, on
+    /// the wall clock and the in-memory backends.
+    pub fn new(
+        verifier: Verifier,
+        sources: SourcePolicy,
+        revocations: Revocations,
+        lifecycle: Lifecycle,
+    ) -> Self {
+        let sessions = Arc::new(Registry::default());
+        let rooms = Arc::new(Rooms::default());
+        Self {
+            verifier,
+            sources,
+            revocations,
+            lifecycle,
+            policy: Policy::default(),
+            limits: Limits::default(),
+            guard: Guard::new(AbuseLimits::default()),
+            clock: Arc::new(SystemClock),
+            deadlines: Deadlines::default(),
+            tickets: Tickets::default(),
+            stats: Stats::default(),
+            broker: Arc::new(MemoryBroker::new(sessions.clone())),
+            presence: Arc::new(MemoryPresence::new(rooms.clone())),
+            directory: Arc::new(MemoryDirectory::new(sessions.clone())),
+            control: Arc::new(MemoryControl),
+            sessions,
+            rooms,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Sets the room authorization policy.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets the size limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the abuse limits.
+    pub fn with_abuse_limits(mut self, limits: AbuseLimits) -> Self {
+        self.guard = Guard::new(limits);
+        self
+    }
+
+    /// Runs on `clock` (tests pass a [`crate::TokioClock`] under a paused
+    /// tokio clock).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Delivers room events through `broker`.
+    pub fn with_broker(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = broker;
+        self
+    }
+
+    /// Shares presence through `presence`.
+    pub fn with_presence(mut self, presence: Arc<dyn Presence>) -> Self {
+        self.presence = presence;
+        self
+    }
+
+    /// Lists sessions and applies the session limit through `directory`.
+    pub fn with_directory(mut self, directory: Arc<dyn Directory>) -> Self {
+        self.directory = directory;
+        self
+    }
+
+    /// Announces to other nodes through `control`.
+    pub fn with_control(mut self, control: Arc<dyn ControlBus>) -> Self {
+        self.control = control;
+        self
+    }
+
+    /// Where credentials are looked for.
+    pub fn sources(&self) -> &SourcePolicy {
+        &self.sources
+    }
+
+    /// The size limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The revocation index.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
+    /// The node's figures (see [`crate::stats`]).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The clock the node runs on.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// How many sessions this node holds.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// How many token deadlines are pending.
+    pub fn deadline_count(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    /// Whether the node can serve its whole contract (`/readyz`): not
+    /// draining, and its directory answers.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && self.directory.healthy()
+    }
+
+    /// True once the node has begun to shut down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// A payload as the JSON value [`crate::Connection::emit_value`] takes.
+fn json(payload: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(payload).expect("payloads serialize")
+}

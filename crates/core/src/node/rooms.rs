@@ -1,0 +1,238 @@
+//! Rooms on a node: joining, leaving, publishing and members, with the
+//! policy and the limits applied, and the backend's view of other nodes.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sockgate_auth::{AuthError, ErrorCode};
+use sockgate_protocol::events::server;
+use sockgate_protocol::payloads::RoomRevoked;
+
+use super::{Node, json};
+use crate::connection::Connection;
+use crate::policy::Action;
+use crate::rooms::{USER_ROOM_PREFIX, validate};
+use crate::session::{Session, SessionInfo};
+use crate::telemetry;
+
+/// What a room's members receive as `room:message`; `data` is forwarded
+/// as it came, never re-parsed.
+#[derive(Debug, Serialize)]
+pub struct RoomMessage<'a> {
+    /// A random id for the message.
+    pub id: String,
+    /// The room.
+    pub room: &'a str,
+    /// The publishing user.
+    pub from: &'a str,
+    /// The payload.
+    pub data: Option<&'a RawValue>,
+    /// Unix milliseconds.
+    pub ts: u64,
+}
+
+impl Node {
+    /// `room:join`: puts the session in `room` when the policy allows it
+    /// (its own user room always; another user's never). Returns how many
+    /// users are in the room.
+    pub async fn join(
+        &self,
+        conn: &dyn Connection,
+        session: &Session,
+        room: &str,
+    ) -> Result<usize, AuthError> {
+        validate(room)?;
+        if let Some(owner) = room.strip_prefix(USER_ROOM_PREFIX) {
+            if owner != session.user_id {
+                return Err(AuthError::new(
+                    ErrorCode::Forbidden,
+                    "user rooms are reserved to their user",
+                ));
+            }
+        } else {
+            let max = self.limits.max_rooms_per_socket;
+            // The own user room does not count towards the limit.
+            if !session.in_room(room) && session.room_count() > max {
+                return Err(AuthError::new(
+                    ErrorCode::RoomLimit,
+                    format!("a socket may be in at most {max} rooms"),
+                ));
+            }
+            let verdict = self
+                .policy
+                .authorize(&session.identity(), room, Action::Join, false)
+                .await;
+            telemetry::room_join(verdict.is_ok());
+            verdict?;
+            self.enter(conn, session, room);
+        }
+        Ok(self.room_member_count(room).await)
+    }
+
+    /// `room:leave`: takes the session out of `room`; never out of its own
+    /// user room.
+    pub fn leave(
+        &self,
+        conn: &dyn Connection,
+        session: &Session,
+        room: &str,
+    ) -> Result<(), AuthError> {
+        validate(room)?;
+        if room == session.user_room() {
+            return Err(AuthError::new(
+                ErrorCode::Forbidden,
+                "a socket always stays in its own user room",
+            ));
+        }
+        self.exit(conn, session, room);
+        Ok(())
+    }
+
+    /// `room:publish`: checks that the session may publish `data` to
+    /// `room` and returns the message its members get. The transport layer
+    /// delivers it (to every member but the publisher).
+    pub async fn check_publish<'a>(
+        &self,
+        session: &'a Session,
+        room: &'a str,
+        data: Option<&'a RawValue>,
+    ) -> Result<RoomMessage<'a>, AuthError> {
+        validate(room)?;
+        self.check_payload(data)?;
+        if !session.in_room(room) {
+            return Err(AuthError::new(
+                ErrorCode::Forbidden,
+                "join the room before publishing to it",
+            ));
+        }
+        self.policy
+            .authorize(&session.identity(), room, Action::Publish, false)
+            .await?;
+        telemetry::message_out("room", 1);
+        Ok(RoomMessage {
+            id: format!("{:016x}", rand::random::<u64>()),
+            room,
+            from: &session.user_id,
+            data,
+            ts: self.clock.now_ms(),
+        })
+    }
+
+    /// `PAYLOAD_TOO_LARGE` for data over the publish limit.
+    pub fn check_payload(&self, data: Option<&RawValue>) -> Result<(), AuthError> {
+        let size = data.map_or(0, |d| d.get().len());
+        let max = self.limits.max_payload;
+        if size > max {
+            return Err(AuthError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("data is {size} bytes; the limit is {max}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `room:members`: the users in `room`, for a session with the
+    /// presence right (always in its own user room).
+    pub async fn members_for(
+        &self,
+        session: &Session,
+        room: &str,
+    ) -> Result<Vec<String>, AuthError> {
+        validate(room)?;
+        if room != session.user_room() {
+            self.policy
+                .authorize(&session.identity(), room, Action::Presence, false)
+                .await?;
+        }
+        Ok(self.room_members(room).await)
+    }
+
+    /// After a refresh: rights are recomputed for every room the session is
+    /// in; a room it may no longer join is left, with `room:revoked { room }`.
+    /// A room whose answer is unavailable (webhook down) is kept.
+    pub async fn recheck_rooms(&self, session: &Session) {
+        let Some((_, conn)) = self.sessions.get(session.id) else {
+            return;
+        };
+        let identity = session.identity();
+        let own = session.user_room();
+        for room in session.rooms().into_iter().filter(|r| *r != own) {
+            let verdict = self
+                .policy
+                .authorize(&identity, &room, Action::Join, true)
+                .await;
+            if matches!(&verdict, Err(e) if e.code == ErrorCode::Forbidden) {
+                self.exit(conn.as_ref(), session, &room);
+                let revoked = RoomRevoked { room: &room };
+                conn.emit_value(server::ROOM_REVOKED, &json(&revoked));
+            }
+        }
+    }
+
+    /// Emits `event` with `data` to every connection in `rooms`, on every
+    /// node. Returns the connections reached on this node.
+    pub async fn publish(&self, rooms: Vec<String>, event: &str, data: Option<&RawValue>) -> usize {
+        self.broker.publish(rooms, event, data).await
+    }
+
+    /// The users in `room` on every node; this node's when the presence
+    /// backend cannot answer (it logs why).
+    pub async fn room_members(&self, room: &str) -> Vec<String> {
+        match self.presence.members(room).await {
+            Ok(members) => members,
+            Err(_) => self.rooms.members(room),
+        }
+    }
+
+    /// How many users are in `room` on every node; on this node when the
+    /// presence backend cannot answer.
+    pub async fn room_member_count(&self, room: &str) -> usize {
+        match self.presence.count(room).await {
+            Ok(n) => n,
+            Err(_) => self.rooms.count(room),
+        }
+    }
+
+    /// The `n` rooms with the most members on this node (users' own rooms
+    /// left out), most first.
+    pub fn top_rooms(&self, n: usize) -> Vec<(String, usize)> {
+        self.rooms.top(n)
+    }
+
+    /// Every `(room, user)` pair present on this node.
+    pub fn presence_here(&self) -> Vec<(String, String)> {
+        self.rooms.pairs()
+    }
+
+    /// The sessions, optionally of one user, on every node; this node's
+    /// when the directory cannot answer (it logs why).
+    pub async fn list_sessions(&self, user: Option<&str>) -> Vec<SessionInfo> {
+        match self.directory.list(user).await {
+            Ok(sessions) => sessions,
+            Err(_) => self
+                .sessions_here()
+                .into_iter()
+                .filter(|s| user.is_none_or(|u| s.user_id == u))
+                .collect(),
+        }
+    }
+
+    /// The sessions of this node.
+    pub fn sessions_here(&self) -> Vec<SessionInfo> {
+        let all = self.sessions.matching(|_| true);
+        all.iter().map(|(s, _)| s.info()).collect()
+    }
+
+    /// Puts the connection in `room` and tells presence when its user arrives.
+    pub(crate) fn enter(&self, conn: &dyn Connection, session: &Session, room: &str) {
+        if self.rooms.enter(conn, session, room) == Some(true) {
+            self.presence.arrived(room, &session.user_id);
+        }
+    }
+
+    /// Takes the connection out of `room` and tells presence when its user leaves.
+    fn exit(&self, conn: &dyn Connection, session: &Session, room: &str) {
+        if self.rooms.exit(conn, session, room) == Some(true) {
+            self.presence.left(room, &session.user_id);
+        }
+    }
+}

@@ -1,0 +1,967 @@
+//! Configuration: one set of settings from a TOML file, the environment and
+//! command-line flags, in rising order of precedence.
+//!
+//! [`Settings`] is the raw, all-optional form shared by all three sources
+//! (every field is documented in `docs/configuration.md`). [`Config`] is the
+//! checked form the server runs on: defaults applied, keys loaded.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use serde::{Deserialize, Serialize};
+use sockgate_auth::{Jwks, Rules, SessionCookies, SourcePolicy, Verifier, VerifyKey};
+
+use sockgate_core::Lifecycle;
+use sockgate_core::limits::{AbuseLimits, Limits, Rate};
+use sockgate_core::origins::{DEV_ORIGINS, Origins};
+use sockgate_core::policy::{Policy, RoomRule};
+use sockgate_core::session::{LimitPolicy, SessionLimit};
+
+use crate::outbound::jwks::HttpJwks;
+use crate::outbound::webhook::Webhook;
+pub use crate::telemetry::logging::LogFormat;
+pub use proxies::TrustedProxies;
+
+pub mod proxies;
+pub mod token;
+
+/// Address listened on when `listen` is not set.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3001";
+/// Shortest admin API key accepted.
+pub const MIN_API_KEY_BYTES: usize = 16;
+use sockgate_auth::keys::MIN_SECRET_BYTES;
+
+/// Every setting, each optional. Flags and environment variables come from
+/// clap; the TOML file uses the same names in snake_case.
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on [default: 127.0.0.1:3001].
+    #[arg(long, env = "SOCKGATE_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+
+    /// HMAC secret for HS256/384/512 tokens, at least 32 bytes. `JWT_SECRET` is read too.
+    #[arg(long, env = "SOCKGATE_JWT_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<Secret>,
+
+    /// A previous HMAC secret still accepted during a rotation.
+    #[arg(long, env = "SOCKGATE_JWT_PREVIOUS_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_previous_secret: Option<Secret>,
+
+    /// Path to a PEM public key (RSA, EC P-256/P-384, Ed25519).
+    #[arg(long, env = "SOCKGATE_JWT_PUBLIC_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// URL of a JWKS endpoint; keys are chosen by `kid`.
+    #[arg(long, env = "SOCKGATE_JWKS_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+
+    /// Seconds between scheduled JWKS refreshes [default: 300].
+    #[arg(long, env = "SOCKGATE_JWKS_REFRESH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_refresh: Option<u64>,
+
+    /// Minimum seconds between refetches caused by an unknown `kid` [default: 10].
+    #[arg(long, env = "SOCKGATE_JWKS_MIN_REFETCH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_min_refetch: Option<u64>,
+
+    /// Accepted `iss` values, comma-separated; unset skips the check.
+    #[arg(long, env = "SOCKGATE_JWT_ISSUER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_issuer: Option<String>,
+
+    /// Accepted `aud` values, comma-separated; unset skips the check.
+    #[arg(long, env = "SOCKGATE_JWT_AUDIENCE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_audience: Option<String>,
+
+    /// Clock leeway in seconds for `exp` and `nbf` [default: 0].
+    #[arg(long, env = "SOCKGATE_JWT_LEEWAY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_leeway: Option<u64>,
+
+    /// Refuse tokens without `exp` [default: true].
+    #[arg(long, env = "SOCKGATE_JWT_REQUIRE_EXP", value_parser = BoolishValueParser::new())]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_require_exp: Option<bool>,
+
+    /// The claim naming the user [default: sub].
+    #[arg(long, env = "SOCKGATE_USER_CLAIM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_claim: Option<String>,
+
+    /// Name of an HTTP-only cookie that may carry the token; unset turns cookie auth off.
+    #[arg(long, env = "SOCKGATE_AUTH_COOKIE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_cookie: Option<String>,
+
+    /// The Next.js app's `NEXTAUTH_SECRET` / `AUTH_SECRET` (at least 32 bytes), comma-separated for rotation, newest first: accepts Next-Auth / Auth.js session cookies; unset turns them off.
+    #[arg(long, env = "SOCKGATE_NEXTAUTH_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nextauth_secret: Option<Secret>,
+
+    /// The session cookie's name, for apps that renamed it [default: the four standard Next-Auth v4 and Auth.js v5 names].
+    #[arg(long, env = "SOCKGATE_NEXTAUTH_COOKIE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nextauth_cookie: Option<String>,
+
+    /// The session claim holding a backend JWT (e.g. `accessToken`) that is verified with the JWT keys and becomes the identity; unset: the session's own claims are the identity.
+    #[arg(long, env = "SOCKGATE_NEXTAUTH_TOKEN_CLAIM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nextauth_token_claim: Option<String>,
+
+    /// Also accept `?token=` on the handshake URL [default: false].
+    #[arg(long, env = "SOCKGATE_TOKEN_QUERY", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_query: Option<bool>,
+
+    /// Seconds after a token's `exp` before its connection is ended [default: 0].
+    #[arg(long, env = "SOCKGATE_EXPIRY_GRACE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiry_grace: Option<u64>,
+
+    /// Seconds before expiry that `auth:expiring` is sent; at most a quarter of the token's lifetime [default: 60].
+    #[arg(long, env = "SOCKGATE_REFRESH_LEAD")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_lead: Option<u64>,
+
+    /// Most sessions one user may hold at once [default: unlimited].
+    #[arg(long, env = "SOCKGATE_MAX_SESSIONS_PER_USER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sessions_per_user: Option<usize>,
+
+    /// At the session limit: `reject` the new handshake or `evict-oldest` [default: reject].
+    #[arg(long, env = "SOCKGATE_SESSION_LIMIT_POLICY", value_parser = str::parse::<LimitPolicy>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_limit_policy: Option<LimitPolicy>,
+
+    /// Directory for local state (the revocation store) [default: ./sockgate-data].
+    #[arg(long, env = "SOCKGATE_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Key for the admin HTTP API (at least 16 bytes); unset disables the API.
+    #[arg(long, env = "SOCKGATE_API_KEY", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+
+    /// The claim holding room capabilities [default: rooms].
+    #[arg(long, env = "SOCKGATE_ROOMS_CLAIM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rooms_claim: Option<String>,
+
+    /// Room rules; only in the config file (`[[room_rules]]`).
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_rules: Option<Vec<RoomRule>>,
+
+    /// URL of the authorization webhook; unset turns it off.
+    #[arg(long, env = "SOCKGATE_AUTHZ_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authz_url: Option<String>,
+
+    /// Seconds the webhook's answers are cached [default: 30].
+    #[arg(long, env = "SOCKGATE_AUTHZ_CACHE_TTL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authz_cache_ttl: Option<u64>,
+
+    /// Milliseconds to wait for the webhook before answering AUTH_UNAVAILABLE [default: 2000].
+    #[arg(long, env = "SOCKGATE_AUTHZ_TIMEOUT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authz_timeout_ms: Option<u64>,
+
+    /// Largest `data` of room:publish and /api/publish, in bytes [default: 65536].
+    #[arg(long, env = "SOCKGATE_MAX_PAYLOAD")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_payload: Option<usize>,
+
+    /// Most rooms one socket may be in, its own user room not counted [default: 100].
+    #[arg(long, env = "SOCKGATE_MAX_ROOMS_PER_SOCKET")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rooms_per_socket: Option<usize>,
+
+    /// Handshakes per second one client address may make; 0 turns the limit off [default: 50].
+    #[arg(long, env = "SOCKGATE_HANDSHAKE_RATE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_rate: Option<u32>,
+
+    /// Handshakes one client address may make at once [default: 200].
+    #[arg(long, env = "SOCKGATE_HANDSHAKE_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_burst: Option<u32>,
+
+    /// Events per second one socket may send; 0 turns the limit off [default: 100].
+    #[arg(long, env = "SOCKGATE_EVENT_RATE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_rate: Option<u32>,
+
+    /// Events one socket may send at once [default: 200].
+    #[arg(long, env = "SOCKGATE_EVENT_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_burst: Option<u32>,
+
+    /// Most transports open and not yet authenticated, across all clients [default: 4096].
+    #[arg(long, env = "SOCKGATE_MAX_PENDING_HANDSHAKES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pending_handshakes: Option<usize>,
+
+    /// Reverse proxies whose X-Forwarded-For / Forwarded headers name the client: addresses and CIDRs, comma-separated [default: none].
+    #[arg(long, env = "SOCKGATE_TRUSTED_PROXIES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_proxies: Option<String>,
+
+    /// Most connections the gateway holds [default: unlimited].
+    #[arg(long, env = "SOCKGATE_MAX_CONNECTIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+
+    /// Seconds a client has from opening the transport to the Socket.IO handshake [default: 10].
+    #[arg(long, env = "SOCKGATE_HANDSHAKE_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout: Option<u64>,
+
+    /// Largest incoming message, in bytes [default: SOCKGATE_MAX_PAYLOAD + 65536].
+    #[arg(long, env = "SOCKGATE_MAX_MESSAGE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message: Option<usize>,
+
+    /// Browser origins allowed to connect, comma-separated; required with cookie auth.
+    #[arg(long, env = "SOCKGATE_ALLOWED_ORIGINS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_origins: Option<String>,
+
+    /// PEM certificate chain: serve TLS (wss://, https://) with SOCKGATE_TLS_KEY.
+    #[arg(long, env = "SOCKGATE_TLS_CERT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of SOCKGATE_TLS_CERT.
+    #[arg(long, env = "SOCKGATE_TLS_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Secret shared by the nodes of a cluster, at least 32 bytes: seals their announcements [default: derived from JWT_SECRET].
+    #[arg(long, env = "SOCKGATE_CLUSTER_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_secret: Option<Secret>,
+
+    /// Redis URL: joins this node to a cluster (e.g. redis://127.0.0.1:6379).
+    #[arg(long, env = "SOCKGATE_REDIS_URL", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+
+    /// Seconds over which the sessions' ends are spread on SIGTERM/SIGINT, so clients do not all reconnect at once; fractions allowed [default: 3].
+    #[arg(long, env = "SOCKGATE_DRAIN_WINDOW")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_window: Option<f64>,
+
+    /// Seconds open connections get to close on SIGTERM/SIGINT before the process exits [default: 10].
+    #[arg(long, env = "SOCKGATE_SHUTDOWN_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<u64>,
+
+    /// Also serve `/metrics`, without the API key, on this address (e.g. a private 10.0.0.5:9464) [default: none].
+    #[arg(long, env = "SOCKGATE_METRICS_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Log format: `json` or `pretty` [default: json; pretty with --dev].
+    #[arg(long, env = "SOCKGATE_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter, e.g. `info` or `sockgate=debug` [default: info].
+    #[arg(long, env = "SOCKGATE_LOG")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// A secret string whose `Debug` never shows it, so it cannot leak into logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret itself, for where it is used (never for a log line).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// A configuration that cannot run; the message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        /// The config file's path.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for [`Settings`].
+    #[error("invalid config file {path}: {message}")]
+    ParseFile {
+        /// The config file's path.
+        path: PathBuf,
+        /// What is wrong and on which line, without quoting the file.
+        message: String,
+    },
+    /// A setting's value cannot be run with.
+    #[error("{setting}: {message}")]
+    Invalid {
+        /// The setting, by its environment variable (`SOCKGATE_USER_CLAIM`).
+        setting: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No verification key is configured (nor session cookies that need none).
+    #[error(
+        "no verification key configured: set JWT_SECRET, SOCKGATE_JWT_PUBLIC_KEY or \
+         SOCKGATE_JWKS_URL (or run `sockgate serve --dev` to try sockgate out)"
+    )]
+    NoKeys,
+}
+
+fn invalid(setting: &'static str, message: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.to_string(),
+    }
+}
+
+impl Settings {
+    /// Layers `self` (flags and environment) over the optional TOML file.
+    ///
+    /// clap already gives flags precedence over their environment variables;
+    /// `JWT_SECRET` is the one name clap cannot see, so it is read here.
+    pub fn resolve(self, file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut merged = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Settings::default(),
+        };
+        overlay(&mut merged, self);
+        // An empty secret (`JWT_SECRET=` in a compose file) means "not set".
+        for secret in [
+            &mut merged.jwt_secret,
+            &mut merged.jwt_previous_secret,
+            &mut merged.api_key,
+            &mut merged.cluster_secret,
+            &mut merged.nextauth_secret,
+        ] {
+            if secret.as_ref().is_some_and(|s| s.0.is_empty()) {
+                *secret = None;
+            }
+        }
+        if merged.jwt_secret.is_none()
+            && let Ok(secret) = std::env::var("JWT_SECRET")
+            && !secret.is_empty()
+        {
+            // Only when neither a flag, SOCKGATE_JWT_SECRET nor the file set one.
+            merged.jwt_secret = Some(Secret(secret));
+        }
+        Ok(merged)
+    }
+
+    fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+            path: path.to_owned(),
+            message: parse_error(&e, &text),
+        })
+    }
+}
+
+/// A TOML error without what toml quotes from the file: its snippet of the
+/// line, or the value in a type error (`invalid type: string "..."`); either
+/// may be a secret.
+fn parse_error(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().lines().next().unwrap_or_default();
+    let mut what = message.to_owned();
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let kind = rest.split([' ', ',']).next().unwrap_or_default();
+            let expected = rest.rfind(", expected").map_or("", |i| &rest[i..]);
+            what = format!("{prefix}{kind}{expected}");
+        }
+    }
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            format!("line {line}: {what}")
+        }
+        None => what,
+    }
+}
+
+/// Every field set in `top` replaces the one in `base`. Going through JSON
+/// keeps this free of a per-field list that would drift from the struct.
+fn overlay(base: &mut Settings, top: Settings) {
+    let mut merged = serde_json::to_value(&*base).expect("settings serialize");
+    let top = serde_json::to_value(top).expect("settings serialize");
+    if let (Some(m), Some(t)) = (merged.as_object_mut(), top.as_object()) {
+        m.extend(t.clone());
+    }
+    *base = serde_json::from_value(merged).expect("settings round-trip");
+}
+
+/// The checked configuration the gateway runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the gateway listens on.
+    pub listen: SocketAddr,
+    /// The claim checks every token must pass.
+    pub rules: Rules,
+    /// Where a handshake's token may come from besides the `auth` payload.
+    pub sources: SourcePolicy,
+    /// The session claim holding the backend JWT (`SOCKGATE_NEXTAUTH_TOKEN_CLAIM`).
+    pub session_token_claim: Option<String>,
+    /// Where verification keys come from.
+    pub keys: KeySettings,
+    /// Expiry grace, refresh lead and the per-user session limit.
+    pub lifecycle: Lifecycle,
+    /// Room authorization settings.
+    pub rooms: RoomSettings,
+    /// Size limits, the handshake timeout and the allowed origins.
+    pub limits: Limits,
+    /// Rate limits and connection caps.
+    pub abuse: AbuseLimits,
+    /// Peers whose forwarding headers name the client.
+    pub trusted_proxies: TrustedProxies,
+    /// Directory for local state (the revocation store).
+    pub data_dir: PathBuf,
+    /// Key of the admin HTTP API; `None` disables the API.
+    pub api_key: Option<Secret>,
+    /// Redis URL of the cluster; `None` runs a single node.
+    pub redis_url: Option<String>,
+    /// Secret sealing the cluster's announcements; `None`: derived from the
+    /// HMAC secret ([`KeySettings::secret`]).
+    pub cluster_secret: Option<Secret>,
+    /// Certificate and key to serve TLS with; `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// On SIGTERM, the sessions' ends are spread over this.
+    pub drain_window: Duration,
+    /// On SIGTERM, how long open connections get to close before the
+    /// process exits.
+    pub shutdown_timeout: Duration,
+    /// A second address serving `/metrics` alone, without the API key.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+    /// The log filter (`info`, `sockgate=debug`), in `EnvFilter` syntax.
+    pub log_filter: String,
+}
+
+/// The certificate and key TLS is served with.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Path to the PEM certificate chain.
+    pub cert: PathBuf,
+    /// Path to the PEM private key of `cert`.
+    pub key: PathBuf,
+}
+
+/// Room authorization settings.
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    /// The token claim holding room capabilities.
+    pub claim: String,
+    /// The room rules of the config file.
+    pub rules: Vec<RoomRule>,
+    /// URL of the authorization webhook; `None` turns it off.
+    pub authz_url: Option<String>,
+    /// How long the webhook's answers are cached.
+    pub authz_cache_ttl: Duration,
+    /// How long to wait for the webhook before answering `AUTH_UNAVAILABLE`.
+    pub authz_timeout: Duration,
+}
+
+impl RoomSettings {
+    /// Builds the policy, checking the webhook URL.
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        let webhook = match &self.authz_url {
+            Some(url) => Some(Box::new(
+                Webhook::new(url, self.authz_timeout, self.authz_cache_ttl)
+                    .map_err(|e| invalid("SOCKGATE_AUTHZ_URL", e))?,
+            ) as Box<dyn sockgate_core::policy::Oracle>),
+            None => None,
+        };
+        Ok(Policy {
+            claim: self.claim.clone(),
+            rules: self.rules.clone(),
+            webhook,
+        })
+    }
+}
+
+/// Where verification keys come from.
+#[derive(Debug, Clone, Default)]
+pub struct KeySettings {
+    /// HMAC secret for HS256/384/512 tokens (`JWT_SECRET`).
+    pub secret: Option<Secret>,
+    /// A previous HMAC secret still accepted during a rotation.
+    pub previous_secret: Option<Secret>,
+    /// Path to a PEM public key.
+    pub public_key: Option<PathBuf>,
+    /// URL of a JWKS endpoint.
+    pub jwks_url: Option<String>,
+    /// Time between scheduled JWKS refreshes.
+    pub jwks_refresh: Duration,
+    /// Shortest time between refetches caused by an unknown `kid`.
+    pub jwks_min_refetch: Duration,
+}
+
+impl KeySettings {
+    /// Whether no key is configured: no secret, public key nor JWKS URL (a
+    /// previous secret alone does not count).
+    pub fn is_empty(&self) -> bool {
+        self.secret.is_none() && self.public_key.is_none() && self.jwks_url.is_none()
+    }
+}
+
+impl Config {
+    /// Applies defaults. Keys are only checked by [`Config::verifier`].
+    pub fn from_settings(s: Settings, dev: bool) -> Result<Config, ConfigError> {
+        let session_cookies = session_cookies(&s)?;
+        let rules = Rules {
+            issuer: list(s.jwt_issuer.as_deref()),
+            audience: list(s.jwt_audience.as_deref()),
+            leeway_secs: s.jwt_leeway.unwrap_or(0),
+            require_exp: s.jwt_require_exp.unwrap_or(true),
+            user_claim: s.user_claim.unwrap_or_else(|| "sub".to_owned()),
+            ..Rules::default()
+        };
+        if rules.user_claim.is_empty() {
+            return Err(invalid("SOCKGATE_USER_CLAIM", "must not be empty"));
+        }
+        let keys = KeySettings {
+            secret: s.jwt_secret,
+            previous_secret: s.jwt_previous_secret,
+            public_key: s.jwt_public_key,
+            jwks_url: s.jwks_url,
+            jwks_refresh: Duration::from_secs(s.jwks_refresh.unwrap_or(300).max(1)),
+            jwks_min_refetch: Duration::from_secs(s.jwks_min_refetch.unwrap_or(10)),
+        };
+        let lifecycle = Lifecycle {
+            expiry_grace: Duration::from_secs(s.expiry_grace.unwrap_or(0)),
+            refresh_lead: Duration::from_secs(s.refresh_lead.unwrap_or(60)),
+            session_limit: match s.max_sessions_per_user {
+                Some(0) => {
+                    return Err(invalid(
+                        "SOCKGATE_MAX_SESSIONS_PER_USER",
+                        "must be at least 1",
+                    ));
+                }
+                Some(max) => Some(SessionLimit {
+                    max,
+                    policy: s.session_limit_policy.unwrap_or(LimitPolicy::Reject),
+                }),
+                None => None,
+            },
+        };
+        if let Some(key) = &s.api_key
+            && key.expose().len() < MIN_API_KEY_BYTES
+        {
+            return Err(invalid(
+                "SOCKGATE_API_KEY",
+                format!(
+                    "is {} bytes; at least {MIN_API_KEY_BYTES} are required",
+                    key.expose().len()
+                ),
+            ));
+        }
+        let rooms = RoomSettings {
+            claim: s.rooms_claim.unwrap_or_else(|| "rooms".to_owned()),
+            rules: s.room_rules.unwrap_or_default(),
+            authz_url: s.authz_url.filter(|u| !u.is_empty()),
+            authz_cache_ttl: Duration::from_secs(s.authz_cache_ttl.unwrap_or(30)),
+            authz_timeout: Duration::from_millis(s.authz_timeout_ms.unwrap_or(2000)),
+        };
+        let max_payload = s.max_payload.unwrap_or(64 * 1024);
+        let allowed_origins = match s.allowed_origins.as_deref() {
+            Some(list) => {
+                Origins::parse(list).map_err(|e| invalid("SOCKGATE_ALLOWED_ORIGINS", e))?
+            }
+            // A page on its own dev server (an app on :3000) just works.
+            None if dev => Origins::parse(DEV_ORIGINS).expect("the dev origins parse"),
+            None => None,
+        };
+        let cookie = s.auth_cookie.clone().filter(|c| !c.is_empty());
+        for (setting, on) in [
+            ("SOCKGATE_AUTH_COOKIE", cookie.is_some()),
+            ("SOCKGATE_NEXTAUTH_SECRET", session_cookies.is_some()),
+        ] {
+            if on && allowed_origins.is_none() {
+                return Err(invalid(
+                    setting,
+                    "cookie auth needs SOCKGATE_ALLOWED_ORIGINS: browsers send cookies with \
+                     cross-site WebSocket handshakes, so any site could open a socket as your user",
+                ));
+            }
+        }
+        let session_token_claim = s.nextauth_token_claim.clone().filter(|c| !c.is_empty());
+        if session_token_claim.is_some() && session_cookies.is_none() {
+            return Err(invalid(
+                "SOCKGATE_NEXTAUTH_TOKEN_CLAIM",
+                "needs SOCKGATE_NEXTAUTH_SECRET to open the session cookie",
+            ));
+        }
+        let limits = Limits {
+            max_payload,
+            max_rooms_per_socket: s.max_rooms_per_socket.unwrap_or(100),
+            // Room for the publish limit plus the event envelope.
+            max_message: s.max_message.unwrap_or(max_payload + 64 * 1024),
+            handshake_timeout: Duration::from_secs(s.handshake_timeout.unwrap_or(10).max(1)),
+            allowed_origins,
+        };
+        let defaults = AbuseLimits::default();
+        let abuse = AbuseLimits {
+            handshakes_per_ip: Rate {
+                per_second: s
+                    .handshake_rate
+                    .unwrap_or(defaults.handshakes_per_ip.per_second),
+                burst: s
+                    .handshake_burst
+                    .unwrap_or(defaults.handshakes_per_ip.burst),
+            },
+            events_per_socket: Rate {
+                per_second: s
+                    .event_rate
+                    .unwrap_or(defaults.events_per_socket.per_second),
+                burst: s.event_burst.unwrap_or(defaults.events_per_socket.burst),
+            },
+            max_connections: s.max_connections,
+            max_pending_handshakes: match s.max_pending_handshakes {
+                Some(0) => {
+                    return Err(invalid(
+                        "SOCKGATE_MAX_PENDING_HANDSHAKES",
+                        "must be at least 1",
+                    ));
+                }
+                Some(n) => n,
+                None => defaults.max_pending_handshakes,
+            },
+        };
+        let trusted_proxies = TrustedProxies::parse(s.trusted_proxies.as_deref().unwrap_or(""))
+            .map_err(|e| invalid("SOCKGATE_TRUSTED_PROXIES", e))?;
+        let drain_window = s.drain_window.unwrap_or(3.0);
+        if !(0.0..=3600.0).contains(&drain_window) {
+            return Err(invalid(
+                "SOCKGATE_DRAIN_WINDOW",
+                "must be between 0 and 3600 seconds",
+            ));
+        }
+        Ok(Config {
+            listen: s
+                .listen
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address")),
+            rules,
+            sources: SourcePolicy {
+                cookie: s.auth_cookie.filter(|c| !c.is_empty()),
+                session_cookies,
+                query: s.token_query.unwrap_or(false),
+            },
+            session_token_claim,
+            keys,
+            lifecycle,
+            rooms,
+            limits,
+            abuse,
+            trusted_proxies,
+            data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("sockgate-data")),
+            api_key: s.api_key,
+            redis_url: s.redis_url.filter(|u| !u.is_empty()),
+            cluster_secret: s.cluster_secret,
+            tls: match (s.tls_cert, s.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                (None, None) => None,
+                _ => {
+                    return Err(invalid(
+                        "SOCKGATE_TLS_CERT",
+                        "set both SOCKGATE_TLS_CERT and SOCKGATE_TLS_KEY, or neither",
+                    ));
+                }
+            },
+            drain_window: Duration::from_secs_f64(drain_window),
+            shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(10)),
+            metrics_listen: s.metrics_listen,
+            log_format: s.log_format.unwrap_or(if dev {
+                LogFormat::Pretty
+            } else {
+                LogFormat::Json
+            }),
+            log_filter: s.log.unwrap_or_else(|| "info".to_owned()),
+        })
+    }
+
+    /// The secret that seals the cluster's announcements:
+    /// `SOCKGATE_CLUSTER_SECRET`, else `JWT_SECRET` (every node of an HMAC
+    /// deployment has it).
+    pub fn cluster_secret(&self) -> Result<&Secret, ConfigError> {
+        let secret = match (&self.cluster_secret, &self.keys.secret) {
+            (Some(secret), _) if secret.expose().len() < 32 => {
+                return Err(invalid(
+                    "SOCKGATE_CLUSTER_SECRET",
+                    "must be at least 32 bytes",
+                ));
+            }
+            (Some(secret), _) | (None, Some(secret)) => secret,
+            (None, None) => {
+                return Err(invalid(
+                    "SOCKGATE_CLUSTER_SECRET",
+                    "cluster mode needs a secret shared by every node (at least 32 bytes) \
+                     to seal their announcements; set it, or JWT_SECRET",
+                ));
+            }
+        };
+        Ok(secret)
+    }
+
+    /// Loads every configured key and returns the verifier, plus the JWKS set
+    /// when one is configured (the server keeps it fresh).
+    pub fn verifier(&self) -> Result<(Verifier, Option<Arc<Jwks>>), ConfigError> {
+        let k = &self.keys;
+        // Session cookies alone need no JWT key, unless they carry a backend token.
+        let cookies_alone =
+            self.sources.session_cookies.is_some() && self.session_token_claim.is_none();
+        if k.is_empty() && !cookies_alone {
+            return Err(ConfigError::NoKeys);
+        }
+        let mut verifier = Verifier::new(self.rules.clone());
+        if let Some(jar) = &self.sources.session_cookies {
+            verifier = verifier.with_session_cookies(jar.clone(), self.session_token_claim.clone());
+        }
+        for (setting, secret) in [
+            ("JWT_SECRET", &k.secret),
+            ("SOCKGATE_JWT_PREVIOUS_SECRET", &k.previous_secret),
+        ] {
+            if let Some(secret) = secret {
+                let key = VerifyKey::hmac(secret.expose().as_bytes(), &self.rules)
+                    .map_err(|e| invalid(setting, e))?;
+                verifier = verifier.with_hmac(key);
+            }
+        }
+        if let Some(path) = &k.public_key {
+            let pem = std::fs::read(path).map_err(|e| {
+                invalid(
+                    "SOCKGATE_JWT_PUBLIC_KEY",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            let key = VerifyKey::from_pem(&pem, &self.rules)
+                .map_err(|e| invalid("SOCKGATE_JWT_PUBLIC_KEY", e))?;
+            verifier = verifier.with_public_key(key);
+        }
+        let mut jwks = None;
+        if let Some(url) = &k.jwks_url {
+            let fetcher = HttpJwks::new(url).map_err(|e| invalid("SOCKGATE_JWKS_URL", e))?;
+            let set = Arc::new(Jwks::new(fetcher, self.rules.clone(), k.jwks_min_refetch));
+            verifier = verifier.with_jwks(set.clone());
+            jwks = Some(set);
+        }
+        Ok((verifier, jwks))
+    }
+}
+
+/// The Next-Auth session cookies, with their keys derived from every
+/// configured secret. A secret is the app's `NEXTAUTH_SECRET`: the cookies'
+/// keys come from it through HKDF alone, so a short one could be guessed
+/// offline from any cookie; the same 32-byte floor as `JWT_SECRET` applies.
+fn session_cookies(s: &Settings) -> Result<Option<Arc<SessionCookies>>, ConfigError> {
+    let Some(secrets) = s
+        .nextauth_secret
+        .as_ref()
+        .and_then(|s| list(Some(s.expose())))
+    else {
+        return Ok(None);
+    };
+    if let Some(short) = secrets.iter().find(|s| s.len() < MIN_SECRET_BYTES) {
+        return Err(invalid(
+            "SOCKGATE_NEXTAUTH_SECRET",
+            format!(
+                "a secret is {} bytes; at least {MIN_SECRET_BYTES} are required \
+                 (`openssl rand -base64 32` makes one)",
+                short.len()
+            ),
+        ));
+    }
+    let rename = s.nextauth_cookie.as_deref().filter(|c| !c.is_empty());
+    Ok(Some(Arc::new(SessionCookies::new(&secrets, rename))))
+}
+
+fn list(value: Option<&str>) -> Option<Vec<String>> {
+    let items: Vec<String> = value?
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!items.is_empty()).then_some(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_env_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("sockgate-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sockgate.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:4000\"\nuser_claim = \"id\"\njwt_leeway = 5\n",
+        )
+        .unwrap();
+        let top = Settings {
+            jwt_leeway: Some(9),
+            ..Settings::default()
+        };
+        let merged = top.resolve(Some(&file)).unwrap();
+        assert_eq!(merged.listen, Some("127.0.0.1:4000".parse().unwrap()));
+        assert_eq!(merged.user_claim.as_deref(), Some("id"));
+        assert_eq!(merged.jwt_leeway, Some(9));
+    }
+
+    #[test]
+    fn session_cookies_come_from_the_file_too_and_need_no_jwt_key() {
+        let dir = std::env::temp_dir().join(format!("sockgate-cfg-na-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sockgate.toml");
+        std::fs::write(
+            &file,
+            "nextauth_secret = \"new-secret-new-secret-new-secret-0123,old-secret-old-secret-old-secret-0123\"\n\
+             nextauth_cookie = \"app.session\"\nallowed_origins = \"https://app.example\"\n",
+        )
+        .unwrap();
+        let merged = Settings::default().resolve(Some(&file)).unwrap();
+        let config = Config::from_settings(merged, false).unwrap();
+        let jar = config
+            .sources
+            .session_cookies
+            .clone()
+            .expect("session cookies on");
+        assert!(jar.find("app.session=x").len() == 1);
+        assert!(jar.find("next-auth.session-token=x").is_empty(), "renamed");
+        assert!(
+            config.verifier().is_ok(),
+            "no JWT key needed for the session's own claims"
+        );
+        let with_claim = Settings {
+            nextauth_token_claim: Some("accessToken".into()),
+            ..Settings::default().resolve(Some(&file)).unwrap()
+        };
+        let config = Config::from_settings(with_claim, false).unwrap();
+        assert!(matches!(config.verifier(), Err(ConfigError::NoKeys)));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = std::env::temp_dir().join(format!("sockgate-cfg-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sockgate.toml");
+        std::fs::write(&file, "jwt_secrett = \"x\"\n").unwrap();
+        let err = Settings::default().resolve(Some(&file)).unwrap_err();
+        assert!(err.to_string().contains("jwt_secrett"), "{err}");
+    }
+
+    #[test]
+    fn a_parse_error_does_not_quote_the_secret_line() {
+        let dir = std::env::temp_dir().join(format!("sockgate-cfg-leak-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sockgate.toml");
+        // An unterminated string: toml's own message quotes the line.
+        let secret = "s3cret-s3cret-s3cret-s3cret-s3cret-s3cret";
+        std::fs::write(
+            &file,
+            format!("listen = \"127.0.0.1:1\"\njwt_secret = \"{secret}\n"),
+        )
+        .unwrap();
+        let err = Settings::default()
+            .resolve(Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(secret), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        // A type error quotes the value it could not use.
+        std::fs::write(&file, format!("jwt_leeway = \"{secret}\"\n")).unwrap();
+        let err = Settings::default()
+            .resolve(Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(secret), "{err}");
+        assert!(err.contains("invalid type: string"), "{err}");
+    }
+
+    #[test]
+    fn defaults_and_lists() {
+        let c = Config::from_settings(
+            Settings {
+                jwt_issuer: Some("a, b,".into()),
+                ..Settings::default()
+            },
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.rules.issuer, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(c.rules.leeway_secs, 0);
+        assert!(c.rules.require_exp);
+        assert_eq!(c.rules.user_claim, "sub");
+        assert!(!c.sources.query);
+        assert!(matches!(c.verifier(), Err(ConfigError::NoKeys)));
+    }
+
+    #[test]
+    fn short_secret_is_refused_with_a_reason() {
+        let c = Config::from_settings(
+            Settings {
+                jwt_secret: Some(Secret("too-short".into())),
+                ..Settings::default()
+            },
+            false,
+        )
+        .unwrap();
+        let err = c.verifier().err().unwrap().to_string();
+        assert!(
+            err.contains("JWT_SECRET") && err.contains("at least 32"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let s = Settings {
+            jwt_secret: Some(Secret("super-secret-value".into())),
+            ..Settings::default()
+        };
+        assert!(!format!("{s:?}").contains("super-secret-value"));
+    }
+}

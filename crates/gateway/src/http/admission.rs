@@ -1,0 +1,273 @@
+//! The door of the Socket.IO path, before socketioxide sees a request.
+//!
+//! Every request gets its client's address ([`ClientIp`], through trusted
+//! proxies). A request that opens a transport (an Engine.IO request without
+//! `sid`) must also fit the gateway's state (not draining), the connection
+//! cap, the cap on transports not yet authenticated, and the client's
+//! handshake budget, all before anything is allocated for it. A refusal here
+//! is an HTTP 429 or 503 with `Retry-After` and a JSON body `{ code,
+//! message, retryAfterMs }`: socket.io-client takes it for a network error
+//! (`xhr poll error`, `websocket error`) and retries with its own backoff, so
+//! a burst or a restart costs a client a delay, never its connection.
+//!
+//! A transport that opened carries a [`Ticket`] in its request's extensions
+//! (see [`crate::transports::openings`]).
+//!
+//! Later requests of a long-polling session (its polls, posts and upgrade)
+//! carry its Engine.IO sid, a bearer credential: they are refused unless
+//! they come from the address that opened the session, and, with
+//! `SOCKGATE_ALLOWED_ORIGINS`, from an allowed origin. (A session opened from
+//! a forbidden origin is let through to its handshake, which refuses it with
+//! the terminal `ORIGIN_FORBIDDEN`.)
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use socketioxide::socket::Sid;
+use sockgate_auth::ErrorCode;
+use sockgate_core::limits::{Retry, budget_key};
+use sockgate_core::origins::{Origins, is_cross_origin};
+
+use crate::transports::openings::{ClientIp, Opener, Ticket};
+use crate::{Gateway, telemetry};
+
+/// The prefix of every Socket.IO request.
+const PATH: &str = "/socket.io/";
+
+/// The middleware: see the module documentation.
+pub async fn door(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with(PATH) {
+        return next.run(req).await;
+    }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client = peer.map(|peer| gw.proxies.client(peer, req.headers()));
+    if let Some(ip) = client {
+        req.extensions_mut().insert(ClientIp(ip));
+    }
+    warn_if_origin_refused(&gw, req.headers());
+    if let Some(sid) = session_param(req.uri()) {
+        return match check(&gw, sid, client, req.headers()) {
+            Ok(()) => next.run(req).await,
+            Err(refusal) => refusal.into_response(),
+        };
+    }
+    if req.method() != Method::GET {
+        return next.run(req).await;
+    }
+    let started = Instant::now();
+    let origin_allowed = origin_allowed(gw.node.limits().allowed_origins.as_ref(), req.headers());
+    let admitted = gw.node.admit_opening(client);
+    let ticket = match admitted.and_then(|()| gw.openings.take()) {
+        Ok(ticket) => ticket,
+        Err(retry) => {
+            telemetry::handshake(retry.error.code.as_str(), started.elapsed());
+            gw.node
+                .stats()
+                .handshake(Err(retry.error.code), started.elapsed());
+            tracing::info!(
+                target: "sockgate::auth",
+                outcome = retry.error.code.as_str(),
+                reason = %retry.error.message,
+                remote = client.map(tracing::field::display),
+                "transport refused"
+            );
+            return refused(&retry);
+        }
+    };
+    req.extensions_mut().insert(ticket.clone());
+    let answer = next.run(req).await;
+    match client {
+        Some(ip) if is_polling_open(&answer) => {
+            let opener = Opener { ip, origin_allowed };
+            bind_polling_open(&gw, answer, &ticket, opener).await
+        }
+        _ => answer,
+    }
+}
+
+/// Whether a request naming session `sid` may go on.
+fn check(
+    gw: &Gateway,
+    sid: Sid,
+    client: Option<IpAddr>,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), Forbidden> {
+    let opener = gw.openings.opener(sid);
+    let allowed = gw.node.limits().allowed_origins.as_ref();
+    if opener.is_none_or(|o| o.origin_allowed) && !origin_allowed(allowed, headers) {
+        return Err(Forbidden::Origin);
+    }
+    match (opener, client) {
+        (Some(opener), Some(client)) if budget_key(opener.ip) != budget_key(client) => {
+            Err(Forbidden::Address)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A request for a session refused at the door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forbidden {
+    Origin,
+    Address,
+}
+
+impl IntoResponse for Forbidden {
+    fn into_response(self) -> Response {
+        let (code, message) = match self {
+            Forbidden::Origin => (ErrorCode::OriginForbidden, "this origin may not connect"),
+            Forbidden::Address => (
+                ErrorCode::Forbidden,
+                "this session belongs to another client address",
+            ),
+        };
+        let body = serde_json::json!({ "code": code, "message": message });
+        (StatusCode::FORBIDDEN, Json(body)).into_response()
+    }
+}
+
+/// An absent `Origin` (not a browser), or one `SOCKGATE_ALLOWED_ORIGINS` lists.
+fn origin_allowed(allowed: Option<&Origins>, headers: &axum::http::HeaderMap) -> bool {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match (allowed, origin) {
+        (Some(allowed), Some(origin)) => allowed.allows(origin),
+        _ => true,
+    }
+}
+
+/// A browser page on an origin that is not allowed gets no CORS headers (or
+/// a refusal) and retries forever with `xhr poll error`, which its developer
+/// sees only in the browser. Logged once per origin every few minutes,
+/// naming the setting to change.
+fn warn_if_origin_refused(gw: &Gateway, headers: &axum::http::HeaderMap) {
+    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    let Some(origin) = get("origin") else {
+        return;
+    };
+    let allowed = gw
+        .node
+        .limits()
+        .allowed_origins
+        .as_ref()
+        .is_some_and(|a| a.allows(origin));
+    if allowed || !is_cross_origin(origin, get("host")) {
+        return;
+    }
+    let origin: String = origin.chars().take(200).collect();
+    if gw.openings.refused_origins.first_in_a_while(&origin) {
+        tracing::warn!(
+            target: "sockgate::origin",
+            origin = %origin,
+            "a page on this origin cannot use sockgate: add it to SOCKGATE_ALLOWED_ORIGINS \
+             (without it, browsers drop the answers and the client retries forever)"
+        );
+    }
+}
+
+/// The `sid` an Engine.IO request names.
+fn session_param(uri: &Uri) -> Option<Sid> {
+    uri.query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("sid="))
+        .map(|sid| sid.parse().unwrap_or(Sid::ZERO))
+}
+
+/// A long-polling open answers `0{"sid":...}` as text; a WebSocket open
+/// answers 101.
+fn is_polling_open(answer: &Response) -> bool {
+    answer.status() == StatusCode::OK
+}
+
+/// Notes which address opened a long-polling session, from the sid in the
+/// open packet it was answered.
+async fn bind_polling_open(
+    gw: &Gateway,
+    answer: Response,
+    ticket: &Ticket,
+    opener: Opener,
+) -> Response {
+    let (parts, body) = answer.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, OPEN_PACKET_MAX).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    if let Some(sid) = open_packet_sid(&body) {
+        gw.openings.bind(ticket, sid, opener);
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// An open packet is a few hundred bytes.
+const OPEN_PACKET_MAX: usize = 4096;
+
+fn open_packet_sid(body: &[u8]) -> Option<Sid> {
+    #[derive(serde::Deserialize)]
+    struct Open {
+        sid: String,
+    }
+    let open: Open = serde_json::from_slice(body.strip_prefix(b"0")?).ok()?;
+    open.sid.parse().ok()
+}
+
+fn refused(retry: &Retry) -> Response {
+    let status = match retry.error.code {
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let secs = retry.after.as_secs_f64().ceil().max(1.0) as u64;
+    let body = serde_json::json!({
+        "code": retry.error.code,
+        "message": retry.error.message,
+        "retryAfterMs": retry.after.as_millis() as u64,
+    });
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_comes_from_the_query_and_the_open_packet() {
+        let sid = Sid::new();
+        let poll: Uri = format!("/socket.io/?EIO=4&transport=polling&sid={sid}")
+            .parse()
+            .unwrap();
+        assert_eq!(session_param(&poll), Some(sid));
+        let open: Uri = "/socket.io/?EIO=4&transport=polling".parse().unwrap();
+        assert_eq!(session_param(&open), None);
+        let junk: Uri = "/socket.io/?EIO=4&sid=nope".parse().unwrap();
+        assert_eq!(session_param(&junk), Some(Sid::ZERO));
+        let packet = format!("0{{\"sid\":\"{sid}\",\"upgrades\":[\"websocket\"]}}");
+        assert_eq!(open_packet_sid(packet.as_bytes()), Some(sid));
+        assert_eq!(open_packet_sid(b"{\"code\":\"RATE_LIMITED\"}"), None);
+    }
+
+    #[test]
+    fn a_refusal_says_when_to_come_back() {
+        use sockgate_auth::AuthError;
+        let retry = Retry {
+            error: AuthError::new(
+                ErrorCode::RateLimited,
+                "too many handshakes from this address; retry in 2 s",
+            ),
+            after: std::time::Duration::from_millis(1500),
+        };
+        let response = refused(&retry);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
+}

@@ -1,0 +1,117 @@
+//! The `auth:*` events, and `echo`.
+//!
+//! - `auth:whoami` (ack): `{ userId, sessionId, expiresAt, claims }`.
+//! - `auth:refresh { token }` (ack): `{ ok: true, expiresAt }` or
+//!   `{ ok: false, code, message }`; on failure the old token stays in force.
+//! - `auth:ticket` (ack): a ticket for `POST /auth/refresh`, which renews a
+//!   session cookie's session (see [`crate::http::cookie_refresh`]).
+//! - `echo` (ack): the payload, unchanged; used by tests and benchmarks.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, State, TryData};
+use sockgate_auth::source::token_from_payload;
+use sockgate_auth::{AuthError, Credential, ErrorCode};
+use sockgate_core::tickets::TICKET_TTL;
+use sockgate_protocol::payloads::TicketAck;
+
+use super::extract::Authed;
+use crate::{Gateway, telemetry};
+
+/// The answer to `auth:whoami`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WhoAmI<'a> {
+    user_id: &'a str,
+    session_id: String,
+    expires_at: Option<u64>,
+    claims: &'a serde_json::Map<String, Value>,
+}
+
+pub(super) async fn whoami<A: Adapter>(
+    authed: Authed<A>,
+    ack: AckSender<A>,
+    State(gw): State<Arc<Gateway>>,
+) {
+    let Some(ack) = authed.spend(&gw, ack) else {
+        return;
+    };
+    let session = &authed.session;
+    let identity = session.identity();
+    let _ = ack.send(&WhoAmI {
+        user_id: &session.user_id,
+        session_id: session.id.to_string(),
+        expires_at: identity.expires_at,
+        claims: &identity.claims,
+    });
+}
+
+pub(super) async fn refresh<A: Adapter>(
+    authed: Authed<A>,
+    TryData(payload): TryData<Value>,
+    ack: AckSender<A>,
+    State(gw): State<Arc<Gateway>>,
+) {
+    let Some(ack) = authed.spend(&gw, ack) else {
+        return;
+    };
+    let session = &authed.session;
+    let result = match &payload {
+        Ok(payload) => match token_from_payload(payload) {
+            Ok(token) => {
+                let credential = Credential::Token(token.into());
+                gw.node.refresh(session, &credential).await
+            }
+            Err(e) => Err(e),
+        },
+        Err(_) => Err(AuthError::new(
+            ErrorCode::TokenInvalid,
+            "payload must be { token }",
+        )),
+    };
+    let outcome = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK");
+    telemetry::refresh(outcome);
+    tracing::info!(target: "sockgate::auth", outcome, user = %session.user_id, session = %session.id, "refresh");
+    let refreshed = result.is_ok();
+    let _ = match result {
+        Ok(expires_at) => ack.send(&serde_json::json!({ "ok": true, "expiresAt": expires_at })),
+        Err(e) => ack.send(&e.to_ack()),
+    };
+    if refreshed {
+        gw.node.recheck_rooms(session).await;
+    }
+}
+
+/// `auth:ticket` (ack): `{ ok: true, ticket, expiresIn }`, the ticket for
+/// one `POST /auth/refresh` that renews the session from a rotated session
+/// cookie. Registered only where session cookies are on; elsewhere it goes
+/// unanswered, like any unknown event.
+pub(super) async fn ticket<A: Adapter>(
+    authed: Authed<A>,
+    ack: AckSender<A>,
+    State(gw): State<Arc<Gateway>>,
+) {
+    let Some(ack) = authed.spend(&gw, ack) else {
+        return;
+    };
+    let ticket = gw.node.issue_ticket(&authed.session);
+    let _ = ack.send(&TicketAck {
+        ok: true,
+        ticket: &ticket,
+        expires_in: TICKET_TTL.as_secs(),
+    });
+}
+
+pub(super) async fn echo<A: Adapter>(
+    authed: Authed<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(gw): State<Arc<Gateway>>,
+) {
+    if let Some(ack) = authed.spend(&gw, ack) {
+        let _ = ack.send(&data.unwrap_or(Value::Null));
+    }
+}
