@@ -29,9 +29,13 @@ fn reassemble(
 
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.split(|byte| *byte == 0xff);
-    let Some(Ok(text)) = parts.next().map(std::str::from_utf8) else { return };
+    let Some(Ok(text)) = parts.next().map(std::str::from_utf8) else {
+        return;
+    };
     let buffers = parts.map(Bytes::copy_from_slice);
-    let Ok(Some(packet)) = reassemble(text, buffers) else { return };
+    let Ok(Some(packet)) = reassemble(text, buffers) else {
+        return;
+    };
     let encoded = sio::encode(&packet).expect("a decoded packet encodes");
     let again = reassemble(&encoded.text, encoded.attachments).expect("encoded packet decodes");
     assert_eq!(again, Some(packet));

@@ -1,0 +1,41 @@
+//! # sockgate-engine
+//!
+//! sockgate's own implementation of the Engine.IO v4 and Socket.IO v5
+//! protocols, meant to replace socketioxide. This first layer holds the
+//! packet codecs only, as pure functions from bytes to packets and back:
+//!
+//! - [`eio`]: Engine.IO v4 packets (open, close, ping, pong, message,
+//!   upgrade, noop), one WebSocket frame per packet, and the long-polling
+//!   payload that joins several packets with the record separator `\x1e`.
+//! - [`sio`]: Socket.IO v5 packets carried inside Engine.IO messages, with
+//!   namespaces, acknowledgement ids, and binary attachments reassembled by
+//!   [`sio::Partial`].
+//!
+//! The transports (HTTP long-polling, WebSocket), the sessions with their
+//! heartbeat and upgrade, and the server come later, on top of these
+//! codecs. Every decoder is bounded (a maximum size, a maximum number of
+//! attachments) and returns an error rather than panicking on any input, so
+//! the layers above may feed it whatever a client sends.
+//!
+//! ```
+//! use sockgate_engine::{eio, sio};
+//!
+//! // A long-polling body with two Engine.IO messages...
+//! let body = b"42/admin,7[\"hello\",1]\x1e2";
+//! let packets = eio::decode_payload(body, 1_000_000).unwrap();
+//! let eio::Packet::Message(text) = &packets[0] else { unreachable!() };
+//! assert_eq!(packets[1], eio::Packet::Ping);
+//!
+//! // ...the first of which is a Socket.IO event asking for an ack.
+//! let sio::Decoded::Complete(event) = sio::decode(text, 10).unwrap() else {
+//!     unreachable!("no attachments announced")
+//! };
+//! assert_eq!(event.kind, sio::Kind::Event);
+//! assert_eq!((event.namespace.as_str(), event.id), ("/admin", Some(7)));
+//! assert_eq!(sio::encode(&event).unwrap().text, r#"2/admin,7["hello",1]"#);
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod eio;
+pub mod sio;
