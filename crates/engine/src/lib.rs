@@ -1,8 +1,7 @@
 //! # sockgate-engine
 //!
 //! sockgate's own implementation of the Engine.IO v4 and Socket.IO v5
-//! protocols, meant to replace socketioxide. This first layer holds the
-//! packet codecs only, as pure functions from bytes to packets and back:
+//! protocols, meant to replace socketioxide:
 //!
 //! - [`eio`]: Engine.IO v4 packets (open, close, ping, pong, message,
 //!   upgrade, noop), one WebSocket frame per packet, and the long-polling
@@ -10,12 +9,17 @@
 //! - [`sio`]: Socket.IO v5 packets carried inside Engine.IO messages, with
 //!   namespaces, acknowledgement ids, and binary attachments reassembled by
 //!   [`sio::Partial`].
+//! - [`engine`]: the Engine.IO server: sessions over long-polling and
+//!   WebSocket, the upgrade, the heartbeat, bounded outboxes.
+//! - [`io`]: the Socket.IO server on top of it: namespaces, sockets,
+//!   events and acks, binary attachments.
 //!
-//! The transports (HTTP long-polling, WebSocket), the sessions with their
-//! heartbeat and upgrade, and the server come later, on top of these
-//! codecs. Every decoder is bounded (a maximum size, a maximum number of
+//! Every decoder is bounded (a maximum size, a maximum number of
 //! attachments) and returns an error rather than panicking on any input, so
-//! the layers above may feed it whatever a client sends.
+//! the layers above may feed it whatever a client sends. The official
+//! compliance suites (socketio/engine.io-protocol and
+//! socketio/socket.io-protocol, `test-suite/`) pass against
+//! `examples/protocol-suite.rs`.
 //!
 //! ```
 //! use sockgate_engine::{eio, sio};
@@ -38,4 +42,6 @@
 #![warn(missing_docs)]
 
 pub mod eio;
+pub mod engine;
+pub mod io;
 pub mod sio;

@@ -1,0 +1,247 @@
+//! The Engine.IO v4 server: sessions over HTTP long-polling and WebSocket,
+//! the upgrade from one to the other, and the heartbeat.
+//!
+//! [`Engine::handle`] takes every request of the engine's path. A session
+//! is an [`Socket`] with an outbox; whichever transport serves it drains
+//! the outbox: a pending long-polling `GET`, or the WebSocket's task.
+//!
+//! Tasks: a WebSocket session is one task, which reads frames, writes the
+//! outbox and runs the heartbeat. A long-polling session has one task for
+//! its heartbeat; its reads and writes are the requests' own. An upgrade
+//! hands the heartbeat from the first to the second.
+//!
+//! Bounds: a request body or a frame over `max_payload` ends the session;
+//! an outbox over `max_buffered` packets ends it too (a consumer that does
+//! not read must not hold the server's memory).
+
+mod polling;
+mod socket;
+mod websocket;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+
+pub use socket::{CloseReason, Message, Sid, Socket, Transport};
+
+/// The engine's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How often the server pings.
+    pub ping_interval: Duration,
+    /// How long a ping may wait for its pong.
+    pub ping_timeout: Duration,
+    /// Largest request body or frame accepted, in bytes.
+    pub max_payload: usize,
+    /// Most packets waiting in a session's outbox before it is closed.
+    pub max_buffered: usize,
+    /// Read buffer of a WebSocket, in bytes: grows for a larger frame and
+    /// is kept small while idle.
+    pub ws_read_buffer: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            max_payload: 1_000_000,
+            max_buffered: 1024,
+            ws_read_buffer: 256,
+        }
+    }
+}
+
+/// What the layer above (Socket.IO, or an application) does with sessions.
+pub trait Handler: Send + Sync + 'static {
+    /// The state it keeps with each session.
+    type Data: Default + Send + Sync + 'static;
+    /// A session opened.
+    fn open(&self, socket: &Arc<Socket<Self::Data>>);
+    /// A message arrived on a session.
+    fn message(&self, socket: &Arc<Socket<Self::Data>>, message: Message);
+    /// A session closed (once, for any reason).
+    fn close(&self, socket: &Arc<Socket<Self::Data>>, reason: CloseReason);
+}
+
+/// The response body of every engine answer.
+pub type Body = Full<Bytes>;
+
+/// An Engine.IO server.
+pub struct Engine<H: Handler> {
+    config: Config,
+    handler: H,
+    sessions: Mutex<HashMap<Sid, Arc<Socket<H::Data>>>>,
+}
+
+/// The error codes of an Engine.IO HTTP refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    UnknownTransport = 0,
+    UnknownSid = 1,
+    BadHandshakeMethod = 2,
+    BadRequest = 3,
+    UnsupportedVersion = 5,
+}
+
+impl Refusal {
+    fn message(self) -> &'static str {
+        match self {
+            Refusal::UnknownTransport => "Transport unknown",
+            Refusal::UnknownSid => "Session ID unknown",
+            Refusal::BadHandshakeMethod => "Bad handshake method",
+            Refusal::BadRequest => "Bad request",
+            Refusal::UnsupportedVersion => "Unsupported protocol version",
+        }
+    }
+
+    fn response(self) -> Response<Body> {
+        let body = format!(
+            r#"{{"code":{},"message":"{}"}}"#,
+            self as u8,
+            self.message()
+        );
+        Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("a valid response")
+    }
+}
+
+/// The query parameters the engine reads.
+struct Query<'a> {
+    eio: Option<&'a str>,
+    transport: Option<&'a str>,
+    sid: Option<&'a str>,
+}
+
+fn query(uri: &http::Uri) -> Query<'_> {
+    let mut q = Query {
+        eio: None,
+        transport: None,
+        sid: None,
+    };
+    for pair in uri.query().unwrap_or("").split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "EIO" => q.eio = Some(value),
+            "transport" => q.transport = Some(value),
+            "sid" => q.sid = Some(value),
+            _ => {}
+        }
+    }
+    q
+}
+
+impl<H: Handler> Engine<H> {
+    /// An engine with `config`, handing sessions to `handler`.
+    pub fn new(config: Config, handler: H) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            handler,
+            sessions: Mutex::default(),
+        })
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The layer above.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// How many sessions are open.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Answers one request of the engine's path.
+    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let q = query(req.uri());
+        if q.eio != Some("4") {
+            return Refusal::UnsupportedVersion.response();
+        }
+        let transport = match q.transport {
+            Some("polling") => Transport::Polling,
+            Some("websocket") => Transport::WebSocket,
+            _ => return Refusal::UnknownTransport.response(),
+        };
+        let sid = q.sid.map(Sid::parse);
+        match (transport, sid) {
+            (Transport::Polling, None) if req.method() == Method::GET => self.open_polling(),
+            (Transport::Polling, None) => Refusal::BadHandshakeMethod.response(),
+            (Transport::WebSocket, None) => websocket::open(self.clone(), req, None),
+            (_, Some(None)) => Refusal::UnknownSid.response(),
+            (transport, Some(Some(sid))) => {
+                let Some(socket) = self.get(&sid) else {
+                    return Refusal::UnknownSid.response();
+                };
+                match transport {
+                    Transport::Polling => polling::serve(self, &socket, req).await,
+                    Transport::WebSocket => websocket::open(self.clone(), req, Some(socket)),
+                }
+            }
+        }
+    }
+
+    fn open_polling(self: &Arc<Self>) -> Response<Body> {
+        let socket = self.register(Transport::Polling);
+        let open = socket.open_packet(&self.config, true);
+        let opened = tokio::time::Instant::now();
+        tokio::spawn(polling::heartbeat(self.clone(), socket.clone(), opened));
+        self.handler.open(&socket);
+        polling::answer(&[open])
+    }
+
+    /// A new session on `transport`, registered.
+    fn register(&self, transport: Transport) -> Arc<Socket<H::Data>> {
+        let socket = Arc::new(Socket::new(transport, self.config.max_buffered));
+        self.lock().insert(socket.sid(), socket.clone());
+        socket
+    }
+
+    fn get(&self, sid: &Sid) -> Option<Arc<Socket<H::Data>>> {
+        self.lock().get(sid).cloned()
+    }
+
+    /// Closes a session: it leaves the registry, its transport is told,
+    /// and the handler hears it once.
+    pub(crate) fn close(&self, socket: &Arc<Socket<H::Data>>, reason: CloseReason) {
+        if !socket.mark_closed() {
+            return;
+        }
+        self.lock().remove(&socket.sid());
+        self.handler.close(socket, reason);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Sid, Arc<Socket<H::Data>>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A plain text response.
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Full::new(body.into()))
+        .expect("a valid response")
+}

@@ -1,0 +1,333 @@
+//! One Engine.IO session: its id, its outbox, and its state.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::Config;
+use crate::eio::Packet;
+
+/// An Engine.IO session id: 20 random URL-safe characters, held inline.
+///
+/// It is a bearer credential of the transport (who knows it can poll and
+/// post as the client): the layers above give their sessions ids of their
+/// own and never show this one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sid([u8; Sid::LEN]);
+
+impl Sid {
+    const LEN: usize = 20;
+
+    fn random() -> Self {
+        use rand::Rng;
+        let mut id = [0u8; Self::LEN];
+        let chars = rand::distr::Alphanumeric;
+        for (b, c) in id.iter_mut().zip(rand::rng().sample_iter(chars)) {
+            *b = c;
+        }
+        Self(id)
+    }
+
+    /// The id a request names, if it can be one.
+    pub fn parse(s: &str) -> Option<Self> {
+        let bytes: [u8; Self::LEN] = s.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(u8::is_ascii_alphanumeric)
+            .then_some(Self(bytes))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ids are ASCII")
+    }
+}
+
+impl std::fmt::Debug for Sid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sid(..)")
+    }
+}
+
+/// The transport currently carrying a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP long-polling.
+    Polling,
+    /// A WebSocket.
+    WebSocket,
+}
+
+/// A message, the payload of Engine.IO's message packets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Binary(Bytes),
+}
+
+/// Why a session closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent a close packet.
+    ClientClose,
+    /// The server closed it.
+    ServerClose,
+    /// No pong came in time.
+    PingTimeout,
+    /// The transport failed or went away.
+    TransportError,
+    /// The client broke the protocol (a bad packet, a duplicate poll).
+    ProtocolError,
+    /// The outbox overflowed: the client does not read.
+    Backpressure,
+}
+
+#[derive(Debug)]
+struct State {
+    transport: Transport,
+    outbox: VecDeque<Packet>,
+    /// A WebSocket is being probed for an upgrade.
+    upgrading: bool,
+    /// The probe succeeded: polls end with a noop until the upgrade.
+    probed: bool,
+    /// A long-polling `GET` is waiting.
+    polling: bool,
+    /// A ping went out and its pong has not come.
+    awaiting_pong: bool,
+    /// A packet was refused: the outbox was full.
+    overflowed: bool,
+    /// The layer above asked for the session to close.
+    closing: bool,
+    /// The client closed while no poll was waiting: the next poll takes
+    /// the noop and the session closes then.
+    close_after_poll: bool,
+}
+
+/// One Engine.IO session, with the data `D` of the layer above.
+#[derive(Debug)]
+pub struct Socket<D> {
+    sid: Sid,
+    state: Mutex<State>,
+    /// Wakes whatever drains the outbox.
+    pub(crate) wake: Notify,
+    /// Wakes the heartbeat when a pong arrives.
+    pub(crate) pong: Notify,
+    closed: AtomicBool,
+    /// Most packets the outbox holds.
+    max_buffered: usize,
+    /// The layer above's state for this session.
+    pub data: D,
+}
+
+impl<D: Default> Socket<D> {
+    pub(crate) fn new(transport: Transport, max_buffered: usize) -> Self {
+        Self {
+            sid: Sid::random(),
+            state: Mutex::new(State {
+                transport,
+                outbox: VecDeque::new(),
+                upgrading: false,
+                probed: false,
+                polling: false,
+                awaiting_pong: false,
+                overflowed: false,
+                closing: false,
+                close_after_poll: false,
+            }),
+            wake: Notify::new(),
+            pong: Notify::new(),
+            closed: AtomicBool::new(false),
+            max_buffered,
+            data: D::default(),
+        }
+    }
+}
+
+impl<D> Socket<D> {
+    /// The session id.
+    pub fn sid(&self) -> Sid {
+        self.sid
+    }
+
+    /// The transport now carrying it.
+    pub fn transport(&self) -> Transport {
+        self.lock().transport
+    }
+
+    /// Whether the session has closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&self, text: String) {
+        self.push(Packet::Message(text));
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&self, data: Bytes) {
+        self.push(Packet::Binary(data));
+    }
+
+    /// Queues a packet and wakes the transport. Nothing once closed; a
+    /// full outbox refuses it and marks the session overflowed (its
+    /// transport then closes it).
+    pub(crate) fn push(&self, packet: Packet) {
+        if self.is_closed() {
+            return;
+        }
+        let mut state = self.lock();
+        if state.outbox.len() >= self.max_buffered {
+            state.overflowed = true;
+        } else {
+            state.outbox.push_back(packet);
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Whether the transport must end the session now: a packet was
+    /// refused for a full outbox, or the layer above asked.
+    pub(crate) fn must_close(&self) -> Option<CloseReason> {
+        let state = self.lock();
+        if state.overflowed {
+            Some(CloseReason::Backpressure)
+        } else if state.closing {
+            Some(CloseReason::ServerClose)
+        } else {
+            None
+        }
+    }
+
+    /// Closes the session: its transport ends it at once (a WebSocket is
+    /// closed, a pending poll answered with a close packet).
+    pub fn close(&self) {
+        self.lock().closing = true;
+        self.wake.notify_waiters();
+        self.wake.notify_one();
+        self.pong.notify_one();
+    }
+
+    /// Takes every waiting packet.
+    pub(crate) fn drain(&self) -> Vec<Packet> {
+        self.lock().outbox.drain(..).collect()
+    }
+
+    /// The open packet of this session.
+    pub(crate) fn open_packet(&self, config: &Config, upgrades: bool) -> Packet {
+        let upgrades = if upgrades { r#"["websocket"]"# } else { "[]" };
+        Packet::Open(format!(
+            r#"{{"sid":"{}","upgrades":{upgrades},"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
+            self.sid.as_str(),
+            config.ping_interval.as_millis(),
+            config.ping_timeout.as_millis(),
+            config.max_payload,
+        ))
+    }
+
+    /// Marks the session closed; true for the first caller only.
+    pub(crate) fn mark_closed(&self) -> bool {
+        let first = !self.closed.swap(true, Ordering::AcqRel);
+        if first {
+            self.wake.notify_waiters();
+            self.wake.notify_one();
+            self.pong.notify_one();
+        }
+        first
+    }
+
+    /// A pong arrived.
+    pub(crate) fn ponged(&self) {
+        self.lock().awaiting_pong = false;
+        self.pong.notify_one();
+    }
+
+    /// A ping goes out now.
+    pub(crate) fn pinged(&self) {
+        self.lock().awaiting_pong = true;
+    }
+
+    /// Whether the last ping is still unanswered.
+    pub(crate) fn awaiting_pong(&self) -> bool {
+        self.lock().awaiting_pong
+    }
+
+    /// Claims the long-polling `GET` slot; false when one is pending.
+    pub(crate) fn begin_poll(&self) -> bool {
+        let mut state = self.lock();
+        !std::mem::replace(&mut state.polling, true)
+    }
+
+    /// The client sent a close: a noop for the waiting poll, now or when
+    /// it comes. True when a poll is waiting (the session may close now).
+    pub(crate) fn client_closed(&self) -> bool {
+        let mut state = self.lock();
+        state.outbox.push_back(Packet::Noop);
+        state.close_after_poll = !state.polling;
+        let waiting = state.polling;
+        drop(state);
+        self.wake.notify_one();
+        waiting
+    }
+
+    /// Whether the poll that just drained the outbox ends the session.
+    pub(crate) fn closes_after_poll(&self) -> bool {
+        self.lock().close_after_poll
+    }
+
+    /// Frees the long-polling `GET` slot.
+    pub(crate) fn end_poll(&self) {
+        self.lock().polling = false;
+    }
+
+    /// Starts probing a WebSocket; false unless on long-polling and not
+    /// already upgrading.
+    pub(crate) fn begin_upgrade(&self) -> bool {
+        let mut state = self.lock();
+        if state.transport != Transport::Polling || state.upgrading {
+            return false;
+        }
+        state.upgrading = true;
+        true
+    }
+
+    /// The probe succeeded: a poll waiting now, or coming before the
+    /// upgrade, ends with a noop.
+    pub(crate) fn probe_done(&self) {
+        self.lock().probed = true;
+        self.wake.notify_waiters();
+    }
+
+    /// Whether the probe succeeded and the upgrade is still to come.
+    pub(crate) fn is_probed(&self) -> bool {
+        self.lock().probed
+    }
+
+    /// The upgrade failed: back to long-polling only.
+    pub(crate) fn abort_upgrade(&self) {
+        let mut state = self.lock();
+        state.upgrading = false;
+        state.probed = false;
+    }
+
+    /// The upgrade is done: the WebSocket carries the session from now on.
+    pub(crate) fn finish_upgrade(&self) {
+        let mut state = self.lock();
+        state.upgrading = false;
+        state.probed = false;
+        state.transport = Transport::WebSocket;
+        drop(state);
+        // A poll still waiting ends (with a noop) and the heartbeat hands over.
+        self.wake.notify_waiters();
+        self.pong.notify_one();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,237 @@
+//! WebSocket: a session opened on one, or upgraded to one from
+//! long-polling. One task per connection reads frames, writes the outbox
+//! and runs the heartbeat.
+
+use std::sync::Arc;
+
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Message as Frame};
+
+use super::{Body, CloseReason, Engine, Handler, Message, Refusal, Socket, Transport};
+use crate::eio::{self, Packet};
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Answers a WebSocket request: 101 and a task for the connection, or a
+/// refusal. `existing` is the long-polling session it upgrades.
+pub(super) fn open<H: Handler, B>(
+    engine: Arc<Engine<H>>,
+    mut req: Request<B>,
+    existing: Option<Arc<Socket<H::Data>>>,
+) -> Response<Body> {
+    let header_is = |name, value: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case(value))
+    };
+    let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
+    let (true, Some(key)) = (header_is(header::UPGRADE, "websocket"), key) else {
+        return Refusal::BadRequest.response();
+    };
+    // A second WebSocket for a session that has one (or is probing one) is
+    // accepted and closed at once: the session stays where it is.
+    let refused = existing.as_ref().is_some_and(|s| !s.begin_upgrade());
+    let upgrade = hyper::upgrade::on(&mut req);
+    // Nothing of the request is kept past this point.
+    drop(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else {
+            if let Some(socket) = existing.filter(|_| !refused) {
+                socket.abort_upgrade();
+            }
+            return;
+        };
+        let config = WebSocketConfig::default()
+            .read_buffer_size(engine.config.ws_read_buffer)
+            .max_message_size(Some(engine.config.max_payload))
+            .max_frame_size(Some(engine.config.max_payload));
+        let mut ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        if refused {
+            let _ = ws.close(None).await;
+            return;
+        }
+        match existing {
+            None => fresh(engine, ws).await,
+            Some(socket) => upgrade_to(engine, socket, ws).await,
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(
+            header::SEC_WEBSOCKET_ACCEPT,
+            derive_accept_key(key.as_bytes()),
+        )
+        .body(Full::default())
+        .expect("a valid response")
+}
+
+/// A session opened on the WebSocket.
+async fn fresh<H: Handler>(engine: Arc<Engine<H>>, mut ws: Ws) {
+    let socket = engine.register(Transport::WebSocket);
+    let open = socket.open_packet(&engine.config, false);
+    if ws.send(frame(open)).await.is_err() {
+        engine.close(&socket, CloseReason::TransportError);
+        return;
+    }
+    engine.handler.open(&socket);
+    drive(engine, socket, ws).await;
+}
+
+/// A long-polling session probing this WebSocket: `2probe` → `3probe`, a
+/// noop to end the pending poll, then `5` hands the session over.
+async fn upgrade_to<H: Handler>(engine: Arc<Engine<H>>, socket: Arc<Socket<H::Data>>, mut ws: Ws) {
+    let limit = engine.config.ping_interval + engine.config.ping_timeout;
+    let probed = tokio::time::timeout(limit, probe(&engine, &socket, &mut ws)).await;
+    if !matches!(probed, Ok(true)) {
+        socket.abort_upgrade();
+        let _ = ws.close(None).await;
+        return;
+    }
+    socket.finish_upgrade();
+    drive(engine, socket, ws).await;
+}
+
+async fn probe<H: Handler>(engine: &Engine<H>, socket: &Socket<H::Data>, ws: &mut Ws) -> bool {
+    let max = engine.config.max_payload;
+    let mut probed = false;
+    while let Some(Ok(incoming)) = ws.next().await {
+        let Frame::Text(text) = incoming else {
+            continue;
+        };
+        match (eio::decode_text(text.as_str(), max), probed) {
+            (Ok(Packet::PingProbe), false) => {
+                if ws.send(frame(Packet::PongProbe)).await.is_err() {
+                    return false;
+                }
+                socket.probe_done();
+                probed = true;
+            }
+            (Ok(Packet::Upgrade), true) => return true,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The heartbeat's next step.
+enum Beat {
+    /// Ping at the deadline.
+    Ping,
+    /// The ping went out; the deadline is its pong's.
+    Pong,
+}
+
+/// Serves a session on its WebSocket until it closes.
+async fn drive<H: Handler>(engine: Arc<Engine<H>>, socket: Arc<Socket<H::Data>>, ws: Ws) {
+    let config = engine.config.clone();
+    let (mut sink, mut stream) = ws.split();
+    let mut beat = Beat::Ping;
+    let mut deadline = Instant::now() + config.ping_interval;
+    let reason = loop {
+        let woken = socket.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if socket.is_closed() {
+            break CloseReason::ServerClose;
+        }
+        if let Some(reason) = socket.must_close() {
+            break reason;
+        }
+        if !flush(&socket, &mut sink).await {
+            break CloseReason::TransportError;
+        }
+        tokio::select! {
+            incoming = stream.next() => {
+                match read(&engine, &socket, incoming) {
+                    Read::Go => {}
+                    Read::Pong => {
+                        beat = Beat::Ping;
+                        deadline = Instant::now() + config.ping_interval;
+                    }
+                    Read::End(reason) => break reason,
+                }
+            }
+            () = &mut woken => {}
+            () = tokio::time::sleep_until(deadline) => match beat {
+                Beat::Ping => {
+                    socket.pinged();
+                    if sink.send(frame(Packet::Ping)).await.is_err() {
+                        break CloseReason::TransportError;
+                    }
+                    beat = Beat::Pong;
+                    deadline = Instant::now() + config.ping_timeout;
+                }
+                Beat::Pong => break CloseReason::PingTimeout,
+            },
+        }
+    };
+    engine.close(&socket, reason);
+    let _ = sink.send(Frame::Close(None)).await;
+    let _ = sink.close().await;
+    drop(stream);
+}
+
+/// Writes the outbox, one write per packet (as a Socket.IO server written
+/// on Node.js does: a client may rely on a handler seeing one message
+/// before the next arrives); false when the connection failed.
+async fn flush<D>(socket: &Socket<D>, sink: &mut SplitSink<Ws, Frame>) -> bool {
+    for packet in socket.drain() {
+        if sink.send(frame(packet)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+enum Read {
+    Go,
+    Pong,
+    End(CloseReason),
+}
+
+fn read<H: Handler>(
+    engine: &Engine<H>,
+    socket: &Arc<Socket<H::Data>>,
+    incoming: Option<Result<Frame, tokio_tungstenite::tungstenite::Error>>,
+) -> Read {
+    let max = engine.config.max_payload;
+    let packet = match incoming {
+        Some(Ok(Frame::Text(text))) => eio::decode_text(text.as_str(), max),
+        Some(Ok(Frame::Binary(data))) => eio::decode_binary(data, max),
+        Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => return Read::Go,
+        Some(Ok(Frame::Close(_))) | Some(Err(_)) | None => {
+            return Read::End(CloseReason::TransportError);
+        }
+    };
+    match packet {
+        Ok(Packet::Message(text)) => engine.handler.message(socket, Message::Text(text)),
+        Ok(Packet::Binary(data)) => engine.handler.message(socket, Message::Binary(data)),
+        Ok(Packet::Pong) => {
+            socket.ponged();
+            return Read::Pong;
+        }
+        Ok(Packet::Close) => return Read::End(CloseReason::ClientClose),
+        _ => return Read::End(CloseReason::ProtocolError),
+    }
+    Read::Go
+}
+
+fn frame(packet: Packet) -> Frame {
+    match eio::encode_frame(packet) {
+        eio::Frame::Text(text) => Frame::text(text),
+        eio::Frame::Binary(data) => Frame::Binary(Bytes::from(data.to_vec())),
+    }
+}

@@ -1,0 +1,343 @@
+//! The Socket.IO v5 server, on top of the engine: namespaces, sockets,
+//! events with acknowledgements, binary attachments.
+//!
+//! [`Io`] is the engine's [`Handler`]. Each namespace is a [`Namespace`]
+//! implementation shared by every socket in it: no table of handlers per
+//! socket. A socket is a small struct ([`SioSocket`]) in its connection's
+//! list, which is the engine session's own data.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::engine::{self, CloseReason, Handler, Message};
+use crate::sio::{self, Decoded, Kind, Packet, Partial, Value};
+
+/// A boxed future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An engine session carrying Socket.IO.
+pub type EioSocket = engine::Socket<Conn>;
+
+/// A refused CONNECT: the client gets `connect_error` with `err.message`
+/// and `err.data`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectError {
+    /// `err.message`.
+    pub message: String,
+    /// `err.data`, when set.
+    pub data: Option<serde_json::Value>,
+}
+
+/// Why a socket left its namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client disconnected the namespace.
+    ClientDisconnect,
+    /// The server disconnected it.
+    ServerDisconnect,
+    /// The connection closed.
+    Closed(CloseReason),
+}
+
+/// What a namespace does with its sockets.
+pub trait Namespace: Send + Sync + 'static {
+    /// A client asks to join with its handshake `auth` payload. The CONNECT
+    /// answer waits for this: an error refuses the socket.
+    fn connect<'a>(
+        &'a self,
+        socket: &'a Arc<SioSocket>,
+        auth: Option<&'a Value>,
+    ) -> BoxFuture<'a, Result<(), ConnectError>>;
+    /// The client has been told it is connected (with the same `auth`).
+    fn connected(&self, _socket: &Arc<SioSocket>, _auth: Option<&Value>) {}
+    /// An event, with an ack to answer when the client asked for one.
+    fn event(&self, socket: &Arc<SioSocket>, event: String, args: Vec<Value>, ack: Option<Ack>);
+    /// The socket left (once, for any reason).
+    fn disconnect(&self, _socket: &Arc<SioSocket>, _reason: DisconnectReason) {}
+}
+
+/// The Socket.IO state of one engine session.
+#[derive(Default, Debug)]
+pub struct Conn {
+    sockets: Mutex<Vec<Arc<SioSocket>>>,
+    /// A binary packet waiting for its attachments.
+    partial: Mutex<Option<Partial>>,
+    /// Whether any namespace was ever joined (the connect timeout).
+    joined: AtomicBool,
+}
+
+/// One socket: a connection's membership of one namespace.
+#[derive(Debug)]
+pub struct SioSocket {
+    id: String,
+    namespace: String,
+    eio: Arc<EioSocket>,
+}
+
+impl SioSocket {
+    /// The socket's id, as the client sees it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The engine session carrying it.
+    pub fn engine(&self) -> &Arc<EioSocket> {
+        &self.eio
+    }
+
+    /// Emits `event` with `args`.
+    pub fn emit(&self, event: &str, args: Vec<Value>) {
+        let mut data = Vec::with_capacity(args.len() + 1);
+        data.push(Value::String(event.to_owned()));
+        data.extend(args);
+        self.send(Kind::Event, None, Some(Value::Array(data)));
+    }
+
+    /// Leaves the namespace: the client gets DISCONNECT.
+    pub fn disconnect(self: &Arc<Self>) {
+        self.send(Kind::Disconnect, None, None);
+        let mut sockets = lock(&self.eio.data.sockets);
+        sockets.retain(|s| !Arc::ptr_eq(s, self));
+    }
+
+    fn send(&self, kind: Kind, id: Option<u64>, data: Option<Value>) {
+        send(&self.eio, kind, &self.namespace, id, data);
+    }
+}
+
+/// The answer owed to an event that asked for one.
+#[derive(Debug)]
+pub struct Ack {
+    socket: Arc<SioSocket>,
+    id: u64,
+}
+
+impl Ack {
+    /// Answers with `args`.
+    pub fn send(self, args: Vec<Value>) {
+        self.socket
+            .send(Kind::Ack, Some(self.id), Some(Value::Array(args)));
+    }
+}
+
+/// The server's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a connection may wait before joining a namespace.
+    pub connect_timeout: Duration,
+    /// Most attachments one packet may announce.
+    pub max_attachments: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(45),
+            max_attachments: 10,
+        }
+    }
+}
+
+/// A Socket.IO server: the engine's handler.
+pub struct Io {
+    config: Config,
+    namespaces: HashMap<String, Arc<dyn Namespace>>,
+}
+
+impl Io {
+    /// A server with no namespace yet.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            namespaces: HashMap::new(),
+        }
+    }
+
+    /// Serves `namespace` (`/` is the main one) with `handler`.
+    pub fn namespace(mut self, namespace: &str, handler: impl Namespace) -> Self {
+        self.namespaces
+            .insert(namespace.to_owned(), Arc::new(handler));
+        self
+    }
+
+    fn dispatch(&self, eio: &Arc<EioSocket>, packet: Packet) {
+        match packet.kind {
+            Kind::Connect => self.connect(eio, packet),
+            Kind::Disconnect => {
+                if let Some(socket) = take_socket(eio, &packet.namespace) {
+                    self.left(&socket, DisconnectReason::ClientDisconnect);
+                }
+            }
+            Kind::Event | Kind::BinaryEvent => self.event(eio, packet),
+            // Acks of the server's own events: none are asked for yet.
+            Kind::Ack | Kind::BinaryAck => {}
+            Kind::ConnectError => eio.close(),
+        }
+    }
+
+    fn connect(&self, eio: &Arc<EioSocket>, packet: Packet) {
+        let Some(handler) = self.namespaces.get(&packet.namespace).cloned() else {
+            let error = json!({ "message": "Invalid namespace" });
+            send(
+                eio,
+                Kind::ConnectError,
+                &packet.namespace,
+                None,
+                Some(error.into()),
+            );
+            return;
+        };
+        if find_socket(eio, &packet.namespace).is_some() {
+            return;
+        }
+        let socket = Arc::new(SioSocket {
+            id: random_id(),
+            namespace: packet.namespace,
+            eio: eio.clone(),
+        });
+        tokio::spawn(async move {
+            let auth = packet.data;
+            match handler.connect(&socket, auth.as_ref()).await {
+                Ok(()) => {
+                    if socket.eio.is_closed() {
+                        return;
+                    }
+                    lock(&socket.eio.data.sockets).push(socket.clone());
+                    socket.eio.data.joined.store(true, Ordering::Release);
+                    let answer = json!({ "sid": socket.id });
+                    socket.send(Kind::Connect, None, Some(answer.into()));
+                    handler.connected(&socket, auth.as_ref());
+                }
+                Err(e) => {
+                    let mut error = json!({ "message": e.message });
+                    if let Some(data) = e.data {
+                        error["data"] = data;
+                    }
+                    socket.send(Kind::ConnectError, None, Some(error.into()));
+                }
+            }
+        });
+    }
+
+    fn event(&self, eio: &Arc<EioSocket>, packet: Packet) {
+        let Some(socket) = find_socket(eio, &packet.namespace) else {
+            return;
+        };
+        let Some(handler) = self.namespaces.get(&packet.namespace) else {
+            return;
+        };
+        let Some(Value::Array(mut args)) = packet.data else {
+            return;
+        };
+        if args.is_empty() {
+            return;
+        }
+        let Value::String(name) = args.remove(0) else {
+            return;
+        };
+        let ack = packet.id.map(|id| Ack {
+            socket: socket.clone(),
+            id,
+        });
+        handler.event(&socket, name, args, ack);
+    }
+
+    fn left(&self, socket: &Arc<SioSocket>, reason: DisconnectReason) {
+        if let Some(handler) = self.namespaces.get(&socket.namespace) {
+            handler.disconnect(socket, reason);
+        }
+    }
+}
+
+impl Handler for Io {
+    type Data = Conn;
+
+    fn open(&self, eio: &Arc<EioSocket>) {
+        let eio = eio.clone();
+        let timeout = self.config.connect_timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if !eio.data.joined.load(Ordering::Acquire) {
+                eio.close();
+            }
+        });
+    }
+
+    fn message(&self, eio: &Arc<EioSocket>, message: Message) {
+        let pending = lock(&eio.data.partial).take();
+        let decoded = match (message, pending) {
+            (Message::Text(text), None) => sio::decode(&text, self.config.max_attachments),
+            (Message::Binary(data), Some(partial)) => partial.push(data),
+            // Text while attachments are due, or an attachment nobody announced.
+            _ => {
+                eio.close();
+                return;
+            }
+        };
+        match decoded {
+            Ok(Decoded::Complete(packet)) => self.dispatch(eio, packet),
+            Ok(Decoded::Partial(partial)) => *lock(&eio.data.partial) = Some(partial),
+            Err(_) => eio.close(),
+        }
+    }
+
+    fn close(&self, eio: &Arc<EioSocket>, reason: CloseReason) {
+        let sockets = std::mem::take(&mut *lock(&eio.data.sockets));
+        for socket in sockets {
+            self.left(&socket, DisconnectReason::Closed(reason));
+        }
+    }
+}
+
+fn send(eio: &EioSocket, kind: Kind, namespace: &str, id: Option<u64>, data: Option<Value>) {
+    let packet = Packet {
+        kind,
+        namespace: namespace.to_owned(),
+        id,
+        data,
+    };
+    match sio::encode(&packet) {
+        Ok(encoded) => {
+            eio.send_text(encoded.text);
+            for attachment in encoded.attachments {
+                eio.send_binary(attachment);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "a packet could not be encoded; not sent"),
+    }
+}
+
+fn find_socket(eio: &EioSocket, namespace: &str) -> Option<Arc<SioSocket>> {
+    let sockets = lock(&eio.data.sockets);
+    sockets.iter().find(|s| s.namespace == namespace).cloned()
+}
+
+fn take_socket(eio: &EioSocket, namespace: &str) -> Option<Arc<SioSocket>> {
+    let mut sockets = lock(&eio.data.sockets);
+    let at = sockets.iter().position(|s| s.namespace == namespace)?;
+    Some(sockets.swap_remove(at))
+}
+
+fn random_id() -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
