@@ -12,7 +12,8 @@
 //!
 //! Bounds: a request body or a frame over `max_payload` ends the session;
 //! an outbox over `max_buffered` packets ends it too (a consumer that does
-//! not read must not hold the server's memory).
+//! not read must not hold the server's memory), and so does a WebSocket
+//! write that the client does not take within `ping_timeout`.
 
 mod polling;
 mod socket;

@@ -150,8 +150,12 @@ async fn drive<H: Handler>(engine: Arc<Engine<H>>, socket: Arc<Socket<H::Data>>,
         if let Some(reason) = socket.must_close() {
             break reason;
         }
-        if !flush(&socket, &mut sink).await {
-            break CloseReason::TransportError;
+        // A client that takes no write for a pingTimeout does not read:
+        // waiting on it would stall the heartbeat and the outbox's bound.
+        match tokio::time::timeout(config.ping_timeout, flush(&socket, &mut sink)).await {
+            Ok(true) => {}
+            Ok(false) => break CloseReason::TransportError,
+            Err(_) => break CloseReason::Backpressure,
         }
         tokio::select! {
             incoming = stream.next() => {
@@ -168,8 +172,11 @@ async fn drive<H: Handler>(engine: Arc<Engine<H>>, socket: Arc<Socket<H::Data>>,
             () = tokio::time::sleep_until(deadline) => match beat {
                 Beat::Ping => {
                     socket.pinged();
-                    if sink.send(frame(Packet::Ping)).await.is_err() {
-                        break CloseReason::TransportError;
+                    let ping = sink.send(frame(Packet::Ping));
+                    match tokio::time::timeout(config.ping_timeout, ping).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break CloseReason::TransportError,
+                        Err(_) => break CloseReason::Backpressure,
                     }
                     beat = Beat::Pong;
                     deadline = Instant::now() + config.ping_timeout;
@@ -179,8 +186,12 @@ async fn drive<H: Handler>(engine: Arc<Engine<H>>, socket: Arc<Socket<H::Data>>,
         }
     };
     engine.close(&socket, reason);
-    let _ = sink.send(Frame::Close(None)).await;
-    let _ = sink.close().await;
+    // Bounded too: a client that does not read gets the connection dropped.
+    let goodbye = async {
+        let _ = sink.send(Frame::Close(None)).await;
+        let _ = sink.close().await;
+    };
+    let _ = tokio::time::timeout(config.ping_timeout, goodbye).await;
     drop(stream);
 }
 
