@@ -34,6 +34,7 @@ impl Namespace for Main {
         &'a self,
         socket: &'a Arc<SioSocket>,
         auth: Option<&'a Value>,
+        _: &'a sockgate_engine::io::RequestHead,
     ) -> BoxFuture<'a, Result<(), ConnectError>> {
         let _ = (socket, auth);
         Box::pin(async { Ok(()) })
@@ -60,6 +61,7 @@ impl Namespace for Custom {
         &'a self,
         _: &'a Arc<SioSocket>,
         _: Option<&'a Value>,
+        _: &'a sockgate_engine::io::RequestHead,
     ) -> BoxFuture<'a, Result<(), ConnectError>> {
         Box::pin(async { Ok(()) })
     }
@@ -85,7 +87,7 @@ struct Echo;
 impl Handler for Echo {
     type Data = ();
 
-    fn open(&self, _: &Arc<engine::Socket<()>>) {}
+    fn open(&self, _: &Arc<engine::Socket<()>>, _: http::request::Parts) {}
 
     fn message(&self, socket: &Arc<engine::Socket<()>>, message: Message) {
         match message {

@@ -16,7 +16,11 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::engine::{self, CloseReason, Handler, Message};
-use crate::sio::{self, Decoded, Kind, Packet, Partial, Value};
+use crate::rooms::Rooms;
+use crate::sio::{self, Decoded, Encoded, Kind, Packet, Partial, Value};
+
+/// The head of the request that opened a connection.
+pub type RequestHead = http::request::Parts;
 
 /// A boxed future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -47,12 +51,15 @@ pub enum DisconnectReason {
 
 /// What a namespace does with its sockets.
 pub trait Namespace: Send + Sync + 'static {
-    /// A client asks to join with its handshake `auth` payload. The CONNECT
-    /// answer waits for this: an error refuses the socket.
+    /// A client asks to join with its handshake `auth` payload, on the
+    /// connection `request` opened. The head is kept only until the first
+    /// namespace is joined; a CONNECT after that gets an empty one. The
+    /// CONNECT answer waits for this: an error refuses the socket.
     fn connect<'a>(
         &'a self,
         socket: &'a Arc<SioSocket>,
         auth: Option<&'a Value>,
+        request: &'a RequestHead,
     ) -> BoxFuture<'a, Result<(), ConnectError>>;
     /// The client has been told it is connected (with the same `auth`).
     fn connected(&self, _socket: &Arc<SioSocket>, _auth: Option<&Value>) {}
@@ -65,6 +72,8 @@ pub trait Namespace: Send + Sync + 'static {
 /// The Socket.IO state of one engine session.
 #[derive(Default, Debug)]
 pub struct Conn {
+    /// The opening request's head, until a namespace is joined.
+    request: Mutex<Option<Box<RequestHead>>>,
     sockets: Mutex<Vec<Arc<SioSocket>>>,
     /// A binary packet waiting for its attachments.
     partial: Mutex<Option<Partial>>,
@@ -78,6 +87,9 @@ pub struct SioSocket {
     id: String,
     namespace: String,
     eio: Arc<EioSocket>,
+    rooms: Arc<Rooms>,
+    /// The rooms it is in, by their shared names.
+    joined: Mutex<Vec<Arc<str>>>,
 }
 
 impl SioSocket {
@@ -104,11 +116,45 @@ impl SioSocket {
         self.send(Kind::Event, None, Some(Value::Array(data)));
     }
 
-    /// Leaves the namespace: the client gets DISCONNECT.
+    /// Leaves the namespace: the client gets DISCONNECT (and does not
+    /// reconnect by itself). The namespace's `disconnect` is not called:
+    /// the caller is the one disconnecting.
     pub fn disconnect(self: &Arc<Self>) {
         self.send(Kind::Disconnect, None, None);
+        self.leave_all();
         let mut sockets = lock(&self.eio.data.sockets);
         sockets.retain(|s| !Arc::ptr_eq(s, self));
+    }
+
+    /// Puts the socket in `room` of its namespace.
+    pub fn join(self: &Arc<Self>, room: &str) {
+        if let Some(name) = self.rooms.join(self, room) {
+            lock(&self.joined).push(name);
+        }
+    }
+
+    /// Takes the socket out of `room`.
+    pub fn leave(&self, room: &str) {
+        let mut joined = lock(&self.joined);
+        let Some(at) = joined.iter().position(|r| &**r == room) else {
+            return;
+        };
+        joined.swap_remove(at);
+        drop(joined);
+        self.rooms.leave(self, room);
+    }
+
+    /// Takes the socket out of every room.
+    pub fn leave_all(&self) {
+        let joined = std::mem::take(&mut *lock(&self.joined));
+        for room in joined {
+            self.rooms.leave(self, &room);
+        }
+    }
+
+    /// The rooms of the socket's namespace (for broadcasts).
+    pub fn rooms(&self) -> &Arc<Rooms> {
+        &self.rooms
     }
 
     fn send(&self, kind: Kind, id: Option<u64>, data: Option<Value>) {
@@ -152,7 +198,7 @@ impl Default for Config {
 /// A Socket.IO server: the engine's handler.
 pub struct Io {
     config: Config,
-    namespaces: HashMap<String, Arc<dyn Namespace>>,
+    namespaces: HashMap<String, (Arc<dyn Namespace>, Arc<Rooms>)>,
 }
 
 impl Io {
@@ -166,9 +212,16 @@ impl Io {
 
     /// Serves `namespace` (`/` is the main one) with `handler`.
     pub fn namespace(mut self, namespace: &str, handler: impl Namespace) -> Self {
+        let rooms = Arc::new(Rooms::new(namespace));
+        let handler: Arc<dyn Namespace> = Arc::new(handler);
         self.namespaces
-            .insert(namespace.to_owned(), Arc::new(handler));
+            .insert(namespace.to_owned(), (handler, rooms));
         self
+    }
+
+    /// The rooms of `namespace`, for server-side broadcasts.
+    pub fn rooms(&self, namespace: &str) -> Option<&Arc<Rooms>> {
+        self.namespaces.get(namespace).map(|(_, rooms)| rooms)
     }
 
     fn dispatch(&self, eio: &Arc<EioSocket>, packet: Packet) {
@@ -187,7 +240,7 @@ impl Io {
     }
 
     fn connect(&self, eio: &Arc<EioSocket>, packet: Packet) {
-        let Some(handler) = self.namespaces.get(&packet.namespace).cloned() else {
+        let Some((handler, rooms)) = self.namespaces.get(&packet.namespace).cloned() else {
             let error = json!({ "message": "Invalid namespace" });
             send(
                 eio,
@@ -205,12 +258,26 @@ impl Io {
             id: random_id(),
             namespace: packet.namespace,
             eio: eio.clone(),
+            rooms,
+            joined: Mutex::default(),
         });
+        // The opening request's head goes to the first CONNECT decided; a
+        // later one (another namespace) gets an empty head.
+        let (request, opening) = match lock(&eio.data.request).take() {
+            Some(request) => (request, true),
+            None => (Box::new(http::Request::new(()).into_parts().0), false),
+        };
         tokio::spawn(async move {
             let auth = packet.data;
-            match handler.connect(&socket, auth.as_ref()).await {
+            let verdict = handler.connect(&socket, auth.as_ref(), &request).await;
+            if verdict.is_err() && opening {
+                // The client may try again on the same connection.
+                *lock(&socket.eio.data.request) = Some(request);
+            }
+            match verdict {
                 Ok(()) => {
                     if socket.eio.is_closed() {
+                        socket.leave_all();
                         return;
                     }
                     lock(&socket.eio.data.sockets).push(socket.clone());
@@ -234,7 +301,7 @@ impl Io {
         let Some(socket) = find_socket(eio, &packet.namespace) else {
             return;
         };
-        let Some(handler) = self.namespaces.get(&packet.namespace) else {
+        let Some((handler, _)) = self.namespaces.get(&packet.namespace) else {
             return;
         };
         let Some(Value::Array(mut args)) = packet.data else {
@@ -254,7 +321,8 @@ impl Io {
     }
 
     fn left(&self, socket: &Arc<SioSocket>, reason: DisconnectReason) {
-        if let Some(handler) = self.namespaces.get(&socket.namespace) {
+        socket.leave_all();
+        if let Some((handler, _)) = self.namespaces.get(&socket.namespace) {
             handler.disconnect(socket, reason);
         }
     }
@@ -263,7 +331,8 @@ impl Io {
 impl Handler for Io {
     type Data = Conn;
 
-    fn open(&self, eio: &Arc<EioSocket>) {
+    fn open(&self, eio: &Arc<EioSocket>, request: RequestHead) {
+        *lock(&eio.data.request) = Some(Box::new(request));
         let eio = eio.clone();
         let timeout = self.config.connect_timeout;
         tokio::spawn(async move {
@@ -301,21 +370,30 @@ impl Handler for Io {
 }
 
 fn send(eio: &EioSocket, kind: Kind, namespace: &str, id: Option<u64>, data: Option<Value>) {
+    if let Some(encoded) = encode(kind, namespace, id, data) {
+        eio.send_text(encoded.text);
+        for attachment in encoded.attachments {
+            eio.send_binary(attachment);
+        }
+    }
+}
+
+/// A packet in its wire form; `None` (logged) when it cannot be encoded.
+pub(crate) fn encode(
+    kind: Kind,
+    namespace: &str,
+    id: Option<u64>,
+    data: Option<Value>,
+) -> Option<Encoded> {
     let packet = Packet {
         kind,
         namespace: namespace.to_owned(),
         id,
         data,
     };
-    match sio::encode(&packet) {
-        Ok(encoded) => {
-            eio.send_text(encoded.text);
-            for attachment in encoded.attachments {
-                eio.send_binary(attachment);
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "a packet could not be encoded; not sent"),
-    }
+    sio::encode(&packet)
+        .map_err(|e| tracing::warn!(error = %e, "a packet could not be encoded; not sent"))
+        .ok()
 }
 
 fn find_socket(eio: &EioSocket, namespace: &str) -> Option<Arc<SioSocket>> {

@@ -12,7 +12,8 @@
 //! - [`engine`]: the Engine.IO server: sessions over long-polling and
 //!   WebSocket, the upgrade, the heartbeat, bounded outboxes.
 //! - [`io`]: the Socket.IO server on top of it: namespaces, sockets,
-//!   events and acks, binary attachments.
+//!   events and acks, binary attachments;
+//! - [`rooms`]: the rooms of a namespace, and broadcasts to them.
 //!
 //! Every decoder is bounded (a maximum size, a maximum number of
 //! attachments) and returns an error rather than panicking on any input, so
@@ -44,4 +45,5 @@
 pub mod eio;
 pub mod engine;
 pub mod io;
+pub mod rooms;
 pub mod sio;

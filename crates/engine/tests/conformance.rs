@@ -100,7 +100,7 @@ struct Echo {
 impl Handler for Echo {
     type Data = ();
 
-    fn open(&self, _: &Arc<engine::Socket<()>>) {}
+    fn open(&self, _: &Arc<engine::Socket<()>>, _: http::request::Parts) {}
 
     fn message(&self, socket: &Arc<engine::Socket<()>>, message: Message) {
         match message {
@@ -145,6 +145,7 @@ impl Namespace for Echoing {
         &'a self,
         _: &'a Arc<SioSocket>,
         _: Option<&'a Value>,
+        _: &'a sockgate_engine::io::RequestHead,
     ) -> BoxFuture<'a, Result<(), ConnectError>> {
         Box::pin(async { Ok(()) })
     }
@@ -178,6 +179,7 @@ impl Namespace for Private {
         &'a self,
         _: &'a Arc<SioSocket>,
         auth: Option<&'a Value>,
+        _: &'a sockgate_engine::io::RequestHead,
     ) -> BoxFuture<'a, Result<(), ConnectError>> {
         let token = match auth {
             Some(Value::Object(map)) => match map.get("token") {

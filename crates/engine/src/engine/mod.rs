@@ -61,8 +61,9 @@ impl Default for Config {
 pub trait Handler: Send + Sync + 'static {
     /// The state it keeps with each session.
     type Data: Default + Send + Sync + 'static;
-    /// A session opened.
-    fn open(&self, socket: &Arc<Socket<Self::Data>>);
+    /// A session opened, on `request` (its head: the body, if any, is
+    /// the engine's). The engine keeps nothing of it.
+    fn open(&self, socket: &Arc<Socket<Self::Data>>, request: http::request::Parts);
     /// A message arrived on a session.
     fn message(&self, socket: &Arc<Socket<Self::Data>>, message: Message);
     /// A session closed (once, for any reason).
@@ -187,7 +188,9 @@ impl<H: Handler> Engine<H> {
         };
         let sid = q.sid.map(Sid::parse);
         match (transport, sid) {
-            (Transport::Polling, None) if req.method() == Method::GET => self.open_polling(),
+            (Transport::Polling, None) if req.method() == Method::GET => {
+                self.open_polling(req.into_parts().0)
+            }
             (Transport::Polling, None) => Refusal::BadHandshakeMethod.response(),
             (Transport::WebSocket, None) => websocket::open(self.clone(), req, None),
             (_, Some(None)) => Refusal::UnknownSid.response(),
@@ -203,12 +206,12 @@ impl<H: Handler> Engine<H> {
         }
     }
 
-    fn open_polling(self: &Arc<Self>) -> Response<Body> {
+    fn open_polling(self: &Arc<Self>, request: http::request::Parts) -> Response<Body> {
         let socket = self.register(Transport::Polling);
         let open = socket.open_packet(&self.config, true);
         let opened = tokio::time::Instant::now();
         tokio::spawn(polling::heartbeat(self.clone(), socket.clone(), opened));
-        self.handler.open(&socket);
+        self.handler.open(&socket, request);
         polling::answer(&[open])
     }
 

@@ -41,8 +41,9 @@ pub(super) fn open<H: Handler, B>(
     // accepted and closed at once: the session stays where it is.
     let refused = existing.as_ref().is_some_and(|s| !s.begin_upgrade());
     let upgrade = hyper::upgrade::on(&mut req);
-    // Nothing of the request is kept past this point.
-    drop(req);
+    // Only the head goes on, to the handler of a new session; the engine
+    // keeps nothing of it.
+    let (head, _) = req.into_parts();
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else {
             if let Some(socket) = existing.filter(|_| !refused) {
@@ -58,12 +59,16 @@ pub(super) fn open<H: Handler, B>(
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
         if refused {
+            drop(head);
             let _ = ws.close(None).await;
             return;
         }
         match existing {
-            None => fresh(engine, ws).await,
-            Some(socket) => upgrade_to(engine, socket, ws).await,
+            None => fresh(engine, ws, head).await,
+            Some(socket) => {
+                drop(head);
+                upgrade_to(engine, socket, ws).await
+            }
         }
     });
     Response::builder()
@@ -79,14 +84,14 @@ pub(super) fn open<H: Handler, B>(
 }
 
 /// A session opened on the WebSocket.
-async fn fresh<H: Handler>(engine: Arc<Engine<H>>, mut ws: Ws) {
+async fn fresh<H: Handler>(engine: Arc<Engine<H>>, mut ws: Ws, head: http::request::Parts) {
     let socket = engine.register(Transport::WebSocket);
     let open = socket.open_packet(&engine.config, false);
     if ws.send(frame(open)).await.is_err() {
         engine.close(&socket, CloseReason::TransportError);
         return;
     }
-    engine.handler.open(&socket);
+    engine.handler.open(&socket, head);
     drive(engine, socket, ws).await;
 }
 
