@@ -15,6 +15,33 @@
 //!   events and acks, binary attachments;
 //! - [`rooms`]: the rooms of a namespace, and broadcasts to them.
 //!
+//! ## Design: tasks, buffers, backpressure
+//!
+//! - **Tasks.** A WebSocket connection is one task: it reads frames, writes
+//!   the outbox and runs the heartbeat in one `select!`. A long-polling
+//!   session has one task, its heartbeat; its reads and writes run in the
+//!   requests' own tasks. At an upgrade the heartbeat moves to the
+//!   WebSocket's task. Socket.IO adds one short task per CONNECT (the
+//!   namespace's `connect` may await, e.g. a key fetch) and one timer per
+//!   connection until a namespace is joined.
+//! - **Buffers.** The outbox is a `VecDeque` behind the session's lock:
+//!   nothing is allocated until a packet waits. The WebSocket read buffer
+//!   starts at `ws_read_buffer` (256 B) and grows only for a larger frame.
+//!   The HTTP request is dropped at the upgrade; its head goes to the
+//!   handler and is kept by the Socket.IO layer only until the first
+//!   namespace is joined. Room names are shared `Arc<str>`s.
+//! - **Backpressure.** A message to a session lands in its outbox; nothing
+//!   waits on a slow client. The outbox holds at most `max_buffered`
+//!   packets: the next one is refused and the session is closed
+//!   (`CloseReason::Backpressure`). A WebSocket write that the client does
+//!   not take within `pingTimeout` closes the session the same way, so a
+//!   client that stops reading holds at most `max_buffered` packets and its
+//!   socket buffers, for at most `pingTimeout`. A long-polling client that
+//!   stops polling is closed by the heartbeat (no pong) or by the bound.
+//! - **Bounds on input.** A request body or a frame over `max_payload`
+//!   closes the session; a Socket.IO packet announcing more than
+//!   `max_attachments` attachments is refused before any is buffered.
+//!
 //! Every decoder is bounded (a maximum size, a maximum number of
 //! attachments) and returns an error rather than panicking on any input, so
 //! the layers above may feed it whatever a client sends. The official
