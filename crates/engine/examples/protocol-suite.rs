@@ -22,7 +22,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use sockgate_engine::engine::{self, CloseReason, Engine, Handler, Message};
-use sockgate_engine::io::{self, Ack, BoxFuture, ConnectError, Io, Namespace, SioSocket};
+use sockgate_engine::io::{self, Ack, Auth, BoxFuture, ConnectError, Io, Namespace, SioSocket};
 use sockgate_engine::sio::Value;
 use tokio::net::TcpListener;
 
@@ -33,14 +33,14 @@ impl Namespace for Main {
     fn connect<'a>(
         &'a self,
         socket: &'a Arc<SioSocket>,
-        auth: Option<&'a Value>,
+        auth: Auth<'a>,
         _: &'a sockgate_engine::io::RequestHead,
     ) -> BoxFuture<'a, Result<(), ConnectError>> {
         let _ = (socket, auth);
         Box::pin(async { Ok(()) })
     }
 
-    fn connected(&self, socket: &Arc<SioSocket>, auth: Option<&Value>) {
+    fn connected(&self, socket: &Arc<SioSocket>, auth: Auth<'_>) {
         send_auth(socket, auth);
     }
 
@@ -60,13 +60,13 @@ impl Namespace for Custom {
     fn connect<'a>(
         &'a self,
         _: &'a Arc<SioSocket>,
-        _: Option<&'a Value>,
+        _: Auth<'a>,
         _: &'a sockgate_engine::io::RequestHead,
     ) -> BoxFuture<'a, Result<(), ConnectError>> {
         Box::pin(async { Ok(()) })
     }
 
-    fn connected(&self, socket: &Arc<SioSocket>, auth: Option<&Value>) {
+    fn connected(&self, socket: &Arc<SioSocket>, auth: Auth<'_>) {
         send_auth(socket, auth);
     }
 
@@ -74,10 +74,11 @@ impl Namespace for Custom {
 }
 
 /// `auth` with the handshake payload, `{}` without one.
-fn send_auth(socket: &Arc<SioSocket>, auth: Option<&Value>) {
-    let auth = auth
-        .cloned()
-        .unwrap_or_else(|| Value::Object(Default::default()));
+fn send_auth(socket: &Arc<SioSocket>, auth: Auth<'_>) {
+    let auth = match auth {
+        Auth::Payload(value) => value.clone(),
+        _ => Value::Object(Default::default()),
+    };
     socket.emit("auth", vec![auth]);
 }
 

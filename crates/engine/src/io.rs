@@ -29,13 +29,47 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub type EioSocket = engine::Socket<Conn>;
 
 /// A refused CONNECT: the client gets `connect_error` with `err.message`
-/// and `err.data`.
-#[derive(Debug, Clone, PartialEq)]
+/// and `err.data`, or, when `close_transport` is set, its transport is
+/// closed instead (the official client then retries by itself, where it
+/// would stop on a `connect_error`).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ConnectError {
     /// `err.message`.
     pub message: String,
     /// `err.data`, when set.
     pub data: Option<serde_json::Value>,
+    /// Close the transport instead of answering.
+    pub close_transport: bool,
+}
+
+/// The handshake payload of a CONNECT.
+#[derive(Debug, Clone, Copy)]
+pub enum Auth<'a> {
+    /// None was sent.
+    None,
+    /// A JSON value: an object, by the protocol; any other is handed on
+    /// for the namespace to refuse with its own words.
+    Payload(&'a Value),
+    /// Text that is not JSON (or nested past what the parser takes).
+    Invalid,
+}
+
+/// An [`Auth`] the connect task owns.
+#[derive(Debug, Clone)]
+enum OwnedAuth {
+    None,
+    Payload(Value),
+    Invalid,
+}
+
+impl OwnedAuth {
+    fn borrow(&self) -> Auth<'_> {
+        match self {
+            OwnedAuth::None => Auth::None,
+            OwnedAuth::Payload(value) => Auth::Payload(value),
+            OwnedAuth::Invalid => Auth::Invalid,
+        }
+    }
 }
 
 /// Why a socket left its namespace.
@@ -58,11 +92,11 @@ pub trait Namespace: Send + Sync + 'static {
     fn connect<'a>(
         &'a self,
         socket: &'a Arc<SioSocket>,
-        auth: Option<&'a Value>,
+        auth: Auth<'a>,
         request: &'a RequestHead,
     ) -> BoxFuture<'a, Result<(), ConnectError>>;
     /// The client has been told it is connected (with the same `auth`).
-    fn connected(&self, _socket: &Arc<SioSocket>, _auth: Option<&Value>) {}
+    fn connected(&self, _socket: &Arc<SioSocket>, _auth: Auth<'_>) {}
     /// An event, with an ack to answer when the client asked for one.
     fn event(&self, socket: &Arc<SioSocket>, event: String, args: Vec<Value>, ack: Option<Ack>);
     /// The socket left (once, for any reason).
@@ -82,7 +116,6 @@ pub struct Conn {
 }
 
 /// One socket: a connection's membership of one namespace.
-#[derive(Debug)]
 pub struct SioSocket {
     id: String,
     namespace: String,
@@ -90,6 +123,27 @@ pub struct SioSocket {
     rooms: Arc<Rooms>,
     /// The rooms it is in, by their shared names.
     joined: Mutex<Vec<Arc<str>>>,
+    /// What the namespace attached to the socket (set once).
+    data: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Until the client is told it is connected: what the socket was asked
+    /// to send or do meanwhile (by the namespace's own `connect`, or a
+    /// timer it started), replayed after the CONNECT answer, in order.
+    early: Mutex<Option<Vec<Early>>>,
+}
+
+/// Something a socket was asked to do before its CONNECT answer.
+enum Early {
+    Send(Encoded),
+    CloseTransport,
+    Disconnect,
+}
+
+impl std::fmt::Debug for SioSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SioSocket")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SioSocket {
@@ -108,6 +162,44 @@ impl SioSocket {
         &self.eio
     }
 
+    /// Attaches `data` to the socket (once; false if something was).
+    pub fn set_data<T: Send + Sync + 'static>(&self, data: Arc<T>) -> bool {
+        self.data.set(data).is_ok()
+    }
+
+    /// What was attached, if it is a `T`.
+    pub fn data<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.data.get()?.clone().downcast::<T>().ok()
+    }
+
+    /// Whether the socket is still in its namespace on a live connection.
+    pub fn connected(self: &Arc<Self>) -> bool {
+        !self.eio.is_closed()
+            && lock(&self.eio.data.sockets)
+                .iter()
+                .any(|s| Arc::ptr_eq(s, self))
+    }
+
+    /// Closes the socket's whole connection (its transport): the official
+    /// client reconnects by itself.
+    pub fn close_transport(&self) {
+        if self.defer(Early::CloseTransport).is_err() {
+            self.eio.close();
+        }
+    }
+
+    /// Keeps `early` for after the CONNECT answer; gives it back once that
+    /// is sent.
+    fn defer(&self, early: Early) -> Result<(), Early> {
+        match lock(&self.early).as_mut() {
+            Some(queue) => {
+                queue.push(early);
+                Ok(())
+            }
+            None => Err(early),
+        }
+    }
+
     /// Emits `event` with `args`.
     pub fn emit(&self, event: &str, args: Vec<Value>) {
         let mut data = Vec::with_capacity(args.len() + 1);
@@ -120,6 +212,9 @@ impl SioSocket {
     /// reconnect by itself). The namespace's `disconnect` is not called:
     /// the caller is the one disconnecting.
     pub fn disconnect(self: &Arc<Self>) {
+        if self.defer(Early::Disconnect).is_ok() {
+            return;
+        }
         self.send(Kind::Disconnect, None, None);
         self.leave_all();
         let mut sockets = lock(&self.eio.data.sockets);
@@ -158,7 +253,32 @@ impl SioSocket {
     }
 
     fn send(&self, kind: Kind, id: Option<u64>, data: Option<Value>) {
-        send(&self.eio, kind, &self.namespace, id, data);
+        if let Some(encoded) = encode(kind, &self.namespace, id, data) {
+            self.send_encoded(encoded);
+        }
+    }
+
+    /// Sends a packet in its wire form (after the CONNECT answer).
+    pub(crate) fn send_encoded(&self, encoded: Encoded) {
+        if let Err(Early::Send(encoded)) = self.defer(Early::Send(encoded)) {
+            write(&self.eio, encoded);
+        }
+    }
+
+    /// Sends the CONNECT answer, then what was asked before it.
+    fn connected_now(self: &Arc<Self>) {
+        let answer = json!({ "sid": self.id });
+        if let Some(encoded) = encode(Kind::Connect, &self.namespace, None, Some(answer.into())) {
+            write(&self.eio, encoded);
+        }
+        let early = lock(&self.early).take().unwrap_or_default();
+        for step in early {
+            match step {
+                Early::Send(encoded) => write(&self.eio, encoded),
+                Early::CloseTransport => self.eio.close(),
+                Early::Disconnect => self.disconnect(),
+            }
+        }
     }
 }
 
@@ -226,7 +346,10 @@ impl Io {
 
     fn dispatch(&self, eio: &Arc<EioSocket>, packet: Packet) {
         match packet.kind {
-            Kind::Connect => self.connect(eio, packet),
+            Kind::Connect => {
+                let auth = packet.data.map_or(OwnedAuth::None, OwnedAuth::Payload);
+                self.connect(eio, packet.namespace, auth)
+            }
             Kind::Disconnect => {
                 if let Some(socket) = take_socket(eio, &packet.namespace) {
                     self.left(&socket, DisconnectReason::ClientDisconnect);
@@ -239,27 +362,29 @@ impl Io {
         }
     }
 
-    fn connect(&self, eio: &Arc<EioSocket>, packet: Packet) {
-        let Some((handler, rooms)) = self.namespaces.get(&packet.namespace).cloned() else {
+    fn connect(&self, eio: &Arc<EioSocket>, namespace: String, auth: OwnedAuth) {
+        let Some((handler, rooms)) = self.namespaces.get(&namespace).cloned() else {
             let error = json!({ "message": "Invalid namespace" });
             send(
                 eio,
                 Kind::ConnectError,
-                &packet.namespace,
+                &namespace,
                 None,
                 Some(error.into()),
             );
             return;
         };
-        if find_socket(eio, &packet.namespace).is_some() {
+        if find_socket(eio, &namespace).is_some() {
             return;
         }
         let socket = Arc::new(SioSocket {
             id: random_id(),
-            namespace: packet.namespace,
+            namespace,
             eio: eio.clone(),
             rooms,
             joined: Mutex::default(),
+            data: std::sync::OnceLock::new(),
+            early: Mutex::new(Some(Vec::new())),
         });
         // The opening request's head goes to the first CONNECT decided; a
         // later one (another namespace) gets an empty head.
@@ -268,8 +393,7 @@ impl Io {
             None => (Box::new(http::Request::new(()).into_parts().0), false),
         };
         tokio::spawn(async move {
-            let auth = packet.data;
-            let verdict = handler.connect(&socket, auth.as_ref(), &request).await;
+            let verdict = handler.connect(&socket, auth.borrow(), &request).await;
             if verdict.is_err() && opening {
                 // The client may try again on the same connection.
                 *lock(&socket.eio.data.request) = Some(request);
@@ -282,17 +406,11 @@ impl Io {
                     }
                     lock(&socket.eio.data.sockets).push(socket.clone());
                     socket.eio.data.joined.store(true, Ordering::Release);
-                    let answer = json!({ "sid": socket.id });
-                    socket.send(Kind::Connect, None, Some(answer.into()));
-                    handler.connected(&socket, auth.as_ref());
+                    socket.connected_now();
+                    handler.connected(&socket, auth.borrow());
                 }
-                Err(e) => {
-                    let mut error = json!({ "message": e.message });
-                    if let Some(data) = e.data {
-                        error["data"] = data;
-                    }
-                    socket.send(Kind::ConnectError, None, Some(error.into()));
-                }
+                Err(e) if e.close_transport => socket.eio.close(),
+                Err(e) => socket.eio.send_text(connect_error(&socket.namespace, &e)),
             }
         });
     }
@@ -345,8 +463,13 @@ impl Handler for Io {
 
     fn message(&self, eio: &Arc<EioSocket>, message: Message) {
         let pending = lock(&eio.data.partial).take();
+        let mut text = None;
         let decoded = match (message, pending) {
-            (Message::Text(text), None) => sio::decode(&text, self.config.max_attachments),
+            (Message::Text(t), None) => {
+                let decoded = sio::decode(&t, self.config.max_attachments);
+                text = Some(t);
+                decoded
+            }
             (Message::Binary(data), Some(partial)) => partial.push(data),
             // Text while attachments are due, or an attachment nobody announced.
             _ => {
@@ -357,7 +480,14 @@ impl Handler for Io {
         match decoded {
             Ok(Decoded::Complete(packet)) => self.dispatch(eio, packet),
             Ok(Decoded::Partial(partial)) => *lock(&eio.data.partial) = Some(partial),
-            Err(_) => eio.close(),
+            Err(_) => match text.as_deref().and_then(lenient_connect) {
+                // A CONNECT whose payload is not a JSON object: the
+                // namespace refuses it in its own words (a Node.js server
+                // hands it on the same way); any other broken packet
+                // closes the connection.
+                Some((namespace, auth)) => self.connect(eio, namespace, auth),
+                None => eio.close(),
+            },
         }
     }
 
@@ -371,10 +501,15 @@ impl Handler for Io {
 
 fn send(eio: &EioSocket, kind: Kind, namespace: &str, id: Option<u64>, data: Option<Value>) {
     if let Some(encoded) = encode(kind, namespace, id, data) {
-        eio.send_text(encoded.text);
-        for attachment in encoded.attachments {
-            eio.send_binary(attachment);
-        }
+        write(eio, encoded);
+    }
+}
+
+/// Queues a packet's text and attachments on the connection.
+fn write(eio: &EioSocket, encoded: Encoded) {
+    eio.send_text(encoded.text);
+    for attachment in encoded.attachments {
+        eio.send_binary(attachment);
     }
 }
 
@@ -394,6 +529,42 @@ pub(crate) fn encode(
     sio::encode(&packet)
         .map_err(|e| tracing::warn!(error = %e, "a packet could not be encoded; not sent"))
         .ok()
+}
+
+/// A CONNECT the strict decoder refused for its payload: its namespace
+/// and what the payload is.
+fn lenient_connect(text: &str) -> Option<(String, OwnedAuth)> {
+    let rest = text.strip_prefix('0')?;
+    let (namespace, payload) = match rest.strip_prefix('/') {
+        Some(_) => match rest.split_once(',') {
+            Some((namespace, payload)) => (namespace, payload),
+            None => (rest, ""),
+        },
+        None => (sio::MAIN_NAMESPACE, rest),
+    };
+    let auth = match payload {
+        "" => OwnedAuth::None,
+        payload => match serde_json::from_str::<serde_json::Value>(payload) {
+            Ok(value) => OwnedAuth::Payload(value.into()),
+            Err(_) => OwnedAuth::Invalid,
+        },
+    };
+    Some((namespace.to_owned(), auth))
+}
+
+/// The text of a CONNECT_ERROR: `message` first, then `data`, in the
+/// order a Node.js server writes them (clients that match the frame's
+/// text, not only its JSON, see the same).
+fn connect_error(namespace: &str, e: &ConnectError) -> String {
+    let prefix = match namespace {
+        sio::MAIN_NAMESPACE => String::new(),
+        other => format!("{other},"),
+    };
+    let message = serde_json::to_string(&e.message).expect("strings serialize");
+    match &e.data {
+        Some(data) => format!("4{prefix}{{\"message\":{message},\"data\":{data}}}"),
+        None => format!("4{prefix}{{\"message\":{message}}}"),
+    }
 }
 
 fn find_socket(eio: &EioSocket, namespace: &str) -> Option<Arc<SioSocket>> {

@@ -1,7 +1,7 @@
 //! # sockgate-engine
 //!
 //! sockgate's own implementation of the Engine.IO v4 and Socket.IO v5
-//! protocols, meant to replace socketioxide:
+//! protocols, which the gateway serves Socket.IO on:
 //!
 //! - [`eio`]: Engine.IO v4 packets (open, close, ping, pong, message,
 //!   upgrade, noop), one WebSocket frame per packet, and the long-polling

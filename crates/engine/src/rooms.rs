@@ -82,10 +82,7 @@ impl Rooms {
             return 0;
         };
         for socket in &targets {
-            socket.engine().send_text(encoded.text.clone());
-            for attachment in &encoded.attachments {
-                socket.engine().send_binary(attachment.clone());
-            }
+            socket.send_encoded(encoded.clone());
         }
         targets.len()
     }

@@ -134,6 +134,25 @@ impl From<serde_json::Value> for Value {
     }
 }
 
+impl Value {
+    /// The value as JSON; a binary buffer becomes an array of its bytes
+    /// (for handlers that speak JSON only).
+    pub fn into_json(self) -> serde_json::Value {
+        use serde_json::Value as Json;
+        match self {
+            Value::Null => Json::Null,
+            Value::Bool(flag) => Json::Bool(flag),
+            Value::Number(number) => Json::Number(number),
+            Value::String(text) => Json::String(text),
+            Value::Array(items) => Json::Array(items.into_iter().map(Value::into_json).collect()),
+            Value::Object(map) => {
+                Json::Object(map.into_iter().map(|(k, v)| (k, v.into_json())).collect())
+            }
+            Value::Binary(data) => Json::Array(data.iter().map(|b| Json::from(*b)).collect()),
+        }
+    }
+}
+
 impl From<&str> for Value {
     fn from(text: &str) -> Self {
         Value::String(text.to_owned())

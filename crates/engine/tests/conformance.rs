@@ -30,7 +30,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value as Json, json};
 use sockgate_engine::engine::{self, CloseReason, Engine, Handler, Message};
 use sockgate_engine::io::{
-    self, Ack, BoxFuture, ConnectError, DisconnectReason, Io, Namespace, SioSocket,
+    self, Ack, Auth, BoxFuture, ConnectError, DisconnectReason, Io, Namespace, SioSocket,
 };
 use sockgate_engine::sio::Value;
 use tokio::net::TcpListener;
@@ -144,16 +144,17 @@ impl Namespace for Echoing {
     fn connect<'a>(
         &'a self,
         _: &'a Arc<SioSocket>,
-        _: Option<&'a Value>,
+        _: Auth<'a>,
         _: &'a sockgate_engine::io::RequestHead,
     ) -> BoxFuture<'a, Result<(), ConnectError>> {
         Box::pin(async { Ok(()) })
     }
 
-    fn connected(&self, socket: &Arc<SioSocket>, auth: Option<&Value>) {
-        let auth = auth
-            .cloned()
-            .unwrap_or_else(|| Value::Object(Default::default()));
+    fn connected(&self, socket: &Arc<SioSocket>, auth: Auth<'_>) {
+        let auth = match auth {
+            Auth::Payload(value) => value.clone(),
+            _ => Value::Object(Default::default()),
+        };
         socket.emit("auth", vec![auth]);
     }
 
@@ -178,11 +179,11 @@ impl Namespace for Private {
     fn connect<'a>(
         &'a self,
         _: &'a Arc<SioSocket>,
-        auth: Option<&'a Value>,
+        auth: Auth<'a>,
         _: &'a sockgate_engine::io::RequestHead,
     ) -> BoxFuture<'a, Result<(), ConnectError>> {
         let token = match auth {
-            Some(Value::Object(map)) => match map.get("token") {
+            Auth::Payload(Value::Object(map)) => match map.get("token") {
                 Some(Value::String(token)) => Some(token.clone()),
                 _ => None,
             },
@@ -193,11 +194,13 @@ impl Namespace for Private {
                 None => Err(ConnectError {
                     message: "UNAUTHORIZED: no token".into(),
                     data: Some(json!({ "code": "UNAUTHORIZED" })),
+                    ..ConnectError::default()
                 }),
                 Some("letmein") => Ok(()),
                 Some(_) => Err(ConnectError {
                     message: "FORBIDDEN".into(),
                     data: None,
+                    ..ConnectError::default()
                 }),
             }
         })

@@ -12,7 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use sockgate_engine::engine::{self, Engine};
 use sockgate_engine::io::{
-    self, Ack, BoxFuture, ConnectError, Io, Namespace, RequestHead, SioSocket,
+    self, Ack, Auth, BoxFuture, ConnectError, Io, Namespace, RequestHead, SioSocket,
 };
 use sockgate_engine::sio::Value;
 use tokio::net::TcpListener;
@@ -27,7 +27,7 @@ impl Namespace for Chat {
     fn connect<'a>(
         &'a self,
         _: &'a Arc<SioSocket>,
-        _: Option<&'a Value>,
+        _: Auth<'a>,
         request: &'a RequestHead,
     ) -> BoxFuture<'a, Result<(), ConnectError>> {
         let pass = request.headers.get("x-pass").is_some_and(|v| v == "yes");
@@ -37,6 +37,7 @@ impl Namespace for Chat {
                 false => Err(ConnectError {
                     message: "UNAUTHORIZED: no pass".into(),
                     data: None,
+                    ..ConnectError::default()
                 }),
             }
         })

@@ -35,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "/online",
         get(move || {
             let io = io.clone();
-            async move { io.sockets().len().to_string() }
+            async move { io.len().to_string() }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;

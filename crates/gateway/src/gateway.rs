@@ -9,9 +9,11 @@ use sockgate_core::backend::{Broker, ControlBus, Directory, Presence};
 use sockgate_core::limits::{AbuseLimits, Limits};
 use sockgate_core::policy::Policy;
 use sockgate_core::{BoxFuture, Lifecycle, Node, Revocations};
+use sockgate_engine::io::SioSocket;
+use sockgate_engine::rooms::Rooms;
+use sockgate_engine::sio::Value;
 
 use crate::config::TrustedProxies;
-use crate::transports::Transports;
 use crate::transports::openings::Openings;
 
 /// One running gateway.
@@ -20,8 +22,6 @@ pub struct Gateway {
     pub node: Node,
     /// Peers whose forwarding headers name the client.
     pub(crate) proxies: TrustedProxies,
-    /// The transports sockgate may have to close (see [`crate::transports`]).
-    pub(crate) transports: Arc<Transports>,
     /// Transports opened and not yet authenticated (see [`crate::http::admission`]).
     pub(crate) openings: Arc<Openings>,
     /// Where server-side emits go, once [`crate::app`] has built the
@@ -43,7 +43,6 @@ impl Gateway {
         Self {
             node,
             proxies: TrustedProxies::default(),
-            transports: Arc::default(),
             openings: Arc::new(Openings::new(AbuseLimits::default().max_pending_handshakes)),
             emitter,
         }
@@ -97,27 +96,61 @@ impl AsRef<Node> for Gateway {
     }
 }
 
-/// Server-side emits, whatever adapter the Socket.IO server runs on.
-pub trait Broadcast: Send + Sync + 'static {
-    /// Emits to `rooms` on every node; returns the sockets reached here.
-    fn broadcast<'a>(
-        &'a self,
-        rooms: Vec<String>,
-        event: &'a str,
-        data: Option<&'a RawValue>,
-    ) -> BoxFuture<'a, usize>;
+/// Carries room events to the other nodes (the cluster's, in Redis).
+pub trait Fanout: Send + Sync + 'static {
+    /// Sends `event` with `data` to `rooms` on every other node.
+    fn send(&self, rooms: &[String], event: &str, data: &serde_json::Value);
 }
 
-/// The node's [`Broker`]: the Socket.IO server, once it exists.
+/// Room delivery: to this node's sockets through the engine's rooms, and
+/// to the other nodes through the [`Fanout`], when there is one. The
+/// node's [`Broker`].
 #[derive(Default)]
 pub struct Emitter {
-    io: OnceLock<Box<dyn Broadcast>>,
+    rooms: OnceLock<Arc<Rooms>>,
+    fanout: OnceLock<Arc<dyn Fanout>>,
 }
 
 impl Emitter {
-    /// Sets the server; false if one was set already.
-    pub(crate) fn set(&self, io: Box<dyn Broadcast>) -> bool {
-        self.io.set(io).is_ok()
+    /// The main namespace's rooms; false if they were set already.
+    pub(crate) fn set_rooms(&self, rooms: Arc<Rooms>) -> bool {
+        self.rooms.set(rooms).is_ok()
+    }
+
+    /// Sends to the other nodes through `fanout` too.
+    pub(crate) fn set_fanout(&self, fanout: Arc<dyn Fanout>) {
+        let _ = self.fanout.set(fanout);
+    }
+
+    /// Emits to `rooms` here (but to `except`) and on the other nodes;
+    /// returns the sockets reached here.
+    pub(crate) fn emit(
+        &self,
+        rooms: &[String],
+        except: Option<&SioSocket>,
+        event: &str,
+        data: serde_json::Value,
+    ) -> usize {
+        if let Some(fanout) = self.fanout.get() {
+            fanout.send(rooms, event, &data);
+        }
+        self.deliver(rooms, except, event, data)
+    }
+
+    /// Emits to `rooms` on this node only (a message from another node).
+    pub(crate) fn deliver(
+        &self,
+        rooms: &[String],
+        except: Option<&SioSocket>,
+        event: &str,
+        data: serde_json::Value,
+    ) -> usize {
+        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+        let local = self
+            .rooms
+            .get()
+            .expect("the gateway is served by sockgate::app");
+        local.emit(&rooms, except, event, vec![Value::from(data)])
     }
 }
 
@@ -128,10 +161,9 @@ impl Broker for Emitter {
         event: &'a str,
         data: Option<&'a RawValue>,
     ) -> BoxFuture<'a, usize> {
-        let io = self
-            .io
-            .get()
-            .expect("the gateway is served by sockgate::app");
-        io.broadcast(rooms, event, data)
+        let data = data
+            .and_then(|d| serde_json::from_str(d.get()).ok())
+            .unwrap_or(serde_json::Value::Null);
+        Box::pin(async move { self.emit(&rooms, None, event, data) })
     }
 }

@@ -12,12 +12,12 @@
 //! - [`server`]: [`app`], [`run`] and [`serve_until`]: the one place that
 //!   names the concrete backends;
 //! - [`gateway`]: the [`Gateway`], a node with the transport-side state;
-//! - [`sio`]: the Socket.IO layer: handshake, connection adapter, the
-//!   `Authed` extractor, one handler file per event family;
+//! - [`sio`]: the Socket.IO layer, on `sockgate-engine`: the handshake,
+//!   the connection adapter, `Authed`, one handler file per event family;
 //! - [`http`]: the admin API, the dashboard, `/auth/refresh`, the door;
-//! - [`transports`]: closing one client's transport, and the transports
-//!   not yet authenticated;
-//! - [`cluster`]: Redis as the node's presence, directory and control bus;
+//! - [`transports`]: the transports not yet authenticated;
+//! - [`cluster`]: Redis as the node's presence, directory and control bus,
+//!   and the channel of room messages between nodes;
 //! - [`store`]: SQLite as the revocation store;
 //! - [`outbound`]: JWKS and the authorization webhook;
 //! - [`telemetry`]: the metrics exporter and the logs;

@@ -11,43 +11,32 @@ use std::time::Duration;
 
 use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
-use socketioxide::SocketIo;
-use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
-use socketioxide_core::adapter::DefinedAdapter;
-use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use sockgate_auth::Jwks;
 use sockgate_core::StoreError;
 use tokio::net::TcpListener;
 
-use crate::cluster::{Cluster, ResilientDriver, Seal, redacted};
+use crate::cluster::{Cluster, Seal, redacted};
 use crate::config::{Config, ConfigError, Secret};
 use crate::store::{OnDisk, Revocations};
-use crate::transports::ClosableAcceptor;
 use crate::{Gateway, http, sio, telemetry};
 
 /// How often expired token revocations are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// Builds the HTTP application: Socket.IO, `/healthz` and, with a key, the
-/// admin API. Starts the gateway's background tasks, so call it inside a
-/// tokio runtime. Embed the router in your own axum server, or use [`run`].
-pub fn app(gateway: Arc<Gateway>, api_key: Option<Secret>) -> (Router, SocketIo) {
-    let (router, io, ()) = app_with_adapter::<LocalAdapter>(gateway, api_key, ());
-    (router, io)
-}
-
-/// [`app`] on another Socket.IO adapter, such as the Redis one of a cluster.
-/// Also returns the adapter's initialisation (for Redis, a future that
-/// subscribes to the cluster's channels and must be awaited).
-pub fn app_with_adapter<A: Adapter + DefinedAdapter>(
-    gateway: Arc<Gateway>,
-    api_key: Option<Secret>,
-    adapter: A::State,
-) -> (Router, SocketIo<A>, A::InitRes) {
-    let (layer, io, init) = sio::server::<A>(&gateway, adapter);
+/// Builds the HTTP application: Socket.IO on `/socket.io/`, `/healthz`
+/// and, with a key, the admin API. Starts the gateway's background tasks,
+/// so call it inside a tokio runtime. Embed the router in your own axum
+/// server, or use [`run`]. Also returns the Socket.IO server.
+pub fn app(gateway: Arc<Gateway>, api_key: Option<Secret>) -> (Router, Arc<sio::Server>) {
+    let io = sio::server(&gateway);
     spawn_upkeep(gateway.clone());
-    let router = http::routes(&gateway, api_key).layer(layer);
-    (http::around(router, &gateway), io, init)
+    let engine = io.clone();
+    let socket_io = axum::routing::any(move |req: axum::extract::Request| {
+        let engine = engine.clone();
+        async move { engine.handle(req).await }
+    });
+    let router = http::routes(&gateway, api_key).route("/socket.io/", socket_io);
+    (http::around(router, &gateway), io)
 }
 
 fn spawn_upkeep(gateway: Arc<Gateway>) {
@@ -57,7 +46,6 @@ fn spawn_upkeep(gateway: Arc<Gateway>) {
         let mut tick = tokio::time::interval(PRUNE_EVERY);
         loop {
             tick.tick().await;
-            gateway.transports.shrink();
             gateway.node.tidy().await;
         }
     });
@@ -94,8 +82,6 @@ pub enum ServeError {
         source: redis::RedisError,
     },
     /// The Socket.IO Redis adapter could not subscribe to the cluster's channels.
-    #[error("cannot join the cluster: {0}")]
-    Adapter(String),
     /// The TLS certificate or key could not be loaded.
     #[error("cannot load the TLS certificate or key: {0}")]
     Tls(std::io::Error),
@@ -171,13 +157,10 @@ pub async fn serve_until(
                         source,
                     })?;
             let gateway = Arc::new(gateway.with_cluster(cluster.clone()));
-            let adapter = RedisAdapterCtr::new_with_driver(
-                cluster.driver.clone(),
-                RedisAdapterConfig::default().with_prefix("sockgate-sio"),
-            );
-            let (router, io, init) =
-                app_with_adapter::<ClusterAdapter>(gateway.clone(), key, adapter);
-            init.await.map_err(|e| ServeError::Adapter(e.to_string()))?;
+            let (router, io) = app(gateway.clone(), key);
+            gateway
+                .emitter
+                .set_fanout(Arc::new(crate::cluster::RoomBus::new(cluster.clone())));
             start_cluster(gateway.clone(), cluster).await;
             serve(listener, router, io, gateway, &config, shutdown).await
         }
@@ -199,13 +182,14 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// The Socket.IO adapter of a cluster node.
-type ClusterAdapter = CustomRedisAdapter<Emitter, ResilientDriver>;
-
 async fn start_cluster(gateway: Arc<Gateway>, cluster: Arc<Cluster>) {
     tracing::info!(node = %cluster.node, "cluster mode: joined through Redis");
     crate::cluster::sync(&gateway.node, &cluster).await;
     tokio::spawn(crate::cluster::follow(gateway.clone(), cluster.clone()));
+    tokio::spawn(crate::cluster::follow_rooms(
+        gateway.emitter.clone(),
+        cluster.clone(),
+    ));
     let resync = cluster.clone();
     tokio::spawn(cluster.heartbeat(move || {
         let (gateway, cluster) = (gateway.clone(), resync.clone());
@@ -213,10 +197,10 @@ async fn start_cluster(gateway: Arc<Gateway>, cluster: Arc<Cluster>) {
     }));
 }
 
-async fn serve<A: Adapter>(
+async fn serve(
     listener: TcpListener,
     router: Router,
-    io: SocketIo<A>,
+    io: Arc<sio::Server>,
     gateway: Arc<Gateway>,
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -253,22 +237,19 @@ async fn serve<A: Adapter>(
         // Connections get `shutdown_timeout` to drain; a client that holds one
         // open (a long-poll caught mid-upgrade, say) must not keep the process up.
         stopper.graceful_shutdown(Some(shutdown_timeout));
-        io.close().await;
+        io.close_all();
     });
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let listener = listener.into_std()?;
-    // Every connection can be closed on its own (see `transports`).
     match tls {
         Some(tls) => {
             axum_server::from_tcp_rustls(listener, tls)?
-                .map(|tls| tls.acceptor(ClosableAcceptor))
                 .handle(handle)
                 .serve(app)
                 .await?
         }
         None => {
             axum_server::from_tcp(listener)?
-                .acceptor(ClosableAcceptor)
                 .handle(handle)
                 .serve(app)
                 .await?

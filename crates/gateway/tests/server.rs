@@ -104,20 +104,27 @@ fn rand_suffix() -> u128 {
 
 #[tokio::test]
 async fn connected_sockets_join_their_user_room() {
-    let (router, io) = app(gateway(Lifecycle::default()).await, None);
+    let gw = gateway(Lifecycle::default()).await;
+    let (router, io) = app(gw.clone(), None);
     let addr = serve(router).await;
 
     let reply = raw_connect(addr, &json!({ "token": hs256("alice") }).to_string()).await;
     assert!(reply.starts_with("40{\"sid\""), "connect: {reply}");
     let reply = raw_connect(addr, "{\"token\":\"junk\"}").await;
+    let refusal: serde_json::Value =
+        serde_json::from_str(reply.strip_prefix("44").unwrap()).unwrap();
     assert!(
-        reply.starts_with("44{\"message\":\"TOKEN_INVALID: "),
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("TOKEN_INVALID: "),
         "refusal: {reply}"
     );
+    assert_eq!(refusal["data"]["code"], "TOKEN_INVALID", "refusal: {reply}");
 
-    let sockets = io.sockets();
-    assert_eq!(sockets.len(), 1, "refused sockets must not stay");
-    assert_eq!(sockets[0].rooms(), vec!["user:alice"]);
+    let rooms = io.handler().rooms("/").unwrap();
+    assert_eq!(rooms.len("user:alice"), 1, "alice is in her user room");
+    assert_eq!(gw.node.session_count(), 1, "refused sockets must not stay");
 }
 
 #[tokio::test]

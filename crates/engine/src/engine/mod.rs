@@ -70,6 +70,9 @@ pub trait Handler: Send + Sync + 'static {
     fn close(&self, socket: &Arc<Socket<Self::Data>>, reason: CloseReason);
 }
 
+/// How long an ended long-polling session still answers its next poll.
+const LINGER: Duration = Duration::from_secs(5);
+
 /// The response body of every engine answer.
 pub type Body = Full<Bytes>;
 
@@ -165,6 +168,14 @@ impl<H: Handler> Engine<H> {
         self.lock().len()
     }
 
+    /// Closes every session (at shutdown): each transport ends at once.
+    pub fn close_all(&self) {
+        let sessions: Vec<_> = self.lock().values().cloned().collect();
+        for socket in sessions {
+            socket.close();
+        }
+    }
+
     /// Whether no session is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -229,11 +240,36 @@ impl<H: Handler> Engine<H> {
     /// Closes a session: it leaves the registry, its transport is told,
     /// and the handler hears it once.
     pub(crate) fn close(&self, socket: &Arc<Socket<H::Data>>, reason: CloseReason) {
-        if !socket.mark_closed() {
-            return;
+        self.finish(socket, reason);
+        self.forget(socket);
+    }
+
+    /// Marks the session closed and tells the handler; true the first time.
+    fn finish(&self, socket: &Arc<Socket<H::Data>>, reason: CloseReason) -> bool {
+        let first = socket.mark_closed();
+        if first {
+            self.handler.close(socket, reason);
         }
+        first
+    }
+
+    /// Ends a session (the handler hears it once) but keeps it in the
+    /// registry, so that a long-polling client's next poll still gets the
+    /// last packets, or the close; it is forgotten then, or after a short
+    /// while.
+    pub(crate) fn end(self: &Arc<Self>, socket: &Arc<Socket<H::Data>>, reason: CloseReason) {
+        if self.finish(socket, reason) {
+            let (engine, socket) = (self.clone(), socket.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(LINGER).await;
+                engine.forget(&socket);
+            });
+        }
+    }
+
+    /// Takes a session out of the registry.
+    pub(crate) fn forget(&self, socket: &Socket<H::Data>) {
         self.lock().remove(&socket.sid());
-        self.handler.close(socket, reason);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Sid, Arc<Socket<H::Data>>>> {

@@ -69,12 +69,14 @@ async fn poll<H: Handler>(
             return answer(&[Packet::Noop]);
         }
         if let Some(reason) = socket.must_close() {
-            engine.close(socket, reason);
+            // Ended here; this poll still takes what waits (a reason for
+            // the client, say) and the next one the close.
+            engine.end(socket, reason);
         }
         let packets = socket.drain();
         if !packets.is_empty() {
             if socket.closes_after_poll() {
-                engine.close(socket, CloseReason::ClientClose);
+                engine.forget(socket);
             }
             return answer(&packets);
         }
@@ -82,6 +84,7 @@ async fn poll<H: Handler>(
             return answer(&[Packet::Noop]);
         }
         if socket.is_closed() {
+            engine.forget(socket);
             return answer(&[Packet::Close]);
         }
         woken.await;
@@ -134,11 +137,11 @@ fn deliver<H: Handler>(
         Packet::Binary(data) => engine.handler.message(socket, Message::Binary(data)),
         Packet::Pong => socket.ponged(),
         Packet::Close => {
-            // The poll ends cleanly, with a noop: the one waiting now, or
-            // the next one (which may race this request).
-            if socket.client_closed() {
-                engine.close(socket, CloseReason::ClientClose);
-            }
+            // The session ends now; the poll ends cleanly, with a noop: the
+            // one waiting now, or the next one (which may race this
+            // request), and the session is forgotten with it.
+            socket.client_closed();
+            engine.end(socket, CloseReason::ClientClose);
         }
         _ => {
             engine.close(socket, CloseReason::ProtocolError);
@@ -163,7 +166,8 @@ pub(super) async fn heartbeat<H: Handler>(
     loop {
         idle(&socket, ping_at).await;
         if let Some(reason) = socket.must_close() {
-            engine.close(&socket, reason);
+            // The next poll still takes what waits, then the close.
+            engine.end(&socket, reason);
             return;
         }
         if socket.is_closed() || socket.transport() != Transport::Polling {
@@ -173,7 +177,8 @@ pub(super) async fn heartbeat<H: Handler>(
         socket.push(Packet::Ping);
         let _ = tokio::time::timeout_at(ping_at + config.ping_timeout, pong_of(&socket)).await;
         if let Some(reason) = socket.must_close() {
-            engine.close(&socket, reason);
+            // The next poll still takes what waits, then the close.
+            engine.end(&socket, reason);
             return;
         }
         if socket.is_closed() || socket.transport() != Transport::Polling {

@@ -21,7 +21,8 @@ pub struct Sid([u8; Sid::LEN]);
 impl Sid {
     const LEN: usize = 20;
 
-    fn random() -> Self {
+    /// A new random id.
+    pub fn random() -> Self {
         use rand::Rng;
         let mut id = [0u8; Self::LEN];
         let chars = rand::distr::Alphanumeric;
@@ -43,6 +44,12 @@ impl Sid {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("ids are ASCII")
+    }
+}
+
+impl std::fmt::Display for Sid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -264,15 +271,14 @@ impl<D> Socket<D> {
     }
 
     /// The client sent a close: a noop for the waiting poll, now or when
-    /// it comes. True when a poll is waiting (the session may close now).
-    pub(crate) fn client_closed(&self) -> bool {
+    /// it comes, and the session is forgotten with it.
+    pub(crate) fn client_closed(&self) {
         let mut state = self.lock();
+        state.outbox.clear();
         state.outbox.push_back(Packet::Noop);
-        state.close_after_poll = !state.polling;
-        let waiting = state.polling;
+        state.close_after_poll = true;
         drop(state);
         self.wake.notify_one();
-        waiting
     }
 
     /// Whether the poll that just drained the outbox ends the session.

@@ -153,6 +153,9 @@ async fn drive<H: Handler>(engine: Arc<Engine<H>>, socket: Arc<Socket<H::Data>>,
             break CloseReason::ServerClose;
         }
         if let Some(reason) = socket.must_close() {
+            // What was queued before the close goes out first (a reason
+            // for the client, say).
+            let _ = tokio::time::timeout(config.ping_timeout, flush(&socket, &mut sink)).await;
             break reason;
         }
         // A client that takes no write for a pingTimeout does not read:
@@ -191,14 +194,26 @@ async fn drive<H: Handler>(engine: Arc<Engine<H>>, socket: Arc<Socket<H::Data>>,
         }
     };
     engine.close(&socket, reason);
-    // Bounded too: a client that does not read gets the connection dropped.
+    // The closing handshake: our close frame, then the client's (what it
+    // still sends meanwhile is read and dropped). Dropping the connection
+    // with the client's frames unread would make the kernel reset it, and a
+    // reset can discard what the client had not read yet: the reason for
+    // the close, say. Bounded too: a client that does not read or answer
+    // gets the connection dropped.
     let goodbye = async {
         let _ = sink.send(Frame::Close(None)).await;
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Frame::Close(_)) {
+                break;
+            }
+        }
         let _ = sink.close().await;
     };
-    let _ = tokio::time::timeout(config.ping_timeout, goodbye).await;
-    drop(stream);
+    let _ = tokio::time::timeout(config.ping_timeout.min(CLOSE_WAIT), goodbye).await;
 }
+
+/// Longest wait for the client's half of the closing handshake.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Writes the outbox, one write per packet (as a Socket.IO server written
 /// on Node.js does: a client may rely on a handler seeing one message

@@ -1,17 +1,13 @@
-//! The pub/sub driver under the Socket.IO Redis adapter.
+//! The cluster's pub/sub: announcements and room messages between nodes.
 //!
-//! `socketioxide-redis` ships a driver on a plain multiplexed connection.
-//! Three things make it unfit for a gateway that must ride out Redis
-//! restarts, so sockgate brings its own (the adapter accepts any `Driver`):
+//! It must ride out Redis restarts:
 //!
-//! - it never reconnects nor resubscribes: this one runs on redis-rs's
-//!   `ConnectionManager`, which reconnects and resubscribes by itself;
-//! - it drops messages when a channel's buffer is full: here pushes go
-//!   through an unbounded queue and are handed on with back-pressure, never
-//!   dropped;
-//! - a failed publish makes the adapter skip the local delivery too: here,
-//!   while the cluster is degraded, publishes are skipped (and counted) so
-//!   local sockets keep getting their messages.
+//! - it runs on redis-rs's `ConnectionManager`, which reconnects and
+//!   resubscribes by itself;
+//! - pushes go through an unbounded queue and are handed on with
+//!   back-pressure, never dropped;
+//! - while the cluster is degraded, publishes are skipped (and counted):
+//!   local delivery never waits on Redis.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,12 +15,14 @@ use std::sync::{Arc, RwLock};
 
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, PushInfo, PushKind, Value};
-use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::mpsc;
+
+/// A message of a channel: its name and its body.
+pub type ChanItem = (String, Vec<u8>);
 
 type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 
-/// The adapter's [`Driver`] on a reconnecting Redis connection: pushed
+/// The cluster's pub/sub on a reconnecting Redis connection: pushed
 /// messages are never dropped, and publishes are skipped while degraded.
 #[derive(Clone)]
 pub struct ResilientDriver {
@@ -35,7 +33,7 @@ pub struct ResilientDriver {
     pub skipped: Arc<AtomicU64>,
 }
 
-/// A Redis error, as the [`Driver`] trait's error type.
+/// A Redis error of the pub/sub.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct DriverError(#[from] redis::RedisError);
@@ -102,10 +100,9 @@ fn message_of(push: PushInfo) -> Option<(String, Vec<u8>)> {
     }
 }
 
-impl Driver for ResilientDriver {
-    type Error = DriverError;
-
-    async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
+impl ResilientDriver {
+    /// Publishes `val` on `chan` (skipped, and counted, while degraded).
+    pub async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), DriverError> {
         if !self.healthy.load(Ordering::Relaxed) {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
@@ -118,32 +115,18 @@ impl Driver for ResilientDriver {
         Ok(())
     }
 
-    async fn subscribe(
+    /// The messages of `chan`, as they arrive (`size` wait at most).
+    pub async fn subscribe(
         &self,
         chan: String,
         size: usize,
-    ) -> Result<MessageStream<ChanItem>, Self::Error> {
+    ) -> Result<mpsc::Receiver<ChanItem>, DriverError> {
         let (tx, rx) = mpsc::channel(size.max(1));
         self.handlers
             .write()
             .expect("handlers lock")
             .insert(chan.clone(), tx);
         self.conn.clone().subscribe(chan).await?;
-        Ok(MessageStream::new(rx))
-    }
-
-    async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
-        self.handlers.write().expect("handlers lock").remove(&chan);
-        self.conn.clone().unsubscribe(chan).await?;
-        Ok(())
-    }
-
-    async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
-        let (_, count): (String, u16) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(chan)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(count)
+        Ok(rx)
     }
 }

@@ -1,7 +1,8 @@
 //! Cluster mode: many gateway nodes on one Redis behave as one.
 //!
-//! - Room broadcasts and `/api/publish` go through the Socket.IO Redis
-//!   adapter (on sockgate's own [`driver`]).
+//! - Room broadcasts and `/api/publish` go out on one channel
+//!   (`sockgate:rooms`, sealed like the announcements); every other node
+//!   delivers them to its own sockets ([`RoomBus`]).
 //! - Revocations, kicks and evictions are announced on one control channel;
 //!   every node applies them to its own sockets.
 //! - Sessions and presence live in node-scoped Redis hashes
@@ -17,6 +18,7 @@
 
 mod backends;
 pub mod driver;
+mod rooms;
 pub mod seal;
 mod sync;
 
@@ -27,11 +29,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use redis::aio::ConnectionManager;
 use redis::io::tcp::TcpSettings;
 use redis::{AsyncCommands, IntoConnectionInfo, Script};
-use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use sockgate_core::backend::Admission;
 use tokio::sync::mpsc;
 
 pub use driver::ResilientDriver;
+pub use rooms::{RoomBus, follow_rooms};
 pub use seal::Seal;
 use sockgate_core::backend::Control;
 use sockgate_core::clock::unix_now_ms;
@@ -219,7 +221,9 @@ impl Cluster {
     }
 
     /// The control channel's messages, as they arrive.
-    pub async fn control_stream(&self) -> Result<MessageStream<ChanItem>, driver::DriverError> {
+    pub async fn control_stream(
+        &self,
+    ) -> Result<tokio::sync::mpsc::Receiver<driver::ChanItem>, driver::DriverError> {
         self.driver.subscribe(CONTROL.to_owned(), 1024).await
     }
 

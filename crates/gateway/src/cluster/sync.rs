@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use sockgate_core::Node;
 use sockgate_core::backend::Control;
 
@@ -21,7 +20,7 @@ pub async fn follow(node: Arc<impl AsRef<Node>>, cluster: Arc<Cluster>) {
             return;
         }
     };
-    while let Some((_, body)) = stream.next().await {
+    while let Some((_, body)) = stream.recv().await {
         let Some(json) = cluster.seal.open(&body) else {
             tracing::warn!(
                 "ignoring an announcement without a valid seal (forged, replayed, or another cluster secret)"

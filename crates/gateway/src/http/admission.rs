@@ -1,4 +1,4 @@
-//! The door of the Socket.IO path, before socketioxide sees a request.
+//! The door of the Socket.IO path, before the engine sees a request.
 //!
 //! Every request gets its client's address ([`ClientIp`], through trusted
 //! proxies). A request that opens a transport (an Engine.IO request without
@@ -30,10 +30,10 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use socketioxide::socket::Sid;
 use sockgate_auth::ErrorCode;
 use sockgate_core::limits::{Retry, budget_key};
 use sockgate_core::origins::{Origins, is_cross_origin};
+use sockgate_engine::engine::Sid;
 
 use crate::transports::openings::{ClientIp, Opener, Ticket};
 use crate::{Gateway, telemetry};
@@ -174,12 +174,18 @@ fn warn_if_origin_refused(gw: &Gateway, headers: &axum::http::HeaderMap) {
     }
 }
 
+/// The id no session has: what a request naming an impossible sid is
+/// checked as (an unknown session).
+fn unknown_sid() -> Sid {
+    Sid::parse("00000000000000000000").expect("twenty alphanumerics")
+}
+
 /// The `sid` an Engine.IO request names.
 fn session_param(uri: &Uri) -> Option<Sid> {
     uri.query()?
         .split('&')
         .find_map(|pair| pair.strip_prefix("sid="))
-        .map(|sid| sid.parse().unwrap_or(Sid::ZERO))
+        .map(|sid| Sid::parse(sid).unwrap_or_else(unknown_sid))
 }
 
 /// A long-polling open answers `0{"sid":...}` as text; a WebSocket open
@@ -215,7 +221,7 @@ fn open_packet_sid(body: &[u8]) -> Option<Sid> {
         sid: String,
     }
     let open: Open = serde_json::from_slice(body.strip_prefix(b"0")?).ok()?;
-    open.sid.parse().ok()
+    Sid::parse(&open.sid)
 }
 
 fn refused(retry: &Retry) -> Response {
@@ -242,7 +248,7 @@ mod tests {
 
     #[test]
     fn the_session_comes_from_the_query_and_the_open_packet() {
-        let sid = Sid::new();
+        let sid = Sid::random();
         let poll: Uri = format!("/socket.io/?EIO=4&transport=polling&sid={sid}")
             .parse()
             .unwrap();
@@ -250,7 +256,7 @@ mod tests {
         let open: Uri = "/socket.io/?EIO=4&transport=polling".parse().unwrap();
         assert_eq!(session_param(&open), None);
         let junk: Uri = "/socket.io/?EIO=4&sid=nope".parse().unwrap();
-        assert_eq!(session_param(&junk), Some(Sid::ZERO));
+        assert_eq!(session_param(&junk), Some(unknown_sid()));
         let packet = format!("0{{\"sid\":\"{sid}\",\"upgrades\":[\"websocket\"]}}");
         assert_eq!(open_packet_sid(packet.as_bytes()), Some(sid));
         assert_eq!(open_packet_sid(b"{\"code\":\"RATE_LIMITED\"}"), None);

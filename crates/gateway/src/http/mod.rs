@@ -24,7 +24,7 @@ use sockgate_core::origins::Origins;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Secret;
-use crate::{Gateway, telemetry, transports};
+use crate::{Gateway, telemetry};
 
 /// The routes beside Socket.IO: `/healthz`, `/readyz` and, with a key,
 /// `/metrics`, the admin API and the dashboard; `/auth/refresh` where
@@ -58,14 +58,10 @@ pub(crate) fn routes(gateway: &Arc<Gateway>, api_key: Option<Secret>) -> Router 
     router
 }
 
-/// The layers outside Socket.IO: the transport bookkeeping, the door, an
-/// owned request head and, with allowed origins, CORS.
+/// The layers outside Socket.IO: the door, an owned request head and,
+/// with allowed origins, CORS.
 pub(crate) fn around(router: Router, gateway: &Arc<Gateway>) -> Router {
     let mut router = router
-        .layer(axum::middleware::from_fn_with_state(
-            gateway.transports.clone(),
-            transports::follow,
-        ))
         .layer(axum::middleware::from_fn_with_state(
             gateway.clone(),
             admission::door,
@@ -91,10 +87,12 @@ pub(crate) fn metrics_route(metrics: PrometheusHandle) -> Router {
 /// Gives a Socket.IO request a head of its own.
 ///
 /// hyper parses the URI and header values as slices of its 8–16 KiB
-/// connection read buffer, and engineioxide keeps the request head for the
-/// whole life of the socket (`SocketRef::req_parts`), so every idle
-/// connection would pin that buffer. Copies of the few hundred bytes let
-/// it go (measured with massif: 16 KiB per WebSocket connection).
+/// connection read buffer, and the engine keeps a connection's opening
+/// request head until its Socket.IO handshake, so every connection not yet
+/// authenticated would pin that buffer. Copies of the few hundred bytes
+/// let it go (measured with massif under the earlier Socket.IO layer,
+/// which kept the head for the socket's whole life: 16 KiB per WebSocket
+/// connection).
 async fn own_request_head(mut req: axum::extract::Request) -> axum::extract::Request {
     if !req.uri().path().starts_with("/socket.io/") {
         return req;

@@ -7,18 +7,15 @@
 //!   session cookie's session (see [`crate::http::cookie_refresh`]).
 //! - `echo` (ack): the payload, unchanged; used by tests and benchmarks.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use serde_json::Value;
-use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, State, TryData};
 use sockgate_auth::source::token_from_payload;
 use sockgate_auth::{AuthError, Credential, ErrorCode};
 use sockgate_core::tickets::TICKET_TTL;
+use sockgate_engine::io::Ack;
 use sockgate_protocol::payloads::TicketAck;
 
-use super::extract::Authed;
+use super::extract::{Authed, reply};
 use crate::{Gateway, telemetry};
 
 /// The answer to `auth:whoami`.
@@ -31,43 +28,40 @@ struct WhoAmI<'a> {
     claims: &'a serde_json::Map<String, Value>,
 }
 
-pub(super) async fn whoami<A: Adapter>(
-    authed: Authed<A>,
-    ack: AckSender<A>,
-    State(gw): State<Arc<Gateway>>,
-) {
-    let Some(ack) = authed.spend(&gw, ack) else {
+pub(super) async fn whoami(gw: &Gateway, authed: Authed, ack: Option<Ack>) {
+    let Some(ack) = authed.spend(gw, ack) else {
         return;
     };
     let session = &authed.session;
     let identity = session.identity();
-    let _ = ack.send(&WhoAmI {
+    let answer = WhoAmI {
         user_id: &session.user_id,
         session_id: session.id.to_string(),
         expires_at: identity.expires_at,
         claims: &identity.claims,
-    });
+    };
+    reply(ack, &answer);
 }
 
-pub(super) async fn refresh<A: Adapter>(
-    authed: Authed<A>,
-    TryData(payload): TryData<Value>,
-    ack: AckSender<A>,
-    State(gw): State<Arc<Gateway>>,
+pub(super) async fn refresh(
+    gw: &Gateway,
+    authed: Authed,
+    payload: Option<Value>,
+    ack: Option<Ack>,
 ) {
-    let Some(ack) = authed.spend(&gw, ack) else {
+    let Some(ack) = authed.spend(gw, ack) else {
         return;
     };
     let session = &authed.session;
     let result = match &payload {
-        Ok(payload) => match token_from_payload(payload) {
+        Some(payload) => match token_from_payload(payload) {
             Ok(token) => {
                 let credential = Credential::Token(token.into());
                 gw.node.refresh(session, &credential).await
             }
             Err(e) => Err(e),
         },
-        Err(_) => Err(AuthError::new(
+        None => Err(AuthError::new(
             ErrorCode::TokenInvalid,
             "payload must be { token }",
         )),
@@ -76,10 +70,13 @@ pub(super) async fn refresh<A: Adapter>(
     telemetry::refresh(outcome);
     tracing::info!(target: "sockgate::auth", outcome, user = %session.user_id, session = %session.id, "refresh");
     let refreshed = result.is_ok();
-    let _ = match result {
-        Ok(expires_at) => ack.send(&serde_json::json!({ "ok": true, "expiresAt": expires_at })),
-        Err(e) => ack.send(&e.to_ack()),
-    };
+    match result {
+        Ok(expires_at) => reply(
+            ack,
+            &serde_json::json!({ "ok": true, "expiresAt": expires_at }),
+        ),
+        Err(e) => reply(ack, &e.to_ack()),
+    }
     if refreshed {
         gw.node.recheck_rooms(session).await;
     }
@@ -87,31 +84,23 @@ pub(super) async fn refresh<A: Adapter>(
 
 /// `auth:ticket` (ack): `{ ok: true, ticket, expiresIn }`, the ticket for
 /// one `POST /auth/refresh` that renews the session from a rotated session
-/// cookie. Registered only where session cookies are on; elsewhere it goes
+/// cookie. Answered only where session cookies are on; elsewhere it goes
 /// unanswered, like any unknown event.
-pub(super) async fn ticket<A: Adapter>(
-    authed: Authed<A>,
-    ack: AckSender<A>,
-    State(gw): State<Arc<Gateway>>,
-) {
-    let Some(ack) = authed.spend(&gw, ack) else {
+pub(super) async fn ticket(gw: &Gateway, authed: Authed, ack: Option<Ack>) {
+    let Some(ack) = authed.spend(gw, ack) else {
         return;
     };
     let ticket = gw.node.issue_ticket(&authed.session);
-    let _ = ack.send(&TicketAck {
+    let answer = TicketAck {
         ok: true,
         ticket: &ticket,
         expires_in: TICKET_TTL.as_secs(),
-    });
+    };
+    reply(ack, &answer);
 }
 
-pub(super) async fn echo<A: Adapter>(
-    authed: Authed<A>,
-    TryData(data): TryData<Value>,
-    ack: AckSender<A>,
-    State(gw): State<Arc<Gateway>>,
-) {
-    if let Some(ack) = authed.spend(&gw, ack) {
-        let _ = ack.send(&data.unwrap_or(Value::Null));
+pub(super) async fn echo(gw: &Gateway, authed: Authed, data: Option<Value>, ack: Option<Ack>) {
+    if let Some(ack) = authed.spend(gw, ack) {
+        reply(ack, &data.unwrap_or(Value::Null));
     }
 }

@@ -1,65 +1,70 @@
-//! [`Authed`]: the extractor of every event handler.
+//! [`Authed`]: what every event handler gets.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, SocketRef};
-use socketioxide::handler::{FromMessageParts, Value};
-use socketioxide::socket::Socket;
+use serde::Serialize;
 use sockgate_core::Session;
+use sockgate_engine::io::{Ack, SioSocket};
+use sockgate_engine::sio::Value;
 
 use super::conn::SocketConn;
 use crate::Gateway;
 
-/// The session of the socket an event came on. A handler taking it runs
-/// only for a socket with a session the server is not ending (an ending
-/// socket has its `session:end`; its events are dropped).
-pub struct Authed<A: Adapter> {
+/// What the handshake attaches to an admitted socket: its session, and the
+/// transport's place among the openings, whose long-polling binding (the
+/// address that opened it) must last as long as the socket.
+pub struct Attached {
+    /// The session.
+    pub session: Arc<Session>,
+    /// The transport's place (see `crate::transports::openings`).
+    pub ticket: Option<Arc<crate::transports::openings::Ticket>>,
+}
+
+/// The session of the socket an event came on. Built only for a socket
+/// with a session the server is not ending (an ending socket has its
+/// `session:end`; its events are dropped).
+pub struct Authed {
     /// The session.
     pub session: Arc<Session>,
     /// The socket.
-    pub socket: SocketRef<A>,
+    pub socket: Arc<SioSocket>,
 }
 
-/// The socket has no live session.
-#[derive(Debug, thiserror::Error)]
-#[error("the socket has no live session")]
-pub struct NoSession;
-
-impl<A: Adapter> FromMessageParts<A> for Authed<A> {
-    type Error = NoSession;
-
-    fn from_message_parts(
-        s: &Arc<Socket<A>>,
-        v: &mut Value,
-        ack_id: &Option<i64>,
-    ) -> Result<Self, NoSession> {
-        let socket = SocketRef::<A>::from_message_parts(s, v, ack_id)
-            .unwrap_or_else(|e: Infallible| match e {});
-        let session = socket.extensions.get::<Arc<Session>>().ok_or(NoSession)?;
+impl Authed {
+    /// The session of `socket`, unless it has none or is ending.
+    pub fn of(socket: &Arc<SioSocket>) -> Option<Self> {
+        let session = socket.data::<Attached>()?.session.clone();
         if session.is_ending() {
-            return Err(NoSession);
+            return None;
         }
-        Ok(Self { session, socket })
+        Some(Self {
+            session,
+            socket: socket.clone(),
+        })
     }
-}
 
-impl<A: Adapter> Authed<A> {
     /// Spends one event of the session's budget. When over it, `ack` is
     /// answered `RATE_LIMITED` here and `None` comes back.
-    pub fn spend(&self, gw: &Gateway, ack: AckSender<A>) -> Option<AckSender<A>> {
+    pub fn spend(&self, gw: &Gateway, ack: Option<Ack>) -> Option<Option<Ack>> {
         match gw.node.allow_event(&self.session) {
             Ok(()) => Some(ack),
             Err(e) => {
-                let _ = ack.send(&e.to_ack());
+                reply(ack, &e.to_ack());
                 None
             }
         }
     }
 
     /// The socket as the core's connection.
-    pub fn conn(&self, gw: &Gateway) -> SocketConn<A> {
-        SocketConn::new(self.socket.clone(), gw.transports.clone())
+    pub fn conn(&self) -> SocketConn {
+        SocketConn::new(self.socket.clone())
+    }
+}
+
+/// Answers `ack`, if the client asked for one, with `value`.
+pub fn reply(ack: Option<Ack>, value: &impl Serialize) {
+    if let Some(ack) = ack {
+        let value = serde_json::to_value(value).expect("answers serialize");
+        ack.send(vec![Value::from(value)]);
     }
 }

@@ -1,42 +1,47 @@
-//! The Socket.IO connect middleware: find the token, authenticate it, admit
+//! The Socket.IO handshake: find the credential, authenticate it, admit
 //! the session, set the socket up, and log one line per decision.
 //!
-//! A terminal refusal returns an [`AuthError`]; socketioxide sends it to the
-//! client as `connect_error` with `err.message` = `CODE: sentence`. A
-//! retryable one (`AUTH_UNAVAILABLE`, a connection cap or a shutdown reached
-//! between the transport's opening and its CONNECT) closes the transport
-//! instead, so that the client retries by itself (see [`crate::transports`]).
-//! The handshake budget is spent earlier, when the transport opens
-//! ([`crate::http::admission`]).
+//! A terminal refusal is a `connect_error` with `err.message` =
+//! `CODE: sentence` and `err.data` = `{ code, message }`. A retryable one
+//! (`AUTH_UNAVAILABLE`, a connection cap or a shutdown reached between the
+//! transport's opening and its CONNECT) closes the transport instead, so
+//! that the client retries by itself. The handshake budget is spent
+//! earlier, when the transport opens ([`crate::http::admission`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::http::request::Parts;
 use serde_json::Value;
-use socketioxide::adapter::Adapter;
-use socketioxide::extract::{SocketRef, State, TryData};
 use sockgate_auth::{AuthError, ErrorCode, Handshake, TokenSource};
 use sockgate_core::{Origin, Session};
+use sockgate_engine::io::{Auth, ConnectError, RequestHead, SioSocket};
 
 use super::conn::{SocketConn, transport_of};
 use crate::transports::openings::{ClientIp, Ticket};
 use crate::{Gateway, telemetry};
 
-pub(crate) async fn authenticate<A: Adapter>(
-    s: SocketRef<A>,
-    TryData(auth): TryData<Value>,
-    State(gw): State<Arc<Gateway>>,
-) -> Result<(), AuthError> {
+/// The main namespace's `connect`.
+pub(super) async fn authenticate(
+    gw: &Gateway,
+    socket: &Arc<SioSocket>,
+    auth: Auth<'_>,
+    head: &RequestHead,
+) -> Result<(), ConnectError> {
     let started = Instant::now();
-    let parts = s.req_parts();
-    if let Some(ticket) = parts.extensions.get::<Arc<Ticket>>() {
+    if let Some(ticket) = head.extensions.get::<Arc<Ticket>>() {
         ticket.settle();
     }
-    let remote = parts.extensions.get::<ClientIp>().map(|c| c.0);
-    let transport = transport_of(s.transport_type()).as_str();
-    let result = admit(&gw, &s, parts, auth, remote).await;
+    let remote = head.extensions.get::<ClientIp>().map(|c| c.0);
+    let transport = transport_of(socket.engine().transport()).as_str();
+    let result = match auth {
+        Auth::Invalid => Err(AuthError::new(
+            ErrorCode::TokenInvalid,
+            "handshake auth payload is not valid JSON",
+        )),
+        Auth::None => admit(gw, socket, head, Value::Null, remote).await,
+        Auth::Payload(auth) => admit(gw, socket, head, auth.clone().into_json(), remote).await,
+    };
     let took = started.elapsed();
     let verify_us = took.as_micros() as u64;
     telemetry::handshake(
@@ -70,47 +75,58 @@ pub(crate) async fn authenticate<A: Adapter>(
             "handshake refused"
         ),
     }
-    if let Err(err) = &result
-        && err.code.is_retryable()
-    {
-        gw.transports.refuse(&s).await;
-    }
-    result.map(|_| ())
+    result.map(|_| ()).map_err(refusal)
 }
 
-async fn admit<A: Adapter>(
+/// A refusal as the engine sends it.
+fn refusal(err: AuthError) -> ConnectError {
+    if err.code.is_retryable() {
+        return ConnectError {
+            close_transport: true,
+            ..ConnectError::default()
+        };
+    }
+    let data = serde_json::json!({ "code": err.code, "message": err.message });
+    ConnectError {
+        message: err.to_string(),
+        data: Some(data),
+        close_transport: false,
+    }
+}
+
+async fn admit(
     gw: &Gateway,
-    s: &SocketRef<A>,
-    parts: &Parts,
-    auth: Result<Value, socketioxide::ParserError>,
+    s: &Arc<SioSocket>,
+    head: &RequestHead,
+    auth: Value,
     remote: Option<IpAddr>,
 ) -> Result<(Arc<Session>, TokenSource), AuthError> {
-    let auth = auth.map_err(|_| {
-        AuthError::new(
-            ErrorCode::TokenInvalid,
-            "handshake auth payload is not valid JSON",
-        )
-    })?;
     let handshake = Handshake {
         auth: Some(&auth),
-        authorization: header(parts, "authorization"),
-        cookie: header(parts, "cookie"),
-        query: parts.uri.query(),
+        authorization: header(head, "authorization"),
+        cookie: header(head, "cookie"),
+        query: head.uri.query(),
     };
     gw.node.check_open()?;
     let (credential, source) = gw.node.sources().find(&handshake)?;
-    check_origin(gw, parts, source)?;
+    check_origin(gw, head, source)?;
     let identity = gw.node.authenticate(&credential).await?;
     let origin = Origin {
         remote_addr: remote,
-        user_agent: header(parts, "user-agent").map(str::to_owned),
-        transport: transport_of(s.transport_type()),
+        user_agent: header(head, "user-agent").map(str::to_owned),
+        transport: transport_of(s.engine().transport()),
     };
     let session = Arc::new(gw.node.session(identity, origin));
-    let conn = SocketConn::new(s.clone(), gw.transports.clone());
     let admitting = Instant::now();
-    gw.node.admit(session.clone(), Arc::new(conn)).await?;
-    super::serve(s, gw, &session);
+    gw.node
+        .admit(session.clone(), Arc::new(SocketConn::new(s.clone())))
+        .await?;
+    let ticket = head.extensions.get::<Arc<Ticket>>().cloned();
+    s.set_data(Arc::new(super::extract::Attached {
+        session: session.clone(),
+        ticket,
+    }));
+    telemetry::connection(session.transport.as_str(), 1.0);
     gw.node.stats().overhead(admitting.elapsed());
     Ok((session, source))
 }
@@ -119,7 +135,7 @@ async fn admit<A: Adapter>(
 /// through, unless the token came from a cookie: a browser attaches cookies
 /// to a cross-site handshake by itself, so a cookie counts only with an
 /// allowed `Origin` or `Sec-Fetch-Site: same-origin`.
-fn check_origin(gw: &Gateway, parts: &Parts, source: TokenSource) -> Result<(), AuthError> {
+fn check_origin(gw: &Gateway, parts: &RequestHead, source: TokenSource) -> Result<(), AuthError> {
     let forbidden = || AuthError::new(ErrorCode::OriginForbidden, "this origin may not connect");
     match header(parts, "origin") {
         Some(origin) if let Some(allowed) = &gw.node.limits().allowed_origins => {
@@ -143,6 +159,6 @@ fn check_origin(gw: &Gateway, parts: &Parts, source: TokenSource) -> Result<(), 
     }
 }
 
-fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+fn header<'a>(parts: &'a RequestHead, name: &str) -> Option<&'a str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok())
 }

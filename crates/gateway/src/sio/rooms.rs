@@ -11,22 +11,18 @@
 //! ([`sockgate_core::Node::join`] and the rest); this file reads payloads
 //! and answers.
 
-use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
-use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, State, TryData};
 use sockgate_auth::{AuthError, ErrorCode};
+use sockgate_engine::io::Ack;
 use sockgate_protocol::events::server;
 
-use super::extract::Authed;
+use super::extract::{Authed, reply};
 use crate::Gateway;
 
 /// The `room` field of a payload, as a string.
-fn room_of(payload: &Result<Value, socketioxide::ParserError>) -> Result<&str, AuthError> {
-    let Ok(Value::Object(obj)) = payload else {
+fn room_of(payload: &Option<Value>) -> Result<&str, AuthError> {
+    let Some(Value::Object(obj)) = payload else {
         return Err(AuthError::new(
             ErrorCode::InvalidRequest,
             "payload must be an object { room }",
@@ -42,95 +38,72 @@ fn not_a_string() -> AuthError {
     AuthError::new(ErrorCode::RoomInvalid, "room must be a string")
 }
 
-fn reply<A: Adapter, T: Serialize>(ack: AckSender<A>, result: Result<T, AuthError>) {
-    let _ = match result {
-        Ok(v) => ack.send(&v),
-        Err(e) => ack.send(&e.to_ack()),
-    };
+fn answer<T: Serialize>(ack: Option<Ack>, result: Result<T, AuthError>) {
+    match result {
+        Ok(v) => reply(ack, &v),
+        Err(e) => reply(ack, &e.to_ack()),
+    }
 }
 
-pub(super) async fn join<A: Adapter>(
-    authed: Authed<A>,
-    TryData(p): TryData<Value>,
-    ack: AckSender<A>,
-    State(gw): State<Arc<Gateway>>,
-) {
-    let Some(ack) = authed.spend(&gw, ack) else {
+pub(super) async fn join(gw: &Gateway, authed: Authed, p: Option<Value>, ack: Option<Ack>) {
+    let Some(ack) = authed.spend(gw, ack) else {
         return;
     };
     let result = async {
         let room = room_of(&p)?;
-        let conn = authed.conn(&gw);
-        let members = gw.node.join(&conn, &authed.session, room).await?;
+        let members = gw.node.join(&authed.conn(), &authed.session, room).await?;
         Ok(serde_json::json!({ "ok": true, "room": room, "members": members }))
     }
     .await;
-    reply(ack, result);
+    answer(ack, result);
 }
 
-pub(super) async fn leave<A: Adapter>(
-    authed: Authed<A>,
-    TryData(p): TryData<Value>,
-    ack: AckSender<A>,
-    State(gw): State<Arc<Gateway>>,
-) {
-    let Some(ack) = authed.spend(&gw, ack) else {
+pub(super) async fn leave(gw: &Gateway, authed: Authed, p: Option<Value>, ack: Option<Ack>) {
+    let Some(ack) = authed.spend(gw, ack) else {
         return;
     };
     let result = room_of(&p).and_then(|room| {
-        gw.node.leave(&authed.conn(&gw), &authed.session, room)?;
+        gw.node.leave(&authed.conn(), &authed.session, room)?;
         Ok(serde_json::json!({ "ok": true }))
     });
-    reply(ack, result);
+    answer(ack, result);
 }
 
-#[derive(Deserialize)]
-pub(super) struct PublishArgs {
-    room: Value,
-    data: Option<Box<RawValue>>,
-}
-
-pub(super) async fn publish<A: Adapter>(
-    authed: Authed<A>,
-    TryData(p): TryData<PublishArgs>,
-    ack: AckSender<A>,
-    State(gw): State<Arc<Gateway>>,
-) {
-    let Some(ack) = authed.spend(&gw, ack) else {
+pub(super) async fn publish(gw: &Gateway, authed: Authed, p: Option<Value>, ack: Option<Ack>) {
+    let Some(ack) = authed.spend(gw, ack) else {
         return;
     };
     let result = async {
-        let args = p.map_err(|_| {
-            AuthError::new(
+        let Some(Value::Object(args)) = p else {
+            return Err(AuthError::new(
                 ErrorCode::InvalidRequest,
                 "payload must be an object { room, data }",
-            )
-        })?;
-        let Value::String(room) = &args.room else {
+            ));
+        };
+        let Some(Value::String(room)) = args.get("room") else {
             return Err(not_a_string());
         };
+        // `data` is forwarded as it came; its size is its JSON text's.
+        let data = args
+            .get("data")
+            .map(|data| serde_json::value::to_raw_value(data).expect("JSON serializes"));
         let message = gw
             .node
-            .check_publish(&authed.session, room, args.data.as_deref())
+            .check_publish(&authed.session, room, data.as_deref())
             .await?;
-        let _ = authed
-            .socket
-            .to(room.clone())
-            .emit(server::ROOM_MESSAGE, &message)
-            .await;
-        Ok(serde_json::json!({ "ok": true, "id": message.id }))
+        let id = message.id.clone();
+        let message = serde_json::to_value(&message).expect("payloads serialize");
+        let rooms = [room.clone()];
+        gw.emitter
+            .emit(&rooms, Some(&authed.socket), server::ROOM_MESSAGE, message);
+        Ok(serde_json::json!({ "ok": true, "id": id }))
     }
     .await;
-    reply(ack, result);
+    answer(ack, result);
 }
 
-pub(super) async fn members<A: Adapter>(
-    authed: Authed<A>,
-    TryData(p): TryData<Value>,
-    ack: AckSender<A>,
-    State(gw): State<Arc<Gateway>>,
-) {
-    let Some(ack) = authed.spend(&gw, ack) else {
+pub(super) async fn members(gw: &Gateway, authed: Authed, p: Option<Value>, ack: Option<Ack>) {
+    let Some(ack) = authed.spend(gw, ack) else {
         return;
     };
     let result = async {
@@ -139,5 +112,5 @@ pub(super) async fn members<A: Adapter>(
         Ok(serde_json::json!({ "ok": true, "room": room, "members": members }))
     }
     .await;
-    reply(ack, result);
+    answer(ack, result);
 }

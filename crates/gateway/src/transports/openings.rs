@@ -1,7 +1,7 @@
 //! Transports opened and not yet authenticated.
 //!
 //! A transport that opened carries a [`Ticket`] in its request's
-//! extensions, which socketioxide keeps for the transport's life: it counts
+//! extensions (the handshake then keeps it with the socket): it counts
 //! as pending until its Socket.IO handshake, and frees its place when the
 //! transport goes, whichever comes first. The addresses that opened the
 //! long-polling sessions are kept with them (see `crate::http::admission`).
@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use socketioxide::socket::Sid;
 use sockgate_auth::{AuthError, ErrorCode};
 use sockgate_core::limits::Retry;
+use sockgate_engine::engine::Sid;
 
 /// The transports opened and not yet authenticated, and the addresses that
 /// opened the long-polling sessions.
@@ -95,7 +95,7 @@ impl Openings {
 }
 
 /// A transport's place among the pending ones, held in its request's
-/// extensions for as long as socketioxide keeps the transport.
+/// extensions, then with the admitted socket, for as long as the socket lives.
 #[derive(Debug)]
 pub struct Ticket {
     openings: Arc<Openings>,
@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(openings.pending(), 1, "settling twice frees one place");
         drop(a);
         assert_eq!(openings.pending(), 1, "a settled ticket frees nothing more");
-        let sid = Sid::new();
+        let sid = Sid::random();
         let opener = Opener {
             ip: "10.0.0.1".parse().unwrap(),
             origin_allowed: true,
