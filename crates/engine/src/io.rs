@@ -223,9 +223,11 @@ impl SioSocket {
 
     /// Puts the socket in `room` of its namespace.
     pub fn join(self: &Arc<Self>, room: &str) {
-        if let Some(name) = self.rooms.join(self, room) {
-            lock(&self.joined).push(name);
+        let mut joined = lock(&self.joined);
+        if joined.iter().any(|r| &**r == room) {
+            return;
         }
+        joined.push(self.rooms.join(self, room));
     }
 
     /// Takes the socket out of `room`.

@@ -26,19 +26,17 @@ impl Rooms {
         }
     }
 
-    /// Puts `socket` in `room`; the name it is stored under (shared).
-    pub(crate) fn join(&self, socket: &Arc<SioSocket>, room: &str) -> Option<Arc<str>> {
+    /// Puts `socket` in `room`, which it is not in (the socket's own list
+    /// says, without a scan of the room); the name it is stored under
+    /// (shared).
+    pub(crate) fn join(&self, socket: &Arc<SioSocket>, room: &str) -> Arc<str> {
         let mut map = lock(&self.map);
         let name = match map.get_key_value(room) {
             Some((name, _)) => name.clone(),
             None => Arc::from(room),
         };
-        let members = map.entry(name.clone()).or_default();
-        if members.iter().any(|s| Arc::ptr_eq(s, socket)) {
-            return None;
-        }
-        members.push(socket.clone());
-        Some(name)
+        map.entry(name.clone()).or_default().push(socket.clone());
+        name
     }
 
     /// Takes `socket` out of `room`.
@@ -87,19 +85,28 @@ impl Rooms {
         targets.len()
     }
 
-    /// The sockets in any of `rooms`, each once, but `except`.
+    /// The sockets in any of `rooms`, each once, but `except`. A room holds
+    /// a socket once (see [`Rooms::join`]), so only several rooms need the
+    /// set that makes each socket count once.
     fn members(&self, rooms: &[&str], except: Option<&SioSocket>) -> Vec<Arc<SioSocket>> {
         let map = lock(&self.map);
-        let mut out: Vec<Arc<SioSocket>> = Vec::new();
-        for room in rooms {
-            for socket in map.get(*room).into_iter().flatten() {
-                let excluded = except.is_some_and(|e| std::ptr::eq(e, &**socket));
-                if !excluded && !out.iter().any(|s| Arc::ptr_eq(s, socket)) {
-                    out.push(socket.clone());
-                }
-            }
-        }
-        out
+        let kept = |socket: &&Arc<SioSocket>| except.is_none_or(|e| !std::ptr::eq(e, &***socket));
+        let [room] = rooms else {
+            let mut seen = std::collections::HashSet::new();
+            return rooms
+                .iter()
+                .flat_map(|room| map.get(*room).into_iter().flatten())
+                .filter(kept)
+                .filter(|socket| seen.insert(Arc::as_ptr(socket)))
+                .cloned()
+                .collect();
+        };
+        map.get(*room)
+            .into_iter()
+            .flatten()
+            .filter(kept)
+            .cloned()
+            .collect()
     }
 }
 

@@ -41,26 +41,35 @@ impl Connection for SocketConn {
         self.socket.leave(room);
     }
 
-    /// `session:end` goes out first; the close follows it in the same
-    /// outbox, so the client reads the reason before its transport closes
-    /// (retryable: it reconnects) or its socket is disconnected (terminal:
-    /// it does not).
+    /// `session:end` goes out first; the close follows it a moment later:
+    /// the transport's (retryable: the client reconnects) or the socket's
+    /// (terminal: it does not). The moment lets the answers of the
+    /// socket's events still in flight (a refresh racing the revocation
+    /// that ends the session, say) reach the client before it is
+    /// disconnected; meanwhile its new events are dropped (see
+    /// `Session::is_ending`).
     fn end(&self, code: ErrorCode, message: &str) {
-        let socket = &self.socket;
+        let socket = self.socket.clone();
         // Nothing more reaches it through its rooms.
         socket.leave_all();
         let end = serde_json::to_value(SessionEnd::new(code, message)).expect("payloads serialize");
         socket.emit(server::SESSION_END, vec![Value::from(end)]);
-        if code.is_retryable() {
-            socket.close_transport();
-        } else {
-            // The engine tells no one of a disconnect it was asked for.
-            let transport = transport_of(socket.engine().transport());
-            telemetry::connection(transport.as_str(), -1.0);
-            socket.disconnect();
-        }
+        tokio::spawn(async move {
+            tokio::time::sleep(FLUSH_BEFORE_CLOSE).await;
+            if code.is_retryable() {
+                socket.close_transport();
+            } else {
+                // The engine tells no one of a disconnect it was asked for.
+                let transport = transport_of(socket.engine().transport());
+                telemetry::connection(transport.as_str(), -1.0);
+                socket.disconnect();
+            }
+        });
     }
 }
+
+/// How long the answers in flight get before an ending socket is closed.
+const FLUSH_BEFORE_CLOSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The core's name for an engine transport.
 pub fn transport_of(t: EngineTransport) -> Transport {
