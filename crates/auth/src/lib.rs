@@ -36,7 +36,7 @@ pub mod source;
 pub mod verifier;
 
 pub use error::{AuthError, Class, ErrorCode};
-pub use identity::Identity;
+pub use identity::{Claims, Identity};
 pub use jwks::{Jwks, JwksFetcher};
 pub use keys::{KeyError, VerifyKey};
 pub use rules::Rules;

@@ -409,7 +409,7 @@ async fn identity_carries_claims_and_expiry() {
     let id = v.verify(&token).await.unwrap();
     assert_eq!(id.expires_at, Some(exp as u64));
     assert_eq!(id.token_id(), Some("t-1"));
-    assert_eq!(id.claims["team"], "red");
+    assert_eq!(id.claims.get("team").unwrap(), "red");
     assert!(id.issued_at().is_some());
 }
 

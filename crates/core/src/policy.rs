@@ -212,9 +212,8 @@ fn template_value(name: &str, id: &Identity) -> Option<String> {
     if name == "userId" {
         return Some(id.user_id.clone());
     }
-    let mut value = id
-        .claims
-        .get(name.strip_prefix("claims.")?.split('.').next()?)?;
+    let claims = id.claims.to_map();
+    let mut value = claims.get(name.strip_prefix("claims.")?.split('.').next()?)?;
     for part in name.strip_prefix("claims.")?.split('.').skip(1) {
         value = value.get(part)?;
     }

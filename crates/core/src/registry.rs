@@ -65,11 +65,12 @@ impl Registry {
                     .collect();
             }
         }
-        inner
-            .by_user
-            .entry(session.user_id.clone())
-            .or_default()
-            .push(session.id);
+        let sids = inner.by_user.entry(session.user_id.clone()).or_default();
+        // Room for one first: most users have one session, and a first
+        // push reserves four.
+        let first = usize::from(sids.capacity() == 0);
+        sids.reserve_exact(first);
+        sids.push(session.id);
         inner.by_id.insert(session.id, Entry { session, socket });
         Ok(evicted)
     }

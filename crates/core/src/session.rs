@@ -187,6 +187,10 @@ impl Session {
         if rooms.iter().any(|r| r == room) {
             return false;
         }
+        // Room for one first: most sockets stay in their own room only,
+        // and a first push reserves four.
+        let first = usize::from(rooms.capacity() == 0);
+        rooms.reserve_exact(first);
         rooms.push(room.to_owned());
         true
     }

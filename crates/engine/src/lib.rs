@@ -18,15 +18,24 @@
 //! ## Design: tasks, buffers, backpressure
 //!
 //! - **Tasks.** A WebSocket connection is one task: it reads frames, writes
-//!   the outbox and runs the heartbeat in one `select!`. A long-polling
-//!   session has one task, its heartbeat; its reads and writes run in the
+//!   the outbox and runs the heartbeat in one `select!`, over the stream
+//!   whole (not split) and one timer that is reset, not rebuilt. The
+//!   upgrade (the probe, the open packet) runs in a short task of its own
+//!   that hands over to it, so that the long-lived task's state is the
+//!   steady loop alone (688 bytes); its rare awaits (a write, a ping, the
+//!   closing handshake) are boxed while they run. A long-polling session
+//!   has one task, its heartbeat; its reads and writes run in the
 //!   requests' own tasks. At an upgrade the heartbeat moves to the
 //!   WebSocket's task. Socket.IO adds one short task per CONNECT (the
-//!   namespace's `connect` may await, e.g. a key fetch) and one timer per
-//!   connection until a namespace is joined.
+//!   namespace's `connect` may await, e.g. a key fetch). Its connect
+//!   timeout is a deadline on the session (`Socket::close_at`), which the
+//!   transport's own timer keeps: no task or timer per connection.
 //! - **Buffers.** The outbox is a `VecDeque` behind the session's lock:
-//!   nothing is allocated until a packet waits. The WebSocket read buffer
-//!   starts at `ws_read_buffer` (256 B) and grows only for a larger frame.
+//!   nothing is allocated until a packet waits, and a drain takes the
+//!   buffer with the packets, so an idle session holds none. The WebSocket
+//!   read buffer starts at `ws_read_buffer` (256 B) and grows for a larger
+//!   frame; tungstenite keeps it at that size (about 480 B after a
+//!   handshake that carries a token).
 //!   The HTTP request is dropped at the upgrade; its head goes to the
 //!   handler and is kept by the Socket.IO layer only until the first
 //!   namespace is joined. Room names are shared `Arc<str>`s.

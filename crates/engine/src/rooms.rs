@@ -26,6 +26,11 @@ impl Rooms {
         }
     }
 
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// Puts `socket` in `room`, which it is not in (the socket's own list
     /// says, without a scan of the room); the name it is stored under
     /// (shared).
@@ -35,7 +40,8 @@ impl Rooms {
             Some((name, _)) => name.clone(),
             None => Arc::from(room),
         };
-        map.entry(name.clone()).or_default().push(socket.clone());
+        let members = map.entry(name.clone()).or_default();
+        push_first_exact(members, socket.clone());
         name
     }
 
@@ -108,6 +114,15 @@ impl Rooms {
             .cloned()
             .collect()
     }
+}
+
+/// Pushes `item`, with room for exactly one when `list` had none: most
+/// lists here hold one (a user's room, a connection's socket), and a first
+/// push reserves four.
+pub(crate) fn push_first_exact<T>(list: &mut Vec<T>, item: T) {
+    let first = usize::from(list.capacity() == 0);
+    list.reserve_exact(first);
+    list.push(item);
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -73,12 +73,12 @@ async fn poll<H: Handler>(
             // the client, say) and the next one the close.
             engine.end(socket, reason);
         }
-        let packets = socket.drain();
+        let mut packets = socket.drain();
         if !packets.is_empty() {
             if socket.closes_after_poll() {
                 engine.forget(socket);
             }
-            return answer(&packets);
+            return answer(packets.make_contiguous());
         }
         if socket.is_probed() {
             return answer(&[Packet::Noop]);
@@ -165,6 +165,10 @@ pub(super) async fn heartbeat<H: Handler>(
     let mut ping_at = opened + config.ping_interval;
     loop {
         idle(&socket, ping_at).await;
+        let now = tokio::time::Instant::now();
+        if socket.deadline().is_some_and(|d| d <= now) {
+            socket.close();
+        }
         if let Some(reason) = socket.must_close() {
             // The next poll still takes what waits, then the close.
             engine.end(&socket, reason);
@@ -172,6 +176,10 @@ pub(super) async fn heartbeat<H: Handler>(
         }
         if socket.is_closed() || socket.transport() != Transport::Polling {
             return;
+        }
+        if now < ping_at {
+            // The deadline moved away meanwhile.
+            continue;
         }
         socket.pinged();
         socket.push(Packet::Ping);
@@ -192,12 +200,14 @@ pub(super) async fn heartbeat<H: Handler>(
     }
 }
 
-/// Waits until `until`, or less when the session must end or has upgraded.
+/// Waits until `until` (or the session's deadline, if earlier), or less
+/// when the session must end or has upgraded.
 async fn idle<D>(socket: &Socket<D>, until: tokio::time::Instant) {
     loop {
         let woken = socket.pong.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
+        let until = socket.deadline().map_or(until, |d| d.min(until));
         let ends = socket.is_closed()
             || socket.must_close().is_some()
             || socket.transport() != Transport::Polling;

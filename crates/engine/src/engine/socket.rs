@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::Config;
 use crate::eio::Packet;
@@ -113,6 +114,8 @@ struct State {
     /// The client closed while no poll was waiting: the next poll takes
     /// the noop and the session closes then.
     close_after_poll: bool,
+    /// When the session closes unless the layer above clears it first.
+    deadline: Option<Instant>,
 }
 
 /// One Engine.IO session, with the data `D` of the layer above.
@@ -145,6 +148,7 @@ impl<D: Default> Socket<D> {
                 overflowed: false,
                 closing: false,
                 close_after_poll: false,
+                deadline: None,
             }),
             wake: Notify::new(),
             pong: Notify::new(),
@@ -220,9 +224,30 @@ impl<D> Socket<D> {
         self.pong.notify_one();
     }
 
-    /// Takes every waiting packet.
-    pub(crate) fn drain(&self) -> Vec<Packet> {
-        self.lock().outbox.drain(..).collect()
+    /// Closes the session at `deadline` unless it is cleared (`None`)
+    /// before. The transport's own timer keeps it: a session costs no task
+    /// or timer of its own for it (the layer above sets one at open for
+    /// its handshake, and clears it once that is done).
+    pub fn close_at(&self, deadline: Option<Instant>) {
+        self.lock().deadline = deadline;
+        self.wake.notify_one();
+        self.pong.notify_one();
+    }
+
+    /// The instant set by [`Socket::close_at`], if any.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.lock().deadline
+    }
+
+    /// Whether any packet is waiting.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.lock().outbox.is_empty()
+    }
+
+    /// Takes every waiting packet, and the outbox's buffer with them: an
+    /// idle session holds none.
+    pub(crate) fn drain(&self) -> VecDeque<Packet> {
+        std::mem::take(&mut self.lock().outbox)
     }
 
     /// The open packet of this session.

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -44,33 +43,7 @@ pub(super) fn open<H: Handler, B>(
     // Only the head goes on, to the handler of a new session; the engine
     // keeps nothing of it.
     let (head, _) = req.into_parts();
-    tokio::spawn(async move {
-        let Ok(upgraded) = upgrade.await else {
-            if let Some(socket) = existing.filter(|_| !refused) {
-                socket.abort_upgrade();
-            }
-            return;
-        };
-        let config = WebSocketConfig::default()
-            .read_buffer_size(engine.config.ws_read_buffer)
-            .max_message_size(Some(engine.config.max_payload))
-            .max_frame_size(Some(engine.config.max_payload));
-        let mut ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
-        if refused {
-            drop(head);
-            let _ = ws.close(None).await;
-            return;
-        }
-        match existing {
-            None => fresh(engine, ws, head).await,
-            Some(socket) => {
-                drop(head);
-                upgrade_to(engine, socket, ws).await
-            }
-        }
-    });
+    tokio::spawn(setup(engine, upgrade, head, existing, refused));
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::UPGRADE, "websocket")
@@ -83,30 +56,81 @@ pub(super) fn open<H: Handler, B>(
         .expect("a valid response")
 }
 
-/// A session opened on the WebSocket.
-async fn fresh<H: Handler>(engine: Arc<Engine<H>>, mut ws: Ws, head: http::request::Parts) {
+/// Finishes the upgrade and hands the connection to its own task. This
+/// task is short-lived: what only the setup needs (the request head, the
+/// upgrade's future, the probe) is freed before the connection idles, and
+/// the connection's task holds `drive`'s state alone.
+async fn setup<H: Handler>(
+    engine: Arc<Engine<H>>,
+    upgrade: hyper::upgrade::OnUpgrade,
+    head: http::request::Parts,
+    existing: Option<Arc<Socket<H::Data>>>,
+    refused: bool,
+) {
+    let Ok(upgraded) = upgrade.await else {
+        if let Some(socket) = existing.filter(|_| !refused) {
+            socket.abort_upgrade();
+        }
+        return;
+    };
+    let config = WebSocketConfig::default()
+        .read_buffer_size(engine.config.ws_read_buffer)
+        .max_message_size(Some(engine.config.max_payload))
+        .max_frame_size(Some(engine.config.max_payload));
+    let mut ws =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    if refused {
+        let _ = ws.close(None).await;
+        return;
+    }
+    let socket = match existing {
+        None => {
+            let Some(socket) = fresh(&engine, &mut ws, head).await else {
+                return;
+            };
+            socket
+        }
+        Some(socket) => {
+            drop(head);
+            if !upgrade_to(&engine, &socket, &mut ws).await {
+                return;
+            }
+            socket
+        }
+    };
+    tokio::spawn(drive(engine, socket, ws));
+}
+
+/// A session opened on the WebSocket: registered, told its open packet,
+/// and handed to the handler.
+async fn fresh<H: Handler>(
+    engine: &Arc<Engine<H>>,
+    ws: &mut Ws,
+    head: http::request::Parts,
+) -> Option<Arc<Socket<H::Data>>> {
     let socket = engine.register(Transport::WebSocket);
     let open = socket.open_packet(&engine.config, false);
     if ws.send(frame(open)).await.is_err() {
         engine.close(&socket, CloseReason::TransportError);
-        return;
+        return None;
     }
     engine.handler.open(&socket, head);
-    drive(engine, socket, ws).await;
+    Some(socket)
 }
 
 /// A long-polling session probing this WebSocket: `2probe` → `3probe`, a
-/// noop to end the pending poll, then `5` hands the session over.
-async fn upgrade_to<H: Handler>(engine: Arc<Engine<H>>, socket: Arc<Socket<H::Data>>, mut ws: Ws) {
+/// noop to end the pending poll, then `5` hands the session over. True
+/// once it has.
+async fn upgrade_to<H: Handler>(engine: &Engine<H>, socket: &Socket<H::Data>, ws: &mut Ws) -> bool {
     let limit = engine.config.ping_interval + engine.config.ping_timeout;
-    let probed = tokio::time::timeout(limit, probe(&engine, &socket, &mut ws)).await;
+    let probed = tokio::time::timeout(limit, probe(engine, socket, ws)).await;
     if !matches!(probed, Ok(true)) {
         socket.abort_upgrade();
         let _ = ws.close(None).await;
-        return;
+        return false;
     }
     socket.finish_upgrade();
-    drive(engine, socket, ws).await;
+    true
 }
 
 async fn probe<H: Handler>(engine: &Engine<H>, socket: &Socket<H::Data>, ws: &mut Ws) -> bool {
@@ -139,77 +163,133 @@ enum Beat {
     Pong,
 }
 
-/// Serves a session on its WebSocket until it closes.
-async fn drive<H: Handler>(engine: Arc<Engine<H>>, socket: Arc<Socket<H::Data>>, ws: Ws) {
-    let config = engine.config.clone();
-    let (mut sink, mut stream) = ws.split();
-    let mut beat = Beat::Ping;
-    let mut deadline = Instant::now() + config.ping_interval;
-    let reason = loop {
-        let woken = socket.wake.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        if socket.is_closed() {
-            break CloseReason::ServerClose;
-        }
-        if let Some(reason) = socket.must_close() {
-            // What was queued before the close goes out first (a reason
-            // for the client, say).
-            let _ = tokio::time::timeout(config.ping_timeout, flush(&socket, &mut sink)).await;
-            break reason;
-        }
-        // A client that takes no write for a pingTimeout does not read:
-        // waiting on it would stall the heartbeat and the outbox's bound.
-        match tokio::time::timeout(config.ping_timeout, flush(&socket, &mut sink)).await {
-            Ok(true) => {}
-            Ok(false) => break CloseReason::TransportError,
-            Err(_) => break CloseReason::Backpressure,
-        }
-        tokio::select! {
-            incoming = stream.next() => {
-                match read(&engine, &socket, incoming) {
+/// What woke a connection's task.
+enum Woke {
+    /// A frame, the end of the stream, or a read error.
+    Frame(Option<Result<Frame, tokio_tungstenite::tungstenite::Error>>),
+    /// Something was queued, or the session is to close.
+    Outbox,
+    /// The heartbeat's deadline.
+    Timer,
+}
+
+/// Serves a session on its WebSocket until it closes: the connection's one
+/// task for as long as it lives, so what it holds is what an idle
+/// connection costs. It holds the stream whole (no split halves and their
+/// shared lock) and one heartbeat timer, reset rather than rebuilt.
+///
+/// A plain function returning an `async` block, not an `async fn`: an
+/// `async fn` keeps its arguments twice in its state (as given, and moved
+/// into its body), which for the stream alone is 328 bytes.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn drive<H: Handler>(
+    engine: Arc<Engine<H>>,
+    socket: Arc<Socket<H::Data>>,
+    mut ws: Ws,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let (interval, timeout) = (engine.config.ping_interval, engine.config.ping_timeout);
+        let mut beat = Beat::Ping;
+        let mut beat_at = Instant::now() + interval;
+        // The one timer: the earlier of the heartbeat's next step and the
+        // session's deadline (see `Socket::close_at`).
+        let mut armed = earliest(beat_at, socket.deadline());
+        let timer = tokio::time::sleep_until(armed);
+        tokio::pin!(timer);
+        let reason = loop {
+            let woken = socket.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if socket.is_closed() {
+                break CloseReason::ServerClose;
+            }
+            if let Some(reason) = socket.must_close() {
+                // What was queued before the close goes out first (a reason
+                // for the client, say).
+                let _ = Box::pin(tokio::time::timeout(timeout, flush(&socket, &mut ws))).await;
+                break reason;
+            }
+            // A client that takes no write for a pingTimeout does not read:
+            // waiting on it would stall the heartbeat and the outbox's bound.
+            // The write is boxed, here and below: its future (a timer and a
+            // frame in flight, 264 bytes) would otherwise be part of every
+            // connection's state, idle or not; an allocation per write is
+            // the cheaper side.
+            if socket.has_queued() {
+                match Box::pin(tokio::time::timeout(timeout, flush(&socket, &mut ws))).await {
+                    Ok(true) => {}
+                    Ok(false) => break CloseReason::TransportError,
+                    Err(_) => break CloseReason::Backpressure,
+                }
+            }
+            let at = earliest(beat_at, socket.deadline());
+            if at != armed {
+                timer.as_mut().reset(at);
+                armed = at;
+            }
+            // Reading is cancel-safe: a frame half read stays in the stream's
+            // buffer when the outbox or the timer wins.
+            let woke = tokio::select! {
+                incoming = ws.next() => Woke::Frame(incoming),
+                () = &mut woken => Woke::Outbox,
+                () = &mut timer => Woke::Timer,
+            };
+            match woke {
+                Woke::Frame(incoming) => match read(&engine, &socket, incoming) {
                     Read::Go => {}
                     Read::Pong => {
                         beat = Beat::Ping;
-                        deadline = Instant::now() + config.ping_interval;
+                        beat_at = Instant::now() + interval;
                     }
                     Read::End(reason) => break reason,
-                }
-            }
-            () = &mut woken => {}
-            () = tokio::time::sleep_until(deadline) => match beat {
-                Beat::Ping => {
+                },
+                Woke::Outbox => {}
+                Woke::Timer => {
+                    let now = Instant::now();
+                    if socket.deadline().is_some_and(|d| d <= now) {
+                        break CloseReason::ServerClose;
+                    }
+                    if beat_at > now {
+                        continue;
+                    }
+                    if let Beat::Pong = beat {
+                        break CloseReason::PingTimeout;
+                    }
                     socket.pinged();
-                    let ping = sink.send(frame(Packet::Ping));
-                    match tokio::time::timeout(config.ping_timeout, ping).await {
+                    let ping = ws.send(frame(Packet::Ping));
+                    match Box::pin(tokio::time::timeout(timeout, ping)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => break CloseReason::TransportError,
                         Err(_) => break CloseReason::Backpressure,
                     }
                     beat = Beat::Pong;
-                    deadline = Instant::now() + config.ping_timeout;
+                    beat_at = Instant::now() + timeout;
                 }
-                Beat::Pong => break CloseReason::PingTimeout,
-            },
-        }
-    };
-    engine.close(&socket, reason);
-    // The closing handshake: our close frame, then the client's (what it
-    // still sends meanwhile is read and dropped). Dropping the connection
-    // with the client's frames unread would make the kernel reset it, and a
-    // reset can discard what the client had not read yet: the reason for
-    // the close, say. Bounded too: a client that does not read or answer
-    // gets the connection dropped.
-    let goodbye = async {
-        let _ = sink.send(Frame::Close(None)).await;
-        while let Some(Ok(frame)) = stream.next().await {
-            if matches!(frame, Frame::Close(_)) {
-                break;
             }
-        }
-        let _ = sink.close().await;
-    };
-    let _ = tokio::time::timeout(config.ping_timeout.min(CLOSE_WAIT), goodbye).await;
+        };
+        engine.close(&socket, reason);
+        // The closing handshake: our close frame, then the client's (what it
+        // still sends meanwhile is read and dropped). Dropping the connection
+        // with the client's frames unread would make the kernel reset it, and a
+        // reset can discard what the client had not read yet: the reason for
+        // the close, say. Bounded too: a client that does not read or answer
+        // gets the connection dropped.
+        let goodbye = async {
+            let _ = ws.send(Frame::Close(None)).await;
+            while let Some(Ok(frame)) = ws.next().await {
+                if matches!(frame, Frame::Close(_)) {
+                    break;
+                }
+            }
+            let _ = ws.close(None).await;
+        };
+        let _ = Box::pin(tokio::time::timeout(timeout.min(CLOSE_WAIT), goodbye)).await;
+    }
+}
+
+/// The earlier of `at` and `deadline`.
+fn earliest(at: Instant, deadline: Option<Instant>) -> Instant {
+    deadline.map_or(at, |d| d.min(at))
 }
 
 /// Longest wait for the client's half of the closing handshake.
@@ -218,9 +298,9 @@ const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Writes the outbox, one write per packet (as a Socket.IO server written
 /// on Node.js does: a client may rely on a handler seeing one message
 /// before the next arrives); false when the connection failed.
-async fn flush<D>(socket: &Socket<D>, sink: &mut SplitSink<Ws, Frame>) -> bool {
+async fn flush<D>(socket: &Socket<D>, ws: &mut Ws) -> bool {
     for packet in socket.drain() {
-        if sink.send(frame(packet)).await.is_err() {
+        if ws.send(frame(packet)).await.is_err() {
             return false;
         }
     }

@@ -112,7 +112,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(id.user_id, "alice");
-        assert_eq!(id.claims["team"], "red");
+        assert_eq!(id.claims.get("team").unwrap(), "red");
         assert!(id.token_id().is_some());
     }
 }

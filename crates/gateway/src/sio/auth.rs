@@ -25,7 +25,7 @@ struct WhoAmI<'a> {
     user_id: &'a str,
     session_id: String,
     expires_at: Option<u64>,
-    claims: &'a serde_json::Map<String, Value>,
+    claims: &'a sockgate_auth::Claims,
 }
 
 pub(super) async fn whoami(gw: &Gateway, authed: Authed, ack: Option<Ack>) {

@@ -71,11 +71,25 @@ impl Namespace for Main {
             return;
         };
         let gw = self.0.clone();
-        tokio::spawn(async move { dispatch(&gw, authed, &event, args, ack).await });
+        run_inline_or_spawn(async move { dispatch(&gw, authed, &event, args, ack).await });
     }
 
     fn disconnect(&self, socket: &Arc<SioSocket>, reason: DisconnectReason) {
         on_disconnect(&self.0, socket, reason);
+    }
+}
+
+/// Runs `handler` here, on the connection's task, when it finishes at once
+/// (most events: an echo, a join the claims allow), and spawns the rest (a
+/// webhook call, a store write). Spawning every event cost a task and a
+/// trip through the scheduler per message, and let a connection's events
+/// be handled out of order.
+fn run_inline_or_spawn(handler: impl Future<Output = ()> + Send + 'static) {
+    let mut handler = Box::pin(handler);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if handler.as_mut().poll(&mut cx).is_pending() {
+        // Polled again by its task, which registers a real waker.
+        tokio::spawn(handler);
     }
 }
 
