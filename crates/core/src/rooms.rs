@@ -24,7 +24,31 @@ pub fn validate(room: &str) -> Result<(), AuthError> {
 /// Which users are in which room on this node, with a socket count each.
 #[derive(Default)]
 pub struct Rooms {
-    members: Mutex<HashMap<String, Users>>,
+    members: Mutex<Index>,
+}
+
+#[derive(Default)]
+struct Index {
+    rooms: HashMap<String, Users>,
+    /// Users' own rooms (`user:{id}`), by user id, with a socket count:
+    /// every socket is in one, and keyed by the id alone they hold one
+    /// string each instead of two (the room's name and the user's).
+    own: HashMap<Box<str>, u32>,
+}
+
+/// The user whose own room `room` is, when it is `user`'s.
+fn own_room_of<'a>(room: &'a str, user: &str) -> Option<&'a str> {
+    room.strip_prefix(USER_ROOM_PREFIX).filter(|id| *id == user)
+}
+
+impl Index {
+    /// The user of the own room `room`, with its socket count, if someone
+    /// is in it.
+    fn own_room(&self, room: &str) -> Option<(&str, u32)> {
+        let id = room.strip_prefix(USER_ROOM_PREFIX)?;
+        let (user, count) = self.own.get_key_value(id)?;
+        Some((user, *count))
+    }
 }
 
 /// The users of one room, with a socket count each. Most rooms hold one
@@ -105,12 +129,17 @@ impl Rooms {
             return None;
         }
         conn.join(room);
-        let mut members = self.members.lock().expect("rooms lock");
-        match members.get_mut(room) {
+        let mut index = self.members.lock().expect("rooms lock");
+        if let Some(user) = own_room_of(room, &session.user_id) {
+            let count = index.own.entry(Box::from(user)).or_default();
+            *count += 1;
+            return Some(*count == 1);
+        }
+        match index.rooms.get_mut(room) {
             Some(users) => Some(users.add(&session.user_id)),
             None => {
                 let users = Users::One(session.user_id.clone(), 1);
-                members.insert(room.to_owned(), users);
+                index.rooms.insert(room.to_owned(), users);
                 Some(true)
             }
         }
@@ -130,8 +159,9 @@ impl Rooms {
     /// The `n` rooms with the most members on this node (users' own rooms
     /// left out), most first.
     pub fn top(&self, n: usize) -> Vec<(String, usize)> {
-        let members = self.members.lock().expect("rooms lock");
-        let mut rooms: Vec<(String, usize)> = members
+        let index = self.members.lock().expect("rooms lock");
+        let mut rooms: Vec<(String, usize)> = index
+            .rooms
             .iter()
             .filter(|(room, _)| !room.starts_with(USER_ROOM_PREFIX))
             .map(|(room, users)| (room.clone(), users.len()))
@@ -151,21 +181,36 @@ impl Rooms {
 
     /// Counts one socket of `user` out of `room`; true when it was the last.
     fn uncount(&self, room: &str, user: &str) -> bool {
-        let mut members = self.members.lock().expect("rooms lock");
-        let Some(users) = members.get_mut(room) else {
+        let mut index = self.members.lock().expect("rooms lock");
+        if let Some(user) = own_room_of(room, user) {
+            let Some(count) = index.own.get_mut(user) else {
+                return false;
+            };
+            *count -= 1;
+            if *count == 0 {
+                index.own.remove(user);
+                return true;
+            }
+            return false;
+        }
+        let Some(users) = index.rooms.get_mut(room) else {
             return false;
         };
         let gone = users.remove(user);
         if users.len() == 0 {
-            members.remove(room);
+            index.rooms.remove(room);
         }
         gone
     }
 
     /// The users present in `room`, sorted.
     pub fn members(&self, room: &str) -> Vec<String> {
-        let members = self.members.lock().expect("rooms lock");
-        let mut users: Vec<String> = members
+        let index = self.members.lock().expect("rooms lock");
+        if let Some((user, _)) = index.own_room(room) {
+            return vec![user.to_owned()];
+        }
+        let mut users: Vec<String> = index
+            .rooms
             .get(room)
             .map(|u| u.names().cloned().collect())
             .unwrap_or_default();
@@ -175,20 +220,25 @@ impl Rooms {
 
     /// Every `(room, user)` pair present on this node.
     pub fn pairs(&self) -> Vec<(String, String)> {
-        let members = self.members.lock().expect("rooms lock");
-        members
+        let index = self.members.lock().expect("rooms lock");
+        let own = index
+            .own
+            .keys()
+            .map(|user| (format!("{USER_ROOM_PREFIX}{user}"), user.to_string()));
+        let others = index
+            .rooms
             .iter()
-            .flat_map(|(room, users)| users.names().map(move |u| (room.clone(), u.clone())))
-            .collect()
+            .flat_map(|(room, users)| users.names().map(move |u| (room.clone(), u.clone())));
+        own.chain(others).collect()
     }
 
     /// How many users are present in `room`.
     pub fn count(&self, room: &str) -> usize {
-        self.members
-            .lock()
-            .expect("rooms lock")
-            .get(room)
-            .map_or(0, Users::len)
+        let index = self.members.lock().expect("rooms lock");
+        if index.own_room(room).is_some() {
+            return 1;
+        }
+        index.rooms.get(room).map_or(0, Users::len)
     }
 }
 

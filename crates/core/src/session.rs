@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sockgate_auth::Identity;
 
 use crate::limits::EventBudget;
+use sockgate_protocol::rooms::USER_ROOM_PREFIX;
 
 /// A session's public id: what `auth:whoami`, the admin API, the logs and
 /// Redis call it. Random and unrelated to any transport id (the Engine.IO
@@ -103,6 +104,15 @@ impl Transport {
     }
 }
 
+/// The rooms a socket is in. Its own user room, which every socket is in,
+/// is a flag rather than a name in the list: as a name it cost 64 bytes of
+/// every idle connection (the string and the list), by heap profile.
+#[derive(Debug, Default, Clone)]
+struct Joined {
+    own: bool,
+    others: Vec<String>,
+}
+
 /// Where a connection came from, as its transport tells.
 #[derive(Debug, Clone)]
 pub struct Origin {
@@ -133,8 +143,8 @@ pub struct Session {
     identity: RwLock<Arc<Identity>>,
     /// The socket's event budget (see [`crate::limits`]).
     pub(crate) events: EventBudget,
-    /// Rooms the socket is in, its own user room first.
-    rooms: Mutex<Vec<String>>,
+    /// Rooms the socket is in.
+    rooms: Mutex<Joined>,
     /// When the handshake registered it; tells a stale reservation apart
     /// from a handshake still in flight.
     pub(crate) registered: Instant,
@@ -155,7 +165,7 @@ impl Session {
             user_agent: origin.user_agent,
             transport: origin.transport,
             identity: RwLock::new(Arc::new(identity)),
-            rooms: Mutex::new(Vec::new()),
+            rooms: Mutex::new(Joined::default()),
             events,
             registered: Instant::now(),
             ending: AtomicBool::new(false),
@@ -184,46 +194,60 @@ impl Session {
     /// Records that the socket joined `room`; false if it already had.
     pub(crate) fn add_room(&self, room: &str) -> bool {
         let mut rooms = self.rooms.lock().expect("rooms lock");
-        if rooms.iter().any(|r| r == room) {
+        if self.is_own(room) {
+            return !std::mem::replace(&mut rooms.own, true);
+        }
+        if rooms.others.iter().any(|r| r == room) {
             return false;
         }
-        // Room for one first: most sockets stay in their own room only,
-        // and a first push reserves four.
-        let first = usize::from(rooms.capacity() == 0);
-        rooms.reserve_exact(first);
-        rooms.push(room.to_owned());
+        rooms.others.push(room.to_owned());
         true
     }
 
     /// Records that the socket left `room`; false if it was not in it.
     pub(crate) fn remove_room(&self, room: &str) -> bool {
         let mut rooms = self.rooms.lock().expect("rooms lock");
-        let before = rooms.len();
-        rooms.retain(|r| r != room);
-        rooms.len() != before
+        if self.is_own(room) {
+            return std::mem::replace(&mut rooms.own, false);
+        }
+        let before = rooms.others.len();
+        rooms.others.retain(|r| r != room);
+        rooms.others.len() != before
     }
 
     pub(crate) fn take_rooms(&self) -> Vec<String> {
-        std::mem::take(&mut *self.rooms.lock().expect("rooms lock"))
+        let taken = std::mem::take(&mut *self.rooms.lock().expect("rooms lock"));
+        self.names(taken)
     }
 
     /// Whether the socket is in `room`.
     pub fn in_room(&self, room: &str) -> bool {
-        self.rooms
-            .lock()
-            .expect("rooms lock")
-            .iter()
-            .any(|r| r == room)
+        let rooms = self.rooms.lock().expect("rooms lock");
+        match self.is_own(room) {
+            true => rooms.own,
+            false => rooms.others.iter().any(|r| r == room),
+        }
     }
 
     /// How many rooms the socket is in, its own user room included.
     pub fn room_count(&self) -> usize {
-        self.rooms.lock().expect("rooms lock").len()
+        let rooms = self.rooms.lock().expect("rooms lock");
+        rooms.others.len() + usize::from(rooms.own)
     }
 
-    /// The rooms the socket is in.
+    /// The rooms the socket is in, its own user room first.
     pub fn rooms(&self) -> Vec<String> {
-        self.rooms.lock().expect("rooms lock").clone()
+        let rooms = self.rooms.lock().expect("rooms lock").clone();
+        self.names(rooms)
+    }
+
+    fn names(&self, rooms: Joined) -> Vec<String> {
+        let own = rooms.own.then(|| self.user_room());
+        own.into_iter().chain(rooms.others).collect()
+    }
+
+    fn is_own(&self, room: &str) -> bool {
+        room.strip_prefix(USER_ROOM_PREFIX) == Some(self.user_id.as_str())
     }
 
     /// The room every socket of a user is in.

@@ -22,7 +22,7 @@
 //!   whole (not split) and one timer that is reset, not rebuilt. The
 //!   upgrade (the probe, the open packet) runs in a short task of its own
 //!   that hands over to it, so that the long-lived task's state is the
-//!   steady loop alone (688 bytes); its rare awaits (a write, a ping, the
+//!   steady loop alone (632 bytes); its rare awaits (a write, the
 //!   closing handshake) are boxed while they run. A long-polling session
 //!   has one task, its heartbeat; its reads and writes run in the
 //!   requests' own tasks. At an upgrade the heartbeat moves to the

@@ -188,9 +188,9 @@ fn drive<H: Handler>(
     mut ws: Ws,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let (interval, timeout) = (engine.config.ping_interval, engine.config.ping_timeout);
+        let config = &engine.config;
         let mut beat = Beat::Ping;
-        let mut beat_at = Instant::now() + interval;
+        let mut beat_at = Instant::now() + config.ping_interval;
         // The one timer: the earlier of the heartbeat's next step and the
         // session's deadline (see `Socket::close_at`).
         let mut armed = earliest(beat_at, socket.deadline());
@@ -206,17 +206,27 @@ fn drive<H: Handler>(
             if let Some(reason) = socket.must_close() {
                 // What was queued before the close goes out first (a reason
                 // for the client, say).
-                let _ = Box::pin(tokio::time::timeout(timeout, flush(&socket, &mut ws))).await;
+                let _ = Box::pin(tokio::time::timeout(
+                    config.ping_timeout,
+                    flush(&socket, &mut ws),
+                ))
+                .await;
                 break reason;
             }
             // A client that takes no write for a pingTimeout does not read:
             // waiting on it would stall the heartbeat and the outbox's bound.
-            // The write is boxed, here and below: its future (a timer and a
+            // The write is boxed, as are this task's other rare awaits (the
+            // last flush, the closing handshake): its future (a timer and a
             // frame in flight, 264 bytes) would otherwise be part of every
             // connection's state, idle or not; an allocation per write is
             // the cheaper side.
             if socket.has_queued() {
-                match Box::pin(tokio::time::timeout(timeout, flush(&socket, &mut ws))).await {
+                match Box::pin(tokio::time::timeout(
+                    config.ping_timeout,
+                    flush(&socket, &mut ws),
+                ))
+                .await
+                {
                     Ok(true) => {}
                     Ok(false) => break CloseReason::TransportError,
                     Err(_) => break CloseReason::Backpressure,
@@ -239,7 +249,7 @@ fn drive<H: Handler>(
                     Read::Go => {}
                     Read::Pong => {
                         beat = Beat::Ping;
-                        beat_at = Instant::now() + interval;
+                        beat_at = Instant::now() + config.ping_interval;
                     }
                     Read::End(reason) => break reason,
                 },
@@ -255,15 +265,12 @@ fn drive<H: Handler>(
                     if let Beat::Pong = beat {
                         break CloseReason::PingTimeout;
                     }
+                    // Through the outbox: the next turn writes it, under the
+                    // same write timeout as any packet.
                     socket.pinged();
-                    let ping = ws.send(frame(Packet::Ping));
-                    match Box::pin(tokio::time::timeout(timeout, ping)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break CloseReason::TransportError,
-                        Err(_) => break CloseReason::Backpressure,
-                    }
+                    socket.push(Packet::Ping);
                     beat = Beat::Pong;
-                    beat_at = Instant::now() + timeout;
+                    beat_at = Instant::now() + config.ping_timeout;
                 }
             }
         };
@@ -283,7 +290,8 @@ fn drive<H: Handler>(
             }
             let _ = ws.close(None).await;
         };
-        let _ = Box::pin(tokio::time::timeout(timeout.min(CLOSE_WAIT), goodbye)).await;
+        let wait = config.ping_timeout.min(CLOSE_WAIT);
+        let _ = Box::pin(tokio::time::timeout(wait, goodbye)).await;
     }
 }
 
