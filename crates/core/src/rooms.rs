@@ -94,11 +94,8 @@ impl Users {
         if *n > 0 {
             return false;
         }
-        match self {
-            Users::One(_, _) => {}
-            Users::Many(map) => {
-                map.remove(user);
-            }
+        if let Users::Many(map) = self {
+            map.remove(user);
         }
         true
     }

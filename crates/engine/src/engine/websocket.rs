@@ -220,6 +220,9 @@ fn drive<H: Handler>(
             // frame in flight, 264 bytes) would otherwise be part of every
             // connection's state, idle or not; an allocation per write is
             // the cheaper side.
+            // Checked first, and drained inside the boxed write: a drained
+            // list held here would stay in this task's state (32 bytes more,
+            // measured), for one lock saved per write.
             if socket.has_queued() {
                 match Box::pin(tokio::time::timeout(
                     config.ping_timeout,
