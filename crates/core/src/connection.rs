@@ -24,6 +24,11 @@ pub trait Connection: Send + Sync + 'static {
     /// disconnects (terminal code: it does not). Called once per session,
     /// by [`crate::Node`].
     fn end(&self, code: ErrorCode, message: &str);
+    /// The id the transport layer gave the connection, kept when it is
+    /// parked for recovery and given back to it then.
+    fn transport_id(&self) -> String {
+        String::new()
+    }
 }
 
 /// A shared handle on a live connection.

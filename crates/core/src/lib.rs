@@ -19,8 +19,10 @@
 //! - [`origins`]: which browser origins may connect;
 //! - [`revocation`]: the revocation index over its store;
 //! - [`tickets`]: renewing a cookie session over HTTP;
-//! - [`backend`]: broker, presence, directory and control, with their
-//!   in-memory implementations;
+//! - [`recovery`]: parking a dropped session and giving it back, with the
+//!   room messages it missed;
+//! - [`backend`]: broker, presence, directory, control and history, with
+//!   their in-memory implementations;
 //! - [`stats`] and [`telemetry`]: figures for the dashboard and metrics.
 //!
 //! The gateway crate puts a transport in front (Socket.IO), an HTTP API
@@ -36,6 +38,7 @@ pub mod limits;
 pub mod node;
 pub mod origins;
 pub mod policy;
+pub mod recovery;
 pub mod registry;
 pub mod revocation;
 pub mod rooms;
@@ -47,6 +50,6 @@ pub mod tickets;
 pub use backend::BoxFuture;
 pub use clock::{Clock, SharedClock, SystemClock, TokioClock};
 pub use connection::{Conn, Connection};
-pub use node::{Lifecycle, Node, Revoked, RoomMessage};
+pub use node::{Lifecycle, Node, Restored, Resumed, Revoked, RoomMessage};
 pub use revocation::{RevocationStore, Revocations, StoreError};
 pub use session::{Origin, Session, SessionId, SessionInfo, Transport};

@@ -144,7 +144,12 @@ impl Revocations {
 
     /// Whether `id` is revoked.
     pub fn is_revoked(&self, id: &Identity) -> bool {
-        if let Some(jti) = id.token_id()
+        self.is_revoked_token(&id.user_id, id.token_id(), id.issued_at())
+    }
+
+    /// Whether the token of `user_id` with `jti` and `iat` is revoked.
+    pub fn is_revoked_token(&self, user_id: &str, jti: Option<&str>, iat: Option<u64>) -> bool {
+        if let Some(jti) = jti
             && self
                 .tokens
                 .read()
@@ -154,8 +159,8 @@ impl Revocations {
             return true;
         }
         let users = self.users.read().expect("revocations lock");
-        match users.get(&id.user_id) {
-            Some(before) => id.issued_at().is_none_or(|iat| iat < *before),
+        match users.get(user_id) {
+            Some(before) => iat.is_none_or(|iat| iat < *before),
             None => false,
         }
     }

@@ -172,6 +172,12 @@ impl Session {
         }
     }
 
+    /// The same session under id `id` (a recovered one's).
+    pub fn with_id(mut self, id: SessionId) -> Self {
+        self.id = id;
+        self
+    }
+
     /// Marks the session as ending; true only for the first caller.
     pub(crate) fn begin_end(&self) -> bool {
         !self.ending.swap(true, Ordering::AcqRel)

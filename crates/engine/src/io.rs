@@ -112,10 +112,37 @@ pub struct Conn {
     partial: Mutex<Option<Box<Partial>>>,
 }
 
+/// A connection-state-recovery offset: the place of a broadcast in the
+/// server's history. It goes out as the event's last argument; a client
+/// that reconnects sends the last one it saw back (in its CONNECT
+/// payload, as `offset`), and the server sends it what came after.
+///
+/// Ordered, and written `{0}-{1}`, as Redis stream ids are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Offset(pub u64, pub u64);
+
+impl std::fmt::Display for Offset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
+/// A broadcast a recovering socket missed.
+#[derive(Debug, Clone)]
+pub struct Missed {
+    /// Its offset.
+    pub offset: Offset,
+    /// The event.
+    pub event: String,
+    /// Its arguments (the offset is appended).
+    pub args: Vec<Value>,
+}
+
 /// One socket: a connection's membership of one namespace.
 pub struct SioSocket {
-    /// Its id, held inline (20 ASCII alphanumerics).
-    id: [u8; 20],
+    /// Its id (20 ASCII alphanumerics, held inline): drawn when first
+    /// read, unless a recovery gave the old one back before.
+    id: std::sync::OnceLock<[u8; 20]>,
     eio: Arc<EioSocket>,
     /// The rooms of its namespace, which also name the namespace.
     rooms: Arc<Rooms>,
@@ -123,15 +150,31 @@ pub struct SioSocket {
     joined: Mutex<Vec<Arc<str>>>,
     /// What the namespace attached to the socket (set once).
     data: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
-    /// Until the client is told it is connected: what the socket was asked
-    /// to send or do meanwhile (by the namespace's own `connect`, or a
-    /// timer it started), replayed after the CONNECT answer, in order.
-    early: Mutex<Option<Vec<Early>>>,
+    /// Until the client is told it is connected: what goes with the
+    /// CONNECT answer (see [`Before`]). Boxed: a connected socket keeps
+    /// only the pointer.
+    early: Mutex<Option<Box<Before>>>,
+}
+
+/// What a socket does when it answers CONNECT.
+#[derive(Default)]
+struct Before {
+    /// What it was asked to send or do meanwhile (by the namespace's own
+    /// `connect`, or a timer it started), replayed after the answer, in
+    /// order.
+    queue: Vec<Early>,
+    /// The `pid` of the answer: the client recovers with it.
+    pid: Option<String>,
+    /// What a recovered socket missed, sent right after the answer.
+    missed: Vec<Encoded>,
+    /// Broadcasts at or before this offset are in `missed` or reached the
+    /// client before: dropped from `queue`.
+    through: Option<Offset>,
 }
 
 /// Something a socket was asked to do before its CONNECT answer.
 enum Early {
-    Send(Encoded),
+    Send(Encoded, Option<Offset>),
     CloseTransport,
     Disconnect,
 }
@@ -147,7 +190,57 @@ impl std::fmt::Debug for SioSocket {
 impl SioSocket {
     /// The socket's id, as the client sees it.
     pub fn id(&self) -> &str {
-        std::str::from_utf8(&self.id).expect("ids are ASCII")
+        let id = self.id.get_or_init(random_id);
+        std::str::from_utf8(id).expect("ids are ASCII")
+    }
+
+    /// Whether the socket's id is `id` (without drawing one: a socket being
+    /// recovered has none yet).
+    pub fn is(&self, id: &str) -> bool {
+        self.id.get().is_some_and(|own| own == id.as_bytes())
+    }
+
+    /// Sets the `pid` of the CONNECT answer (from the namespace's
+    /// `connect`): a client that reconnects with it asks to recover.
+    pub fn set_pid(&self, pid: String) {
+        if let Some(before) = lock(&self.early).as_mut() {
+            before.pid = Some(pid);
+        }
+    }
+
+    /// Recovers a socket (from the namespace's `connect`): it takes the
+    /// old socket's `id`, and `missed` goes out right after the CONNECT
+    /// answer, before what was sent to the socket meanwhile; of that,
+    /// broadcasts at or before `through` are dropped (they are in
+    /// `missed`, or the client had them). False, and nothing changes,
+    /// when `id` is not a socket id or the socket has an id already.
+    pub fn recover(&self, id: &str, missed: Vec<Missed>, through: Offset) -> bool {
+        let Ok(bytes) = <[u8; 20]>::try_from(id.as_bytes()) else {
+            return false;
+        };
+        if !bytes.iter().all(u8::is_ascii_alphanumeric) {
+            return false;
+        }
+        let mut early = lock(&self.early);
+        let Some(before) = early.as_mut() else {
+            return false;
+        };
+        if self.id.set(bytes).is_err() {
+            return false;
+        }
+        before.missed = missed
+            .into_iter()
+            .filter_map(|m| {
+                encode(
+                    Kind::Event,
+                    self.namespace(),
+                    None,
+                    Some(event_data(&m.event, m.args, Some(m.offset))),
+                )
+            })
+            .collect();
+        before.through = Some(through);
+        true
     }
 
     /// Its namespace.
@@ -190,8 +283,8 @@ impl SioSocket {
     /// is sent.
     fn defer(&self, early: Early) -> Result<(), Early> {
         match lock(&self.early).as_mut() {
-            Some(queue) => {
-                queue.push(early);
+            Some(before) => {
+                before.queue.push(early);
                 Ok(())
             }
             None => Err(early),
@@ -200,10 +293,7 @@ impl SioSocket {
 
     /// Emits `event` with `args`.
     pub fn emit(&self, event: &str, args: Vec<Value>) {
-        let mut data = Vec::with_capacity(args.len() + 1);
-        data.push(Value::String(event.to_owned()));
-        data.extend(args);
-        self.send(Kind::Event, None, Some(Value::Array(data)));
+        self.send(Kind::Event, None, Some(event_data(event, args, None)));
     }
 
     /// Leaves the namespace: the client gets DISCONNECT (and does not
@@ -255,30 +345,51 @@ impl SioSocket {
 
     fn send(&self, kind: Kind, id: Option<u64>, data: Option<Value>) {
         if let Some(encoded) = encode(kind, self.namespace(), id, data) {
-            self.send_encoded(encoded);
+            self.send_encoded(encoded, None);
         }
     }
 
-    /// Sends a packet in its wire form (after the CONNECT answer).
-    pub(crate) fn send_encoded(&self, encoded: Encoded) {
-        if let Err(Early::Send(encoded)) = self.defer(Early::Send(encoded)) {
+    /// Sends a packet in its wire form (after the CONNECT answer), a
+    /// broadcast with its offset.
+    pub(crate) fn send_encoded(&self, encoded: Encoded, offset: Option<Offset>) {
+        if let Err(Early::Send(encoded, _)) = self.defer(Early::Send(encoded, offset)) {
             write(&self.eio, encoded);
         }
     }
 
-    /// Sends the CONNECT answer, then what was asked before it.
+    /// Sends the CONNECT answer, what a recovered socket missed, then what
+    /// was asked before the answer. All of it under the lock that sends
+    /// made meanwhile wait on: none can slip in between.
     fn connected_now(self: &Arc<Self>) {
-        let answer = json!({ "sid": self.id() });
+        let mut early = lock(&self.early);
+        let before = early.take().unwrap_or_default();
+        let answer = match &before.pid {
+            Some(pid) => json!({ "sid": self.id(), "pid": pid }),
+            None => json!({ "sid": self.id() }),
+        };
         if let Some(encoded) = encode(Kind::Connect, self.namespace(), None, Some(answer.into())) {
             write(&self.eio, encoded);
         }
-        let early = lock(&self.early).take().unwrap_or_default();
-        for step in early {
+        for encoded in before.missed {
+            write(&self.eio, encoded);
+        }
+        let seen = |offset: Option<Offset>| offset.is_some_and(|o| Some(o) <= before.through);
+        let mut last = None;
+        for step in before.queue {
             match step {
-                Early::Send(encoded) => write(&self.eio, encoded),
-                Early::CloseTransport => self.eio.close(),
-                Early::Disconnect => self.disconnect(),
+                Early::Send(encoded, offset) if !seen(offset) => write(&self.eio, encoded),
+                Early::Send(..) => {}
+                close => {
+                    last = Some(close);
+                    break;
+                }
             }
+        }
+        drop(early);
+        match last {
+            Some(Early::CloseTransport) => self.eio.close(),
+            Some(Early::Disconnect) => self.disconnect(),
+            _ => {}
         }
     }
 }
@@ -379,12 +490,12 @@ impl Io {
             return;
         }
         let socket = Arc::new(SioSocket {
-            id: random_id(),
+            id: std::sync::OnceLock::new(),
             eio: eio.clone(),
             rooms,
             joined: Mutex::default(),
             data: std::sync::OnceLock::new(),
-            early: Mutex::new(Some(Vec::new())),
+            early: Mutex::new(Some(Box::default())),
         });
         // The opening request's head goes to the first CONNECT decided; a
         // later one (another namespace) gets an empty head.
@@ -512,6 +623,18 @@ fn write(eio: &EioSocket, encoded: Encoded) {
     for attachment in encoded.attachments {
         eio.send_binary(attachment);
     }
+}
+
+/// The data of an event packet: its name, its arguments, and its offset
+/// last when it has one.
+pub(crate) fn event_data(event: &str, args: Vec<Value>, offset: Option<Offset>) -> Value {
+    let mut data = Vec::with_capacity(args.len() + 1 + usize::from(offset.is_some()));
+    data.push(Value::String(event.to_owned()));
+    data.extend(args);
+    if let Some(offset) = offset {
+        data.push(Value::String(offset.to_string()));
+    }
+    Value::Array(data)
 }
 
 /// A packet in its wire form; `None` (logged) when it cannot be encoded.

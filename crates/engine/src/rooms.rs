@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::io::{SioSocket, encode};
+use crate::io::{Offset, SioSocket, encode, event_data};
 use crate::sio::{Kind, Value};
 
 /// The rooms of one namespace.
@@ -74,29 +74,57 @@ impl Rooms {
         event: &str,
         args: Vec<Value>,
     ) -> usize {
-        let targets = self.members(rooms, except);
+        let kept = |socket: &SioSocket| except.is_none_or(|e| !std::ptr::eq(e, socket));
+        self.send(self.members(rooms, kept), event, args, None)
+    }
+
+    /// [`Rooms::emit`] but to the socket with id `except`, with the
+    /// broadcast's recovery `offset` as the last argument when it has one
+    /// (a socket recovered elsewhere keeps its id).
+    pub fn emit_at(
+        &self,
+        rooms: &[&str],
+        except: Option<&str>,
+        event: &str,
+        args: Vec<Value>,
+        offset: Option<Offset>,
+    ) -> usize {
+        let kept = |socket: &SioSocket| except.is_none_or(|e| !socket.is(e));
+        self.send(self.members(rooms, kept), event, args, offset)
+    }
+
+    /// How many sockets are in any of `rooms`, but the one with id `except`.
+    pub fn count(&self, rooms: &[&str], except: Option<&str>) -> usize {
+        let kept = |socket: &SioSocket| except.is_none_or(|e| !socket.is(e));
+        self.members(rooms, kept).len()
+    }
+
+    fn send(
+        &self,
+        targets: Vec<Arc<SioSocket>>,
+        event: &str,
+        args: Vec<Value>,
+        offset: Option<Offset>,
+    ) -> usize {
         if targets.is_empty() {
             return 0;
         }
-        let mut data = Vec::with_capacity(args.len() + 1);
-        data.push(Value::String(event.to_owned()));
-        data.extend(args);
-        let Some(encoded) = encode(Kind::Event, &self.namespace, None, Some(Value::Array(data)))
-        else {
+        let data = event_data(event, args, offset);
+        let Some(encoded) = encode(Kind::Event, &self.namespace, None, Some(data)) else {
             return 0;
         };
         for socket in &targets {
-            socket.send_encoded(encoded.clone());
+            socket.send_encoded(encoded.clone(), offset);
         }
         targets.len()
     }
 
-    /// The sockets in any of `rooms`, each once, but `except`. A room holds
+    /// The sockets in any of `rooms`, each once, that are `kept`. A room holds
     /// a socket once (see [`Rooms::join`]), so only several rooms need the
     /// set that makes each socket count once.
-    fn members(&self, rooms: &[&str], except: Option<&SioSocket>) -> Vec<Arc<SioSocket>> {
+    fn members(&self, rooms: &[&str], kept: impl Fn(&SioSocket) -> bool) -> Vec<Arc<SioSocket>> {
         let map = lock(&self.map);
-        let kept = |socket: &&Arc<SioSocket>| except.is_none_or(|e| !std::ptr::eq(e, &***socket));
+        let kept = |socket: &&Arc<SioSocket>| kept(socket);
         let [room] = rooms else {
             let mut seen = std::collections::HashSet::new();
             return rooms

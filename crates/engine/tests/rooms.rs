@@ -12,7 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use sockgate_engine::engine::{self, Engine};
 use sockgate_engine::io::{
-    self, Ack, Auth, BoxFuture, ConnectError, Io, Namespace, RequestHead, SioSocket,
+    self, Ack, Auth, BoxFuture, ConnectError, Io, Missed, Namespace, Offset, RequestHead, SioSocket,
 };
 use sockgate_engine::sio::Value;
 use tokio::net::TcpListener;
@@ -66,13 +66,56 @@ impl Namespace for Chat {
     }
 }
 
+/// Recovers every socket as `RECOVERED`, in room `r`, having missed
+/// broadcasts 1 and 2, while broadcasts 2 and 3 reach it live during its
+/// handshake: it gets 1, 2 and 3, once each.
+struct Recovering;
+
+const RECOVERED: &str = "RecoveredSocketId000";
+
+impl Namespace for Recovering {
+    fn connect<'a>(
+        &'a self,
+        socket: &'a Arc<SioSocket>,
+        _: Auth<'a>,
+        _: &'a RequestHead,
+    ) -> BoxFuture<'a, Result<(), ConnectError>> {
+        Box::pin(async move {
+            socket.join("r");
+            for n in [2u64, 3] {
+                let args = vec![Value::from(serde_json::json!(n))];
+                socket
+                    .rooms()
+                    .emit_at(&["r"], None, "news", args, Some(Offset(n, 0)));
+            }
+            let missed = [1u64, 2].map(|n| Missed {
+                offset: Offset(n, 0),
+                event: "news".into(),
+                args: vec![Value::from(serde_json::json!(n))],
+            });
+            socket.set_pid("the-pid".into());
+            assert!(socket.recover(RECOVERED, missed.to_vec(), Offset(2, 0)));
+            assert!(
+                !socket.recover("AnotherSocketId00000", vec![], Offset(9, 0)),
+                "once"
+            );
+            Ok(())
+        })
+    }
+
+    fn event(&self, _: &Arc<SioSocket>, _: String, _: Vec<Value>, _: Option<Ack>) {}
+}
+
 async fn start() -> (String, Arc<Engine<Io>>) {
     let config = engine::Config {
         ping_interval: Duration::from_secs(60),
         ping_timeout: Duration::from_secs(60),
         ..engine::Config::default()
     };
-    let engine = Engine::new(config, Io::new(io::Config::default()).namespace("/", Chat));
+    let io = Io::new(io::Config::default())
+        .namespace("/", Chat)
+        .namespace("/recovering", Recovering);
+    let engine = Engine::new(config, io);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = engine.clone();
@@ -196,4 +239,19 @@ async fn a_closed_connection_leaves_its_rooms() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("the room still holds the closed socket");
+}
+
+#[tokio::test]
+async fn a_recovered_socket_gets_its_old_id_and_what_it_missed_before_the_rest_once() {
+    let (url, _) = start().await;
+    let mut ws = open(&url, "yes").await;
+    ws.send(Frame::text("40/recovering,")).await.unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        format!(r#"40/recovering,{{"pid":"the-pid","sid":"{RECOVERED}"}}"#)
+    );
+    for n in 1..=3 {
+        let expected = format!(r#"42/recovering,["news",{n},"{n}-0"]"#);
+        assert_eq!(next_text(&mut ws).await, expected);
+    }
 }

@@ -5,11 +5,14 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::value::RawValue;
 use sockgate_auth::{SourcePolicy, Verifier};
-use sockgate_core::backend::{Broker, ControlBus, Directory, Presence};
+use sockgate_core::backend::memory::MemoryHistory;
+use sockgate_core::backend::{Broker, ControlBus, Directory, History, Presence};
+use sockgate_core::clock::unix_now_ms;
 use sockgate_core::limits::{AbuseLimits, Limits};
 use sockgate_core::policy::Policy;
+use sockgate_core::recovery::{Message, Offset, PidKey, Settings as RecoverySettings};
 use sockgate_core::{BoxFuture, Lifecycle, Node, Revocations};
-use sockgate_engine::io::SioSocket;
+use sockgate_engine::io::{self, SioSocket};
 use sockgate_engine::rooms::Rooms;
 use sockgate_engine::sio::Value;
 
@@ -90,6 +93,32 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Turns connection-state recovery on, with `pid`s under `key`: on
+    /// this node's history, or on `history` (the cluster's), whose
+    /// broadcasts then go through the fanout.
+    pub fn with_recovery(
+        mut self,
+        settings: RecoverySettings,
+        key: PidKey,
+        history: Option<Arc<dyn History>>,
+    ) -> Self {
+        let history = match history {
+            Some(history) => {
+                self.emitter.log_in_cluster();
+                history
+            }
+            None => {
+                let here = Arc::new(MemoryHistory::new(settings.clone()));
+                self.emitter.log_here(here.clone());
+                here
+            }
+        };
+        self.node = self.node.with_recovery(settings, key).with_history(history);
+        self
+    }
+}
+
 impl AsRef<Node> for Gateway {
     fn as_ref(&self) -> &Node {
         &self.node
@@ -100,15 +129,38 @@ impl AsRef<Node> for Gateway {
 pub trait Fanout: Send + Sync + 'static {
     /// Sends `event` with `data` to `rooms` on every other node.
     fn send(&self, rooms: &[String], event: &str, data: &serde_json::Value);
+    /// Appends `message` to the cluster's history and sends it to every
+    /// node, this one included, each delivering in the history's order.
+    /// Runs `fallback` (delivery here, without an offset) when it cannot.
+    /// Done once the history has it: a publish that follows is after it.
+    fn send_logged(
+        &self,
+        message: Message,
+        fallback: Box<dyn FnOnce() + Send>,
+    ) -> BoxFuture<'static, ()>;
 }
 
 /// Room delivery: to this node's sockets through the engine's rooms, and
 /// to the other nodes through the [`Fanout`], when there is one. The
 /// node's [`Broker`].
+///
+/// With recovery on, every broadcast gets an offset in the history as it
+/// is delivered: from this node's history, or, in a cluster, from the
+/// cluster's, through the fanout.
 #[derive(Default)]
 pub struct Emitter {
     rooms: OnceLock<Arc<Rooms>>,
     fanout: OnceLock<Arc<dyn Fanout>>,
+    /// Set when recovery is on.
+    history: OnceLock<Logged>,
+}
+
+/// Where broadcasts get their offsets.
+enum Logged {
+    /// This node's history.
+    Here(Arc<MemoryHistory>),
+    /// The cluster's, through the fanout.
+    Cluster,
 }
 
 impl Emitter {
@@ -122,19 +174,60 @@ impl Emitter {
         let _ = self.fanout.set(fanout);
     }
 
+    /// Appends every broadcast to `history` as it is delivered.
+    pub(crate) fn log_here(&self, history: Arc<MemoryHistory>) {
+        let _ = self.history.set(Logged::Here(history));
+    }
+
+    /// Appends every broadcast to the cluster's history (the fanout's).
+    pub(crate) fn log_in_cluster(&self) {
+        let _ = self.history.set(Logged::Cluster);
+    }
+
     /// Emits to `rooms` here (but to `except`) and on the other nodes;
-    /// returns the sockets reached here.
-    pub(crate) fn emit(
+    /// returns the sockets reached here. Done once it is in the history,
+    /// when recovery is on.
+    pub(crate) async fn emit(
         &self,
         rooms: &[String],
         except: Option<&SioSocket>,
         event: &str,
         data: serde_json::Value,
     ) -> usize {
-        if let Some(fanout) = self.fanout.get() {
-            fanout.send(rooms, event, &data);
+        let Some(logged) = self.history.get() else {
+            if let Some(fanout) = self.fanout.get() {
+                fanout.send(rooms, event, &data);
+            }
+            return self.deliver(rooms, except, event, data);
+        };
+        let except = except.map(SioSocket::id);
+        let message = Message {
+            rooms: rooms.to_vec(),
+            except: except.map(str::to_owned),
+            event: event.to_owned(),
+            data: serde_json::value::to_raw_value(&data).expect("JSON values serialize"),
+            gap: false,
+        };
+        match (logged, self.fanout.get()) {
+            (Logged::Here(history), _) => history.append(message, unix_now_ms(), |offset| {
+                self.deliver_at(rooms, except, event, data, Some(offset))
+            }),
+            (Logged::Cluster, Some(fanout)) => {
+                let local = self.local().clone();
+                let names: Vec<&str> = rooms.iter().map(String::as_str).collect();
+                let reached = local.count(&names, except);
+                let (rooms, except) = (rooms.to_vec(), except.map(str::to_owned));
+                let event = event.to_owned();
+                let fallback = move || {
+                    let names: Vec<&str> = rooms.iter().map(String::as_str).collect();
+                    let args = vec![Value::from(data)];
+                    local.emit_at(&names, except.as_deref(), &event, args, None);
+                };
+                fanout.send_logged(message, Box::new(fallback)).await;
+                reached
+            }
+            (Logged::Cluster, None) => self.deliver_at(rooms, except, event, data, None),
         }
-        self.deliver(rooms, except, event, data)
     }
 
     /// Emits to `rooms` on this node only (a message from another node).
@@ -146,11 +239,30 @@ impl Emitter {
         data: serde_json::Value,
     ) -> usize {
         let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-        let local = self
-            .rooms
+        self.local()
+            .emit(&rooms, except, event, vec![Value::from(data)])
+    }
+
+    /// Emits to `rooms` on this node only but to the socket with id
+    /// `except`, with the broadcast's recovery `offset`.
+    pub(crate) fn deliver_at(
+        &self,
+        rooms: &[String],
+        except: Option<&str>,
+        event: &str,
+        data: serde_json::Value,
+        offset: Option<Offset>,
+    ) -> usize {
+        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+        let offset = offset.map(|o| io::Offset(o.ms, o.seq));
+        self.local()
+            .emit_at(&rooms, except, event, vec![Value::from(data)], offset)
+    }
+
+    fn local(&self) -> &Arc<Rooms> {
+        self.rooms
             .get()
-            .expect("the gateway is served by sockgate::app");
-        local.emit(&rooms, except, event, vec![Value::from(data)])
+            .expect("the gateway is served by sockgate::app")
     }
 }
 
@@ -164,6 +276,6 @@ impl Broker for Emitter {
         let data = data
             .and_then(|d| serde_json::from_str(d.get()).ok())
             .unwrap_or(serde_json::Value::Null);
-        Box::pin(async move { self.emit(&rooms, None, event, data) })
+        Box::pin(async move { self.emit(&rooms, None, event, data).await })
     }
 }

@@ -15,7 +15,9 @@ use sockgate_auth::Jwks;
 use sockgate_core::StoreError;
 use tokio::net::TcpListener;
 
-use crate::cluster::{Cluster, Seal, redacted};
+use sockgate_core::backend::History;
+
+use crate::cluster::{Cluster, RedisHistory, Seal, follow_logged, redacted};
 use crate::config::{Config, ConfigError, Secret};
 use crate::store::{OnDisk, Revocations};
 use crate::{Gateway, http, sio, telemetry};
@@ -141,8 +143,13 @@ pub async fn serve_until(
         .stats()
         .load_awaited(&config.data_dir.join(AWAITED_FILE));
     let key = config.api_key.clone();
+    let pid_key = config.pid_key()?;
     match &config.redis_url {
         None => {
+            let gateway = match config.recovery.clone() {
+                Some(settings) => gateway.with_recovery(settings, pid_key, None),
+                None => gateway,
+            };
             let gateway = Arc::new(gateway);
             let (router, io) = app(gateway.clone(), key);
             serve(listener, router, io, gateway, &config, shutdown).await
@@ -156,12 +163,23 @@ pub async fn serve_until(
                         url: redacted(url),
                         source,
                     })?;
-            let gateway = Arc::new(gateway.with_cluster(cluster.clone()));
+            let gateway = gateway.with_cluster(cluster.clone());
+            let history = config
+                .recovery
+                .clone()
+                .map(|settings| Arc::new(RedisHistory::new(cluster.clone(), settings)));
+            let gateway = match (&history, config.recovery.clone()) {
+                (Some(history), Some(settings)) => {
+                    let shared: Arc<dyn History> = history.clone();
+                    gateway.with_recovery(settings, pid_key, Some(shared))
+                }
+                _ => gateway,
+            };
+            let gateway = Arc::new(gateway);
             let (router, io) = app(gateway.clone(), key);
-            gateway
-                .emitter
-                .set_fanout(Arc::new(crate::cluster::RoomBus::new(cluster.clone())));
-            start_cluster(gateway.clone(), cluster).await;
+            let bus = crate::cluster::RoomBus::new(cluster.clone(), history.clone());
+            gateway.emitter.set_fanout(Arc::new(bus));
+            start_cluster(gateway.clone(), cluster, history).await;
             serve(listener, router, io, gateway, &config, shutdown).await
         }
     }
@@ -182,7 +200,11 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-async fn start_cluster(gateway: Arc<Gateway>, cluster: Arc<Cluster>) {
+async fn start_cluster(
+    gateway: Arc<Gateway>,
+    cluster: Arc<Cluster>,
+    history: Option<Arc<RedisHistory>>,
+) {
     tracing::info!(node = %cluster.node, "cluster mode: joined through Redis");
     crate::cluster::sync(&gateway.node, &cluster).await;
     tokio::spawn(crate::cluster::follow(gateway.clone(), cluster.clone()));
@@ -190,10 +212,19 @@ async fn start_cluster(gateway: Arc<Gateway>, cluster: Arc<Cluster>) {
         gateway.emitter.clone(),
         cluster.clone(),
     ));
+    if history.is_some() {
+        tokio::spawn(follow_logged(gateway.emitter.clone(), cluster.clone()));
+    }
     let resync = cluster.clone();
     tokio::spawn(cluster.heartbeat(move || {
         let (gateway, cluster) = (gateway.clone(), resync.clone());
-        tokio::spawn(async move { crate::cluster::sync(&gateway.node, &cluster).await });
+        let history = history.clone();
+        tokio::spawn(async move {
+            crate::cluster::sync(&gateway.node, &cluster).await;
+            if let Some(history) = history {
+                history.mark_holes().await;
+            }
+        });
     }));
 }
 

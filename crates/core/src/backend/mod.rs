@@ -11,6 +11,8 @@
 //!   them, and each node's figures.
 //! - [`ControlBus`]: announcements every node applies to its own sessions
 //!   (revocations, kicks, evictions).
+//! - [`History`]: the room messages of the recovery window, and the
+//!   sessions parked until they recover (see [`crate::recovery`]).
 //!
 //! Revocations are kept across restarts by a [`crate::RevocationStore`],
 //! beside its index.
@@ -28,6 +30,7 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::recovery::{Missed, Offset, Parked, Wanted};
 use crate::session::{SessionInfo, SessionLimit};
 
 /// A boxed future, as the backend traits return them.
@@ -168,4 +171,30 @@ pub enum Announced {
 pub trait ControlBus: Send + Sync + 'static {
     /// Announces `msg`.
     fn announce<'a>(&'a self, msg: &'a Control) -> BoxFuture<'a, Announced>;
+}
+
+/// The recovery window's room messages, and the sessions parked in it.
+///
+/// Messages are appended by the transport layer as it delivers them, in
+/// the order it delivers them (see the gateway's `Emitter`); the node
+/// reads them back for a recovering session.
+pub trait History: Send + Sync + 'static {
+    /// What `wanted` was sent after `after`; [`Missed::Gap`] when the
+    /// history no longer holds all of it.
+    fn since<'a>(
+        &'a self,
+        after: Offset,
+        wanted: &'a Wanted<'a>,
+    ) -> BoxFuture<'a, Result<Missed, Unavailable>>;
+    /// Keeps `parked` until the window passes or it is taken.
+    fn park<'a>(&'a self, parked: &'a Parked) -> BoxFuture<'a, ()>;
+    /// Takes session `session` of `user`, once: nobody else can then. Any
+    /// other user finds nothing.
+    fn unpark<'a>(
+        &'a self,
+        user: &'a str,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Parked>, Unavailable>>;
+    /// Drops every parked session of `user` (kicked, revoked).
+    fn forget_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, ()>;
 }

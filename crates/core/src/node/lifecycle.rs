@@ -259,6 +259,13 @@ impl Node {
         if code.is_retryable() {
             self.stats.lost(&session.user_id, self.clock.now_ms());
         }
+        // A drain's sessions recover on the node that takes their client
+        // (any node of a cluster; this one, restarted, keeps nothing).
+        if code == ErrorCode::ServerShutdown
+            && let Some(parked) = self.parked(session, conn.as_ref())
+        {
+            tokio::spawn(self.park(parked));
+        }
         self.sessions.remove(session.id);
         self.release(session);
         conn.end(code, message);

@@ -5,13 +5,15 @@
 //! - `lifecycle`: open, admit, events, refresh, the expiry clock, the end;
 //! - `revoke`: revocations, kicks and the announcements of other nodes;
 //! - `rooms`: joining, leaving, publishing, members;
-//! - `figures`: what `/api/stats` and the dashboard show.
+//! - `figures`: what `/api/stats` and the dashboard show;
+//! - `recover`: parking dropped sessions and giving them back.
 //!
 //! A node runs on backends ([`crate::backend`]), in memory unless it is
 //! given others; it never asks which kind it has.
 
 mod figures;
 mod lifecycle;
+mod recover;
 mod revoke;
 mod rooms;
 
@@ -21,8 +23,10 @@ use std::time::Duration;
 
 use sockgate_auth::{SourcePolicy, Verifier};
 
-use crate::backend::memory::{MemoryBroker, MemoryControl, MemoryDirectory, MemoryPresence};
-use crate::backend::{Broker, ControlBus, Directory, Presence};
+use crate::backend::memory::{
+    MemoryBroker, MemoryControl, MemoryDirectory, MemoryHistory, MemoryPresence,
+};
+use crate::backend::{Broker, ControlBus, Directory, History, Presence};
 use crate::clock::{SharedClock, SystemClock};
 use crate::deadlines::Deadlines;
 use crate::limits::{AbuseLimits, Guard, Limits};
@@ -34,6 +38,7 @@ use crate::session::SessionLimit;
 use crate::stats::Stats;
 use crate::tickets::Tickets;
 
+pub use recover::{Restored, Resumed};
 pub use revoke::Revoked;
 pub use rooms::RoomMessage;
 
@@ -78,6 +83,9 @@ pub struct Node {
     presence: Arc<dyn Presence>,
     directory: Arc<dyn Directory>,
     control: Arc<dyn ControlBus>,
+    history: Arc<dyn History>,
+    /// Off unless [`Node::with_recovery`] turns it on.
+    recovery: Option<Arc<recover::Recovery>>,
     /// Set on shutdown: new transports are refused, `/readyz` fails.
     draining: AtomicBool,
 }
@@ -109,6 +117,8 @@ impl Node {
             presence: Arc::new(MemoryPresence::new(rooms.clone())),
             directory: Arc::new(MemoryDirectory::new(sessions.clone())),
             control: Arc::new(MemoryControl),
+            history: Arc::new(MemoryHistory::new(Default::default())),
+            recovery: None,
             sessions,
             rooms,
             draining: AtomicBool::new(false),
@@ -161,6 +171,13 @@ impl Node {
     /// Announces to other nodes through `control`.
     pub fn with_control(mut self, control: Arc<dyn ControlBus>) -> Self {
         self.control = control;
+        self
+    }
+
+    /// Keeps the recovery window's messages and parked sessions in
+    /// `history`.
+    pub fn with_history(mut self, history: Arc<dyn History>) -> Self {
+        self.history = history;
         self
     }
 

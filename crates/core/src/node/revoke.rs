@@ -111,6 +111,8 @@ impl Node {
             .await
             .map_or(0, |s| s.len());
         let code = ErrorCode::Kicked;
+        // A parked session of the user would come back on recovery.
+        self.history.forget_user(user_id).await;
         let local = self.end_all(self.sessions.of_user(user_id), code, end_reason(code));
         let msg = Control::EndUser {
             user_id: user_id.to_owned(),
@@ -152,6 +154,7 @@ impl Node {
                 }
             }
             Control::EndUser { user_id } => {
+                self.history.forget_user(&user_id).await;
                 let kicked = ErrorCode::Kicked;
                 self.end_all(self.sessions.of_user(&user_id), kicked, end_reason(kicked));
             }

@@ -18,6 +18,7 @@
 
 mod backends;
 pub mod driver;
+mod history;
 mod rooms;
 pub mod seal;
 mod sync;
@@ -33,6 +34,7 @@ use sockgate_core::backend::Admission;
 use tokio::sync::mpsc;
 
 pub use driver::ResilientDriver;
+pub use history::{RedisHistory, follow_logged};
 pub use rooms::{RoomBus, follow_rooms};
 pub use seal::Seal;
 use sockgate_core::backend::Control;

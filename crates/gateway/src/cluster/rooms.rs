@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::Cluster;
+use sockgate_core::BoxFuture;
+use sockgate_core::recovery::Message;
+
+use super::{Cluster, RedisHistory};
 use crate::gateway::{Emitter, Fanout};
 
 const ROOMS: &str = "sockgate:rooms";
@@ -23,12 +26,15 @@ struct Envelope {
 /// The cluster as the gateway's [`Fanout`].
 pub struct RoomBus {
     cluster: Arc<Cluster>,
+    /// The cluster's history, when recovery is on.
+    history: Option<Arc<RedisHistory>>,
 }
 
 impl RoomBus {
-    /// Room messages through `cluster`.
-    pub fn new(cluster: Arc<Cluster>) -> Self {
-        Self { cluster }
+    /// Room messages through `cluster`, logged in `history` when recovery
+    /// is on.
+    pub fn new(cluster: Arc<Cluster>, history: Option<Arc<RedisHistory>>) -> Self {
+        Self { cluster, history }
     }
 }
 
@@ -52,6 +58,17 @@ impl Fanout for RoomBus {
                 tracing::warn!(error = %e, "a room message did not reach the other nodes");
             }
         });
+    }
+
+    fn send_logged(
+        &self,
+        message: Message,
+        fallback: Box<dyn FnOnce() + Send>,
+    ) -> BoxFuture<'static, ()> {
+        match &self.history {
+            Some(history) => Box::pin(history.clone().append(message, fallback)),
+            None => Box::pin(async move { fallback() }),
+        }
     }
 }
 

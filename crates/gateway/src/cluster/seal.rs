@@ -48,6 +48,12 @@ impl Seal {
     /// The JSON of a sealed announcement whose seal verifies and that is
     /// recent; `None` for anything else.
     pub fn open<'a>(&self, sealed: &'a [u8]) -> Option<&'a [u8]> {
+        self.open_within(sealed, MAX_AGE)
+    }
+
+    /// [`Seal::open`] for what may be kept longer: the history's messages,
+    /// read back for a recovery within `max_age` of their sealing.
+    pub fn open_within<'a>(&self, sealed: &'a [u8], max_age: Duration) -> Option<&'a [u8]> {
         let mut parts = sealed.splitn(3, |b| *b == b'.');
         let (at, mac, json) = (parts.next()?, parts.next()?, parts.next()?);
         let at_ms: u64 = std::str::from_utf8(at).ok()?.parse().ok()?;
@@ -55,7 +61,7 @@ impl Seal {
         let signed = [at, b".", json].concat();
         hmac::verify(&self.key, &signed, &mac).ok()?;
         let age = unix_now_ms().abs_diff(at_ms);
-        (age <= MAX_AGE.as_millis() as u64).then_some(json)
+        (age <= max_age.as_millis() as u64).then_some(json)
     }
 }
 

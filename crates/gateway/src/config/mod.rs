@@ -18,6 +18,7 @@ use sockgate_core::Lifecycle;
 use sockgate_core::limits::{AbuseLimits, Limits, Rate};
 use sockgate_core::origins::{DEV_ORIGINS, Origins};
 use sockgate_core::policy::{Policy, RoomRule};
+use sockgate_core::recovery::{PidKey, Settings as RecoverySettings};
 use sockgate_core::session::{LimitPolicy, SessionLimit};
 
 use crate::outbound::jwks::HttpJwks;
@@ -260,6 +261,26 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
 
+    /// Seconds a dropped session can be recovered in, with its id, rooms and missed room messages; 0 turns recovery off [default: 120].
+    #[arg(long, env = "SOCKGATE_RECOVERY_WINDOW")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_window: Option<u64>,
+
+    /// Most room messages one session may miss and still recover [default: 1000].
+    #[arg(long, env = "SOCKGATE_RECOVERY_MAX_PACKETS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_max_packets: Option<usize>,
+
+    /// Most bytes of room messages one session may miss and still recover [default: 1048576].
+    #[arg(long, env = "SOCKGATE_RECOVERY_MAX_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_max_bytes: Option<usize>,
+
+    /// How many room messages the recovery history keeps, across every room [default: 10000].
+    #[arg(long, env = "SOCKGATE_RECOVERY_HISTORY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_history: Option<usize>,
+
     /// Seconds over which the sessions' ends are spread on SIGTERM/SIGINT, so clients do not all reconnect at once; fractions allowed [default: 3].
     #[arg(long, env = "SOCKGATE_DRAIN_WINDOW")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -468,6 +489,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// On SIGTERM, the sessions' ends are spread over this.
     pub drain_window: Duration,
+    /// Connection-state recovery; `None` when it is off.
+    pub recovery: Option<RecoverySettings>,
     /// On SIGTERM, how long open connections get to close before the
     /// process exits.
     pub shutdown_timeout: Duration,
@@ -550,6 +573,7 @@ impl Config {
     /// Applies defaults. Keys are only checked by [`Config::verifier`].
     pub fn from_settings(s: Settings, dev: bool) -> Result<Config, ConfigError> {
         let session_cookies = session_cookies(&s)?;
+        let recovery = recovery_settings(&s)?;
         let rules = Rules {
             issuer: list(s.jwt_issuer.as_deref()),
             audience: list(s.jwt_audience.as_deref()),
@@ -710,6 +734,7 @@ impl Config {
                 }
             },
             drain_window: Duration::from_secs_f64(drain_window),
+            recovery,
             shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(10)),
             metrics_listen: s.metrics_listen,
             log_format: s.log_format.unwrap_or(if dev {
@@ -719,6 +744,15 @@ impl Config {
             }),
             log_filter: s.log.unwrap_or_else(|| "info".to_owned()),
         })
+    }
+
+    /// The key of recovery `pid`s: the cluster's (derived from its secret)
+    /// or, on a single node, one of this process.
+    pub fn pid_key(&self) -> Result<PidKey, ConfigError> {
+        match &self.redis_url {
+            Some(_) => Ok(PidKey::new(self.cluster_secret()?.expose().as_bytes())),
+            None => Ok(PidKey::random()),
+        }
     }
 
     /// The secret that seals the cluster's announcements:
@@ -824,6 +858,44 @@ fn list(value: Option<&str>) -> Option<Vec<String>> {
         .map(str::to_owned)
         .collect();
     (!items.is_empty()).then_some(items)
+}
+
+/// Recovery's settings; `None` for a window of 0.
+fn recovery_settings(s: &Settings) -> Result<Option<RecoverySettings>, ConfigError> {
+    let defaults = RecoverySettings::default();
+    let window = s.recovery_window.unwrap_or(defaults.window.as_secs());
+    if window == 0 {
+        return Ok(None);
+    }
+    if window > 86_400 {
+        return Err(invalid(
+            "SOCKGATE_RECOVERY_WINDOW",
+            "must be at most 86400 seconds",
+        ));
+    }
+    let at_least_one = |setting, value: Option<usize>, default| match value {
+        Some(0) => Err(invalid(setting, "must be at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    Ok(Some(RecoverySettings {
+        window: Duration::from_secs(window),
+        max_packets: at_least_one(
+            "SOCKGATE_RECOVERY_MAX_PACKETS",
+            s.recovery_max_packets,
+            defaults.max_packets,
+        )?,
+        max_bytes: at_least_one(
+            "SOCKGATE_RECOVERY_MAX_BYTES",
+            s.recovery_max_bytes,
+            defaults.max_bytes,
+        )?,
+        history: at_least_one(
+            "SOCKGATE_RECOVERY_HISTORY",
+            s.recovery_history,
+            defaults.history,
+        )?,
+    }))
 }
 
 #[cfg(test)]

@@ -41,6 +41,10 @@ impl Connection for SocketConn {
         self.socket.leave(room);
     }
 
+    fn transport_id(&self) -> String {
+        self.socket.id().to_owned()
+    }
+
     /// `session:end` goes out first; the close follows it a moment later:
     /// the transport's (retryable: the client reconnects) or the socket's
     /// (terminal: it does not). The moment lets the answers of the

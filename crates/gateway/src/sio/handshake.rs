@@ -14,8 +14,9 @@ use std::time::Instant;
 
 use serde_json::Value;
 use sockgate_auth::{AuthError, ErrorCode, Handshake, TokenSource};
-use sockgate_core::{Origin, Session};
-use sockgate_engine::io::{Auth, ConnectError, RequestHead, SioSocket};
+use sockgate_core::recovery::{Claim, Offset};
+use sockgate_core::{Origin, Resumed, Session, SessionId};
+use sockgate_engine::io::{Auth, ConnectError, Missed, RequestHead, SioSocket};
 
 use super::conn::{SocketConn, transport_of};
 use crate::transports::openings::{ClientIp, Ticket};
@@ -78,6 +79,58 @@ pub(super) async fn authenticate(
     result.map(|_| ()).map_err(refusal)
 }
 
+/// The recovery claim of a CONNECT payload: the official client sends
+/// `pid` (and `offset`, once it saw one) beside its `auth` when it
+/// reconnects to a server that gave it a `pid`.
+fn recovery_claim(gw: &Gateway, auth: &Value) -> Option<Claim> {
+    let pid = auth.get("pid")?.as_str()?;
+    let offset = auth.get("offset").and_then(Value::as_str);
+    gw.node.claim(pid, offset)
+}
+
+/// Gives the socket of a recovered `session` its old id and what it
+/// missed. When the history cannot give all of it any more (the second
+/// read found it over the bounds), the session ends before its client is
+/// told anything: its transport closes, and it reconnects to a fresh one.
+async fn restore(
+    gw: &Gateway,
+    socket: &SioSocket,
+    conn: &Arc<SocketConn>,
+    session: &Session,
+    resumed: Resumed,
+) -> Result<(), AuthError> {
+    let old_socket = resumed.parked.socket.clone();
+    let restored = gw.node.restore(conn.as_ref(), session, resumed).await;
+    let recovered = restored.and_then(|r| {
+        let missed = r.missed.into_iter().map(|e| Missed {
+            offset: engine_offset(e.offset),
+            event: e.message.event,
+            args: vec![
+                serde_json::from_str::<Value>(e.message.data.get())
+                    .unwrap_or_default()
+                    .into(),
+            ],
+        });
+        socket
+            .recover(&old_socket, missed.collect(), engine_offset(r.through))
+            .then_some(())
+    });
+    if recovered.is_none() {
+        socket.leave_all();
+        gw.node.forget(session.id);
+        return Err(AuthError::new(
+            ErrorCode::AuthUnavailable,
+            "the recovered session's missed messages could not all be read",
+        ));
+    }
+    tracing::info!(target: "sockgate::session", session = %session.id, user = %session.user_id, "session recovered");
+    Ok(())
+}
+
+fn engine_offset(o: Offset) -> sockgate_engine::io::Offset {
+    sockgate_engine::io::Offset(o.ms, o.seq)
+}
+
 /// A refusal as the engine sends it.
 fn refusal(err: AuthError) -> ConnectError {
     if err.code.is_retryable() {
@@ -111,16 +164,32 @@ async fn admit(
     let (credential, source) = gw.node.sources().find(&handshake)?;
     check_origin(gw, head, source)?;
     let identity = gw.node.authenticate(&credential).await?;
+    let resumed = match recovery_claim(gw, &auth) {
+        Some(claim) => gw.node.resume(&identity, &claim).await,
+        None => None,
+    };
     let origin = Origin {
         remote_addr: remote,
         user_agent: header(head, "user-agent").map(str::to_owned),
         transport: transport_of(s.engine().transport()),
     };
-    let session = Arc::new(gw.node.session(identity, origin));
+    let mut session = gw.node.session(identity, origin);
+    if let Some(id) = resumed
+        .as_ref()
+        .and_then(|r| SessionId::parse(&r.parked.session))
+    {
+        session = session.with_id(id);
+    }
+    let session = Arc::new(session);
     let admitting = Instant::now();
-    gw.node
-        .admit(session.clone(), Arc::new(SocketConn::new(s.clone())))
-        .await?;
+    let conn = Arc::new(SocketConn::new(s.clone()));
+    gw.node.admit(session.clone(), conn.clone()).await?;
+    if let Some(resumed) = resumed {
+        restore(gw, s, &conn, &session, resumed).await?;
+    }
+    if let Some(pid) = gw.node.pid(session.id) {
+        s.set_pid(pid);
+    }
     let ticket = head.extensions.get::<Arc<Ticket>>().cloned();
     s.set_data(Arc::new(super::extract::Attached {
         session: session.clone(),

@@ -142,6 +142,13 @@ fn on_disconnect(gw: &Gateway, socket: &Arc<SioSocket>, reason: DisconnectReason
     if network && !session.is_ending() {
         node.stats().lost(&session.user_id, node.clock().now_ms());
     }
-    node.forget(session.id);
+    // Any close of the connection may be recovered from, a client's
+    // `socket.disconnect()` (a namespace one) and the server's ends not.
+    let recoverable = matches!(reason, DisconnectReason::Closed(_)) && !session.is_ending();
+    if !recoverable {
+        node.forget(session.id);
+    } else if let Some(park) = node.lost(session.id) {
+        run_inline_or_spawn(park);
+    }
     node.stats().overhead(started.elapsed());
 }

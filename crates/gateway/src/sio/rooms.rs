@@ -95,7 +95,8 @@ pub(super) async fn publish(gw: &Gateway, authed: Authed, p: Option<Value>, ack:
         let message = serde_json::to_value(&message).expect("payloads serialize");
         let rooms = [room.clone()];
         gw.emitter
-            .emit(&rooms, Some(&authed.socket), server::ROOM_MESSAGE, message);
+            .emit(&rooms, Some(&authed.socket), server::ROOM_MESSAGE, message)
+            .await;
         Ok(serde_json::json!({ "ok": true, "id": id }))
     }
     .await;
