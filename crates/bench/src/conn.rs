@@ -4,12 +4,21 @@
 //! connection is a TCP stream plus a tungstenite state machine with a 4 KiB
 //! read buffer and no write buffering, driven by the one task that owns it.
 //! No channels, no background tasks.
+//!
+//! With `--compress` the connection offers permessage-deflate, as browsers
+//! do, and runs on yawc (tungstenite has no compression). Every byte
+//! either way crosses a [`Counted`] stream: the scenarios report what went
+//! over the wire.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -29,7 +38,168 @@ pub struct Client {
     pub handshake_timeout: Duration,
     /// Frame buffer sizes and limits.
     pub ws_config: WebSocketConfig,
+    /// Offer permessage-deflate (yawc instead of tungstenite).
+    pub compress: bool,
     url: String,
+}
+
+/// Bytes read from and written to every connection's socket so far.
+static WIRE_IN: AtomicU64 = AtomicU64::new(0);
+static WIRE_OUT: AtomicU64 = AtomicU64::new(0);
+
+/// `(received, sent)` bytes on every connection's socket so far, WebSocket
+/// framing and handshakes included.
+pub fn wire_bytes() -> (u64, u64) {
+    (
+        WIRE_IN.load(Ordering::Relaxed),
+        WIRE_OUT.load(Ordering::Relaxed),
+    )
+}
+
+/// A TCP stream that counts its bytes into [`wire_bytes`].
+pub struct Counted(TcpStream);
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.0).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        WIRE_IN.fetch_add(read as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.0).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled {
+            WIRE_OUT.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// The WebSocket of a connection. Unboxed both: a run holds one kind, and
+/// a box would add an allocation per connection to either.
+#[allow(clippy::large_enum_variant)]
+enum Ws {
+    Plain(WebSocketStream<Counted>),
+    Deflate(yawc::WebSocket<Counted>),
+}
+
+/// A frame read, as the scenarios see it.
+enum Incoming {
+    Text(String),
+    Binary,
+    Close,
+    Other,
+}
+
+impl Ws {
+    async fn open(client: &Client, stream: TcpStream) -> Result<Self, ConnError> {
+        let stream = Counted(stream);
+        if client.compress {
+            let url = client
+                .url
+                .parse()
+                .map_err(|e| ConnError::Upgrade(format!("{e}")))?;
+            let options = yawc::Options::default()
+                .with_low_latency_compression()
+                .with_read_buffer_capacity(4 * 1024)
+                .with_write_buffer_capacity(1024)
+                .with_max_payload_read(1 << 20);
+            let ws = yawc::WebSocket::handshake(url, stream, options)
+                .await
+                .map_err(|e| match e {
+                    yawc::WebSocketError::InvalidStatusCode(code) => {
+                        ConnError::Upgrade(format!("HTTP {code}"))
+                    }
+                    other => ConnError::Upgrade(other.to_string()),
+                })?;
+            return Ok(Ws::Deflate(ws));
+        }
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            client.url.as_str(),
+            stream,
+            Some(client.ws_config),
+        )
+        .await
+        .map_err(|e| match e {
+            tungstenite::Error::Http(resp) => ConnError::Upgrade(format!("HTTP {}", resp.status())),
+            other => ConnError::Upgrade(other.to_string()),
+        })?;
+        Ok(Ws::Plain(ws))
+    }
+
+    async fn feed(&mut self, text: String) -> Result<(), ConnError> {
+        match self {
+            Ws::Plain(ws) => ws
+                .feed(Message::text(text))
+                .await
+                .map_err(|e| ws_error(e, "send")),
+            Ws::Deflate(ws) => ws
+                .feed(yawc::Frame::text(text))
+                .await
+                .map_err(|e| ConnError::Io(e.to_string())),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnError> {
+        match self {
+            Ws::Plain(ws) => ws.flush().await.map_err(|e| ws_error(e, "send")),
+            Ws::Deflate(ws) => ws.flush().await.map_err(|e| ConnError::Io(e.to_string())),
+        }
+    }
+
+    /// The next frame; `None` when the stream ended (yawc ends it on a
+    /// read error too).
+    async fn next(&mut self, phase: &'static str) -> Option<Result<Incoming, ConnError>> {
+        match self {
+            Ws::Plain(ws) => Some(match ws.next().await? {
+                Ok(Message::Text(text)) => Ok(Incoming::Text(text.to_string())),
+                Ok(Message::Binary(_)) => Ok(Incoming::Binary),
+                Ok(Message::Close(_)) => Ok(Incoming::Close),
+                Ok(_) => Ok(Incoming::Other),
+                Err(e) => Err(ws_error(e, phase)),
+            }),
+            Ws::Deflate(ws) => {
+                let frame = ws.next().await?;
+                Some(Ok(match frame.opcode() {
+                    yawc::OpCode::Text => Incoming::Text(frame.as_str().to_owned()),
+                    yawc::OpCode::Binary => Incoming::Binary,
+                    yawc::OpCode::Close => Incoming::Close,
+                    _ => Incoming::Other,
+                }))
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            Ws::Plain(ws) => {
+                let _ = ws.close(None).await;
+            }
+            Ws::Deflate(ws) => {
+                let _ = ws.close().await;
+            }
+        }
+    }
 }
 
 /// The tungstenite settings of a lean connection.
@@ -74,6 +244,7 @@ impl Client {
             sources,
             handshake_timeout: Duration::from_secs(10),
             ws_config: lean_ws_config(),
+            compress: false,
             url: format!("ws://{addr}{}", protocol::WS_PATH),
         })
     }
@@ -173,7 +344,7 @@ fn ws_error(e: tungstenite::Error, phase: &'static str) -> ConnError {
 
 /// An open, authenticated Socket.IO connection.
 pub struct Conn {
-    ws: WebSocketStream<TcpStream>,
+    ws: Ws,
     /// The Socket.IO session id the server gave.
     pub sid: String,
     /// Engine.IO pings answered so far.
@@ -224,16 +395,7 @@ impl Conn {
         opened: &mut bool,
     ) -> Result<Conn, ConnError> {
         let stream = client.tcp(n).await?;
-        let (ws, _) = tokio_tungstenite::client_async_with_config(
-            client.url.as_str(),
-            stream,
-            Some(client.ws_config),
-        )
-        .await
-        .map_err(|e| match e {
-            tungstenite::Error::Http(resp) => ConnError::Upgrade(format!("HTTP {}", resp.status())),
-            other => ConnError::Upgrade(other.to_string()),
-        })?;
+        let ws = Ws::open(client, stream).await?;
         let mut conn = Conn {
             ws,
             sid: String::new(),
@@ -261,23 +423,18 @@ impl Conn {
 
     /// Sends one text frame and flushes it.
     pub async fn send(&mut self, frame: String) -> Result<(), ConnError> {
-        self.ws
-            .send(Message::text(frame))
-            .await
-            .map_err(|e| ws_error(e, "send"))
+        self.feed(frame).await?;
+        self.flush().await
     }
 
     /// Queues a frame without flushing (pipelining); call [`Conn::flush`].
     pub async fn feed(&mut self, frame: String) -> Result<(), ConnError> {
-        self.ws
-            .feed(Message::text(frame))
-            .await
-            .map_err(|e| ws_error(e, "send"))
+        self.ws.feed(frame).await
     }
 
     /// Flushes the frames queued by [`Conn::feed`].
     pub async fn flush(&mut self) -> Result<(), ConnError> {
-        self.ws.flush().await.map_err(|e| ws_error(e, "send"))
+        self.ws.flush().await
     }
 
     /// The next Socket.IO packet. Engine.IO pings are answered on the way.
@@ -288,13 +445,13 @@ impl Conn {
 
     async fn recv_in(&mut self, phase: &'static str) -> Result<Inbound, ConnError> {
         loop {
-            let msg = match self.ws.next().await {
+            let msg = match self.ws.next(phase).await {
                 None => return Err(ConnError::Closed(phase)),
-                Some(Err(e)) => return Err(ws_error(e, phase)),
+                Some(Err(e)) => return Err(e),
                 Some(Ok(m)) => m,
             };
             match msg {
-                Message::Text(text) => {
+                Incoming::Text(text) => {
                     match protocol::parse(&text).map_err(|e| ConnError::Protocol(e.0))? {
                         Inbound::Ping => {
                             self.send(protocol::PONG.to_owned()).await?;
@@ -305,8 +462,8 @@ impl Conn {
                         other => return Ok(other),
                     }
                 }
-                Message::Close(_) => return Err(ConnError::Closed(phase)),
-                Message::Binary(_) => {
+                Incoming::Close => return Err(ConnError::Closed(phase)),
+                Incoming::Binary => {
                     return Err(ConnError::Protocol("unexpected binary frame".into()));
                 }
                 // WebSocket-level ping/pong: tungstenite answers pings itself.
@@ -332,6 +489,6 @@ impl Conn {
 
     /// Closes politely (WebSocket close frame), without waiting long.
     pub async fn close(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.close(None)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.close()).await;
     }
 }

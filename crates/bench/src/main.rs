@@ -50,9 +50,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use sockgate_bench::compare::{Comparison, Run};
 use sockgate_bench::fleet::Pace;
+use sockgate_bench::report::Metric;
 use sockgate_bench::scenarios::{self, *};
 use sockgate_bench::sys::{self, Machine};
-use sockgate_bench::{Client, Minter, Report, Setup, Tokens, chart};
+use sockgate_bench::{Client, Minter, Report, Setup, Tokens, chart, conn};
 
 #[derive(Parser)]
 #[command(
@@ -104,6 +105,9 @@ struct Common {
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Offer permessage-deflate on every WebSocket, as browsers do.
+    #[arg(long)]
+    compress: bool,
 }
 
 #[derive(Subcommand)]
@@ -280,6 +284,7 @@ fn setup(common: &Common, needed: usize) -> Result<Setup, String> {
     }
     let mut client = Client::new(&common.url, common.sources)?;
     client.handshake_timeout = secs(common.handshake_timeout);
+    client.compress = common.compress;
     let tokens = match (&common.tokens_file, &common.secret) {
         (Some(path), _) => {
             Tokens::from_file(path).map_err(|e| format!("{}: {e}", path.display()))?
@@ -294,6 +299,7 @@ fn setup(common: &Common, needed: usize) -> Result<Setup, String> {
     for url in &common.nodes {
         let mut peer = Client::new(url, common.sources)?;
         peer.handshake_timeout = setup.client.handshake_timeout;
+        peer.compress = common.compress;
         setup.peers.push(std::sync::Arc::new(peer));
     }
     Ok(setup)
@@ -315,7 +321,20 @@ fn pace(common: &Common) -> Pace {
 }
 
 /// Prints and saves a report; the exit status follows from it.
-fn finish(common: &Common, report: Report) -> Result<ExitCode, String> {
+fn finish(common: &Common, mut report: Report) -> Result<ExitCode, String> {
+    // What crossed the wire, both ways, over the whole run (handshakes
+    // included): what compression saves shows here.
+    let (received, sent) = conn::wire_bytes();
+    report.metrics.push(Metric::count(
+        "wire.received",
+        "bytes received (wire)",
+        received as usize,
+    ));
+    report.metrics.push(Metric::count(
+        "wire.sent",
+        "bytes sent (wire)",
+        sent as usize,
+    ));
     print!("{}", report.table());
     if let Some(path) = &common.json {
         report

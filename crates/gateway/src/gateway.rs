@@ -12,6 +12,7 @@ use sockgate_core::limits::{AbuseLimits, Limits};
 use sockgate_core::policy::Policy;
 use sockgate_core::recovery::{Message, Offset, PidKey, Settings as RecoverySettings};
 use sockgate_core::{BoxFuture, Lifecycle, Node, Revocations};
+use sockgate_engine::engine::Compression;
 use sockgate_engine::io::{self, SioSocket};
 use sockgate_engine::rooms::Rooms;
 use sockgate_engine::sio::Value;
@@ -30,6 +31,8 @@ pub struct Gateway {
     /// Where server-side emits go, once [`crate::app`] has built the
     /// Socket.IO server.
     pub(crate) emitter: Arc<Emitter>,
+    /// permessage-deflate on WebSockets; `None` is off.
+    pub(crate) ws_compression: Option<Compression>,
 }
 
 impl Gateway {
@@ -48,7 +51,15 @@ impl Gateway {
             proxies: TrustedProxies::default(),
             openings: Arc::new(Openings::new(AbuseLimits::default().max_pending_handshakes)),
             emitter,
+            ws_compression: None,
         }
+    }
+
+    /// Compresses WebSocket messages as `compression` says, for clients
+    /// that offer it.
+    pub fn with_ws_compression(mut self, compression: Option<Compression>) -> Self {
+        self.ws_compression = compression;
+        self
     }
 
     /// The node.

@@ -43,6 +43,31 @@ pub struct Config {
     /// Read buffer of a WebSocket, in bytes: grows for a larger frame and
     /// is kept small while idle.
     pub ws_read_buffer: usize,
+    /// permessage-deflate (RFC 7692) for WebSockets whose client offers
+    /// it; `None` never negotiates it.
+    pub ws_compression: Option<Compression>,
+}
+
+/// How WebSocket messages are compressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compression {
+    /// Messages smaller than this many bytes go uncompressed.
+    pub threshold: usize,
+    /// Keep each side's compression context from one message to the next
+    /// (better ratios on similar messages). Off, both sides start every
+    /// message afresh and the contexts are borrowed from a pool shared by
+    /// every connection only while a message is compressed; on, a
+    /// connection keeps its contexts (about 300 KiB) once it used them.
+    pub context_takeover: bool,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Self {
+            threshold: 1024,
+            context_takeover: false,
+        }
+    }
 }
 
 impl Default for Config {
@@ -53,6 +78,7 @@ impl Default for Config {
             max_payload: 1_000_000,
             max_buffered: 1024,
             ws_read_buffer: 256,
+            ws_compression: None,
         }
     }
 }
@@ -79,6 +105,8 @@ pub type Body = Full<Bytes>;
 /// An Engine.IO server.
 pub struct Engine<H: Handler> {
     config: Config,
+    /// The WebSocket settings, from `config`.
+    ws: yawc::Options,
     handler: H,
     sessions: Mutex<HashMap<Sid, Arc<Socket<H::Data>>>>,
 }
@@ -147,6 +175,7 @@ impl<H: Handler> Engine<H> {
     /// An engine with `config`, handing sessions to `handler`.
     pub fn new(config: Config, handler: H) -> Arc<Self> {
         Arc::new(Self {
+            ws: websocket::options(&config),
             config,
             handler,
             sessions: Mutex::default(),

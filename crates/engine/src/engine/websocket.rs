@@ -1,23 +1,59 @@
 //! WebSocket: a session opened on one, or upgraded to one from
 //! long-polling. One task per connection reads frames, writes the outbox
 //! and runs the heartbeat.
+//!
+//! The framing, and permessage-deflate (RFC 7692) when the client offers
+//! it and the engine has it on, are yawc's: tungstenite, used before,
+//! refuses every frame with RSV1 set, which is how a compressed one is
+//! marked.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::{Request, Response, StatusCode, header};
+use http::{Request, Response};
 use http_body_util::Full;
-use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Bytes, Message as Frame};
+use yawc::close::CloseCode;
+use yawc::{DeflatePool, Frame, HttpStream, OpCode, Options, UpgradeFut, WebSocket};
 
-use super::{Body, CloseReason, Engine, Handler, Message, Refusal, Socket, Transport};
+use super::{Body, CloseReason, Config, Engine, Handler, Message, Refusal, Socket, Transport};
 use crate::eio::{self, Packet};
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Ws = WebSocket<HttpStream>;
+
+/// Write buffer of a WebSocket, in bytes, as it is kept between writes
+/// (yawc's default, 8 KiB, would be most of an idle connection).
+const WRITE_BUFFER: usize = 256;
+
+/// Compression contexts kept for reuse, per window size: about as many as
+/// messages compressed at the same moment (one per worker thread), not as
+/// connections.
+const POOLED_CONTEXTS: usize = 16;
+
+/// The WebSocket settings of `config`.
+pub(super) fn options(config: &Config) -> Options {
+    let base = Options::default()
+        // yawc refuses a payload of this size or more.
+        .with_max_payload_read(config.max_payload + 1)
+        .with_read_buffer_capacity(config.ws_read_buffer)
+        .with_write_buffer_capacity(WRITE_BUFFER)
+        .with_utf8();
+    let Some(compression) = &config.ws_compression else {
+        return base;
+    };
+    let base = base
+        .with_low_latency_compression()
+        .with_compression_threshold(compression.threshold);
+    if compression.context_takeover {
+        return base;
+    }
+    // Imposed on the client too, which RFC 7692 allows: its messages then
+    // need no context kept between them either.
+    base.server_no_context_takeover()
+        .client_no_context_takeover()
+        .with_deflate_pool(DeflatePool::new(POOLED_CONTEXTS))
+}
 
 /// Answers a WebSocket request: 101 and a task for the connection, or a
 /// refusal. `existing` is the long-polling session it upgrades.
@@ -26,34 +62,27 @@ pub(super) fn open<H: Handler, B>(
     mut req: Request<B>,
     existing: Option<Arc<Socket<H::Data>>>,
 ) -> Response<Body> {
-    let header_is = |name, value: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case(value))
-    };
-    let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
-    let (true, Some(key)) = (header_is(header::UPGRADE, "websocket"), key) else {
+    let upgrade_header = req
+        .headers()
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok());
+    if !upgrade_header.is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+        return Refusal::BadRequest.response();
+    }
+    // The key, the version and the extensions offered are checked, and the
+    // extensions agreed on written in the answer, by yawc.
+    let Ok((answer, upgrade)) = WebSocket::upgrade_with_options(&mut req, engine.ws.clone()) else {
         return Refusal::BadRequest.response();
     };
     // A second WebSocket for a session that has one (or is probing one) is
     // accepted and closed at once: the session stays where it is.
     let refused = existing.as_ref().is_some_and(|s| !s.begin_upgrade());
-    let upgrade = hyper::upgrade::on(&mut req);
     // Only the head goes on, to the handler of a new session; the engine
     // keeps nothing of it.
     let (head, _) = req.into_parts();
     tokio::spawn(setup(engine, upgrade, head, existing, refused));
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::UPGRADE, "websocket")
-        .header(header::CONNECTION, "Upgrade")
-        .header(
-            header::SEC_WEBSOCKET_ACCEPT,
-            derive_accept_key(key.as_bytes()),
-        )
-        .body(Full::default())
-        .expect("a valid response")
+    let (parts, _) = answer.into_parts();
+    Response::from_parts(parts, Full::default())
 }
 
 /// Finishes the upgrade and hands the connection to its own task. This
@@ -62,25 +91,19 @@ pub(super) fn open<H: Handler, B>(
 /// the connection's task holds `drive`'s state alone.
 async fn setup<H: Handler>(
     engine: Arc<Engine<H>>,
-    upgrade: hyper::upgrade::OnUpgrade,
+    upgrade: UpgradeFut,
     head: http::request::Parts,
     existing: Option<Arc<Socket<H::Data>>>,
     refused: bool,
 ) {
-    let Ok(upgraded) = upgrade.await else {
+    let Ok(mut ws) = upgrade.await else {
         if let Some(socket) = existing.filter(|_| !refused) {
             socket.abort_upgrade();
         }
         return;
     };
-    let config = WebSocketConfig::default()
-        .read_buffer_size(engine.config.ws_read_buffer)
-        .max_message_size(Some(engine.config.max_payload))
-        .max_frame_size(Some(engine.config.max_payload));
-    let mut ws =
-        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
     if refused {
-        let _ = ws.close(None).await;
+        let _ = ws.close().await;
         return;
     }
     let socket = match existing {
@@ -126,7 +149,7 @@ async fn upgrade_to<H: Handler>(engine: &Engine<H>, socket: &Socket<H::Data>, ws
     let probed = tokio::time::timeout(limit, probe(engine, socket, ws)).await;
     if !matches!(probed, Ok(true)) {
         socket.abort_upgrade();
-        let _ = ws.close(None).await;
+        let _ = ws.close().await;
         return false;
     }
     socket.finish_upgrade();
@@ -136,11 +159,11 @@ async fn upgrade_to<H: Handler>(engine: &Engine<H>, socket: &Socket<H::Data>, ws
 async fn probe<H: Handler>(engine: &Engine<H>, socket: &Socket<H::Data>, ws: &mut Ws) -> bool {
     let max = engine.config.max_payload;
     let mut probed = false;
-    while let Some(Ok(incoming)) = ws.next().await {
-        let Frame::Text(text) = incoming else {
+    while let Some(incoming) = ws.next().await {
+        if incoming.opcode() != OpCode::Text {
             continue;
-        };
-        match (eio::decode_text(text.as_str(), max), probed) {
+        }
+        match (eio::decode_text(incoming.as_str(), max), probed) {
             (Ok(Packet::PingProbe), false) => {
                 if ws.send(frame(Packet::PongProbe)).await.is_err() {
                     return false;
@@ -165,8 +188,8 @@ enum Beat {
 
 /// What woke a connection's task.
 enum Woke {
-    /// A frame, the end of the stream, or a read error.
-    Frame(Option<Result<Frame, tokio_tungstenite::tungstenite::Error>>),
+    /// A frame, or the end of the stream (closed, or a read error).
+    Frame(Option<Frame>),
     /// Something was queued, or the session is to close.
     Outbox,
     /// The heartbeat's deadline.
@@ -285,13 +308,13 @@ fn drive<H: Handler>(
         // the close, say. Bounded too: a client that does not read or answer
         // gets the connection dropped.
         let goodbye = async {
-            let _ = ws.send(Frame::Close(None)).await;
-            while let Some(Ok(frame)) = ws.next().await {
-                if matches!(frame, Frame::Close(_)) {
+            let _ = ws.send(Frame::close(CloseCode::Normal, [])).await;
+            while let Some(frame) = ws.next().await {
+                if frame.opcode() == OpCode::Close {
                     break;
                 }
             }
-            let _ = ws.close(None).await;
+            let _ = ws.close().await;
         };
         let wait = config.ping_timeout.min(CLOSE_WAIT);
         let _ = Box::pin(tokio::time::timeout(wait, goodbye)).await;
@@ -327,16 +350,18 @@ enum Read {
 fn read<H: Handler>(
     engine: &Engine<H>,
     socket: &Arc<Socket<H::Data>>,
-    incoming: Option<Result<Frame, tokio_tungstenite::tungstenite::Error>>,
+    incoming: Option<Frame>,
 ) -> Read {
     let max = engine.config.max_payload;
-    let packet = match incoming {
-        Some(Ok(Frame::Text(text))) => eio::decode_text(text.as_str(), max),
-        Some(Ok(Frame::Binary(data))) => eio::decode_binary(data, max),
-        Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => return Read::Go,
-        Some(Ok(Frame::Close(_))) | Some(Err(_)) | None => {
-            return Read::End(CloseReason::TransportError);
-        }
+    let Some(frame) = incoming else {
+        return Read::End(CloseReason::TransportError);
+    };
+    let packet = match frame.opcode() {
+        OpCode::Text => eio::decode_text(frame.as_str(), max),
+        OpCode::Binary => eio::decode_binary(frame.into_payload(), max),
+        // yawc answers pings; a close is echoed by it, and ends the session.
+        OpCode::Close => return Read::End(CloseReason::TransportError),
+        OpCode::Ping | OpCode::Pong | OpCode::Continuation => return Read::Go,
     };
     match packet {
         Ok(Packet::Message(text)) => engine.handler.message(socket, Message::Text(text)),
@@ -353,7 +378,7 @@ fn read<H: Handler>(
 
 fn frame(packet: Packet) -> Frame {
     match eio::encode_frame(packet) {
-        eio::Frame::Text(text) => Frame::text(text),
-        eio::Frame::Binary(data) => Frame::Binary(Bytes::from(data.to_vec())),
+        eio::Frame::Text(text) => Frame::text(Bytes::from(text)),
+        eio::Frame::Binary(data) => Frame::binary(data),
     }
 }

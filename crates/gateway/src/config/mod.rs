@@ -20,6 +20,7 @@ use sockgate_core::origins::{DEV_ORIGINS, Origins};
 use sockgate_core::policy::{Policy, RoomRule};
 use sockgate_core::recovery::{PidKey, Settings as RecoverySettings};
 use sockgate_core::session::{LimitPolicy, SessionLimit};
+use sockgate_engine::engine::Compression;
 
 use crate::outbound::jwks::HttpJwks;
 use crate::outbound::webhook::Webhook;
@@ -261,6 +262,21 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
 
+    /// Compress WebSocket messages with permessage-deflate when the client offers it (browsers and socket.io-client do) [default: true].
+    #[arg(long, env = "SOCKGATE_WS_COMPRESSION", value_parser = BoolishValueParser::new())]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_compression: Option<bool>,
+
+    /// WebSocket messages smaller than this many bytes go uncompressed [default: 256].
+    #[arg(long, env = "SOCKGATE_WS_COMPRESSION_THRESHOLD")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_compression_threshold: Option<usize>,
+
+    /// Keep each WebSocket's compression contexts between messages: better ratios, about 300 KiB per connection that compressed once [default: false].
+    #[arg(long, env = "SOCKGATE_WS_CONTEXT_TAKEOVER", value_parser = BoolishValueParser::new())]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_context_takeover: Option<bool>,
+
     /// Seconds a dropped session can be recovered in, with its id, rooms and missed room messages; 0 turns recovery off [default: 120].
     #[arg(long, env = "SOCKGATE_RECOVERY_WINDOW")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -491,6 +507,8 @@ pub struct Config {
     pub drain_window: Duration,
     /// Connection-state recovery; `None` when it is off.
     pub recovery: Option<RecoverySettings>,
+    /// WebSocket compression; `None` when it is off.
+    pub ws_compression: Option<Compression>,
     /// On SIGTERM, how long open connections get to close before the
     /// process exits.
     pub shutdown_timeout: Duration,
@@ -735,6 +753,10 @@ impl Config {
             },
             drain_window: Duration::from_secs_f64(drain_window),
             recovery,
+            ws_compression: s.ws_compression.unwrap_or(true).then(|| Compression {
+                threshold: s.ws_compression_threshold.unwrap_or(256),
+                context_takeover: s.ws_context_takeover.unwrap_or(false),
+            }),
             shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(10)),
             metrics_listen: s.metrics_listen,
             log_format: s.log_format.unwrap_or(if dev {

@@ -45,6 +45,7 @@ pub(crate) fn server(gateway: &Arc<Gateway>) -> Arc<Server> {
     let config = engine::Config {
         max_payload: limits.max_message,
         ws_read_buffer: WS_READ_BUFFER,
+        ws_compression: gateway.ws_compression.clone(),
         ..engine::Config::default()
     };
     let io = Io::new(io::Config {
