@@ -79,7 +79,9 @@ const httpServer = http.createServer((req, res) => {
   onRequest(req, res).catch((err) => json(res, 500, { error: { code: "INTERNAL", message: err.message } }));
 });
 
-const io = new Server(httpServer);
+// PER_MESSAGE_DEFLATE=1 negotiates permessage-deflate (socket.io's own
+// option, off by default), for the compression comparison in BENCHMARKS.md.
+const io = new Server(httpServer, process.env.PER_MESSAGE_DEFLATE === "1" ? { perMessageDeflate: { threshold: 256 } } : {});
 
 io.use((socket, next) => {
   const token = socket.handshake.auth?.token;

@@ -32,6 +32,12 @@ export interface StateInfo {
   message?: string;
   attempt?: number;
   delayMs?: number;
+  /**
+   * On "connected" after a reconnection: true when the server gave the old
+   * session back (its rooms, and the room messages missed meanwhile, which
+   * arrive before anything new); false when this is a fresh session.
+   */
+  recovered?: boolean;
 }
 
 /** Gives the current token, or null when the user is not logged in. */
@@ -288,7 +294,7 @@ export class SockgateClient extends Emitter<ClientEvents> {
     }
     if (seq !== this.connectionSeq || this.over || !this.socket.connected) return;
     this.setIdentity(identity);
-    this.setState("connected", {});
+    this.setState("connected", this.socket.recovered ? { recovered: true } : {});
   }
 
   private onSessionEnd(end: SessionEnd): void {

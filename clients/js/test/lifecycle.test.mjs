@@ -210,6 +210,34 @@ test("400 clients from one address all connect under the default limits", async 
   assert.equal(sessions.body.sessions.length, 400);
 });
 
+test("a dropped transport comes back recovered: the same session, its rooms, what it missed", async (t) => {
+  const rooms = [{ match: "chat:*", allow: ["join", "publish"] }];
+  const { make } = await setup(t, {});
+  const alice = make({ getToken: () => sign("alice", { rooms }) });
+  const bob = make({ getToken: () => sign("bob", { rooms }) });
+  await Promise.all([reach(alice, "connected"), reach(bob, "connected")]);
+  await alice.joinRoom("chat:lobby");
+  await bob.joinRoom("chat:lobby");
+  const before = (await alice.whoami()).sessionId;
+  const texts = [];
+  alice.socket.on("room:message", (m) => texts.push(m.data.text));
+  const recorded = recordStates(alice);
+
+  alice.socket.io.engine.close();
+  await bob.publish("chat:lobby", { text: "while you were away" });
+  // The first entry is the state when recording began (connected).
+  const later = () => recorded.slice(1);
+  await eventually(() => later().some((s) => s.state === "connected"), 10000, "back");
+  assert.deepEqual(later().map((s) => s.state), ["reconnecting", "connected"]);
+  const back = later().find((s) => s.state === "connected");
+  assert.equal(back.info.recovered, true, JSON.stringify(recorded));
+  assert.equal((await alice.whoami()).sessionId, before, "the same session");
+  await eventually(() => texts.length === 1, 5000, "the missed message");
+  await bob.publish("chat:lobby", { text: "welcome back" });
+  await eventually(() => texts.length === 2, 5000, "a new message in the same room");
+  assert.deepEqual(texts, ["while you were away", "welcome back"]);
+});
+
 test("room helpers answer acks and throw SockgateError with the code", async (t) => {
   const rooms = [{ match: "chat:*", allow: ["join", "publish", "presence"] }];
   const { make } = await setup(t, {});

@@ -12,6 +12,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -40,24 +41,30 @@ pub struct Client {
     pub ws_config: WebSocketConfig,
     /// Offer permessage-deflate (yawc instead of tungstenite).
     pub compress: bool,
+    /// The bytes its connections moved (shared with the peers of a run).
+    pub wire: Arc<Wire>,
     url: String,
 }
 
-/// Bytes read from and written to every connection's socket so far.
-static WIRE_IN: AtomicU64 = AtomicU64::new(0);
-static WIRE_OUT: AtomicU64 = AtomicU64::new(0);
-
-/// `(received, sent)` bytes on every connection's socket so far, WebSocket
-/// framing and handshakes included.
-pub fn wire_bytes() -> (u64, u64) {
-    (
-        WIRE_IN.load(Ordering::Relaxed),
-        WIRE_OUT.load(Ordering::Relaxed),
-    )
+/// Bytes read from and written to the sockets of a client's connections.
+#[derive(Debug, Default)]
+pub struct Wire {
+    received: AtomicU64,
+    sent: AtomicU64,
 }
 
-/// A TCP stream that counts its bytes into [`wire_bytes`].
-pub struct Counted(TcpStream);
+impl Wire {
+    /// `(received, sent)` so far, WebSocket framing and handshakes included.
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.received.load(Ordering::Relaxed),
+            self.sent.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A TCP stream that counts its bytes into its [`Wire`].
+pub struct Counted(TcpStream, Arc<Wire>);
 
 impl AsyncRead for Counted {
     fn poll_read(
@@ -68,7 +75,7 @@ impl AsyncRead for Counted {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.0).poll_read(cx, buf);
         let read = buf.filled().len() - before;
-        WIRE_IN.fetch_add(read as u64, Ordering::Relaxed);
+        self.1.received.fetch_add(read as u64, Ordering::Relaxed);
         polled
     }
 }
@@ -81,7 +88,7 @@ impl AsyncWrite for Counted {
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.0).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &polled {
-            WIRE_OUT.fetch_add(*n as u64, Ordering::Relaxed);
+            self.1.sent.fetch_add(*n as u64, Ordering::Relaxed);
         }
         polled
     }
@@ -113,7 +120,7 @@ enum Incoming {
 
 impl Ws {
     async fn open(client: &Client, stream: TcpStream) -> Result<Self, ConnError> {
-        let stream = Counted(stream);
+        let stream = Counted(stream, client.wire.clone());
         if client.compress {
             let url = client
                 .url
@@ -245,6 +252,7 @@ impl Client {
             handshake_timeout: Duration::from_secs(10),
             ws_config: lean_ws_config(),
             compress: false,
+            wire: Arc::default(),
             url: format!("ws://{addr}{}", protocol::WS_PATH),
         })
     }

@@ -53,7 +53,7 @@ use sockgate_bench::fleet::Pace;
 use sockgate_bench::report::Metric;
 use sockgate_bench::scenarios::{self, *};
 use sockgate_bench::sys::{self, Machine};
-use sockgate_bench::{Client, Minter, Report, Setup, Tokens, chart, conn};
+use sockgate_bench::{Client, Minter, Report, Setup, Tokens, chart};
 
 #[derive(Parser)]
 #[command(
@@ -155,6 +155,9 @@ enum Command {
         /// Most unanswered messages per connection.
         #[arg(long, default_value_t = 8)]
         window: usize,
+        /// Bytes of chat-like text in each message (0: `{"n":..}` alone).
+        #[arg(long, default_value_t = 0)]
+        payload: usize,
     },
     /// N members of one room; K messages through `POST /api/publish`.
     Fanout {
@@ -178,6 +181,9 @@ enum Command {
         /// Admin API key (Bearer).
         #[arg(long, env = "SOCKGATE_API_KEY", hide_env_values = true)]
         api_key: String,
+        /// Bytes of chat-like text in each message (0: none).
+        #[arg(long, default_value_t = 0)]
+        payload: usize,
     },
     /// C connections × R in-band `auth:refresh` (sockgate only).
     Refresh {
@@ -300,6 +306,7 @@ fn setup(common: &Common, needed: usize) -> Result<Setup, String> {
         let mut peer = Client::new(url, common.sources)?;
         peer.handshake_timeout = setup.client.handshake_timeout;
         peer.compress = common.compress;
+        peer.wire = setup.client.wire.clone();
         setup.peers.push(std::sync::Arc::new(peer));
     }
     Ok(setup)
@@ -321,10 +328,10 @@ fn pace(common: &Common) -> Pace {
 }
 
 /// Prints and saves a report; the exit status follows from it.
-fn finish(common: &Common, mut report: Report) -> Result<ExitCode, String> {
+fn finish(common: &Common, mut report: Report, setup: &Setup) -> Result<ExitCode, String> {
     // What crossed the wire, both ways, over the whole run (handshakes
     // included): what compression saves shows here.
-    let (received, sent) = conn::wire_bytes();
+    let (received, sent) = setup.client.wire.bytes();
     report.metrics.push(Metric::count(
         "wire.received",
         "bytes received (wire)",
@@ -362,7 +369,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 pace: pace(&common),
             };
             let r = runtime(&common)?.block_on(scenarios::connect(&s, &cfg));
-            finish(&common, r.report(&s, &cfg))
+            finish(&common, r.report(&s, &cfg), &s)
         }
         Command::Hold {
             common,
@@ -380,7 +387,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 sample_every: secs(sample_every),
             };
             let r = runtime(&common)?.block_on(scenarios::hold(&s, &cfg));
-            finish(&common, r.report(&s, &cfg))
+            finish(&common, r.report(&s, &cfg), &s)
         }
         Command::Reject { common, attempts } => {
             let s = setup(&common, common.concurrency)?;
@@ -389,23 +396,25 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 pace: pace(&common),
             };
             let r = runtime(&common)?.block_on(scenarios::reject(&s, &cfg))?;
-            finish(&common, r.report(&s, &cfg))
+            finish(&common, r.report(&s, &cfg), &s)
         }
         Command::Echo {
             common,
             connections,
             messages,
             window,
+            payload,
         } => {
             let s = setup(&common, connections)?;
             let cfg = EchoConfig {
                 connections,
                 messages,
                 window,
+                payload,
                 pace: pace(&common),
             };
             let r = runtime(&common)?.block_on(scenarios::echo(&s, &cfg));
-            finish(&common, r.report(&s, &cfg))
+            finish(&common, r.report(&s, &cfg), &s)
         }
         Command::Fanout {
             common,
@@ -416,6 +425,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             event,
             message_timeout,
             api_key,
+            payload,
         } => {
             let s = setup(&common, members)?;
             let cfg = FanoutConfig {
@@ -427,9 +437,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 message_timeout: secs(message_timeout),
                 pace: pace(&common),
                 api_key,
+                payload,
             };
             let r = runtime(&common)?.block_on(scenarios::fanout(&s, &cfg));
-            finish(&common, r.report(&s, &cfg))
+            finish(&common, r.report(&s, &cfg), &s)
         }
         Command::Refresh {
             common,
@@ -443,7 +454,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 pace: pace(&common),
             };
             let r = runtime(&common)?.block_on(scenarios::refresh(&s, &cfg))?;
-            finish(&common, r.report(&s, &cfg))
+            finish(&common, r.report(&s, &cfg), &s)
         }
         Command::Revoke {
             common,
@@ -461,7 +472,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 api_key,
             };
             let r = runtime(&common)?.block_on(scenarios::revoke(&s, &cfg))?;
-            finish(&common, r.report(&s, &cfg))
+            finish(&common, r.report(&s, &cfg), &s)
         }
         Command::Reconnect {
             common,
@@ -477,7 +488,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 window: secs(window),
             };
             let r = runtime(&common)?.block_on(scenarios::reconnect(&s, &cfg));
-            finish(&common, r.report(&s, &cfg))
+            finish(&common, r.report(&s, &cfg), &s)
         }
         Command::Compare {
             runs,

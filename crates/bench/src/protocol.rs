@@ -227,6 +227,29 @@ fn parse_socket(s: &str) -> Result<Inbound, ProtocolError> {
     }
 }
 
+/// About `bytes` of text like a chat line or a notification: words of one
+/// small vocabulary in an order that `seed` sets (each message of a run
+/// its own, so that no message repeats the one before: a compressor that
+/// keeps its context gets the vocabulary, not whole repeats). The same
+/// for the same arguments. Empty for 0.
+pub fn filler(bytes: usize, seed: u64) -> String {
+    const WORDS: [&str; 24] = [
+        "the", "release", "is", "ready", "for", "review", "and", "we", "ship", "it", "after",
+        "standup", "alice", "bob", "thanks", "see", "you", "at", "noon", "build", "42", "passed",
+        "on", "main",
+    ];
+    let mut out = String::with_capacity(bytes + 8);
+    let mut state: u32 = 0x9e37_79b9 ^ (seed as u32).wrapping_mul(2_654_435_761);
+    while out.len() < bytes {
+        // A small LCG: varied, but the same text every run.
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        out.push_str(WORDS[(state >> 16) as usize % WORDS.len()]);
+        out.push(' ');
+    }
+    out.truncate(bytes);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

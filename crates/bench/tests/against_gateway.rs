@@ -15,12 +15,18 @@ use sockgate_auth::{Rules, SourcePolicy, Verifier, VerifyKey};
 use sockgate_bench::fleet::Pace;
 use sockgate_bench::scenarios::*;
 use sockgate_bench::{Client, Minter, Setup, Tokens};
+use sockgate_engine::engine::Compression;
 
 const SECRET: &str = "bench-test-secret-bench-test-secret!";
 const API_KEY: &str = "bench-test-api-key-0123456789";
 
 /// Serves a fresh gateway (HS256 with `SECRET`, admin API with `API_KEY`).
 async fn serve() -> SocketAddr {
+    serve_with(None).await
+}
+
+/// A gateway compressing WebSocket messages as `compression` says.
+async fn serve_with(compression: Option<Compression>) -> SocketAddr {
     let rules = Rules::default();
     let key = VerifyKey::hmac(SECRET.as_bytes(), &rules).unwrap();
     let nanos = SystemTime::now()
@@ -34,7 +40,8 @@ async fn serve() -> SocketAddr {
         SourcePolicy::default(),
         revocations,
         Lifecycle::default(),
-    );
+    )
+    .with_ws_compression(compression);
     let (router, _io) = app(Arc::new(gateway), Some(Secret(API_KEY.into())));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -153,12 +160,48 @@ async fn reject_refuses_every_bad_token_with_its_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_echoes_round_trip_in_fewer_bytes_than_they_carry() {
+    let addr = serve_with(Some(Compression::default())).await;
+    let mut client = Client::new(&format!("http://{addr}"), 4).unwrap();
+    client.compress = true;
+    let mut s = Setup::new(
+        client,
+        Tokens::Mint(Minter::new(SECRET, Duration::from_secs(600))),
+    );
+    s.timeout = Duration::from_secs(60);
+    let cfg = EchoConfig {
+        connections: 4,
+        messages: 20,
+        window: 4,
+        payload: 4000,
+        pace: pace(4),
+    };
+    let r = echo(&s, &cfg).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.acked, 80, "every payload came back as sent");
+    // 80 payloads of 4,000 bytes went each way; deflated, far fewer bytes.
+    let (received, sent) = s.client.wire.bytes();
+    let carried = 80 * 4000;
+    assert!(received < carried / 2, "received {received}");
+    assert!(sent < carried / 2, "sent {sent}");
+    assert!(sent > 0 && received > 0);
+
+    // The same without compression: more than the payloads.
+    let plain = setup(serve_with(Some(Compression::default())).await);
+    let r = echo(&plain, &cfg).await;
+    assert_eq!(r.acked, 80);
+    let (received, sent) = plain.client.wire.bytes();
+    assert!(received > carried && sent > carried, "{received} {sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_gets_every_ack_back() {
     let s = setup(serve().await);
     let cfg = EchoConfig {
         connections: 20,
         messages: 50,
         window: 8,
+        payload: 0,
         pace: pace(20),
     };
     let r = echo(&s, &cfg).await;
@@ -218,6 +261,7 @@ async fn fanout_reaches_every_member() {
         message_timeout: Duration::from_secs(5),
         pace: pace(50),
         api_key: API_KEY.into(),
+        payload: 0,
     };
     let r = fanout(&s, &cfg).await;
     assert_eq!(r.failure, None);
@@ -242,6 +286,7 @@ async fn fanout_with_a_wrong_key_fails_loudly() {
             message_timeout: Duration::from_secs(2),
             pace: pace(2),
             api_key: "wrong-key-wrong-key-wrong".into(),
+            payload: 0,
         },
     )
     .await;

@@ -33,9 +33,14 @@
 //! - **Buffers.** The outbox is a `VecDeque` behind the session's lock:
 //!   nothing is allocated until a packet waits, and a drain takes the
 //!   buffer with the packets, so an idle session holds none. The WebSocket
-//!   read buffer starts at `ws_read_buffer` (256 B) and grows for a larger
-//!   frame; tungstenite keeps it at that size (about 480 B after a
-//!   handshake that carries a token).
+//!   read buffer is `ws_read_buffer` bytes (256 by default); yawc grows it
+//!   for a larger frame and gives it back to that size afterwards. The
+//!   write buffer is kept at 64 bytes between writes.
+//! - **Compression.** permessage-deflate, when on, takes its contexts from
+//!   one pool per engine while a message is compressed or inflated (no
+//!   context takeover, imposed on both sides): an idle connection holds
+//!   none, and one that is sent small messages (under the threshold) never
+//!   takes one.
 //!   The HTTP request is dropped at the upgrade; its head goes to the
 //!   handler and is kept by the Socket.IO layer only until the first
 //!   namespace is joined. Room names are shared `Arc<str>`s.

@@ -32,8 +32,20 @@ pub struct EchoConfig {
     pub messages: usize,
     /// Most unanswered messages per connection.
     pub window: usize,
+    /// Bytes of chat-like text each message carries besides its number
+    /// (`{"n":..,"text":..}`); 0 sends `{"n":..}` alone.
+    #[serde(default)]
+    pub payload: usize,
     /// How fast the connections are opened.
     pub pace: Pace,
+}
+
+/// The data of echo message `n`, with `payload` bytes of text.
+fn message(n: usize, payload: usize) -> serde_json::Value {
+    match payload {
+        0 => json!({ "n": n }),
+        bytes => json!({ "n": n, "text": protocol::filler(bytes, n as u64) }),
+    }
 }
 
 /// What the `echo` scenario measured.
@@ -64,7 +76,7 @@ struct Outcome {
     errors: Errors,
 }
 
-async fn run(mut conn: Conn, messages: usize, window: usize) -> Outcome {
+async fn run(mut conn: Conn, messages: usize, window: usize, payload: usize) -> Outcome {
     let mut out = Outcome {
         rtts: Vec::with_capacity(messages),
         ..Outcome::default()
@@ -76,7 +88,8 @@ async fn run(mut conn: Conn, messages: usize, window: usize) -> Outcome {
     while finished < messages {
         if next < messages && next - finished < window {
             while next < messages && next - finished < window {
-                let frame = protocol::event(client::ECHO, &json!({ "n": next }), Some(next as u64));
+                let frame =
+                    protocol::event(client::ECHO, &message(next, payload), Some(next as u64));
                 sent_at[next] = now_us();
                 if let Err(e) = conn.feed(frame).await {
                     out.errors.add_n(e.label(), (messages - finished) as u64);
@@ -99,7 +112,7 @@ async fn run(mut conn: Conn, messages: usize, window: usize) -> Outcome {
                 }
                 done[id] = true;
                 finished += 1;
-                if data == json!({ "n": id }) {
+                if data == message(id, payload) {
                     out.rtts.push(now_us() - sent_at[id]);
                 } else if let (Some(false), Some(code)) =
                     (data["ok"].as_bool(), data["code"].as_str())
@@ -141,6 +154,7 @@ pub async fn echo(setup: &Setup, cfg: &EchoConfig) -> EchoResult {
     let start = Gate::default();
     let gate = start.clone();
     let (messages, window) = (cfg.messages, cfg.window);
+    let payload = cfg.payload;
     let launched = fleet::launch(
         setup,
         cfg.connections,
@@ -151,7 +165,7 @@ pub async fn echo(setup: &Setup, cfg: &EchoConfig) -> EchoResult {
             let gate = gate.clone();
             async move {
                 match conn.idle_until(gate.wait()).await {
-                    Ok(()) => run(conn, messages, window).await,
+                    Ok(()) => run(conn, messages, window, payload).await,
                     Err(e) => {
                         let mut out = Outcome::default();
                         out.errors

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::{CLOSE_GRACE, per_second, to_value};
 use crate::fleet::{self, Pace};
 use crate::http::Api;
-use crate::protocol::{Inbound, token_auth};
+use crate::protocol::{self, Inbound, token_auth};
 use crate::report::{Better, Errors, Metric};
 use crate::stats::Summary;
 use crate::{Gate, Report, Setup, Tokens, now_us};
@@ -48,6 +48,10 @@ pub struct FanoutConfig {
     pub message_timeout: Duration,
     /// How fast the members are connected.
     pub pace: Pace,
+    /// Bytes of chat-like text each message carries besides its sequence
+    /// and timestamp; 0 for none.
+    #[serde(default)]
+    pub payload: usize,
     /// Admin API key (Bearer) for `POST /api/publish`; not written to reports.
     #[serde(skip)]
     pub api_key: String,
@@ -203,6 +207,9 @@ pub async fn fanout(setup: &Setup, cfg: &FanoutConfig) -> FanoutResult {
                 round.seq.store(seq, SeqCst);
                 let t0 = now_us();
                 let mut body = json!({ "event": cfg.event, "data": { "seq": seq, "t": t0 } });
+                if cfg.payload > 0 {
+                    body["data"]["text"] = json!(protocol::filler(cfg.payload, seq));
+                }
                 match &cfg.room {
                     Some(room) => body["room"] = json!(room),
                     None => body["user"] = json!(cfg.user),

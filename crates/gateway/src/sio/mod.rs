@@ -32,11 +32,10 @@ pub type Server = Engine<Io>;
 
 /// Read buffer of a WebSocket, in bytes, and the most read at once.
 ///
-/// tungstenite grows the buffer for a frame to about this size plus the
-/// frame's, and keeps it: the handshake's CONNECT, which carries the token,
-/// sets what every idle connection holds. With 256 a 200-byte CONNECT left
-/// 512 bytes; with 128 it leaves about 330. Frames over 128 bytes take
-/// more than one read.
+/// What every idle connection holds: the buffer grows for a larger frame
+/// (the handshake's CONNECT, which carries the token, is one) and is given
+/// back to this size after it. Frames over 128 bytes take more than one
+/// read.
 const WS_READ_BUFFER: usize = 128;
 
 /// The Socket.IO server of `gateway`.
