@@ -83,6 +83,9 @@ async function open(gw) {
   const app = await startApp(proxy.url, sign({ sub: "alice", rooms: ["chat:*"] }));
   const context = await browser.newContext();
   const page = await context.newPage();
+  const errors = [];
+  page.on("console", (msg) => msg.type() === "error" && errors.push(msg.text()));
+  page.on("pageerror", (err) => errors.push(err.message));
   await page.goto(app.origin + "/");
   await page.evaluate(() => window.connected);
   const close = async () => {
@@ -90,7 +93,7 @@ async function open(gw) {
     app.close();
     proxy.close();
   };
-  return { proxy, page, close };
+  return { proxy, page, errors, close };
 }
 
 test("Chromium negotiates permessage-deflate; big messages go compressed both ways and round-trip", async () => {
@@ -123,6 +126,39 @@ test("Chromium negotiates permessage-deflate; big messages go compressed both wa
 
     // A message under the threshold (256 bytes) goes as it is, and round-trips.
     assert.equal(await page.evaluate(() => window.socket.emitWithAck("echo", "hi")), "hi");
+  } finally {
+    await close();
+    await gw.stop();
+  }
+});
+
+test("a WebSocket closed by either side sees one close frame each way", async () => {
+  const gw = await startGateway({ SOCKGATE_API_KEY: API_KEY });
+  const { page, errors, close } = await open(gw);
+  const reconnect = () =>
+    page.evaluate(() => {
+      window.socket.connect();
+      return new Promise((resolve) => window.socket.once("connect", resolve));
+    });
+  const disconnected = () => page.evaluate(() => new Promise((resolve) => window.socket.once("disconnect", resolve)));
+  try {
+    // The browser closes it: its close frame, the server's answer.
+    let gone = disconnected();
+    await page.evaluate(() => window.socket.io.engine.close());
+    assert.equal(await gone, "forced close");
+    // A kick: the server's DISCONNECT, then the browser closes the transport.
+    await reconnect();
+    gone = disconnected();
+    assert.equal((await api(gw, "POST", "/api/users/alice/disconnect")).status, 200);
+    assert.equal(await gone, "io server disconnect");
+    // A shutdown: the server closes the transport, the browser answers.
+    await reconnect();
+    gone = disconnected();
+    await gw.stop();
+    assert.equal(await gone, "transport close");
+    await new Promise((r) => setTimeout(r, 300));
+    // Chromium reports a second close frame as "Close received after close".
+    assert.deepEqual(errors, []);
   } finally {
     await close();
     await gw.stop();

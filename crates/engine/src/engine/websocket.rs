@@ -229,6 +229,8 @@ fn drive<H: Handler>(
         let mut armed = earliest(beat_at, socket.deadline());
         let timer = tokio::time::sleep_until(armed);
         tokio::pin!(timer);
+        // The client sent its close frame (yawc answers it by itself).
+        let mut client_closed = false;
         let reason = loop {
             let woken = socket.wake.notified();
             tokio::pin!(woken);
@@ -288,6 +290,10 @@ fn drive<H: Handler>(
                         beat_at = Instant::now() + config.ping_interval;
                     }
                     Read::End(reason) => break reason,
+                    Read::Closed => {
+                        client_closed = true;
+                        break CloseReason::TransportError;
+                    }
                 },
                 Woke::Outbox => {}
                 Woke::Timer => {
@@ -317,14 +323,25 @@ fn drive<H: Handler>(
         // reset can discard what the client had not read yet: the reason for
         // the close, say. Bounded too: a client that does not read or answer
         // gets the connection dropped.
+        //
+        // yawc answers a client's close frame by itself, even one that
+        // answers ours: once the client's has arrived, nothing more is
+        // flushed, or a browser would see a second close ("Close received
+        // after close", an error in its console).
         let goodbye = async {
+            if client_closed {
+                // Only yawc's answer is left to send: it goes out when the
+                // sink is next made ready.
+                let _ = std::future::poll_fn(|cx| ws.poll_ready_unpin(cx)).await;
+                let _ = ws.flush().await;
+                return;
+            }
             let _ = ws.send(Frame::close(CloseCode::Normal, [])).await;
             while let Some(frame) = ws.next().await {
                 if frame.opcode() == OpCode::Close {
                     break;
                 }
             }
-            let _ = ws.close().await;
         };
         let wait = config.ping_timeout.min(CLOSE_WAIT);
         let _ = Box::pin(tokio::time::timeout(wait, goodbye)).await;
@@ -353,6 +370,8 @@ async fn flush<D>(socket: &Socket<D>, ws: &mut Ws) -> bool {
 
 enum Read {
     Go,
+    /// The client's close frame.
+    Closed,
     Pong,
     End(CloseReason),
 }
@@ -370,7 +389,7 @@ fn read<H: Handler>(
         OpCode::Text => eio::decode_text(frame.as_str(), max),
         OpCode::Binary => eio::decode_binary(frame.into_payload(), max),
         // yawc answers pings; a close is echoed by it, and ends the session.
-        OpCode::Close => return Read::End(CloseReason::TransportError),
+        OpCode::Close => return Read::Closed,
         OpCode::Ping | OpCode::Pong | OpCode::Continuation => return Read::Go,
     };
     match packet {

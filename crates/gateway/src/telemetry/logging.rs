@@ -39,10 +39,11 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// Directives appended to every filter. The websocket library logs whole
-/// frames at trace level, and a handshake frame carries the token: those
-/// targets are capped whatever the operator asks for.
-const NEVER_VERBOSE: &str = "tungstenite=info,tokio_tungstenite=info";
+/// Directives appended to every filter. A websocket library may log whole
+/// frames at trace level (tungstenite, used before, did), and a handshake
+/// frame carries the token: its target is capped whatever the operator
+/// asks for.
+const NEVER_VERBOSE: &str = "yawc=info";
 
 /// Installs the global subscriber. Logs go to stderr; stdout is kept for
 /// what commands print on purpose (tokens from `sockgate token`, the `--dev` banner).
