@@ -272,7 +272,7 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ws_compression_threshold: Option<usize>,
 
-    /// Keep each WebSocket's compression contexts between messages: better ratios, about 300 KiB per connection that compressed once [default: false].
+    /// Keep each WebSocket's compression contexts between messages: better ratios, about 150 KiB per connection that compressed once [default: false].
     #[arg(long, env = "SOCKGATE_WS_CONTEXT_TAKEOVER", value_parser = BoolishValueParser::new())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ws_context_takeover: Option<bool>,
