@@ -102,9 +102,7 @@ impl Gateway {
             .with_control(backend);
         self
     }
-}
 
-impl Gateway {
     /// Turns connection-state recovery on, with `pid`s under `key`: on
     /// this node's history, or on `history` (the cluster's), whose
     /// broadcasts then go through the fanout.
@@ -230,9 +228,7 @@ impl Emitter {
                 let (rooms, except) = (rooms.to_vec(), except.map(str::to_owned));
                 let event = event.to_owned();
                 let fallback = move || {
-                    let names: Vec<&str> = rooms.iter().map(String::as_str).collect();
-                    let args = vec![Value::from(data)];
-                    local.emit_at(&names, except.as_deref(), &event, args, None);
+                    deliver_on(&local, &rooms, except.as_deref(), &event, data, None);
                 };
                 fanout.send_logged(message, Box::new(fallback)).await;
                 reached
@@ -264,10 +260,7 @@ impl Emitter {
         data: serde_json::Value,
         offset: Option<Offset>,
     ) -> usize {
-        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-        let offset = offset.map(|o| io::Offset(o.ms, o.seq));
-        self.local()
-            .emit_at(&rooms, except, event, vec![Value::from(data)], offset)
+        deliver_on(self.local(), rooms, except, event, data, offset)
     }
 
     fn local(&self) -> &Arc<Rooms> {
@@ -275,6 +268,26 @@ impl Emitter {
             .get()
             .expect("the gateway is served by sockgate::app")
     }
+}
+
+/// Emits to `rooms` of `local` but to the socket with id `except`, with
+/// the broadcast's recovery `offset`.
+fn deliver_on(
+    local: &Rooms,
+    rooms: &[String],
+    except: Option<&str>,
+    event: &str,
+    data: serde_json::Value,
+    offset: Option<Offset>,
+) -> usize {
+    let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    let args = vec![Value::from(data)];
+    local.emit_at(&rooms, except, event, args, offset.map(engine_offset))
+}
+
+/// The core's offset as the engine writes it.
+pub(crate) fn engine_offset(o: Offset) -> io::Offset {
+    io::Offset(o.ms, o.seq)
 }
 
 impl Broker for Emitter {

@@ -144,11 +144,10 @@ pub async fn serve_until(
         .stats()
         .load_awaited(&config.data_dir.join(AWAITED_FILE));
     let key = config.api_key.clone();
-    let pid_key = config.pid_key()?;
     match &config.redis_url {
         None => {
             let gateway = match config.recovery.clone() {
-                Some(settings) => gateway.with_recovery(settings, pid_key, None),
+                Some(settings) => gateway.with_recovery(settings, config.pid_key()?, None),
                 None => gateway,
             };
             let gateway = Arc::new(gateway);
@@ -165,16 +164,17 @@ pub async fn serve_until(
                         source,
                     })?;
             let gateway = gateway.with_cluster(cluster.clone());
-            let history = config
-                .recovery
-                .clone()
-                .map(|settings| Arc::new(RedisHistory::new(cluster.clone(), settings)));
-            let gateway = match (&history, config.recovery.clone()) {
-                (Some(history), Some(settings)) => {
+            let (gateway, history) = match config.recovery.clone() {
+                Some(settings) => {
+                    let history = Arc::new(RedisHistory::new(cluster.clone(), settings.clone()));
                     let shared: Arc<dyn History> = history.clone();
-                    gateway.with_recovery(settings, pid_key, Some(shared))
+                    let key = config.pid_key()?;
+                    (
+                        gateway.with_recovery(settings, key, Some(shared)),
+                        Some(history),
+                    )
                 }
-                _ => gateway,
+                None => (gateway, None),
             };
             let gateway = Arc::new(gateway);
             let (router, io) = app(gateway.clone(), key);

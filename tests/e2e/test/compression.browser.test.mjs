@@ -4,23 +4,16 @@
 // The bytes are counted by a TCP proxy between the browser and the gateway.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createServer as httpServer } from "node:http";
 import { createServer, connect as tcpConnect } from "node:net";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
-import { api, API_KEY, root, sign, startGateway } from "./helpers.mjs";
+import { api, API_KEY, launchChromium, root, sign, startGateway } from "./helpers.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 let browser;
 before(async () => {
-  assert.ok(existsSync(CHROMIUM), `Chromium missing at ${CHROMIUM} (Debian package chromium, or set CHROMIUM_PATH)`);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 after(() => browser?.close());
 

@@ -6,26 +6,19 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
-import { api, API_KEY, binary, eventually, freePort, root, SECRET, sign, startGateway } from "./helpers.mjs";
+import { api, API_KEY, binary, eventually, freePort, launchChromium, root, SECRET, sign, startGateway } from "./helpers.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const COOKIE = "sockgate_dashboard";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let browser;
 before(async () => {
-  assert.ok(existsSync(CHROMIUM), `Chromium missing at ${CHROMIUM} (Debian package chromium, or set CHROMIUM_PATH)`);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 after(() => browser?.close());
 

@@ -1,7 +1,7 @@
 // Shared helpers: start the real sockgate binary, connect real clients.
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -224,4 +224,18 @@ export async function eventually(fn, timeoutMs = 10000, what = "condition") {
     if (Date.now() - start > timeoutMs) throw new Error(`${what} not reached within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Where Debian's Chromium is (or CHROMIUM_PATH). */
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+/** Debian's Chromium, headless, driven by playwright-core: nothing downloads a browser. */
+export async function launchChromium() {
+  if (!existsSync(CHROMIUM)) throw new Error(`Chromium missing at ${CHROMIUM} (Debian package chromium, or set CHROMIUM_PATH)`);
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
 }

@@ -35,6 +35,8 @@ pub(crate) struct Recovery {
 /// the history was read.
 #[derive(Debug)]
 pub struct Resumed {
+    /// Its id, which the recovered session takes.
+    pub session: SessionId,
     /// What it left.
     pub parked: Parked,
     missed: Vec<Entry>,
@@ -138,6 +140,7 @@ impl Node {
         let wanted = self.wanted(&parked.rooms, &parked.socket);
         match self.history.since(after, &wanted).await {
             Ok(Missed::Messages(missed)) => Some(Resumed {
+                session: claim.session,
                 read_to: missed.last().map_or(after, |e| e.offset),
                 missed,
                 parked,

@@ -14,11 +14,12 @@ use std::time::Instant;
 
 use serde_json::Value;
 use sockgate_auth::{AuthError, ErrorCode, Handshake, TokenSource};
-use sockgate_core::recovery::{Claim, Offset};
-use sockgate_core::{Origin, Resumed, Session, SessionId};
+use sockgate_core::recovery::Claim;
+use sockgate_core::{Origin, Resumed, Session};
 use sockgate_engine::io::{Auth, ConnectError, Missed, RequestHead, SioSocket};
 
 use super::conn::{SocketConn, transport_of};
+use crate::gateway::engine_offset;
 use crate::transports::openings::{ClientIp, Ticket};
 use crate::{Gateway, telemetry};
 
@@ -127,10 +128,6 @@ async fn restore(
     Ok(())
 }
 
-fn engine_offset(o: Offset) -> sockgate_engine::io::Offset {
-    sockgate_engine::io::Offset(o.ms, o.seq)
-}
-
 /// A refusal as the engine sends it.
 fn refusal(err: AuthError) -> ConnectError {
     if err.code.is_retryable() {
@@ -174,11 +171,8 @@ async fn admit(
         transport: transport_of(s.engine().transport()),
     };
     let mut session = gw.node.session(identity, origin);
-    if let Some(id) = resumed
-        .as_ref()
-        .and_then(|r| SessionId::parse(&r.parked.session))
-    {
-        session = session.with_id(id);
+    if let Some(resumed) = &resumed {
+        session = session.with_id(resumed.session);
     }
     let session = Arc::new(session);
     let admitting = Instant::now();
