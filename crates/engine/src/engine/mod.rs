@@ -16,6 +16,7 @@
 //! write that the client does not take within `ping_timeout`.
 
 mod polling;
+mod query;
 mod socket;
 mod websocket;
 
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 
+pub use query::{Query, QueryError};
 pub use socket::{CloseReason, Message, Sid, Socket, Transport};
 
 /// The engine's settings.
@@ -147,31 +149,6 @@ impl Refusal {
     }
 }
 
-/// The query parameters the engine reads.
-struct Query<'a> {
-    eio: Option<&'a str>,
-    transport: Option<&'a str>,
-    sid: Option<&'a str>,
-}
-
-fn query(uri: &http::Uri) -> Query<'_> {
-    let mut q = Query {
-        eio: None,
-        transport: None,
-        sid: None,
-    };
-    for pair in uri.query().unwrap_or("").split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "EIO" => q.eio = Some(value),
-            "transport" => q.transport = Some(value),
-            "sid" => q.sid = Some(value),
-            _ => {}
-        }
-    }
-    q
-}
-
 impl<H: Handler> Engine<H> {
     /// An engine with `config`, handing sessions to `handler`.
     pub fn new(config: Config, handler: H) -> Arc<Self> {
@@ -218,7 +195,9 @@ impl<H: Handler> Engine<H> {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let q = query(req.uri());
+        let Ok(q) = Query::parse(req.uri()) else {
+            return Refusal::BadRequest.response();
+        };
         if q.eio != Some("4") {
             return Refusal::UnsupportedVersion.response();
         }
@@ -227,7 +206,11 @@ impl<H: Handler> Engine<H> {
             Some("websocket") => Transport::WebSocket,
             _ => return Refusal::UnknownTransport.response(),
         };
-        let sid = q.sid.map(Sid::parse);
+        // RFC 6455 opens a WebSocket with a GET, and only a GET.
+        if transport == Transport::WebSocket && req.method() != Method::GET {
+            return Refusal::BadHandshakeMethod.response();
+        }
+        let sid = q.session();
         match (transport, sid) {
             (Transport::Polling, None) if req.method() == Method::GET => {
                 self.open_polling(req.into_parts().0)
