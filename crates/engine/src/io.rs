@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::engine::{self, CloseReason, Handler, Message};
+use bytes::Bytes;
+
+use crate::engine::{self, CloseReason, Handler, Message, Outgoing};
 use crate::rooms::Rooms;
 use crate::sio::{self, Decoded, Encoded, Kind, Packet, Partial, Value};
 
@@ -96,20 +98,51 @@ pub trait Namespace: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), ConnectError>>;
     /// The client has been told it is connected (with the same `auth`).
     fn connected(&self, _socket: &Arc<SioSocket>, _auth: Auth<'_>) {}
+    /// Decides about an event from its name alone, before its arguments
+    /// are read (a name the namespace does not handle, or a client over
+    /// its budget, then costs no parse of them). A refusal may answer the
+    /// `ack` itself. Binary events, where the server takes them, are
+    /// decided once their attachments are in.
+    fn admit(&self, _socket: &Arc<SioSocket>, _event: &str, ack: Option<Ack>) -> Admission {
+        Admission::Handle(ack)
+    }
     /// An event, with an ack to answer when the client asked for one.
     fn event(&self, socket: &Arc<SioSocket>, event: String, args: Vec<Value>, ack: Option<Ack>);
     /// The socket left (once, for any reason).
     fn disconnect(&self, _socket: &Arc<SioSocket>, _reason: DisconnectReason) {}
 }
 
+/// What a namespace decides about an event before reading its arguments.
+#[derive(Debug)]
+pub enum Admission {
+    /// Read the arguments and hand the event to [`Namespace::event`].
+    Handle(Option<Ack>),
+    /// Drop it unread.
+    Drop,
+}
+
 /// The Socket.IO state of one engine session.
 #[derive(Default, Debug)]
 pub struct Conn {
-    /// The opening request's head, until a namespace is joined.
-    request: Mutex<Option<Box<RequestHead>>>,
+    /// The opening request's head, shared by every CONNECT, until every
+    /// namespace is joined (a connection to the only namespace then keeps
+    /// none).
+    request: Mutex<Option<Arc<RequestHead>>>,
+    /// Its sockets: joined, or still connecting (one per namespace).
     sockets: Mutex<Vec<Arc<SioSocket>>>,
     /// A binary packet waiting for its attachments.
-    partial: Mutex<Option<Box<Partial>>>,
+    partial: Mutex<Option<Box<Pending>>>,
+}
+
+/// A binary packet waiting for its attachments.
+#[derive(Debug)]
+struct Pending {
+    partial: Partial,
+    /// The bytes of its text and attachments so far.
+    bytes: usize,
+    /// The session's deadline before the packet started (the attachments
+    /// have one of their own meanwhile).
+    deadline: Option<tokio::time::Instant>,
 }
 
 /// A connection-state-recovery offset: the place of a broadcast in the
@@ -166,7 +199,7 @@ struct Before {
     /// The `pid` of the answer: the client recovers with it.
     pid: Option<String>,
     /// What a recovered socket missed, sent right after the answer.
-    missed: Vec<Encoded>,
+    missed: Vec<Frames>,
     /// Broadcasts at or before this offset are in `missed` or reached the
     /// client before: dropped from `queue`.
     through: Option<Offset>,
@@ -174,7 +207,7 @@ struct Before {
 
 /// Something a socket was asked to do before its CONNECT answer.
 enum Early {
-    Send(Encoded, Option<Offset>),
+    Send(Frames, Option<Offset>),
     CloseTransport,
     Disconnect,
 }
@@ -238,6 +271,7 @@ impl SioSocket {
                     Some(event_data(&m.event, m.args, Some(m.offset))),
                 )
             })
+            .map(Frames::from)
             .collect();
         before.through = Some(through);
         true
@@ -266,9 +300,15 @@ impl SioSocket {
     /// Whether the socket is still in its namespace on a live connection.
     pub fn connected(self: &Arc<Self>) -> bool {
         !self.eio.is_closed()
+            && self.is_joined()
             && lock(&self.eio.data.sockets)
                 .iter()
                 .any(|s| Arc::ptr_eq(s, self))
+    }
+
+    /// Whether the client was told it is connected (its CONNECT answered).
+    fn is_joined(&self) -> bool {
+        lock(&self.early).is_none()
     }
 
     /// Closes the socket's whole connection (its transport): the official
@@ -307,6 +347,13 @@ impl SioSocket {
         self.leave_all();
         let mut sockets = lock(&self.eio.data.sockets);
         sockets.retain(|s| !Arc::ptr_eq(s, self));
+        // A transport with no namespace left is closed (after the
+        // DISCONNECT, which the close lets out first): it would be outside
+        // every limit and deadline.
+        if sockets.is_empty() {
+            drop(sockets);
+            self.eio.close();
+        }
     }
 
     /// Puts the socket in `room` of its namespace.
@@ -345,15 +392,15 @@ impl SioSocket {
 
     fn send(&self, kind: Kind, id: Option<u64>, data: Option<Value>) {
         if let Some(encoded) = encode(kind, self.namespace(), id, data) {
-            self.send_encoded(encoded, None);
+            self.send_frames(Frames::from(encoded), None);
         }
     }
 
     /// Sends a packet in its wire form (after the CONNECT answer), a
-    /// broadcast with its offset.
-    pub(crate) fn send_encoded(&self, encoded: Encoded, offset: Option<Offset>) {
-        if let Err(Early::Send(encoded, _)) = self.defer(Early::Send(encoded, offset)) {
-            write(&self.eio, encoded);
+    /// broadcast with its offset; a broadcast's frames are shared.
+    pub(crate) fn send_frames(&self, frames: Frames, offset: Option<Offset>) {
+        if let Err(Early::Send(frames, _)) = self.defer(Early::Send(frames, offset)) {
+            write(&self.eio, &frames);
         }
     }
 
@@ -368,16 +415,16 @@ impl SioSocket {
             None => json!({ "sid": self.id() }),
         };
         if let Some(encoded) = encode(Kind::Connect, self.namespace(), None, Some(answer.into())) {
-            write(&self.eio, encoded);
+            write(&self.eio, &Frames::from(encoded));
         }
-        for encoded in before.missed {
-            write(&self.eio, encoded);
+        for frames in &before.missed {
+            write(&self.eio, frames);
         }
         let seen = |offset: Option<Offset>| offset.is_some_and(|o| Some(o) <= before.through);
         let mut last = None;
         for step in before.queue {
             match step {
-                Early::Send(encoded, offset) if !seen(offset) => write(&self.eio, encoded),
+                Early::Send(frames, offset) if !seen(offset) => write(&self.eio, &frames),
                 Early::Send(..) => {}
                 close => {
                     last = Some(close);
@@ -416,6 +463,18 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Most attachments one packet may announce.
     pub max_attachments: usize,
+    /// Whether binary packets are taken at all. A server that uses none
+    /// refuses them: the connection closes (`CloseReason::Unsupported`).
+    pub binary: bool,
+    /// Most bytes of one packet, its text and attachments together.
+    pub max_packet: usize,
+    /// Longest a binary packet's attachments may take to arrive.
+    pub attachment_timeout: Duration,
+    /// Most bytes of a CONNECT packet's text. A CONNECT carries a token
+    /// or a few ids; a client that has joined no namespace may send
+    /// nothing else, so this bounds what a stranger can make the server
+    /// read before it is authenticated.
+    pub max_connect: usize,
 }
 
 impl Default for Config {
@@ -423,6 +482,10 @@ impl Default for Config {
         Self {
             connect_timeout: Duration::from_secs(45),
             max_attachments: 10,
+            binary: true,
+            max_packet: 1_000_000,
+            attachment_timeout: Duration::from_secs(10),
+            max_connect: 8 * 1024,
         }
     }
 }
@@ -466,11 +529,16 @@ impl Io {
                 if let Some(socket) = take_socket(eio, &packet.namespace) {
                     self.left(&socket, DisconnectReason::ClientDisconnect);
                 }
+                // A transport with no namespace left is closed: it would be
+                // outside every limit and deadline.
+                if lock(&eio.data.sockets).is_empty() {
+                    eio.close();
+                }
             }
-            Kind::Event | Kind::BinaryEvent => self.event(eio, packet),
+            Kind::Event | Kind::BinaryEvent => self.event(eio, packet, None),
             // Acks of the server's own events: none are asked for yet.
             Kind::Ack | Kind::BinaryAck => {}
-            Kind::ConnectError => eio.close(),
+            Kind::ConnectError => eio.close_for(CloseReason::ProtocolError),
         }
     }
 
@@ -486,9 +554,6 @@ impl Io {
             );
             return;
         };
-        if find_socket(eio, &namespace).is_some() {
-            return;
-        }
         let socket = Arc::new(SioSocket {
             id: std::sync::OnceLock::new(),
             eio: eio.clone(),
@@ -497,40 +562,53 @@ impl Io {
             data: std::sync::OnceLock::new(),
             early: Mutex::new(Some(Box::default())),
         });
-        // The opening request's head goes to the first CONNECT decided; a
-        // later one (another namespace) gets an empty head.
-        let (request, opening) = match lock(&eio.data.request).take() {
-            Some(request) => (request, true),
-            None => (Box::new(http::Request::new(()).into_parts().0), false),
-        };
+        // One CONNECT per namespace at a time: a second one while the first
+        // is decided, or once it is joined, is a client that is not
+        // following the protocol (one body once carried 500, each a
+        // handshake).
+        let mut sockets = lock(&eio.data.sockets);
+        if sockets.iter().any(|s| s.namespace() == namespace) {
+            drop(sockets);
+            eio.close_for(CloseReason::ProtocolError);
+            return;
+        }
+        crate::rooms::push_first_exact(&mut sockets, socket.clone());
+        drop(sockets);
+        // Every CONNECT is decided on the opening request's head (its
+        // address, its headers), kept until every namespace is joined.
+        let request = lock(&eio.data.request)
+            .clone()
+            .unwrap_or_else(|| Arc::new(http::Request::new(()).into_parts().0));
+        let every = self.namespaces.len();
         tokio::spawn(async move {
             let verdict = handler.connect(&socket, auth.borrow(), &request).await;
-            if verdict.is_err() && opening {
+            drop(request);
+            let eio = &socket.eio;
+            if verdict.is_err() || eio.is_closed() {
                 // The client may try again on the same connection.
-                *lock(&socket.eio.data.request) = Some(request);
+                lock(&eio.data.sockets).retain(|s| !Arc::ptr_eq(s, &socket));
+                socket.leave_all();
             }
             match verdict {
+                Ok(()) if eio.is_closed() => {}
                 Ok(()) => {
-                    if socket.eio.is_closed() {
-                        socket.leave_all();
-                        return;
-                    }
-                    let mut sockets = lock(&socket.eio.data.sockets);
-                    crate::rooms::push_first_exact(&mut sockets, socket.clone());
-                    drop(sockets);
                     // Joined: the connect timeout no longer applies.
-                    socket.eio.close_at(None);
+                    eio.close_at(None);
+                    if lock(&eio.data.sockets).len() == every {
+                        lock(&eio.data.request).take();
+                    }
                     socket.connected_now();
                     handler.connected(&socket, auth.borrow());
                 }
-                Err(e) if e.close_transport => socket.eio.close(),
-                Err(e) => socket.eio.send_text(connect_error(socket.namespace(), &e)),
+                Err(e) if e.close_transport => eio.close(),
+                Err(e) => eio.send_text(connect_error(socket.namespace(), &e)),
             }
         });
     }
 
-    fn event(&self, eio: &Arc<EioSocket>, packet: Packet) {
-        let Some(socket) = find_socket(eio, &packet.namespace) else {
+    /// An event whose head `admitted` the namespace already, or not yet.
+    fn event(&self, eio: &Arc<EioSocket>, packet: Packet, admitted: Option<Option<Ack>>) {
+        let Some(socket) = find_joined(eio, &packet.namespace) else {
             return;
         };
         let Some((handler, _)) = self.namespaces.get(&packet.namespace) else {
@@ -545,11 +623,47 @@ impl Io {
         let Value::String(name) = args.remove(0) else {
             return;
         };
-        let ack = packet.id.map(|id| Ack {
+        let ack = match admitted {
+            Some(ack) => ack,
+            None => {
+                let ack = packet.id.map(|id| Ack {
+                    socket: socket.clone(),
+                    id,
+                });
+                match handler.admit(&socket, &name, ack) {
+                    Admission::Handle(ack) => ack,
+                    Admission::Drop => return,
+                }
+            }
+        };
+        handler.event(&socket, name, args, ack);
+    }
+
+    /// A text EVENT: its head first, its arguments only if the namespace
+    /// admits it.
+    fn text_event(&self, eio: &Arc<EioSocket>, text: &str) {
+        let head = match sio::peek_event(text) {
+            Ok(head) => head,
+            Err(_) => return eio.close_for(CloseReason::ProtocolError),
+        };
+        let Some(socket) = find_joined(eio, head.namespace) else {
+            return;
+        };
+        let Some((handler, _)) = self.namespaces.get(head.namespace) else {
+            return;
+        };
+        let ack = head.id.map(|id| Ack {
             socket: socket.clone(),
             id,
         });
-        handler.event(&socket, name, args, ack);
+        let ack = match handler.admit(&socket, &head.name, ack) {
+            Admission::Handle(ack) => ack,
+            Admission::Drop => return,
+        };
+        match sio::decode(text, 0) {
+            Ok(Decoded::Complete(packet)) => self.event(eio, packet, Some(ack)),
+            _ => eio.close_for(CloseReason::ProtocolError),
+        }
     }
 
     fn left(&self, socket: &Arc<SioSocket>, reason: DisconnectReason) {
@@ -558,13 +672,83 @@ impl Io {
             handler.disconnect(socket, reason);
         }
     }
+
+    /// A text message: what a connection that has joined no namespace may
+    /// send is a CONNECT and nothing else, and a CONNECT is small.
+    fn text(&self, eio: &Arc<EioSocket>, text: String) {
+        let kind = text.as_bytes().first().copied();
+        if kind == Some(b'0') && text.len() > self.config.max_connect {
+            return eio.close_for(CloseReason::TooLarge);
+        }
+        if matches!(kind, Some(b'5' | b'6')) && !self.config.binary {
+            return eio.close_for(CloseReason::Unsupported);
+        }
+        if kind != Some(b'0') && !has_joined(eio) {
+            return eio.close_for(CloseReason::ProtocolError);
+        }
+        if kind == Some(b'2') {
+            return self.text_event(eio, &text);
+        }
+        match sio::decode(&text, self.config.max_attachments) {
+            Ok(Decoded::Complete(packet)) => self.dispatch(eio, packet),
+            Ok(Decoded::Partial(partial)) => self.wait_for_attachments(eio, partial, text.len()),
+            Err(_) => match lenient_connect(&text) {
+                // A CONNECT whose payload is not a JSON object: the
+                // namespace refuses it in its own words (a Node.js server
+                // hands it on the same way); any other broken packet
+                // closes the connection.
+                Some((namespace, auth)) => self.connect(eio, namespace, auth),
+                None => eio.close_for(CloseReason::ProtocolError),
+            },
+        }
+    }
+
+    /// A binary packet's text arrived: its attachments follow, under one
+    /// bound with it in bytes, and in time.
+    fn wait_for_attachments(&self, eio: &Arc<EioSocket>, partial: Partial, bytes: usize) {
+        let deadline = eio.deadline();
+        let due = tokio::time::Instant::now() + self.config.attachment_timeout;
+        eio.close_at(Some(deadline.map_or(due, |d| d.min(due))));
+        let pending = Pending {
+            partial,
+            bytes,
+            deadline,
+        };
+        *lock(&eio.data.partial) = Some(Box::new(pending));
+    }
+
+    /// A binary message: the next attachment of the packet waiting.
+    fn binary(&self, eio: &Arc<EioSocket>, data: Bytes) {
+        if !self.config.binary {
+            return eio.close_for(CloseReason::Unsupported);
+        }
+        // An attachment nobody announced.
+        let Some(mut pending) = lock(&eio.data.partial).take() else {
+            return eio.close_for(CloseReason::ProtocolError);
+        };
+        pending.bytes += data.len();
+        if pending.bytes > self.config.max_packet {
+            return eio.close_for(CloseReason::TooLarge);
+        }
+        match pending.partial.push(data) {
+            Ok(Decoded::Complete(packet)) => {
+                eio.close_at(pending.deadline);
+                self.dispatch(eio, packet);
+            }
+            Ok(Decoded::Partial(partial)) => {
+                pending.partial = partial;
+                *lock(&eio.data.partial) = Some(pending);
+            }
+            Err(_) => eio.close_for(CloseReason::ProtocolError),
+        }
+    }
 }
 
 impl Handler for Io {
     type Data = Conn;
 
     fn open(&self, eio: &Arc<EioSocket>, request: RequestHead) {
-        *lock(&eio.data.request) = Some(Box::new(request));
+        *lock(&eio.data.request) = Some(Arc::new(request));
         // The transport's timer closes it if no namespace is joined in
         // time: no task or timer of its own per connection (one cost about
         // 380 bytes of every idle connection, by heap profile).
@@ -574,54 +758,60 @@ impl Handler for Io {
     }
 
     fn message(&self, eio: &Arc<EioSocket>, message: Message) {
-        let pending = lock(&eio.data.partial).take();
-        let mut text = None;
-        let decoded = match (message, pending) {
-            (Message::Text(t), None) => {
-                let decoded = sio::decode(&t, self.config.max_attachments);
-                text = Some(t);
-                decoded
-            }
-            (Message::Binary(data), Some(partial)) => partial.push(data),
-            // Text while attachments are due, or an attachment nobody announced.
-            _ => {
-                eio.close();
-                return;
-            }
-        };
-        match decoded {
-            Ok(Decoded::Complete(packet)) => self.dispatch(eio, packet),
-            Ok(Decoded::Partial(partial)) => *lock(&eio.data.partial) = Some(Box::new(partial)),
-            Err(_) => match text.as_deref().and_then(lenient_connect) {
-                // A CONNECT whose payload is not a JSON object: the
-                // namespace refuses it in its own words (a Node.js server
-                // hands it on the same way); any other broken packet
-                // closes the connection.
-                Some((namespace, auth)) => self.connect(eio, namespace, auth),
-                None => eio.close(),
-            },
+        if eio.must_close().is_some() {
+            // Closing already: what else the client sent is not read.
+            return;
+        }
+        let waiting = lock(&eio.data.partial).is_some();
+        match message {
+            // Text while attachments are due.
+            Message::Text(_) if waiting => eio.close_for(CloseReason::ProtocolError),
+            Message::Text(text) => self.text(eio, text),
+            Message::Binary(data) => self.binary(eio, data),
         }
     }
 
     fn close(&self, eio: &Arc<EioSocket>, reason: CloseReason) {
         let sockets = std::mem::take(&mut *lock(&eio.data.sockets));
         for socket in sockets {
-            self.left(&socket, DisconnectReason::Closed(reason));
+            if socket.is_joined() {
+                self.left(&socket, DisconnectReason::Closed(reason));
+            } else {
+                // Its CONNECT is still being decided: it never joined.
+                socket.leave_all();
+            }
+        }
+    }
+}
+
+/// A packet's frames, shared: a broadcast is encoded once and every
+/// member's outbox holds the same bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Frames {
+    text: Outgoing,
+    attachments: Vec<Bytes>,
+}
+
+impl From<Encoded> for Frames {
+    fn from(encoded: Encoded) -> Self {
+        Self {
+            text: Outgoing::message(&encoded.text),
+            attachments: encoded.attachments,
         }
     }
 }
 
 fn send(eio: &EioSocket, kind: Kind, namespace: &str, id: Option<u64>, data: Option<Value>) {
     if let Some(encoded) = encode(kind, namespace, id, data) {
-        write(eio, encoded);
+        write(eio, &Frames::from(encoded));
     }
 }
 
 /// Queues a packet's text and attachments on the connection.
-fn write(eio: &EioSocket, encoded: Encoded) {
-    eio.send_text(encoded.text);
-    for attachment in encoded.attachments {
-        eio.send_binary(attachment);
+fn write(eio: &EioSocket, frames: &Frames) {
+    eio.send(frames.text.clone());
+    for attachment in &frames.attachments {
+        eio.send_binary(attachment.clone());
     }
 }
 
@@ -691,14 +881,26 @@ fn connect_error(namespace: &str, e: &ConnectError) -> String {
     }
 }
 
-fn find_socket(eio: &EioSocket, namespace: &str) -> Option<Arc<SioSocket>> {
+/// The socket of `namespace` on the connection, once its client was told
+/// it is connected.
+fn find_joined(eio: &EioSocket, namespace: &str) -> Option<Arc<SioSocket>> {
     let sockets = lock(&eio.data.sockets);
-    sockets.iter().find(|s| s.namespace() == namespace).cloned()
+    sockets
+        .iter()
+        .find(|s| s.namespace() == namespace && s.is_joined())
+        .cloned()
+}
+
+/// Whether the connection has joined a namespace.
+fn has_joined(eio: &EioSocket) -> bool {
+    lock(&eio.data.sockets).iter().any(|s| s.is_joined())
 }
 
 fn take_socket(eio: &EioSocket, namespace: &str) -> Option<Arc<SioSocket>> {
     let mut sockets = lock(&eio.data.sockets);
-    let at = sockets.iter().position(|s| s.namespace() == namespace)?;
+    let at = sockets
+        .iter()
+        .position(|s| s.namespace() == namespace && s.is_joined())?;
     Some(sockets.swap_remove(at))
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::io::{Offset, SioSocket, encode, event_data};
+use crate::io::{Frames, Offset, SioSocket, encode, event_data};
 use crate::sio::{Kind, Value};
 
 /// The rooms of one namespace.
@@ -113,8 +113,11 @@ impl Rooms {
         let Some(encoded) = encode(Kind::Event, &self.namespace, None, Some(data)) else {
             return 0;
         };
+        // Encoded once, and shared: each member's outbox holds the same
+        // bytes.
+        let frames = Frames::from(encoded);
         for socket in &targets {
-            socket.send_encoded(encoded.clone(), offset);
+            socket.send_frames(frames.clone(), offset);
         }
         targets.len()
     }

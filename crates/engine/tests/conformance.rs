@@ -9,7 +9,8 @@
 //!   send more than a client reads);
 //! - `/socket.io/`: Socket.IO with `/` and `/custom`, which echo events and
 //!   answer acks, and `/private`, which wants a token;
-//! - `/guarded/`: Socket.IO whose main namespace wants a token.
+//! - `/guarded/`: Socket.IO whose main namespace wants a token;
+//! - `/plain/`: Socket.IO that takes no binary, as sockgate's gateway.
 //!
 //! Tests about the heartbeat use a short one (300 ms / 200 ms). Tests that
 //! expect a session to close for another reason use a heartbeat far longer
@@ -45,6 +46,8 @@ const EVENTUALLY: Duration = Duration::from_secs(5);
 const MAX_PAYLOAD: usize = 100_000;
 /// The servers' outbox bound, in packets.
 const MAX_BUFFERED: usize = 64;
+/// The servers' outbox bound, in bytes.
+const MAX_BUFFERED_BYTES: usize = 256 * 1024;
 
 // ---------------------------------------------------------------------------
 // The servers under test
@@ -109,6 +112,14 @@ impl Handler for Echo {
                 let count: usize = text["flood:".len()..].parse().unwrap();
                 for i in 0..count {
                     socket.send_text(format!("m{i}"));
+                }
+            }
+            Message::Text(text) if text.starts_with("big:") => {
+                // A few large messages at once: more bytes than the outbox
+                // holds, in fewer packets than it holds.
+                let count: usize = text["big:".len()..].parse().unwrap();
+                for _ in 0..count {
+                    socket.send_text("y".repeat(50_000));
                 }
             }
             Message::Text(text) if text == "stream" => {
@@ -224,10 +235,14 @@ impl Server {
             ping_timeout: settings.ping_timeout,
             max_payload: MAX_PAYLOAD,
             max_buffered: MAX_BUFFERED,
+            max_buffered_bytes: MAX_BUFFERED_BYTES,
+            fragment_timeout: Duration::from_secs(1),
             ..engine::Config::default()
         };
         let io_config = io::Config {
             connect_timeout: settings.connect_timeout,
+            attachment_timeout: Duration::from_secs(1),
+            max_packet: MAX_PAYLOAD,
             ..io::Config::default()
         };
         let echoing = || Echoing { log: log.clone() };
@@ -238,7 +253,18 @@ impl Server {
                 .namespace("/custom", echoing())
                 .namespace("/private", Private),
         );
-        let guarded = Engine::new(config.clone(), Io::new(io_config).namespace("/", Private));
+        let guarded = Engine::new(
+            config.clone(),
+            Io::new(io_config.clone()).namespace("/", Private),
+        );
+        let plain = Engine::new(
+            config.clone(),
+            Io::new(io::Config {
+                binary: false,
+                ..io_config
+            })
+            .namespace("/", echoing()),
+        );
         let eio = Engine::new(config, Echo { log: log.clone() });
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -248,13 +274,15 @@ impl Server {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (sio, guarded, eio) = (sio.clone(), guarded.clone(), eio.clone());
+                let engines = (sio.clone(), guarded.clone(), eio.clone(), plain.clone());
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (sio, guarded, eio) = (sio.clone(), guarded.clone(), eio.clone());
+                    let (sio, guarded, eio, plain) = engines.clone();
                     async move {
                         let path = req.uri().path();
                         let answer = if path.starts_with("/socket.io/") {
                             sio.handle(req).await
+                        } else if path.starts_with("/plain/") {
+                            plain.handle(req).await
                         } else if path.starts_with("/guarded/") {
                             guarded.handle(req).await
                         } else if path.starts_with("/engine.io/") {
@@ -1248,7 +1276,7 @@ async fn polling_post_over_max_payload_closes_the_session() {
     let (status, _) = polling.post(format!("4{}", "a".repeat(MAX_PAYLOAD))).await;
     assert!((400..500).contains(&status), "refused, not {status}");
     assert_eq!(polling.get().await.0, 400);
-    assert_eq!(server.closed_sessions().await, [CloseReason::ProtocolError]);
+    assert_eq!(server.closed_sessions().await, [CloseReason::TooLarge]);
 }
 
 #[tokio::test]
@@ -1327,18 +1355,313 @@ async fn websocket_client_that_stops_reading_is_closed() {
     );
     // The server let go of the connection too, rather than wait for this
     // client to take its close frame: once it has had a pingTimeout (five
-    // times over) to give up, what the kernel buffered ends without one.
+    // times over) to give up, what the kernel buffered ends. The outbox's
+    // bound in bytes may close it before the socket's buffers are full:
+    // then the close frame fits in them, and says "try again later".
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut close_frame = false;
+    let mut close_codes = Vec::new();
     let drained = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(Ok(frame)) = ws.next().await {
-            close_frame |= frame.is_close();
+            if let Frame::Close(close) = frame {
+                close_codes.push(close.map(|c| u16::from(c.code)));
+            }
         }
     })
     .await;
     assert!(drained.is_ok(), "the connection was left open");
     assert!(
-        !close_frame,
-        "the server waited on a client that does not read"
+        close_codes.iter().all(|c| *c == Some(1013)),
+        "{close_codes:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Hardening: what a stranger can make the server hold or do
+// ---------------------------------------------------------------------------
+
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as RawFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+/// Waits for the server's close frame; gives its code.
+async fn close_code(ws: &mut Ws) -> u16 {
+    within("the server's close frame", async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Frame::Close(Some(close)))) => return u16::from(close.code),
+                Some(Ok(Frame::Close(None))) => return 1005,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("the connection failed without a close frame: {e}"),
+                None => panic!("the connection ended without a close frame"),
+            }
+        }
+    })
+    .await
+}
+
+async fn send_raw(ws: &mut Ws, frame: RawFrame) {
+    within("a WebSocket send", ws.send(Frame::Frame(frame)))
+        .await
+        .expect("send");
+}
+
+#[tokio::test]
+async fn a_repeated_sid_is_refused_and_names_no_session() {
+    let server = Server::start(QUIET).await;
+    let (victim, _) = Polling::open(&server, "/engine.io/").await;
+    let http = reqwest::Client::new();
+    let twice = format!(
+        "/engine.io/?EIO=4&transport=polling&sid=AAAAAAAAAAAAAAAAAAAA&sid={}",
+        victim.sid
+    );
+    assert_eq!(refusal_code(http_get(&http, &server.http(&twice)).await), 3);
+    let posted = http_post(&http, &server.http(&twice), "4stolen".into()).await;
+    assert_eq!(refusal_code(posted), 3);
+    // The victim's session neither lost its outbox nor got the post.
+    victim.send("4mine").await;
+    assert_eq!(victim.recv().await, ["4mine"]);
+}
+
+#[tokio::test]
+async fn a_websocket_opens_on_get_only() {
+    let server = Server::start(QUIET).await;
+    let http = reqwest::Client::new();
+    let url = server.http("/engine.io/?EIO=4&transport=websocket");
+    let answer = http
+        .post(&url)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    assert_eq!(refusal_code((status, answer.text().await.unwrap())), 2);
+}
+
+#[tokio::test]
+async fn sio_nothing_but_a_connect_before_a_namespace_is_joined() {
+    let server = Server::start(QUIET).await;
+    for first in [
+        r#"42["hello"]"#,
+        "41",
+        r#"31[]"#,
+        r#"451-["x",{"_placeholder":true,"num":0}]"#,
+    ] {
+        let (mut ws, _) = sio_ws(&server, "/socket.io/").await;
+        send(&mut ws, first).await;
+        assert_eq!(close_code(&mut ws).await, 1002, "{first}");
+    }
+    let (mut ws, _) = sio_ws(&server, "/socket.io/").await;
+    send_binary(&mut ws, b"\x01\x02").await;
+    assert_eq!(
+        close_code(&mut ws).await,
+        1002,
+        "an attachment nobody announced"
+    );
+}
+
+#[tokio::test]
+async fn sio_a_connect_is_small() {
+    let server = Server::start(QUIET).await;
+    let (mut ws, _) = sio_ws(&server, "/socket.io/").await;
+    let auth = json!({ "token": "t".repeat(9000) });
+    send(&mut ws, &format!("40{auth}")).await;
+    assert_eq!(close_code(&mut ws).await, 1009);
+    // A token of a few KB is fine.
+    let (mut ws, _) = sio_ws(&server, "/socket.io/").await;
+    let (id, _) = join(
+        &mut ws,
+        "/",
+        Some(&json!({ "token": "t".repeat(4000) }).to_string()),
+    )
+    .await;
+    assert_eq!(id.len(), 20, "joined");
+}
+
+#[tokio::test]
+async fn sio_one_connect_per_namespace() {
+    let server = Server::start(QUIET).await;
+    let (mut ws, _) = sio_ws(&server, "/socket.io/").await;
+    join(&mut ws, "/", None).await;
+    send(&mut ws, "40").await;
+    assert_eq!(close_code(&mut ws).await, 1002);
+    // Over long-polling, many in one body: one socket at most, and the
+    // session ends.
+    let (polling, _) = Polling::open(&server, "/socket.io/").await;
+    let body = vec!["40"; 20].join(&SEP.to_string());
+    let (status, _) = polling.post(body).await;
+    assert_eq!(status, 400);
+    polling.expect_gone().await;
+}
+
+#[tokio::test]
+async fn sio_leaving_the_last_namespace_closes_the_transport() {
+    let server = Server::start(QUIET).await;
+    let (mut ws, _) = sio_ws(&server, "/socket.io/").await;
+    join(&mut ws, "/", None).await;
+    join(&mut ws, "/custom", None).await;
+    send(&mut ws, "41/custom,").await;
+    send(&mut ws, r#"42["still"]"#).await;
+    assert_eq!(recv_text(&mut ws).await, r#"42["still"]"#);
+    send(&mut ws, "41").await;
+    assert_eq!(close_code(&mut ws).await, 1000);
+}
+
+#[tokio::test]
+async fn sio_binary_is_refused_where_none_is_taken() {
+    let server = Server::start(QUIET).await;
+    let (mut ws, _) = sio_ws(&server, "/plain/").await;
+    send(&mut ws, r#"451-["x",{"_placeholder":true,"num":0}]"#).await;
+    assert_eq!(close_code(&mut ws).await, 1003, "before CONNECT");
+    let (mut ws, _) = sio_ws(&server, "/plain/").await;
+    join(&mut ws, "/", None).await;
+    send(&mut ws, r#"451-["x",{"_placeholder":true,"num":0}]"#).await;
+    assert_eq!(close_code(&mut ws).await, 1003, "an event");
+    let (mut ws, _) = sio_ws(&server, "/plain/").await;
+    join(&mut ws, "/", None).await;
+    send_binary(&mut ws, b"\x01").await;
+    assert_eq!(close_code(&mut ws).await, 1003, "a binary message");
+    // Over long-polling: the body is refused and the session ends.
+    let (polling, _) = Polling::open(&server, "/plain/").await;
+    polling.send("40").await;
+    let (status, _) = polling
+        .post(format!(
+            "451-[\"x\",{{\"_placeholder\":true,\"num\":0}}]{SEP}bAQI="
+        ))
+        .await;
+    assert_eq!(status, 400);
+    polling.expect_gone().await;
+}
+
+#[tokio::test]
+async fn sio_attachments_count_against_the_packet_bound_and_a_deadline() {
+    let server = Server::start(QUIET).await;
+    let (mut ws, _) = sio_ws(&server, "/socket.io/").await;
+    join(&mut ws, "/", None).await;
+    let two = r#"452-["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
+    send(&mut ws, two).await;
+    send_binary(&mut ws, &vec![1; MAX_PAYLOAD / 2 + 1]).await;
+    send_binary(&mut ws, &vec![2; MAX_PAYLOAD / 2 + 1]).await;
+    assert_eq!(close_code(&mut ws).await, 1009);
+    // Announced, never finished: the connection ends at the deadline.
+    let (mut ws, _) = sio_ws(&server, "/socket.io/").await;
+    join(&mut ws, "/", None).await;
+    send(&mut ws, two).await;
+    send_binary(&mut ws, b"one of two").await;
+    close_code(&mut ws).await;
+}
+
+#[tokio::test]
+async fn sio_an_event_is_decided_on_its_name_before_its_arguments() {
+    // A name the namespace drops is not parsed: its arguments may be
+    // anything, even what is not JSON, and the connection goes on.
+    let head = sockgate_engine::sio::peek_event(r#"2/chat,12["typing",{"x":[1,2"#).unwrap();
+    assert_eq!(
+        (head.namespace, head.id, head.name.as_str()),
+        ("/chat", Some(12), "typing")
+    );
+    assert!(sockgate_engine::sio::peek_event(r#"2[42,"x"]"#).is_err());
+    assert!(sockgate_engine::sio::peek_event(r#"0{"token":"x"}"#).is_err());
+}
+
+#[tokio::test]
+async fn websocket_unfinished_fragments_close_after_the_fragment_timeout() {
+    let server = Server::start(QUIET).await;
+    let (mut ws, _) = ws_open(&server, "/engine.io/").await;
+    send_raw(
+        &mut ws,
+        RawFrame::message(&b"4hel"[..], OpCode::Data(Data::Text), false),
+    )
+    .await;
+    assert_eq!(close_code(&mut ws).await, 1002);
+    assert_eq!(server.closed_sessions().await, [CloseReason::ProtocolError]);
+}
+
+#[tokio::test]
+async fn websocket_fragments_are_put_together_under_the_payload_bound() {
+    let server = Server::start(QUIET).await;
+    let (mut ws, _) = ws_open(&server, "/engine.io/").await;
+    send_raw(
+        &mut ws,
+        RawFrame::message(&b"4hel"[..], OpCode::Data(Data::Text), false),
+    )
+    .await;
+    send_raw(
+        &mut ws,
+        RawFrame::message(&b"lo"[..], OpCode::Data(Data::Continue), true),
+    )
+    .await;
+    assert_eq!(recv_text(&mut ws).await, "4hello");
+    let half = vec![b'a'; MAX_PAYLOAD / 2 + 1];
+    let mut first = b"4".to_vec();
+    first.extend_from_slice(&half);
+    send_raw(
+        &mut ws,
+        RawFrame::message(first, OpCode::Data(Data::Text), false),
+    )
+    .await;
+    send_raw(
+        &mut ws,
+        RawFrame::message(half, OpCode::Data(Data::Continue), true),
+    )
+    .await;
+    assert_eq!(close_code(&mut ws).await, 1009);
+}
+
+#[tokio::test]
+async fn websocket_protocol_errors_and_bad_text_say_why() {
+    let server = Server::start(QUIET).await;
+    let (mut ws, _) = ws_open(&server, "/engine.io/").await;
+    send(&mut ws, "9").await;
+    assert_eq!(close_code(&mut ws).await, 1002, "an unknown packet type");
+    let (mut ws, _) = ws_open(&server, "/engine.io/").await;
+    send_raw(
+        &mut ws,
+        RawFrame::message(&b"4\xff\xfe"[..], OpCode::Data(Data::Text), true),
+    )
+    .await;
+    assert_eq!(
+        close_code(&mut ws).await,
+        1007,
+        "a text frame that is not UTF-8"
+    );
+}
+
+#[tokio::test]
+async fn websocket_outbox_is_bounded_in_bytes() {
+    let server = Server::start(QUIET).await;
+    let (mut ws, _) = ws_open(&server, "/engine.io/").await;
+    // 10 messages of 50 KB: fewer packets than the outbox holds, more
+    // bytes.
+    send(&mut ws, "4big:10").await;
+    assert_eq!(close_code(&mut ws).await, 1013);
+    assert_eq!(server.closed_sessions().await, [CloseReason::Backpressure]);
+}
+
+#[tokio::test]
+async fn polling_body_is_bounded_in_packets_and_one_at_a_time() {
+    let server = Server::start(QUIET).await;
+    let (polling, _) = Polling::open(&server, "/engine.io/").await;
+    let body = vec!["4x"; 300].join(&SEP.to_string());
+    let (status, _) = polling.post(body).await;
+    assert_eq!(status, 400);
+    polling.expect_gone().await;
+    // A second body while the first is still arriving.
+    let (polling, _) = Polling::open(&server, "/engine.io/").await;
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let path = polling
+        .url
+        .trim_start_matches(&format!("http://{}", server.addr));
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: 100\r\n\r\n4part",
+        server.addr
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut slow, head.as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _) = polling.post("4second").await;
+    assert_eq!(status, 400);
+    polling.expect_gone().await;
 }

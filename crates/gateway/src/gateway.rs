@@ -33,6 +33,8 @@ pub struct Gateway {
     pub(crate) emitter: Arc<Emitter>,
     /// permessage-deflate on WebSockets; `None` is off.
     pub(crate) ws_compression: Option<Compression>,
+    /// What one connection may hold.
+    pub(crate) transport_limits: crate::sio::TransportLimits,
 }
 
 impl Gateway {
@@ -52,7 +54,14 @@ impl Gateway {
             openings: Arc::new(Openings::new(AbuseLimits::default().max_pending_handshakes)),
             emitter,
             ws_compression: None,
+            transport_limits: Default::default(),
         }
+    }
+
+    /// Bounds what one connection may hold.
+    pub fn with_transport_limits(mut self, limits: crate::sio::TransportLimits) -> Self {
+        self.transport_limits = limits;
+        self
     }
 
     /// Compresses WebSocket messages as `compression` says, for clients

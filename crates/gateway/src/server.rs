@@ -136,7 +136,8 @@ pub async fn serve_until(
     .with_limits(config.limits.clone())
     .with_abuse_limits(config.abuse.clone())
     .with_trusted_proxies(config.trusted_proxies.clone())
-    .with_ws_compression(config.ws_compression.clone());
+    .with_ws_compression(config.ws_compression.clone())
+    .with_transport_limits(config.transport_limits.clone());
     // Sessions a previous process lost at its shutdown are awaited back
     // here (the reconnection success rate, see `stats`).
     gateway

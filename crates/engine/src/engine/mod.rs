@@ -10,10 +10,13 @@
 //! its heartbeat; its reads and writes are the requests' own. An upgrade
 //! hands the heartbeat from the first to the second.
 //!
-//! Bounds: a request body or a frame over `max_payload` ends the session;
-//! an outbox over `max_buffered` packets ends it too (a consumer that does
-//! not read must not hold the server's memory), and so does a WebSocket
-//! write that the client does not take within `ping_timeout`.
+//! Bounds: a request body or a message over `max_payload` ends the
+//! session, and so does a body of more than `max_payload_packets` packets,
+//! a body slower than `body_timeout`, or a fragmented WebSocket message
+//! slower than `fragment_timeout`; an outbox over `max_buffered` packets
+//! or `max_buffered_bytes` bytes ends it too (a consumer that does not
+//! read must not hold the server's memory), and so does a WebSocket write
+//! that the client does not take within `ping_timeout`.
 
 mod polling;
 mod query;
@@ -29,7 +32,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 
 pub use query::{Query, QueryError};
-pub use socket::{CloseReason, Message, Sid, Socket, Transport};
+pub use socket::{CloseReason, Message, Outgoing, Sid, Socket, Transport};
 
 /// The engine's settings.
 #[derive(Debug, Clone)]
@@ -42,6 +45,14 @@ pub struct Config {
     pub max_payload: usize,
     /// Most packets waiting in a session's outbox before it is closed.
     pub max_buffered: usize,
+    /// Most bytes waiting in a session's outbox before it is closed.
+    pub max_buffered_bytes: usize,
+    /// Most packets one long-polling request body may carry.
+    pub max_payload_packets: usize,
+    /// Longest a long-polling request body may take to arrive.
+    pub body_timeout: Duration,
+    /// Longest the fragments of one WebSocket message may take to arrive.
+    pub fragment_timeout: Duration,
     /// Read buffer of a WebSocket, in bytes: grows for a larger frame and
     /// is kept small while idle.
     pub ws_read_buffer: usize,
@@ -80,6 +91,10 @@ impl Default for Config {
             ping_timeout: Duration::from_millis(20_000),
             max_payload: 1_000_000,
             max_buffered: 1024,
+            max_buffered_bytes: 4 << 20,
+            max_payload_packets: 256,
+            body_timeout: Duration::from_secs(10),
+            fragment_timeout: Duration::from_secs(10),
             ws_read_buffer: 256,
             ws_compression: None,
         }
@@ -236,12 +251,12 @@ impl<H: Handler> Engine<H> {
         let opened = tokio::time::Instant::now();
         tokio::spawn(polling::heartbeat(self.clone(), socket.clone(), opened));
         self.handler.open(&socket, request);
-        polling::answer(&[open])
+        polling::answer_one(open)
     }
 
     /// A new session on `transport`, registered.
     fn register(&self, transport: Transport) -> Arc<Socket<H::Data>> {
-        let socket = Arc::new(Socket::new(transport, self.config.max_buffered));
+        let socket = Arc::new(Socket::new(transport, &self.config));
         self.lock().insert(socket.sid(), socket.clone());
         socket
     }

@@ -6,15 +6,49 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
-use super::{Body, CloseReason, Engine, Handler, Message, Refusal, Socket, Transport, text};
-use crate::eio::{self, Packet};
+use super::{
+    Body, CloseReason, Engine, Handler, Message, Outgoing, Refusal, Socket, Transport, text,
+};
+use crate::eio::{self, Packet, SEPARATOR};
 
-/// A long-polling answer carrying `packets`.
-pub(super) fn answer(packets: &[Packet]) -> Response<Body> {
-    // Texts holding the separator cannot be framed; such a message ends the
-    // session at the sender's side (the layer above never produces one).
-    let body = eio::encode_payload(packets).unwrap_or_else(|_| "1".to_owned());
-    text(StatusCode::OK, "text/plain; charset=UTF-8", body)
+/// A long-polling answer carrying `packets`, in their wire form.
+pub(super) fn answer<'a>(packets: impl IntoIterator<Item = &'a Outgoing>) -> Response<Body> {
+    text(
+        StatusCode::OK,
+        "text/plain; charset=UTF-8",
+        payload(packets),
+    )
+}
+
+/// A long-polling answer carrying one packet of the engine's own.
+pub(super) fn answer_one(packet: Packet) -> Response<Body> {
+    answer([&Outgoing::packet(packet)])
+}
+
+/// The packets joined by the record separator, binary in base64.
+fn payload<'a>(packets: impl IntoIterator<Item = &'a Outgoing>) -> Bytes {
+    use base64::Engine as _;
+    let mut body = Vec::new();
+    for (index, packet) in packets.into_iter().enumerate() {
+        if index > 0 {
+            body.push(SEPARATOR as u8);
+        }
+        match packet {
+            // A text holding the separator cannot be framed: such a message
+            // ends the session at the sender's side (the layer above never
+            // produces one).
+            Outgoing::Text(text) if text.contains(&(SEPARATOR as u8)) => {
+                return Bytes::from_static(b"1");
+            }
+            Outgoing::Text(text) => body.extend_from_slice(text),
+            Outgoing::Binary(data) => {
+                body.push(b'b');
+                let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+                body.extend_from_slice(encoded.as_bytes());
+            }
+        }
+    }
+    body.into()
 }
 
 /// A request naming a long-polling session.
@@ -66,7 +100,7 @@ async fn poll<H: Handler>(
         woken.as_mut().enable();
         // Upgraded: what waits goes out on the WebSocket, in order.
         if socket.transport() != Transport::Polling {
-            return answer(&[Packet::Noop]);
+            return answer_one(Packet::Noop);
         }
         if let Some(reason) = socket.must_close() {
             // Ended here; this poll still takes what waits (a reason for
@@ -78,14 +112,14 @@ async fn poll<H: Handler>(
             if socket.closes_after_poll() {
                 engine.forget(socket);
             }
-            return answer(packets.make_contiguous());
+            return answer(packets.make_contiguous().iter());
         }
         if socket.is_probed() {
-            return answer(&[Packet::Noop]);
+            return answer_one(Packet::Noop);
         }
         if socket.is_closed() {
             engine.forget(socket);
-            return answer(&[Packet::Close]);
+            return answer_one(Packet::Close);
         }
         woken.await;
     }
@@ -102,15 +136,33 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let max = engine.config.max_payload;
-    let body = match Limited::new(req.into_body(), max).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(_) => {
-            engine.close(socket, CloseReason::ProtocolError);
+    if !socket.begin_post() {
+        // Two bodies at once: the client is confused or it is not the client.
+        engine.close(socket, CloseReason::ProtocolError);
+        return Refusal::BadRequest.response();
+    }
+    let _slot = Posting(socket);
+    let config = &engine.config;
+    let collect = Limited::new(req.into_body(), config.max_payload).collect();
+    let body = match tokio::time::timeout(config.body_timeout, collect).await {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(_)) => {
+            engine.close(socket, CloseReason::TooLarge);
             return text(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", Bytes::new());
         }
+        Err(_) => {
+            engine.close(socket, CloseReason::TransportError);
+            return text(StatusCode::REQUEST_TIMEOUT, "text/plain", Bytes::new());
+        }
     };
-    let packets = match eio::decode_payload(&body, max) {
+    // Counted before decoding: each packet may cost the layer above a
+    // handshake, so a body of tens of thousands must not get that far.
+    let packets = body.iter().filter(|&&b| b == SEPARATOR as u8).count() + 1;
+    if packets > config.max_payload_packets {
+        engine.close(socket, CloseReason::ProtocolError);
+        return Refusal::BadRequest.response();
+    }
+    let packets = match eio::decode_payload(&body, config.max_payload) {
         Ok(packets) => packets,
         Err(_) => {
             engine.close(socket, CloseReason::ProtocolError);
@@ -123,6 +175,15 @@ where
         }
     }
     text(StatusCode::OK, "text/html", "ok")
+}
+
+/// Frees the `POST` slot however the request ends.
+struct Posting<'a, D>(&'a Socket<D>);
+
+impl<D> Drop for Posting<'_, D> {
+    fn drop(&mut self) {
+        self.0.end_post();
+    }
 }
 
 /// Applies one packet a client posted; false when it broke the protocol
@@ -148,7 +209,15 @@ fn deliver<H: Handler>(
             return false;
         }
     }
-    true
+    // The layer above refused what it was given: the rest of the body is
+    // not read, and the client learns it from this request.
+    match socket.must_close() {
+        Some(reason) if reason.is_violation() => {
+            engine.close(socket, reason);
+            false
+        }
+        _ => true,
+    }
 }
 
 /// The heartbeat of a long-polling session, until it closes or upgrades

@@ -9,20 +9,33 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response};
 use http_body_util::Full;
 use tokio::time::Instant;
 use yawc::close::CloseCode;
+use yawc::streaming::Streaming;
 use yawc::{
     CompressionLevel, DeflatePool, Frame, HttpStream, OpCode, Options, UpgradeFut, WebSocket,
+    WebSocketError,
 };
 
-use super::{Body, CloseReason, Config, Engine, Handler, Message, Refusal, Socket, Transport};
+use super::{
+    Body, CloseReason, Config, Engine, Handler, Message, Outgoing, Refusal, Socket, Transport,
+};
 use crate::eio::{self, Packet};
 
+/// A WebSocket during its setup (the open packet, the upgrade's probe).
 type Ws = WebSocket<HttpStream>;
+
+/// A WebSocket once set up: frames as they come, fragments included. The
+/// engine puts a fragmented message together itself, so that it can bound
+/// the time its fragments take: yawc checks its fragment timeout only when
+/// the next fragment arrives, and one that never comes held a borrowed
+/// inflate context and the fragments read (about 300 KiB a connection
+/// over permessage-deflate) for as long as the connection lived.
+type Wire = Streaming<HttpStream>;
 
 /// Write buffer of a WebSocket, in bytes, as it is kept between writes
 /// (yawc's default, 8 KiB, would be most of an idle connection). 256 held
@@ -45,6 +58,9 @@ pub(super) fn options(config: &Config) -> Options {
     let base = Options::default()
         // yawc refuses a payload of this size or more.
         .with_max_payload_read(config.max_payload + 1)
+        // A fragmented message is put together by the engine (see `Wire`),
+        // under the same bound as a whole one.
+        .with_max_read_buffer(config.max_payload + 1)
         .with_read_buffer_capacity(config.ws_read_buffer)
         .with_write_buffer_capacity(WRITE_BUFFER)
         .with_utf8();
@@ -131,7 +147,7 @@ async fn setup<H: Handler>(
             socket
         }
     };
-    tokio::spawn(drive(engine, socket, ws));
+    tokio::spawn(drive(engine, socket, ws.into_streaming()));
 }
 
 /// A session opened on the WebSocket: registered, told its open packet,
@@ -143,7 +159,7 @@ async fn fresh<H: Handler>(
 ) -> Option<Arc<Socket<H::Data>>> {
     let socket = engine.register(Transport::WebSocket);
     let open = socket.open_packet(&engine.config, false);
-    if ws.send(frame(open)).await.is_err() {
+    if ws.send(frame(Outgoing::packet(open))).await.is_err() {
         engine.close(&socket, CloseReason::TransportError);
         return None;
     }
@@ -173,9 +189,16 @@ async fn probe<H: Handler>(engine: &Engine<H>, socket: &Socket<H::Data>, ws: &mu
         if incoming.opcode() != OpCode::Text {
             continue;
         }
-        match (eio::decode_text(incoming.as_str(), max), probed) {
+        let Ok(text) = std::str::from_utf8(incoming.payload()) else {
+            return false;
+        };
+        match (eio::decode_text(text, max), probed) {
             (Ok(Packet::PingProbe), false) => {
-                if ws.send(frame(Packet::PongProbe)).await.is_err() {
+                if ws
+                    .send(frame(Outgoing::packet(Packet::PongProbe)))
+                    .await
+                    .is_err()
+                {
                     return false;
                 }
                 socket.probe_done();
@@ -198,18 +221,38 @@ enum Beat {
 
 /// What woke a connection's task.
 enum Woke {
-    /// A frame, or the end of the stream (closed, or a read error).
-    Frame(Option<Frame>),
+    /// A frame, or why there is none (closed, a read error).
+    Frame(Result<Frame, WebSocketError>),
     /// Something was queued, or the session is to close.
     Outbox,
-    /// The heartbeat's deadline.
+    /// The timer: the heartbeat's deadline, the session's, or a fragmented
+    /// message's.
     Timer,
+}
+
+/// A fragmented message being put together. Boxed in the connection's
+/// state: only the pointer is there while no message is fragmented.
+struct Fragments {
+    text: bool,
+    data: BytesMut,
+    /// When the connection closes unless the last fragment came.
+    deadline: Instant,
+}
+
+/// How a connection's task ends.
+enum Ending {
+    /// The server closes it, saying why in its close frame.
+    Close(CloseReason),
+    /// The client sent its close frame (yawc answers it by itself).
+    ClientClosed,
+    /// yawc refused what it read and sent the close frame saying why.
+    Refused(CloseReason),
 }
 
 /// Serves a session on its WebSocket until it closes: the connection's one
 /// task for as long as it lives, so what it holds is what an idle
 /// connection costs. It holds the stream whole (no split halves and their
-/// shared lock) and one heartbeat timer, reset rather than rebuilt.
+/// shared lock) and one timer, reset rather than rebuilt.
 ///
 /// A plain function returning an `async` block, not an `async fn`: an
 /// `async fn` keeps its arguments twice in its state (as given, and moved
@@ -218,25 +261,25 @@ enum Woke {
 fn drive<H: Handler>(
     engine: Arc<Engine<H>>,
     socket: Arc<Socket<H::Data>>,
-    mut ws: Ws,
+    mut ws: Wire,
 ) -> impl Future<Output = ()> + Send {
     async move {
         let config = &engine.config;
         let mut beat = Beat::Ping;
         let mut beat_at = Instant::now() + config.ping_interval;
-        // The one timer: the earlier of the heartbeat's next step and the
-        // session's deadline (see `Socket::close_at`).
+        let mut fragments: Option<Box<Fragments>> = None;
+        // The one timer: the earliest of the heartbeat's next step, the
+        // session's deadline (see `Socket::close_at`) and the fragmented
+        // message's.
         let mut armed = earliest(beat_at, socket.deadline());
         let timer = tokio::time::sleep_until(armed);
         tokio::pin!(timer);
-        // The client sent its close frame (yawc answers it by itself).
-        let mut client_closed = false;
-        let reason = loop {
+        let ending = loop {
             let woken = socket.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
             if socket.is_closed() {
-                break CloseReason::ServerClose;
+                break Ending::Close(CloseReason::ServerClose);
             }
             if let Some(reason) = socket.must_close() {
                 // What was queued before the close goes out first (a reason
@@ -246,7 +289,7 @@ fn drive<H: Handler>(
                     flush(&socket, &mut ws),
                 ))
                 .await;
-                break reason;
+                break Ending::Close(reason);
             }
             // A client that takes no write for a pingTimeout does not read:
             // waiting on it would stall the heartbeat and the outbox's bound.
@@ -266,11 +309,12 @@ fn drive<H: Handler>(
                 .await
                 {
                     Ok(true) => {}
-                    Ok(false) => break CloseReason::TransportError,
-                    Err(_) => break CloseReason::Backpressure,
+                    Ok(false) => break Ending::Close(CloseReason::TransportError),
+                    Err(_) => break Ending::Close(CloseReason::Backpressure),
                 }
             }
             let at = earliest(beat_at, socket.deadline());
+            let at = fragments.as_ref().map_or(at, |f| f.deadline.min(at));
             if at != armed {
                 timer.as_mut().reset(at);
                 armed = at;
@@ -278,34 +322,35 @@ fn drive<H: Handler>(
             // Reading is cancel-safe: a frame half read stays in the stream's
             // buffer when the outbox or the timer wins.
             let woke = tokio::select! {
-                incoming = ws.next() => Woke::Frame(incoming),
+                incoming = std::future::poll_fn(|cx| ws.poll_next_frame(cx)) => Woke::Frame(incoming),
                 () = &mut woken => Woke::Outbox,
                 () = &mut timer => Woke::Timer,
             };
             match woke {
-                Woke::Frame(incoming) => match read(&engine, &socket, incoming) {
+                Woke::Frame(Ok(frame)) => match read(&engine, &socket, &mut fragments, frame) {
                     Read::Go => {}
                     Read::Pong => {
                         beat = Beat::Ping;
                         beat_at = Instant::now() + config.ping_interval;
                     }
-                    Read::End(reason) => break reason,
-                    Read::Closed => {
-                        client_closed = true;
-                        break CloseReason::TransportError;
-                    }
+                    Read::End(reason) => break Ending::Close(reason),
+                    Read::Closed => break Ending::ClientClosed,
                 },
+                Woke::Frame(Err(error)) => break refused(&error),
                 Woke::Outbox => {}
                 Woke::Timer => {
                     let now = Instant::now();
                     if socket.deadline().is_some_and(|d| d <= now) {
-                        break CloseReason::ServerClose;
+                        break Ending::Close(CloseReason::ServerClose);
+                    }
+                    if fragments.as_ref().is_some_and(|f| f.deadline <= now) {
+                        break Ending::Close(CloseReason::ProtocolError);
                     }
                     if beat_at > now {
                         continue;
                     }
                     if let Beat::Pong = beat {
-                        break CloseReason::PingTimeout;
+                        break Ending::Close(CloseReason::PingTimeout);
                     }
                     // Through the outbox: the next turn writes it, under the
                     // same write timeout as any packet.
@@ -316,36 +361,92 @@ fn drive<H: Handler>(
                 }
             }
         };
-        engine.close(&socket, reason);
-        // The closing handshake: our close frame, then the client's (what it
-        // still sends meanwhile is read and dropped). Dropping the connection
-        // with the client's frames unread would make the kernel reset it, and a
-        // reset can discard what the client had not read yet: the reason for
-        // the close, say. Bounded too: a client that does not read or answer
-        // gets the connection dropped.
-        //
-        // yawc answers a client's close frame by itself, even one that
-        // answers ours: once the client's has arrived, nothing more is
-        // flushed, or a browser would see a second close ("Close received
-        // after close", an error in its console).
-        let goodbye = async {
-            if client_closed {
-                // Only yawc's answer is left to send: it goes out when the
-                // sink is next made ready.
-                let _ = std::future::poll_fn(|cx| ws.poll_ready_unpin(cx)).await;
-                let _ = ws.flush().await;
-                return;
-            }
-            let _ = ws.send(Frame::close(CloseCode::Normal, [])).await;
-            while let Some(frame) = ws.next().await {
-                if frame.opcode() == OpCode::Close {
-                    break;
-                }
-            }
+        drop(fragments);
+        let reason = match ending {
+            Ending::Close(reason) | Ending::Refused(reason) => reason,
+            Ending::ClientClosed => CloseReason::TransportError,
         };
+        engine.close(&socket, reason);
         let wait = config.ping_timeout.min(CLOSE_WAIT);
-        let _ = Box::pin(tokio::time::timeout(wait, goodbye)).await;
+        let _ = Box::pin(tokio::time::timeout(wait, goodbye(&mut ws, ending))).await;
     }
+}
+
+/// The closing handshake: our close frame, then the client's (what it
+/// still sends meanwhile is read and dropped). Dropping the connection
+/// with the client's frames unread would make the kernel reset it, and a
+/// reset can discard what the client had not read yet: the reason for the
+/// close, say. Bounded by the caller: a client that does not read or answer
+/// gets the connection dropped.
+///
+/// yawc answers a client's close frame by itself, even one that answers
+/// ours, and sends its own when it refuses a frame: then nothing more is
+/// sent, or a browser would see a second close ("Close received after
+/// close", an error in its console).
+async fn goodbye(ws: &mut Wire, ending: Ending) {
+    let code = match ending {
+        Ending::ClientClosed => {
+            // Only yawc's answer is left to send: it goes out when the sink
+            // is next made ready.
+            let _ = std::future::poll_fn(|cx| ws.poll_ready_unpin(cx)).await;
+            let _ = ws.flush().await;
+            return;
+        }
+        Ending::Refused(_) => None,
+        Ending::Close(reason) => Some(close_code(reason)),
+    };
+    match code {
+        Some(code) => {
+            let _ = ws.send(Frame::close(code, [])).await;
+        }
+        None => {
+            let _ = std::future::poll_fn(|cx| ws.poll_ready_unpin(cx)).await;
+            let _ = ws.flush().await;
+        }
+    }
+    while let Some(frame) = ws.next().await {
+        if frame.opcode() == OpCode::Close {
+            break;
+        }
+    }
+}
+
+/// The close code (RFC 6455, 7.4.1) that tells the client why.
+fn close_code(reason: CloseReason) -> CloseCode {
+    match reason {
+        CloseReason::ProtocolError => CloseCode::Protocol,
+        CloseReason::TooLarge => CloseCode::Size,
+        CloseReason::Unsupported => CloseCode::Unsupported,
+        CloseReason::InvalidUtf8 => CloseCode::Invalid,
+        // 1013, "try again later": the client is welcome back, reading.
+        CloseReason::Backpressure => CloseCode::Again,
+        CloseReason::ClientClose
+        | CloseReason::ServerClose
+        | CloseReason::PingTimeout
+        | CloseReason::TransportError => CloseCode::Normal,
+    }
+}
+
+/// What yawc's refusal of a frame means for the session. yawc has sent
+/// its close frame with the matching code already, except when the
+/// connection itself failed.
+fn refused(error: &WebSocketError) -> Ending {
+    let reason = match error {
+        WebSocketError::FrameTooLarge => CloseReason::TooLarge,
+        WebSocketError::InvalidUTF8 => CloseReason::InvalidUtf8,
+        WebSocketError::InvalidOpCode(_) => CloseReason::Unsupported,
+        WebSocketError::ReservedBitsNotZero
+        | WebSocketError::ControlFrameFragmented
+        | WebSocketError::PingFrameTooLarge
+        | WebSocketError::InvalidFragment
+        | WebSocketError::InvalidCloseFrame
+        | WebSocketError::InvalidCloseCode
+        | WebSocketError::FragmentTimeout
+        | WebSocketError::InvalidContinuationFrame
+        | WebSocketError::CompressionNotSupported => CloseReason::ProtocolError,
+        _ => return Ending::Close(CloseReason::TransportError),
+    };
+    Ending::Refused(reason)
 }
 
 /// The earlier of `at` and `deadline`.
@@ -359,7 +460,7 @@ const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Writes the outbox, one write per packet (as a Socket.IO server written
 /// on Node.js does: a client may rely on a handler seeing one message
 /// before the next arrives); false when the connection failed.
-async fn flush<D>(socket: &Socket<D>, ws: &mut Ws) -> bool {
+async fn flush<D>(socket: &Socket<D>, ws: &mut Wire) -> bool {
     for packet in socket.drain() {
         if ws.send(frame(packet)).await.is_err() {
             return false;
@@ -376,21 +477,69 @@ enum Read {
     End(CloseReason),
 }
 
+/// Handles one frame: a whole message goes to the layer above, a fragment
+/// joins the message being put together.
 fn read<H: Handler>(
     engine: &Engine<H>,
     socket: &Arc<Socket<H::Data>>,
-    incoming: Option<Frame>,
+    fragments: &mut Option<Box<Fragments>>,
+    frame: Frame,
 ) -> Read {
-    let max = engine.config.max_payload;
-    let Some(frame) = incoming else {
-        return Read::End(CloseReason::TransportError);
-    };
-    let packet = match frame.opcode() {
-        OpCode::Text => eio::decode_text(frame.as_str(), max),
-        OpCode::Binary => eio::decode_binary(frame.into_payload(), max),
+    let (opcode, fin, payload) = frame.into_parts();
+    let (text, data) = match opcode {
         // yawc answers pings; a close is echoed by it, and ends the session.
         OpCode::Close => return Read::Closed,
-        OpCode::Ping | OpCode::Pong | OpCode::Continuation => return Read::Go,
+        OpCode::Ping | OpCode::Pong => return Read::Go,
+        // A new message before the last one ended.
+        OpCode::Text | OpCode::Binary if fragments.is_some() => {
+            return Read::End(CloseReason::ProtocolError);
+        }
+        OpCode::Text | OpCode::Binary if fin => (opcode == OpCode::Text, payload),
+        OpCode::Text | OpCode::Binary => {
+            let deadline = Instant::now() + engine.config.fragment_timeout;
+            let mut data = BytesMut::new();
+            data.extend_from_slice(&payload);
+            *fragments = Some(Box::new(Fragments {
+                text: opcode == OpCode::Text,
+                data,
+                deadline,
+            }));
+            return Read::Go;
+        }
+        OpCode::Continuation => {
+            // A continuation of no message.
+            let Some(mut partial) = fragments.take() else {
+                return Read::End(CloseReason::ProtocolError);
+            };
+            if partial.data.len() + payload.len() > engine.config.max_payload {
+                return Read::End(CloseReason::TooLarge);
+            }
+            partial.data.extend_from_slice(&payload);
+            if !fin {
+                *fragments = Some(partial);
+                return Read::Go;
+            }
+            (partial.text, partial.data.freeze())
+        }
+    };
+    message(engine, socket, text, data)
+}
+
+/// Hands a whole message to the layer above.
+fn message<H: Handler>(
+    engine: &Engine<H>,
+    socket: &Arc<Socket<H::Data>>,
+    text: bool,
+    data: Bytes,
+) -> Read {
+    let max = engine.config.max_payload;
+    let packet = if text {
+        let Ok(text) = std::str::from_utf8(&data) else {
+            return Read::End(CloseReason::InvalidUtf8);
+        };
+        eio::decode_text(text, max)
+    } else {
+        eio::decode_binary(data, max)
     };
     match packet {
         Ok(Packet::Message(text)) => engine.handler.message(socket, Message::Text(text)),
@@ -400,14 +549,15 @@ fn read<H: Handler>(
             return Read::Pong;
         }
         Ok(Packet::Close) => return Read::End(CloseReason::ClientClose),
+        Err(eio::Error::TooLarge { .. }) => return Read::End(CloseReason::TooLarge),
         _ => return Read::End(CloseReason::ProtocolError),
     }
     Read::Go
 }
 
-fn frame(packet: Packet) -> Frame {
-    match eio::encode_frame(packet) {
-        eio::Frame::Text(text) => Frame::text(Bytes::from(text)),
-        eio::Frame::Binary(data) => Frame::binary(data),
+fn frame(packet: Outgoing) -> Frame {
+    match packet {
+        Outgoing::Text(text) => Frame::text(text),
+        Outgoing::Binary(data) => Frame::binary(data),
     }
 }

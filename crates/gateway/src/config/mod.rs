@@ -277,6 +277,16 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ws_context_takeover: Option<bool>,
 
+    /// Most bytes waiting to be sent to one connection; a client that reads slower than it is sent to is closed past it (close code 1013), and reconnects [default: 4194304].
+    #[arg(long, env = "SOCKGATE_MAX_OUTBOX")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_outbox: Option<usize>,
+
+    /// Seconds the fragments of one WebSocket message may take to arrive; past them the connection is closed (close code 1002) [default: 10].
+    #[arg(long, env = "SOCKGATE_WS_FRAGMENT_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_fragment_timeout: Option<u64>,
+
     /// Seconds a dropped session can be recovered in, with its id, rooms and missed room messages; 0 turns recovery off [default: 120].
     #[arg(long, env = "SOCKGATE_RECOVERY_WINDOW")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -509,6 +519,8 @@ pub struct Config {
     pub recovery: Option<RecoverySettings>,
     /// WebSocket compression; `None` when it is off.
     pub ws_compression: Option<Compression>,
+    /// What one connection may hold: its outbox, a fragmented message.
+    pub transport_limits: crate::sio::TransportLimits,
     /// On SIGTERM, how long open connections get to close before the
     /// process exits.
     pub shutdown_timeout: Duration,
@@ -757,6 +769,10 @@ impl Config {
                 threshold: s.ws_compression_threshold.unwrap_or(256),
                 context_takeover: s.ws_context_takeover.unwrap_or(false),
             }),
+            transport_limits: crate::sio::TransportLimits {
+                max_outbox: s.max_outbox.unwrap_or(4 << 20).max(64 * 1024),
+                fragment_timeout: Duration::from_secs(s.ws_fragment_timeout.unwrap_or(10).max(1)),
+            },
             shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(10)),
             metrics_listen: s.metrics_listen,
             log_format: s.log_format.unwrap_or(if dev {

@@ -28,10 +28,7 @@ struct WhoAmI<'a> {
     claims: &'a sockgate_auth::Claims,
 }
 
-pub(super) async fn whoami(gw: &Gateway, authed: Authed, ack: Option<Ack>) {
-    let Some(ack) = authed.spend(gw, ack) else {
-        return;
-    };
+pub(super) async fn whoami(authed: Authed, ack: Option<Ack>) {
     let session = &authed.session;
     let identity = session.identity();
     let answer = WhoAmI {
@@ -49,9 +46,6 @@ pub(super) async fn refresh(
     payload: Option<Value>,
     ack: Option<Ack>,
 ) {
-    let Some(ack) = authed.spend(gw, ack) else {
-        return;
-    };
     let session = &authed.session;
     let result = match &payload {
         Some(payload) => match token_from_payload(payload) {
@@ -87,9 +81,6 @@ pub(super) async fn refresh(
 /// cookie. Answered only where session cookies are on; elsewhere it goes
 /// unanswered, like any unknown event.
 pub(super) async fn ticket(gw: &Gateway, authed: Authed, ack: Option<Ack>) {
-    let Some(ack) = authed.spend(gw, ack) else {
-        return;
-    };
     let ticket = gw.node.issue_ticket(&authed.session);
     let answer = TicketAck {
         ok: true,
@@ -99,8 +90,6 @@ pub(super) async fn ticket(gw: &Gateway, authed: Authed, ack: Option<Ack>) {
     reply(ack, &answer);
 }
 
-pub(super) async fn echo(gw: &Gateway, authed: Authed, data: Option<Value>, ack: Option<Ack>) {
-    if let Some(ack) = authed.spend(gw, ack) {
-        reply(ack, &data.unwrap_or(Value::Null));
-    }
+pub(super) async fn echo(data: Option<Value>, ack: Option<Ack>) {
+    reply(ack, &data.unwrap_or(Value::Null));
 }

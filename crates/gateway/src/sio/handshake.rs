@@ -42,7 +42,11 @@ pub(super) async fn authenticate(
             "handshake auth payload is not valid JSON",
         )),
         Auth::None => admit(gw, socket, head, Value::Null, remote).await,
-        Auth::Payload(auth) => admit(gw, socket, head, auth.clone().into_json(), remote).await,
+        Auth::Payload(auth) => {
+            // A CONNECT holds no binary (the engine refuses binary packets).
+            let auth = auth.clone().into_json().unwrap_or_default();
+            admit(gw, socket, head, auth, remote).await
+        }
     };
     let took = started.elapsed();
     let verify_us = took.as_micros() as u64;

@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use sockgate_engine::engine::{self, CloseReason, Engine};
 use sockgate_engine::io::{
-    self, Ack, Auth, BoxFuture, ConnectError, DisconnectReason, Io, Namespace, RequestHead,
-    SioSocket,
+    self, Ack, Admission, Auth, BoxFuture, ConnectError, DisconnectReason, Io, Namespace,
+    RequestHead, SioSocket,
 };
 use sockgate_engine::sio::Value;
 use sockgate_protocol::events::client;
@@ -38,17 +38,44 @@ pub type Server = Engine<Io>;
 /// read.
 const WS_READ_BUFFER: usize = 128;
 
+/// What one connection may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportLimits {
+    /// Most bytes waiting to be sent to it (`SOCKGATE_MAX_OUTBOX`).
+    pub max_outbox: usize,
+    /// Longest the fragments of one WebSocket message may take
+    /// (`SOCKGATE_WS_FRAGMENT_TIMEOUT`).
+    pub fragment_timeout: std::time::Duration,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        Self {
+            max_outbox: 4 << 20,
+            fragment_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 /// The Socket.IO server of `gateway`.
 pub(crate) fn server(gateway: &Arc<Gateway>) -> Arc<Server> {
     let limits = gateway.node.limits();
+    let transport = &gateway.transport_limits;
     let config = engine::Config {
         max_payload: limits.max_message,
+        max_buffered_bytes: transport.max_outbox,
+        fragment_timeout: transport.fragment_timeout,
         ws_read_buffer: WS_READ_BUFFER,
         ws_compression: gateway.ws_compression.clone(),
         ..engine::Config::default()
     };
     let io = Io::new(io::Config {
         connect_timeout: limits.handshake_timeout,
+        // sockgate's events carry JSON only: a binary packet closes the
+        // connection before any of it is kept (10 announced attachments
+        // once held 1.2 MiB a connection, before any CONNECT).
+        binary: false,
+        max_packet: limits.max_message,
         ..io::Config::default()
     })
     .namespace("/", Main(gateway.clone()));
@@ -70,6 +97,19 @@ impl Namespace for Main {
         request: &'a RequestHead,
     ) -> BoxFuture<'a, Result<(), ConnectError>> {
         Box::pin(handshake::authenticate(&self.0, socket, auth, request))
+    }
+
+    /// Every event spends the socket's budget, one sockgate does not
+    /// handle too, and before its arguments are read: an unknown name
+    /// with a large argument once cost 8.7 ms and no budget.
+    fn admit(&self, socket: &Arc<SioSocket>, event: &str, ack: Option<Ack>) -> Admission {
+        let Some(authed) = extract::Authed::of(socket) else {
+            return Admission::Drop;
+        };
+        match authed.spend(&self.0, ack) {
+            Some(ack) if handles(&self.0, event) => Admission::Handle(ack),
+            _ => Admission::Drop,
+        }
     }
 
     fn event(&self, socket: &Arc<SioSocket>, event: String, args: Vec<Value>, ack: Option<Ack>) {
@@ -99,8 +139,17 @@ fn run_inline_or_spawn(handler: impl Future<Output = ()> + Send + 'static) {
     }
 }
 
-/// Runs the handler of `event`; an event sockgate does not know goes
-/// unanswered and costs nothing.
+/// Whether sockgate handles `event` (`auth:ticket` only where it can be
+/// used, see `auth::ticket`).
+fn handles(gw: &Gateway, event: &str) -> bool {
+    match event {
+        client::TICKET => gw.node.sources().session_cookies.is_some(),
+        _ => client::ALL.contains(&event),
+    }
+}
+
+/// Runs the handler of `event`, which [`handles`] said sockgate handles
+/// and whose budget [`Main::admit`] spent.
 async fn dispatch(
     gw: &Gateway,
     authed: extract::Authed,
@@ -108,15 +157,16 @@ async fn dispatch(
     args: Vec<Value>,
     ack: Option<Ack>,
 ) {
-    let payload = args.into_iter().next().map(Value::into_json);
+    // The engine takes no binary here (see `server`): the JSON is all of it.
+    let payload = args.into_iter().next().and_then(Value::into_json);
     match event {
-        client::WHOAMI => auth::whoami(gw, authed, ack).await,
+        client::WHOAMI => auth::whoami(authed, ack).await,
         client::REFRESH => auth::refresh(gw, authed, payload, ack).await,
         // Answered only where it can be used (see `auth::ticket`).
         client::TICKET if gw.node.sources().session_cookies.is_some() => {
             auth::ticket(gw, authed, ack).await
         }
-        client::ECHO => auth::echo(gw, authed, payload, ack).await,
+        client::ECHO => auth::echo(payload, ack).await,
         client::ROOM_JOIN => rooms::join(gw, authed, payload, ack).await,
         client::ROOM_LEAVE => rooms::leave(gw, authed, payload, ack).await,
         client::ROOM_PUBLISH => rooms::publish(gw, authed, payload, ack).await,

@@ -46,9 +46,6 @@ fn answer<T: Serialize>(ack: Option<Ack>, result: Result<T, AuthError>) {
 }
 
 pub(super) async fn join(gw: &Gateway, authed: Authed, p: Option<Value>, ack: Option<Ack>) {
-    let Some(ack) = authed.spend(gw, ack) else {
-        return;
-    };
     let result = async {
         let room = room_of(&p)?;
         let members = gw.node.join(&authed.conn(), &authed.session, room).await?;
@@ -59,9 +56,6 @@ pub(super) async fn join(gw: &Gateway, authed: Authed, p: Option<Value>, ack: Op
 }
 
 pub(super) async fn leave(gw: &Gateway, authed: Authed, p: Option<Value>, ack: Option<Ack>) {
-    let Some(ack) = authed.spend(gw, ack) else {
-        return;
-    };
     let result = room_of(&p).and_then(|room| {
         gw.node.leave(&authed.conn(), &authed.session, room)?;
         Ok(serde_json::json!({ "ok": true }))
@@ -70,9 +64,6 @@ pub(super) async fn leave(gw: &Gateway, authed: Authed, p: Option<Value>, ack: O
 }
 
 pub(super) async fn publish(gw: &Gateway, authed: Authed, p: Option<Value>, ack: Option<Ack>) {
-    let Some(ack) = authed.spend(gw, ack) else {
-        return;
-    };
     let result = async {
         let Some(Value::Object(args)) = p else {
             return Err(AuthError::new(
@@ -104,9 +95,6 @@ pub(super) async fn publish(gw: &Gateway, authed: Authed, p: Option<Value>, ack:
 }
 
 pub(super) async fn members(gw: &Gateway, authed: Authed, p: Option<Value>, ack: Option<Ack>) {
-    let Some(ack) = authed.spend(gw, ack) else {
-        return;
-    };
     let result = async {
         let room = room_of(&p)?;
         let members = gw.node.members_for(&authed.session, room).await?;
