@@ -471,9 +471,10 @@ pub struct Config {
     /// Longest a binary packet's attachments may take to arrive.
     pub attachment_timeout: Duration,
     /// Most bytes of a CONNECT packet's text. A CONNECT carries a token
-    /// or a few ids; a client that has joined no namespace may send
-    /// nothing else, so this bounds what a stranger can make the server
-    /// read before it is authenticated.
+    /// (sockgate's are at most 8 KiB, refused with a code past that) and
+    /// a few ids; a client that has joined no namespace may send nothing
+    /// else, so this bounds what a stranger can make the server read
+    /// before it is authenticated.
     pub max_connect: usize,
 }
 
@@ -485,7 +486,7 @@ impl Default for Config {
             binary: true,
             max_packet: 1_000_000,
             attachment_timeout: Duration::from_secs(10),
-            max_connect: 8 * 1024,
+            max_connect: 16 * 1024,
         }
     }
 }

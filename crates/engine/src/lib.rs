@@ -32,30 +32,44 @@
 //!   transport's own timer keeps: no task or timer per connection.
 //! - **Buffers.** The outbox is a `VecDeque` behind the session's lock:
 //!   nothing is allocated until a packet waits, and a drain takes the
-//!   buffer with the packets, so an idle session holds none. The WebSocket
-//!   read buffer is `ws_read_buffer` bytes (256 by default); yawc grows it
-//!   for a larger frame and gives it back to that size afterwards. The
-//!   write buffer is kept at 64 bytes between writes.
+//!   buffer with the packets, so an idle session holds none. Packets wait
+//!   in their wire form ([`engine::Outgoing`]): a broadcast is encoded
+//!   once and its bytes are shared by every member's outbox. The
+//!   WebSocket read buffer is `ws_read_buffer` bytes (256 by default);
+//!   yawc grows it for a larger frame and gives it back to that size
+//!   afterwards. The write buffer is kept at 64 bytes between writes.
 //! - **Compression.** permessage-deflate, when on, takes its contexts from
 //!   one pool per engine while a message is compressed or inflated (no
 //!   context takeover, imposed on both sides): an idle connection holds
 //!   none, and one that is sent small messages (under the threshold) never
 //!   takes one.
 //!   The HTTP request is dropped at the upgrade; its head goes to the
-//!   handler and is kept by the Socket.IO layer only until the first
-//!   namespace is joined. Room names are shared `Arc<str>`s.
+//!   handler and is kept by the Socket.IO layer only until every namespace
+//!   is joined. Room names are shared `Arc<str>`s.
 //! - **Backpressure.** A message to a session lands in its outbox; nothing
 //!   waits on a slow client. The outbox holds at most `max_buffered`
-//!   packets: the next one is refused and the session is closed
-//!   (`CloseReason::Backpressure`). A WebSocket write that the client does
-//!   not take within `pingTimeout` closes the session the same way, so a
-//!   client that stops reading holds at most `max_buffered` packets and its
-//!   socket buffers, for at most `pingTimeout`. A long-polling client that
-//!   stops polling is closed by the heartbeat (no pong) or by the bound.
-//! - **Bounds on input.** A request body or a frame over `max_payload`
-//!   closes the session; a Socket.IO packet announcing more than
-//!   `max_attachments` attachments is refused before any is buffered.
-//!
+//!   packets and `max_buffered_bytes` bytes: the next one is refused and
+//!   the session is closed (`CloseReason::Backpressure`, close code 1013).
+//!   A WebSocket write that the client does not take within `pingTimeout`
+//!   closes the session the same way, so a client that stops reading holds
+//!   at most the outbox's bound and its socket buffers, for at most
+//!   `pingTimeout`. A long-polling client that stops polling is closed by
+//!   the heartbeat (no pong) or by the bound.
+//! - **Bounds on input.** A request body or a message over `max_payload`
+//!   closes the session (1009), and so does a long-polling body of more
+//!   than `max_payload_packets` packets or slower than `body_timeout`.
+//!   The engine puts fragmented WebSocket messages together itself, under
+//!   the same bound and `fragment_timeout`, which its own timer keeps: a
+//!   message whose last fragment never comes ends the connection (1002)
+//!   even if nothing else arrives. A connection that has joined no
+//!   namespace may send a Socket.IO CONNECT (at most `max_connect` bytes)
+//!   and nothing else, one CONNECT per namespace at a time; one whose last
+//!   namespace is left is closed. A server that takes no binary
+//!   (`io::Config::binary`) closes on the first binary packet (1003);
+//!   one that does counts a packet's attachments with its text against
+//!   `max_packet`, under `attachment_timeout`. An event's name is read, and
+//!   the namespace asked ([`io::Namespace::admit`]), before its arguments.
+
 //! Every decoder is bounded (a maximum size, a maximum number of
 //! attachments) and returns an error rather than panicking on any input, so
 //! the layers above may feed it whatever a client sends. The official

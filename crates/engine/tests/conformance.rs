@@ -1465,15 +1465,15 @@ async fn sio_nothing_but_a_connect_before_a_namespace_is_joined() {
 async fn sio_a_connect_is_small() {
     let server = Server::start(QUIET).await;
     let (mut ws, _) = sio_ws(&server, "/socket.io/").await;
-    let auth = json!({ "token": "t".repeat(9000) });
+    let auth = json!({ "token": "t".repeat(17_000) });
     send(&mut ws, &format!("40{auth}")).await;
     assert_eq!(close_code(&mut ws).await, 1009);
-    // A token of a few KB is fine.
+    // A token of several KB is fine.
     let (mut ws, _) = sio_ws(&server, "/socket.io/").await;
     let (id, _) = join(
         &mut ws,
         "/",
-        Some(&json!({ "token": "t".repeat(4000) }).to_string()),
+        Some(&json!({ "token": "t".repeat(12_000) }).to_string()),
     )
     .await;
     assert_eq!(id.len(), 20, "joined");

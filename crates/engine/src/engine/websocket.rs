@@ -283,12 +283,14 @@ fn drive<H: Handler>(
             }
             if let Some(reason) = socket.must_close() {
                 // What was queued before the close goes out first (a reason
-                // for the client, say).
-                let _ = Box::pin(tokio::time::timeout(
-                    config.ping_timeout,
-                    flush(&socket, &mut ws),
-                ))
-                .await;
+                // for the client, say); not to a client that does not read.
+                if reason != CloseReason::Backpressure {
+                    let _ = Box::pin(tokio::time::timeout(
+                        config.ping_timeout,
+                        flush(&socket, &mut ws),
+                    ))
+                    .await;
+                }
                 break Ending::Close(reason);
             }
             // A client that takes no write for a pingTimeout does not read:
@@ -308,9 +310,11 @@ fn drive<H: Handler>(
                 ))
                 .await
                 {
-                    Ok(true) => {}
-                    Ok(false) => break Ending::Close(CloseReason::TransportError),
-                    Err(_) => break Ending::Close(CloseReason::Backpressure),
+                    Ok(Flushed::Done) => {}
+                    Ok(Flushed::Failed) => break Ending::Close(CloseReason::TransportError),
+                    Ok(Flushed::Overflowed) | Err(_) => {
+                        break Ending::Close(CloseReason::Backpressure);
+                    }
                 }
             }
             let at = earliest(beat_at, socket.deadline());
@@ -457,16 +461,45 @@ fn earliest(at: Instant, deadline: Option<Instant>) -> Instant {
 /// Longest wait for the client's half of the closing handshake.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How a write of the outbox ended.
+enum Flushed {
+    Done,
+    /// The connection failed.
+    Failed,
+    /// The outbox overflowed while a write waited on the client: it does
+    /// not read, and waiting for the write timeout would keep what it was
+    /// sent for that long (17 s, measured, for 30 members of a room).
+    Overflowed,
+}
+
 /// Writes the outbox, one write per packet (as a Socket.IO server written
 /// on Node.js does: a client may rely on a handler seeing one message
-/// before the next arrives); false when the connection failed.
-async fn flush<D>(socket: &Socket<D>, ws: &mut Wire) -> bool {
+/// before the next arrives).
+async fn flush<D>(socket: &Socket<D>, ws: &mut Wire) -> Flushed {
     for packet in socket.drain() {
-        if ws.send(frame(packet)).await.is_err() {
-            return false;
+        tokio::select! {
+            sent = ws.send(frame(packet)) => {
+                if sent.is_err() {
+                    return Flushed::Failed;
+                }
+            }
+            () = overflowed(socket) => return Flushed::Overflowed,
         }
     }
-    true
+    Flushed::Done
+}
+
+/// Resolves once the outbox has overflowed.
+async fn overflowed<D>(socket: &Socket<D>) {
+    loop {
+        let woken = socket.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if socket.must_close() == Some(CloseReason::Backpressure) {
+            return;
+        }
+        woken.await;
+    }
 }
 
 enum Read {
