@@ -69,7 +69,7 @@
 //!   one that does counts a packet's attachments with its text against
 //!   `max_packet`, under `attachment_timeout`. An event's name is read, and
 //!   the namespace asked ([`io::Namespace::admit`]), before its arguments.
-
+//!
 //! Every decoder is bounded (a maximum size, a maximum number of
 //! attachments) and returns an error rather than panicking on any input, so
 //! the layers above may feed it whatever a client sends. The official
