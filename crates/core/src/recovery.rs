@@ -13,6 +13,17 @@
 //! or whose part the history no longer holds whole, starts fresh. Never
 //! with a gap.
 //!
+//! The history itself is bounded three ways: by the window (older messages
+//! go, on a timer too, not only when the next one comes), by a count
+//! ([`Settings::history`]) and by the bytes it holds
+//! ([`Settings::history_bytes`], each message weighed as it is stored, so
+//! that data that compressed well on the wire cannot pin more memory than
+//! the bound). Past a bound, the history is shared fairly between rooms:
+//! the oldest message of the room (or set of rooms) holding the most goes
+//! first, so that a flood in one room pushes out that room's messages
+//! before anyone else's. What went that way is remembered per room
+//! ([`missed_dropped`]): a session in another room still recovers whole.
+//!
 //! The client names its session with a `pid`: the session id and a MAC of
 //! it under a key of the node (the cluster's), so that nothing is stored
 //! per connected session and a forged one names nothing.
@@ -36,9 +47,14 @@ pub struct Settings {
     pub max_packets: usize,
     /// Most bytes of data one session may have missed and still recover.
     pub max_bytes: usize,
-    /// How many room messages the history keeps, across every room (the
-    /// oldest go first; each also goes after the window).
+    /// How many room messages the history keeps, across every room (past
+    /// it, the oldest of the room holding the most go first; each also goes
+    /// after the window).
     pub history: usize,
+    /// How many bytes of room messages the history keeps, as
+    /// [`Message::weight`] counts them, across every room (past it, as for
+    /// [`Settings::history`]).
+    pub history_bytes: usize,
 }
 
 impl Default for Settings {
@@ -48,6 +64,7 @@ impl Default for Settings {
             max_packets: 1_000,
             max_bytes: 1 << 20,
             history: 10_000,
+            history_bytes: 32 << 20,
         }
     }
 }
@@ -67,6 +84,15 @@ impl Offset {
     /// The first offset of millisecond `ms`.
     pub const fn at(ms: u64) -> Self {
         Self { ms, seq: 0 }
+    }
+
+    /// The last offset before millisecond `ms`: what comes after it is
+    /// everything appended from `ms` on.
+    pub const fn before(ms: u64) -> Self {
+        match ms.checked_sub(1) {
+            Some(ms) => Self { ms, seq: u64::MAX },
+            None => Self { ms: 0, seq: 0 },
+        }
     }
 
     /// The offset after `self` for a message appended at `now_ms`.
@@ -152,6 +178,35 @@ impl Message {
     pub fn size(&self) -> usize {
         self.data.get().len() + self.event.len()
     }
+
+    /// What it weighs against [`Settings::history_bytes`]: what it holds
+    /// in memory as the history keeps it (its data as JSON text, whatever
+    /// it cost on the wire), with a fixed allowance for the bookkeeping.
+    pub fn weight(&self) -> usize {
+        let rooms: usize = self.rooms.iter().map(|r| r.len() + ROOM_OVERHEAD).sum();
+        let except = self.except.as_ref().map_or(0, String::len);
+        ENTRY_OVERHEAD + rooms + except + self.size()
+    }
+}
+
+/// The bookkeeping of one kept message beside its strings: the entry, its
+/// place in the indexes, the strings' and allocations' headers.
+pub const ENTRY_OVERHEAD: usize = 160;
+
+/// The bookkeeping of one room name of a kept message.
+const ROOM_OVERHEAD: usize = 24;
+
+/// Whether a session whose client saw everything up to `after` may have
+/// missed a message the history dropped: anything at or before
+/// `everywhere` may be gone in every room (the window passed), and
+/// anything at or before one of `in_its_rooms` in that room (a bound
+/// pushed it out of its room's share).
+pub fn missed_dropped(
+    after: Offset,
+    everywhere: Offset,
+    in_its_rooms: impl IntoIterator<Item = Offset>,
+) -> bool {
+    after < everywhere || in_its_rooms.into_iter().any(|at| after < at)
 }
 
 /// A message and its offset.
@@ -180,8 +235,8 @@ pub struct Parked {
     /// The `iat` of that token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_at: Option<u64>,
-    /// When it connected: a client that saw no offset missed everything
-    /// after this.
+    /// The last offset before it connected: a client that saw no offset
+    /// missed everything after this, and none missed anything before.
     pub since: Offset,
     /// Unix milliseconds.
     pub parked_at: u64,

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -150,6 +150,10 @@ pub struct Session {
     pub(crate) registered: Instant,
     /// Set once the server has begun ending it (see `Connection::end`).
     ending: AtomicBool,
+    /// A recovered session's cut in the recovery history (the `ms` and
+    /// `seq` of its parked `since`): it keeps the first session's, so that
+    /// a client that drops again mid-replay still gets what it missed.
+    pub(crate) recovered_since: OnceLock<(u64, u64)>,
 }
 
 impl Session {
@@ -169,6 +173,7 @@ impl Session {
             events,
             registered: Instant::now(),
             ending: AtomicBool::new(false),
+            recovered_since: OnceLock::new(),
         }
     }
 

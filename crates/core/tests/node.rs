@@ -11,10 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sockgate_auth::jsonwebtoken::{EncodingKey, Header};
 use sockgate_auth::{Credential, ErrorCode, Rules, SourcePolicy, Verifier, VerifyKey};
+use sockgate_core::backend::memory::MemoryHistory;
 use sockgate_core::limits::{AbuseLimits, Rate};
+use sockgate_core::recovery::{self, Message, PidKey};
 use sockgate_core::session::{LimitPolicy, SessionLimit};
 use sockgate_core::{
     Conn, Connection, Lifecycle, Node, Origin, Revocations, Revoked, Session, SessionId,
@@ -742,4 +745,101 @@ async fn a_connection_that_never_came_up_is_removed_a_second_after_admission() {
     assert!(live.ends().is_empty(), "a live connection stays");
     assert_eq!(node.room_member_count("user:alice").await, 1);
     assert_eq!(node.deadline_count(), 2, "only the live session's clock");
+}
+
+// --- recovery ---------------------------------------------------------------
+
+/// A node with recovery on, with the memory history it keeps its messages
+/// in, and its deadline task (and the history's trim) running.
+fn recovering() -> (Arc<Node>, Arc<MemoryHistory>) {
+    let settings = recovery::Settings::default();
+    let history = Arc::new(MemoryHistory::new(settings.clone()));
+    let node = Node::new(
+        verifier(),
+        SourcePolicy::default(),
+        Revocations::in_memory(),
+        Lifecycle::default(),
+    )
+    .with_clock(Arc::new(TokioClock::new()))
+    .with_recovery(settings, PidKey::random())
+    .with_history(history.clone());
+    let node = Arc::new(node);
+    let runner = node.clone();
+    tokio::spawn(async move { runner.run_deadlines().await });
+    (node, history)
+}
+
+/// Appends `n` for alice's user room, as the gateway's emitter does.
+fn note(node: &Node, history: &MemoryHistory, n: u32) {
+    let message = Message {
+        rooms: vec!["user:alice".to_owned()],
+        except: None,
+        event: "note".to_owned(),
+        data: RawValue::from_string(n.to_string()).unwrap(),
+        gap: false,
+    };
+    history.append(message, node.clock().now_ms(), |_| ());
+}
+
+/// Drops `session`'s transport, then recovers it for a client that presents
+/// `offset` as the last it saw: the recovered session and the data of what
+/// it is given back.
+async fn drop_and_recover(
+    node: &Node,
+    session: &Session,
+    token: &str,
+    offset: &str,
+) -> (Arc<Session>, Vec<String>) {
+    node.lost(session.id).expect("recovery is on").await;
+    let pid = node.pid(session.id).unwrap();
+    let claim = node.claim(&pid, Some(offset)).unwrap();
+    let identity = node.authenticate(&credential(token)).await.unwrap();
+    let resumed = node.resume(&identity, &claim).await.expect("recovers");
+    let back = Arc::new(node.session(identity, origin()).with_id(resumed.session));
+    let conn = Recorder::new(true);
+    node.admit(back.clone(), conn.clone() as Conn)
+        .await
+        .unwrap();
+    let restored = node.restore(conn.as_ref(), &back, resumed).await.unwrap();
+    let data = restored
+        .missed
+        .iter()
+        .map(|e| e.message.data.get().to_owned());
+    (back, data.collect())
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_offset_from_before_the_session_replays_nothing_from_before_it() {
+    let (node, history) = recovering();
+    let t0 = node.clock().now();
+    let token = token("alice", "r1", t0, t0 + 600);
+    note(&node, &history, 1);
+    // Seconds apart: the session's start is read off a wall-clock instant,
+    // which stands still only nearly while the node's clock is advanced.
+    advance_to(&node, node.clock().now_ms() + 10_000).await;
+    let (session, _) = connect(&node, &token).await;
+    advance_to(&node, node.clock().now_ms() + 10_000).await;
+    note(&node, &history, 2);
+
+    // "0-0" is older than the session: it gets what came after it connected.
+    let (back, missed) = drop_and_recover(&node, &session, &token, "0-0").await;
+    assert_eq!(missed, ["2"]);
+
+    // Recovered, it keeps its first start: a client that lost the replay
+    // in a second drop is given it again.
+    advance_to(&node, node.clock().now_ms() + 10_000).await;
+    note(&node, &history, 3);
+    let (_, missed) = drop_and_recover(&node, &back, &token, "0-0").await;
+    assert_eq!(missed, ["2", "3"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_history_drops_what_the_window_passed_with_nothing_published() {
+    let (node, history) = recovering();
+    note(&node, &history, 1);
+    let window = recovery::Settings::default().window.as_millis() as u64;
+    advance_to(&node, node.clock().now_ms() + window - 1_000).await;
+    assert_eq!(history.size().0, 1, "still in the window");
+    advance_to(&node, node.clock().now_ms() + 2_500).await;
+    assert_eq!(history.size(), (0, 0), "trimmed by the timer alone");
 }

@@ -1,7 +1,9 @@
 //! The in-memory backends: one node, sharing with nobody. What a
 //! [`crate::Node`] runs on until it is given others.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::{Arc, Mutex};
 
 use serde_json::value::RawValue;
@@ -155,13 +157,203 @@ pub struct MemoryHistory {
     parked: Mutex<Lot>,
 }
 
+/// The room messages of the window, with what the bounds need to push
+/// out the oldest message of the room set holding the most.
 #[derive(Default)]
 struct Log {
-    entries: VecDeque<Entry>,
-    /// The newest offset dropped: what came after an older one is no
-    /// longer all here.
-    dropped: Offset,
+    entries: BTreeMap<Offset, Entry>,
     last: Offset,
+    /// Whatever is at or before it may be gone, in every room.
+    dropped: Offset,
+    /// Per room, whatever is at or before it may be gone in that room:
+    /// pushed out of the room's share by a bound.
+    dropped_in: HashMap<String, Offset>,
+    /// The entries' weights ([`Message::weight`]), summed.
+    bytes: usize,
+    shares: Shares,
+}
+
+/// Most rooms whose messages a bound pushed out that the log remembers one
+/// by one. Past it, the older half is remembered as one mark for every
+/// room: that may start a few sessions fresh that had no gap, never the
+/// other way round.
+const MAX_MARKS: usize = 4096;
+
+impl Log {
+    fn push(&mut self, offset: Offset, message: Message) {
+        let weight = message.weight();
+        self.bytes += weight;
+        self.shares.add(&message.rooms, offset, weight);
+        self.entries.insert(offset, Entry { offset, message });
+    }
+
+    fn take(&mut self, offset: Offset) -> Option<Entry> {
+        let entry = self.entries.remove(&offset)?;
+        let weight = entry.message.weight();
+        self.bytes -= weight;
+        self.shares.remove(&entry.message.rooms, offset, weight);
+        Some(entry)
+    }
+
+    /// Drops every message appended before `oldest_ms`, in every room.
+    fn expire(&mut self, oldest_ms: u64) {
+        while let Some((&offset, _)) = self.entries.first_key_value()
+            && offset.ms < oldest_ms
+        {
+            self.take(offset);
+            self.dropped = offset;
+        }
+    }
+
+    /// Forgets the rooms' marks at or before the mark for every room: they
+    /// say nothing more. On the timer, not on each append: a mark left a
+    /// little longer is harmless.
+    fn forget_covered_marks(&mut self) {
+        let everywhere = self.dropped;
+        self.dropped_in.retain(|_, at| *at > everywhere);
+    }
+
+    /// While over a bound, pushes out the oldest message of the room set
+    /// that holds the most (by count for the count, by bytes for the
+    /// bytes): a flood evicts its own room's messages first.
+    fn bound(&mut self, settings: &Settings) {
+        while self.entries.len() > settings.history && self.push_out(Measure::Count) {}
+        while self.bytes > settings.history_bytes && self.push_out(Measure::Bytes) {}
+    }
+
+    /// Drops the oldest message of the room set that holds the most by
+    /// `measure`, and marks its rooms: a session in one of them that
+    /// missed it starts fresh. False when there was none.
+    fn push_out(&mut self, measure: Measure) -> bool {
+        let Some(entry) = self.shares.heaviest(measure).and_then(|o| self.take(o)) else {
+            return false;
+        };
+        let offset = entry.offset;
+        for room in entry.message.rooms {
+            let mark = self.dropped_in.entry(room).or_default();
+            *mark = (*mark).max(offset);
+        }
+        if self.dropped_in.len() > MAX_MARKS {
+            let mut marks: Vec<Offset> = self.dropped_in.values().copied().collect();
+            marks.sort_unstable();
+            self.dropped = self.dropped.max(marks[marks.len() / 2]);
+            self.forget_covered_marks();
+        }
+        true
+    }
+
+    fn since(&self, after: Offset, wanted: &Wanted<'_>) -> Missed {
+        let marks = wanted.rooms.iter().filter_map(|r| self.dropped_in.get(r));
+        if recovery::missed_dropped(after, self.dropped, marks.copied()) {
+            return Missed::Gap;
+        }
+        let later = self.entries.range((Excluded(after), Unbounded));
+        recovery::select(later.map(|(_, e)| e), wanted)
+    }
+}
+
+/// A set of rooms, as a message names them: the unit the bounds share the
+/// history between.
+type RoomSet = Arc<[String]>;
+
+/// What each room set holds, and which holds the most.
+#[derive(Default)]
+struct Shares {
+    of: HashMap<RoomSet, Share>,
+    by_count: BTreeSet<Rank>,
+    by_bytes: BTreeSet<Rank>,
+}
+
+/// A room set's place in a ranking: the most first, and among equals the
+/// one with the oldest message (so that equal shares go oldest first, as
+/// a history without shares would).
+type Rank = (usize, Reverse<Offset>, RoomSet);
+
+#[derive(Default)]
+struct Share {
+    /// Its messages, oldest first.
+    offsets: VecDeque<Offset>,
+    bytes: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Measure {
+    Count,
+    Bytes,
+}
+
+impl Shares {
+    fn add(&mut self, rooms: &[String], offset: Offset, weight: usize) {
+        let key: RoomSet = match self.of.get_key_value(rooms) {
+            Some((key, _)) => key.clone(),
+            None => rooms.into(),
+        };
+        self.unrank(&key);
+        let share = self.of.entry(key.clone()).or_default();
+        share.offsets.push_back(offset);
+        share.bytes += weight;
+        self.rank(&key);
+    }
+
+    fn remove(&mut self, rooms: &[String], offset: Offset, weight: usize) {
+        let Some((key, _)) = self.of.get_key_value(rooms) else {
+            return;
+        };
+        let key = key.clone();
+        self.unrank(&key);
+        let share = self.of.get_mut(&key).expect("looked up");
+        // The log takes each share's messages oldest first (by the window
+        // and by the bounds alike): this is the first; the search is a
+        // safeguard.
+        match share.offsets.iter().position(|o| *o == offset) {
+            Some(0) => {
+                share.offsets.pop_front();
+            }
+            Some(i) => {
+                share.offsets.remove(i);
+            }
+            None => return self.rank(&key),
+        }
+        share.bytes -= weight;
+        if share.offsets.is_empty() {
+            self.of.remove(&key);
+        } else {
+            self.rank(&key);
+        }
+    }
+
+    /// The oldest message of the room set that holds the most.
+    fn heaviest(&self, measure: Measure) -> Option<Offset> {
+        let ranking = match measure {
+            Measure::Count => &self.by_count,
+            Measure::Bytes => &self.by_bytes,
+        };
+        let (_, Reverse(oldest), _) = ranking.last()?;
+        Some(*oldest)
+    }
+
+    fn unrank(&mut self, key: &RoomSet) {
+        if let Some((count, bytes)) = self.ranks(key) {
+            self.by_count.remove(&count);
+            self.by_bytes.remove(&bytes);
+        }
+    }
+
+    fn rank(&mut self, key: &RoomSet) {
+        if let Some((count, bytes)) = self.ranks(key) {
+            self.by_count.insert(count);
+            self.by_bytes.insert(bytes);
+        }
+    }
+
+    fn ranks(&self, key: &RoomSet) -> Option<(Rank, Rank)> {
+        let share = self.of.get(key)?;
+        let oldest = Reverse(*share.offsets.front()?);
+        Some((
+            (share.offsets.len(), oldest, key.clone()),
+            (share.bytes, oldest, key.clone()),
+        ))
+    }
 }
 
 #[derive(Default)]
@@ -169,6 +361,14 @@ struct Lot {
     sessions: HashMap<String, Parked>,
     /// How many were left at the last sweep of expired ones.
     swept: usize,
+}
+
+impl Lot {
+    fn sweep(&mut self, now_ms: u64, window_ms: u64) {
+        self.sessions
+            .retain(|_, p| p.parked_at + window_ms > now_ms);
+        self.swept = self.sessions.len();
+    }
 }
 
 impl MemoryHistory {
@@ -184,20 +384,32 @@ impl MemoryHistory {
     /// Appends `message` at `now_ms` and runs `deliver` with its offset,
     /// before any later append: what clients receive is in offset order,
     /// which is what makes the offset a client saw last a cut of the
-    /// history. Drops what is older than the window or past the length.
+    /// history. Drops what is older than the window, then, while over a
+    /// bound, the oldest message of the room set holding the most.
     pub fn append<T>(&self, message: Message, now_ms: u64, deliver: impl FnOnce(Offset) -> T) -> T {
         let mut log = lock(&self.log);
         let offset = log.last.next(now_ms);
         log.last = offset;
-        log.entries.push_back(Entry { offset, message });
-        let oldest = now_ms.saturating_sub(self.settings.window.as_millis() as u64);
-        while let Some(first) = log.entries.front()
-            && (log.entries.len() > self.settings.history || first.offset.ms < oldest)
-        {
-            log.dropped = first.offset;
-            log.entries.pop_front();
-        }
+        log.push(offset, message);
+        log.expire(self.oldest(now_ms));
+        log.bound(&self.settings);
         deliver(offset)
+    }
+
+    /// How many messages it holds, and their weight in bytes
+    /// ([`Message::weight`]).
+    pub fn size(&self) -> (usize, usize) {
+        let log = lock(&self.log);
+        (log.entries.len(), log.bytes)
+    }
+
+    fn window_ms(&self) -> u64 {
+        self.settings.window.as_millis() as u64
+    }
+
+    /// The first millisecond still in the window at `now_ms`.
+    fn oldest(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.window_ms())
     }
 }
 
@@ -207,13 +419,7 @@ impl History for MemoryHistory {
         after: Offset,
         wanted: &'a Wanted<'a>,
     ) -> BoxFuture<'a, Result<Missed, Unavailable>> {
-        let log = lock(&self.log);
-        let missed = if after < log.dropped {
-            Missed::Gap
-        } else {
-            let start = log.entries.partition_point(|e| e.offset <= after);
-            recovery::select(log.entries.range(start..), wanted)
-        };
+        let missed = lock(&self.log).since(after, wanted);
         Box::pin(async { Ok(missed) })
     }
 
@@ -222,10 +428,7 @@ impl History for MemoryHistory {
         // Expired ones go when the lot has doubled since the last sweep:
         // a sweep per park would make a mass disconnect quadratic.
         if lot.sessions.len() > 2 * lot.swept + 64 {
-            let window = self.settings.window.as_millis() as u64;
-            let now = parked.parked_at;
-            lot.sessions.retain(|_, p| p.parked_at + window > now);
-            lot.swept = lot.sessions.len();
+            lot.sweep(parked.parked_at, self.window_ms());
         }
         lot.sessions.insert(parked.session.clone(), parked.clone());
         Box::pin(async {})
@@ -246,6 +449,15 @@ impl History for MemoryHistory {
 
     fn forget_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, ()> {
         lock(&self.parked).sessions.retain(|_, p| p.user_id != user);
+        Box::pin(async {})
+    }
+
+    fn trim(&self, now_ms: u64) -> BoxFuture<'_, ()> {
+        let mut log = lock(&self.log);
+        log.expire(self.oldest(now_ms));
+        log.forget_covered_marks();
+        drop(log);
+        lock(&self.parked).sweep(now_ms, self.window_ms());
         Box::pin(async {})
     }
 }
@@ -351,6 +563,207 @@ mod tests {
             now(history.since(Offset::at(0), &wanted)),
             Ok(Missed::Gap)
         ));
+    }
+
+    fn wanted(rooms: &[String]) -> Wanted<'_> {
+        Wanted {
+            rooms,
+            socket: "x",
+            max_packets: 10_000,
+            max_bytes: 1 << 30,
+        }
+    }
+
+    /// `n` as data: a JSON string of `len` bytes, as repetitive as a
+    /// flood that compresses well on the wire.
+    fn big(room: &str, len: usize) -> Message {
+        Message {
+            data: RawValue::from_string(format!("\"{}\"", "a".repeat(len - 2))).unwrap(),
+            ..message(room, 0)
+        }
+    }
+
+    #[test]
+    fn the_history_holds_at_most_its_bytes_as_stored() {
+        let history = MemoryHistory::new(Settings {
+            history_bytes: 1 << 20,
+            ..Settings::default()
+        });
+        let rooms = ["spam".to_string()];
+        let first = history.append(big("spam", 64 << 10), 1000, |o| o);
+        for _ in 0..200 {
+            history.append(big("spam", 64 << 10), 1000, |_| ());
+        }
+        let (count, bytes) = history.size();
+        assert!(bytes <= 1 << 20, "{bytes} bytes kept");
+        assert_eq!(count, (1 << 20) / big("spam", 64 << 10).weight());
+        // What it missed went: never a gap.
+        assert!(matches!(
+            now(history.since(first, &wanted(&rooms))),
+            Ok(Missed::Gap)
+        ));
+        // The weight counts what is kept, data and rooms and bookkeeping.
+        let one = big("spam", 64 << 10);
+        let stored = (64 << 10) + "news".len() + "spam".len();
+        assert_eq!(one.weight(), stored + 24 + recovery::ENTRY_OVERHEAD);
+    }
+
+    #[test]
+    fn a_flood_in_one_room_pushes_out_that_rooms_messages_first() {
+        let history = MemoryHistory::new(Settings {
+            history: 10,
+            history_bytes: 4000,
+            ..Settings::default()
+        });
+        let start = history.append(message("quiet", 0), 1000, |o| o);
+        history.append(message("quiet", 1), 1000, |_| ());
+        history.append(message("both", 2), 1000, |_| ());
+        // By count: 30 messages in one room, past a bound of 10.
+        for n in 0..30 {
+            history.append(message("spam", 100 + n), 1001, |_| ());
+        }
+        assert_eq!(history.size().0, 10);
+        let quiet = ["quiet".to_string(), "both".to_string()];
+        assert_eq!(
+            numbers(now(history.since(start, &wanted(&quiet)))),
+            ["1", "2"]
+        );
+        let spam = ["spam".to_string()];
+        assert!(
+            matches!(now(history.since(start, &wanted(&spam))), Ok(Missed::Gap)),
+            "the flooded room lost messages"
+        );
+        // By bytes: a few big messages in another room.
+        for _ in 0..5 {
+            history.append(big("heavy", 1000), 1002, |_| ());
+        }
+        assert!(history.size().1 <= 4000);
+        assert_eq!(
+            numbers(now(history.since(start, &wanted(&quiet)))),
+            ["1", "2"]
+        );
+        let heavy = ["heavy".to_string()];
+        assert!(matches!(
+            now(history.since(start, &wanted(&heavy))),
+            Ok(Missed::Gap)
+        ));
+    }
+
+    #[test]
+    fn when_every_room_floods_each_keeps_its_share() {
+        let history = MemoryHistory::new(Settings {
+            history: 12,
+            ..Settings::default()
+        });
+        let start = Offset::at(999);
+        for n in 0..40 {
+            history.append(message(["a", "b", "c"][n % 3], n as u32), 1000, |_| ());
+        }
+        for room in ["a", "b", "c"] {
+            let rooms = [room.to_string()];
+            let missed = now(history.since(start, &wanted(&rooms)));
+            assert!(matches!(missed, Ok(Missed::Gap)), "{room} lost its oldest");
+        }
+        let (count, _) = history.size();
+        assert_eq!(count, 12);
+        let log = lock(&history.log);
+        let mut per_room: HashMap<&str, usize> = HashMap::new();
+        for entry in log.entries.values() {
+            *per_room.entry(entry.message.rooms[0].as_str()).or_default() += 1;
+        }
+        assert_eq!(
+            per_room.values().copied().collect::<BTreeSet<_>>(),
+            [4].into()
+        );
+    }
+
+    #[test]
+    fn the_timer_drops_what_the_window_passed_without_another_publish() {
+        let history = MemoryHistory::new(Settings {
+            window: Duration::from_secs(1),
+            ..Settings::default()
+        });
+        let first = history.append(big("a", 1000), 1000, |o| o);
+        now(history.park(&parked("s1", "alice", 1000)));
+        now(history.trim(1999));
+        assert_eq!(history.size().0, 1, "still in the window");
+        now(history.trim(2001));
+        assert_eq!(history.size(), (0, 0), "gone without another append");
+        assert_eq!(now(history.unpark("alice", "s1")).unwrap(), None);
+        let rooms = ["a".to_string()];
+        assert!(matches!(
+            now(history.since(Offset::at(999), &wanted(&rooms))),
+            Ok(Missed::Gap)
+        ));
+        assert_eq!(numbers(now(history.since(first, &wanted(&rooms)))).len(), 0);
+    }
+
+    #[test]
+    fn past_its_marks_the_history_marks_every_room_never_hides_a_gap() {
+        let history = MemoryHistory::new(Settings {
+            history: 1,
+            ..Settings::default()
+        });
+        let start = Offset::at(999);
+        let rooms: Vec<String> = (0..MAX_MARKS + 10).map(|n| format!("r{n}")).collect();
+        let mut before_last = start;
+        for (n, room) in rooms.iter().enumerate() {
+            let offset = history.append(message(room, n as u32), 1000, |o| o);
+            if n + 2 == rooms.len() {
+                before_last = offset;
+            }
+        }
+        assert!(lock(&history.log).dropped_in.len() <= MAX_MARKS);
+        // Every room but the last lost its message: each session in one
+        // of them sees a gap, whether its mark was kept or folded.
+        for room in &rooms[..rooms.len() - 1] {
+            let one = [room.clone()];
+            assert!(
+                matches!(now(history.since(start, &wanted(&one))), Ok(Missed::Gap)),
+                "{room}"
+            );
+        }
+        let last = [rooms[rooms.len() - 1].clone()];
+        let got = numbers(now(history.since(before_last, &wanted(&last))));
+        assert_eq!(got.len(), 1);
+    }
+
+    #[test]
+    fn the_books_balance_whatever_comes_and_goes() {
+        let settings = Settings {
+            window: Duration::from_secs(2),
+            history: 50,
+            history_bytes: 20_000,
+            ..Settings::default()
+        };
+        let history = MemoryHistory::new(settings.clone());
+        let sets: [&[&str]; 4] = [&["a"], &["b"], &["a", "b"], &["c"]];
+        let mut at = 1000;
+        for _ in 0..5000 {
+            at += rand::random_range(0..20);
+            let rooms = sets[rand::random_range(0..sets.len())];
+            let message = Message {
+                rooms: rooms.iter().map(|r| r.to_string()).collect(),
+                ..big("a", rand::random_range(2..2000))
+            };
+            history.append(message, at, |_| ());
+            if rand::random_range(0..10) == 0 {
+                now(history.trim(at));
+            }
+            let log = lock(&history.log);
+            let weights: usize = log.entries.values().map(|e| e.message.weight()).sum();
+            assert_eq!(log.bytes, weights);
+            assert!(log.entries.len() <= settings.history && log.bytes <= settings.history_bytes);
+            let shared: usize = log.shares.of.values().map(|s| s.offsets.len()).sum();
+            assert_eq!(shared, log.entries.len());
+            assert_eq!(log.shares.by_count.len(), log.shares.of.len());
+            assert_eq!(log.shares.by_bytes.len(), log.shares.of.len());
+            for (set, share) in &log.shares.of {
+                for offset in &share.offsets {
+                    assert_eq!(log.entries[offset].message.rooms[..], set[..]);
+                }
+            }
+        }
     }
 
     #[test]

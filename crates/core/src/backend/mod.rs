@@ -177,7 +177,9 @@ pub trait ControlBus: Send + Sync + 'static {
 ///
 /// Messages are appended by the transport layer as it delivers them, in
 /// the order it delivers them (see the gateway's `Emitter`); the node
-/// reads them back for a recovering session.
+/// reads them back for a recovering session. A history keeps them within
+/// [`crate::recovery::Settings`]' window, count and bytes, sharing the
+/// bounds fairly between rooms (see [`crate::recovery`]).
 pub trait History: Send + Sync + 'static {
     /// What `wanted` was sent after `after`; [`Missed::Gap`] when the
     /// history no longer holds all of it.
@@ -197,4 +199,8 @@ pub trait History: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<Parked>, Unavailable>>;
     /// Drops every parked session of `user` (kicked, revoked).
     fn forget_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, ()>;
+    /// Drops the messages and parked sessions the window has passed at
+    /// `now_ms`. The node runs it on a timer: what an append would push
+    /// out goes even when nothing more is published.
+    fn trim(&self, now_ms: u64) -> BoxFuture<'_, ()>;
 }

@@ -361,11 +361,13 @@ impl Node {
         ]
     }
 
-    /// Runs every session's deadlines, forever: spawn it once.
+    /// Runs every session's deadlines, and the recovery history's trim
+    /// when recovery is on, forever: spawn it once.
     pub async fn run_deadlines(&self) {
-        self.deadlines
-            .run(self.clock.as_ref(), |deadline| self.on_due(deadline))
-            .await
+        let deadlines = self
+            .deadlines
+            .run(self.clock.as_ref(), |deadline| self.on_due(deadline));
+        tokio::join!(deadlines, self.trim_history());
     }
 
     /// Entries made stale by a racing refresh are recognised and ignored.

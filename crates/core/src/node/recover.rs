@@ -13,6 +13,7 @@
 //! Anything else gives a fresh session: never the old state.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sockgate_auth::Identity;
 
@@ -23,6 +24,10 @@ use crate::policy::Action;
 use crate::recovery::{Claim, Entry, Missed, Offset, Parked, PidKey, Settings, Wanted};
 use crate::rooms::validate;
 use crate::session::{Session, SessionId};
+
+/// How often the history drops what the window has passed: a message
+/// stays at most this long after its window.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// Recovery's settings and the key of its `pid`s.
 #[derive(Debug)]
@@ -95,7 +100,13 @@ impl Node {
         self.recovery.as_ref()?;
         let identity = session.identity();
         let now = self.clock.now_ms();
-        let age = session.registered.elapsed().as_millis() as u64;
+        let since = match session.recovered_since.get() {
+            Some(&(ms, seq)) => Offset { ms, seq },
+            None => {
+                let age = session.registered.elapsed().as_millis() as u64;
+                Offset::before(now.saturating_sub(age))
+            }
+        };
         Some(Parked {
             session: session.id.to_string(),
             user_id: session.user_id.clone(),
@@ -103,7 +114,7 @@ impl Node {
             rooms: session.rooms(),
             token_id: identity.token_id().map(str::to_owned),
             issued_at: identity.issued_at(),
-            since: Offset::at(now.saturating_sub(age)),
+            since,
             parked_at: now,
         })
     }
@@ -136,7 +147,10 @@ impl Node {
         if self.revocations.is_revoked_token(user, jti, iat) {
             return not("the session's token was revoked");
         }
-        let after = claim.offset.unwrap_or(parked.since);
+        // An offset from before the session (a client's own from an older
+        // session, or a made-up one) would replay what was sent before it
+        // connected: the session missed nothing from then.
+        let after = claim.offset.map_or(parked.since, |o| o.max(parked.since));
         let wanted = self.wanted(&parked.rooms, &parked.socket);
         match self.history.since(after, &wanted).await {
             Ok(Missed::Messages(missed)) => Some(Resumed {
@@ -162,6 +176,8 @@ impl Node {
         session: &Session,
         resumed: Resumed,
     ) -> Option<Restored> {
+        let since = resumed.parked.since;
+        let _ = session.recovered_since.set((since.ms, since.seq));
         let own = session.user_room();
         let mut rooms = vec![own.clone()];
         let identity = session.identity();
@@ -194,6 +210,21 @@ impl Node {
             missed,
             through: through.max(resumed.read_to),
         })
+    }
+
+    /// Trims the history on a timer while recovery is on, so that what
+    /// the window has passed goes even when nothing is published; returns
+    /// at once when it is off.
+    pub(crate) async fn trim_history(&self) {
+        if self.recovery.is_none() {
+            return;
+        }
+        let mut tick = tokio::time::interval(TRIM_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.history.trim(self.clock.now_ms()).await;
+        }
     }
 
     fn wanted<'a>(&self, rooms: &'a [String], socket: &'a str) -> Wanted<'a> {

@@ -2,10 +2,20 @@
 //! stream, parked sessions in one hash per user, so that a session parked
 //! by one node recovers on any.
 //!
-//! - `sockgate:history`: a stream of sealed room messages, at most the
-//!   configured length (trimmed approximately, by whole stream nodes),
-//!   expiring two windows after the last append. A stream id is a
-//!   message's offset.
+//! - `sockgate:history`: a stream of sealed room messages, each with its
+//!   rooms (`r`, as JSON) and its weight (`w`, the bytes it holds). A
+//!   stream id is a message's offset. Kept within the window, the count
+//!   and the bytes of the recovery settings, as the memory history is
+//!   (see [`sockgate_core::recovery`]): scripts trim it on each append and
+//!   on each node's timer, and past a bound push out the oldest message of
+//!   the room set that holds the most.
+//! - `sockgate:history:meta`: the weights' running total (`bytes`) and
+//!   the newest id dropped by the window, in every room (`dropped`).
+//! - `sockgate:history:dropped`: per room, the newest id a bound pushed
+//!   out of that room's share.
+//! - `sockgate:history:count`, `sockgate:history:bytes`: each room set's
+//!   count and bytes, ranked; `sockgate:history:share:{rooms}`: a list of
+//!   the ids of the room set's messages, oldest first.
 //! - `sockgate:rooms:logged`: the channel the messages go out on, each
 //!   as `{id} {sealed}`. One script appends and publishes, so that the
 //!   channel's order is the stream's: every node, this one included,
@@ -13,8 +23,10 @@
 //! - `sockgate:parked:{user}`: the user's parked sessions, by session id,
 //!   as JSON; the hash expires a window after the last park. Taken with
 //!   a script that reads and deletes at once: a session recovers once.
+//!
+//! The history's keys expire two windows after the last append.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use redis::{Script, Value};
 use sockgate_core::backend::{BoxFuture, History, Unavailable};
@@ -24,14 +36,179 @@ use super::{BEAT_TIMEOUT, Cluster};
 use crate::gateway::Emitter;
 
 const STREAM: &str = "sockgate:history";
+const META: &str = "sockgate:history:meta";
+const MARKS: &str = "sockgate:history:dropped";
+const COUNTS: &str = "sockgate:history:count";
+const SIZES: &str = "sockgate:history:bytes";
+/// Followed by a room set's JSON: the list of its messages' ids.
+const SHARE: &str = "sockgate:history:share:";
 const LOGGED: &str = "sockgate:rooms:logged";
 
+/// Most rooms the history remembers one by one as pushed out of their
+/// share (as the memory history does).
+const MAX_MARKS: usize = 4096;
+
+/// What both history scripts share. KEYS: the stream, meta, marks, counts
+/// and sizes; ARGV[1]: the share lists' prefix, ARGV[2]: the window (ms).
+const PRELUDE: &str = r#"
+local stream, meta, marks, counts, sizes = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local prefix, window = ARGV[1], tonumber(ARGV[2])
+
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)%-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+
+-- Whether id `a` comes after id `b` (after everything when `b` is false).
+local function newer(a, b)
+  if not b then return true end
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  return am > bm or (am == bm and as > bs)
+end
+
+local function field(kv, name)
+  for i = 1, #kv, 2 do
+    if kv[i] == name then return kv[i + 1] end
+  end
+  return nil
+end
+
+-- Deletes entry `id` (fields `kv`) and takes it off its room set's share.
+local function forget(id, kv)
+  local set = field(kv, 'r') or '[]'
+  local weight = tonumber(field(kv, 'w')) or 0
+  redis.call('XDEL', stream, id)
+  redis.call('LREM', prefix .. set, 1, id)
+  redis.call('HINCRBY', meta, 'bytes', -weight)
+  if tonumber(redis.call('ZINCRBY', counts, -1, set)) <= 0 then
+    redis.call('ZREM', counts, set)
+    redis.call('ZREM', sizes, set)
+  else
+    redis.call('ZINCRBY', sizes, -weight, set)
+  end
+end
+
+-- Drops what was appended before the window at `now`, in every room (at
+-- most a batch: the next call takes the rest).
+local function expire(now)
+  for _ = 1, 1000 do
+    local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+    if not first or parse(first[1]) >= now - window then break end
+    forget(first[1], first[2])
+    redis.call('HSET', meta, 'dropped', first[1])
+  end
+  -- An empty stream holds nothing: whatever the total drifted to.
+  if redis.call('XLEN', stream) == 0 and (tonumber(redis.call('HGET', meta, 'bytes')) or 0) ~= 0 then
+    redis.call('HSET', meta, 'bytes', 0)
+  end
+end
+
+-- The room set that holds the most in `ranking`; among equals, the one
+-- whose oldest message is oldest: the stream's first message's when it is
+-- one of them (all equal: oldest first, as without shares), else the
+-- oldest of the first few.
+local function heaviest(ranking)
+  local top = redis.call('ZREVRANGE', ranking, 0, 0, 'WITHSCORES')
+  if not top[1] then return nil end
+  local most = tonumber(top[2])
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  local set = first and field(first[2], 'r')
+  if set and tonumber(redis.call('ZSCORE', ranking, set)) == most then return set end
+  local best, oldest = top[1], nil
+  local tied = redis.call('ZREVRANGEBYSCORE', ranking, most, most, 'LIMIT', 0, 16)
+  for _, candidate in ipairs(tied) do
+    local head = redis.call('LINDEX', prefix .. candidate, 0)
+    if head and (not oldest or newer(oldest, head)) then best, oldest = candidate, head end
+  end
+  return best
+end
+
+-- Pushes out the oldest message of the room set that holds the most in
+-- `ranking`, and marks its rooms; false when there is nothing to push.
+local function push_out(ranking)
+  local top = heaviest(ranking)
+  if not top then return false end
+  local id = redis.call('LINDEX', prefix .. top, 0)
+  if not id then
+    redis.call('ZREM', counts, top)
+    redis.call('ZREM', sizes, top)
+    return true
+  end
+  local entry = redis.call('XRANGE', stream, id, id)[1]
+  if not entry then
+    redis.call('LPOP', prefix .. top)
+    return true
+  end
+  forget(id, entry[2])
+  for _, room in ipairs(cjson.decode(top)) do
+    if newer(id, redis.call('HGET', marks, room)) then
+      redis.call('HSET', marks, room, id)
+    end
+  end
+  return true
+end
+"#;
+
+/// Appends a message, trims, and publishes it. KEYS: the prelude's, then
+/// the channel; ARGV: the prelude's, then the most entries, the most
+/// bytes, the sealed message, the keys' lifetime (ms), the message's
+/// rooms (JSON) and its weight.
 const APPEND: &str = r#"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', KEYS[2], id .. ' ' .. ARGV[2])
+local max_entries, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
+local sealed, ttl, set, weight = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local id = redis.call('XADD', stream, '*', 'm', sealed, 'r', set, 'w', weight)
+redis.call('RPUSH', prefix .. set, id)
+redis.call('ZINCRBY', counts, 1, set)
+redis.call('ZINCRBY', sizes, weight, set)
+redis.call('HINCRBY', meta, 'bytes', weight)
+expire(parse(id))
+for _ = 1, 100000 do
+  if redis.call('XLEN', stream) <= max_entries or not push_out(counts) then break end
+end
+for _ = 1, 100000 do
+  local bytes = tonumber(redis.call('HGET', meta, 'bytes')) or 0
+  if bytes <= max_bytes or not push_out(sizes) then break end
+end
+for _, key in ipairs({stream, meta, marks, counts, sizes, prefix .. set}) do
+  redis.call('PEXPIRE', key, ttl)
+end
+redis.call('PUBLISH', KEYS[6], id .. ' ' .. sealed)
 return id
 "#;
+
+/// Drops what the window has passed (on Redis's clock), and forgets the
+/// per-room marks that the mark for every room covers. ARGV: the
+/// prelude's, then the most per-room marks.
+const TRIM: &str = r#"
+local time = redis.call('TIME')
+expire(tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
+local everywhere = redis.call('HGET', meta, 'dropped')
+local all = redis.call('HGETALL', marks)
+if #all / 2 > tonumber(ARGV[3]) then
+  -- Too many rooms marked: the older half become one mark for every room.
+  local ids = {}
+  for i = 2, #all, 2 do ids[#ids + 1] = all[i] end
+  table.sort(ids, function(a, b) return newer(b, a) end)
+  local cut = ids[math.floor(#ids / 2) + 1]
+  if newer(cut, everywhere) then
+    everywhere = cut
+    redis.call('HSET', meta, 'dropped', cut)
+  end
+end
+if everywhere then
+  for i = 1, #all, 2 do
+    if not newer(all[i + 1], everywhere) then redis.call('HDEL', marks, all[i]) end
+  end
+end
+if redis.call('PTTL', meta) == -1 then
+  redis.call('PEXPIRE', meta, 2 * window)
+end
+return 0
+"#;
+
+static APPEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&[PRELUDE, APPEND].concat()));
+static TRIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&[PRELUDE, TRIM].concat()));
 
 const TAKE: &str = r#"
 local v = redis.call('HGET', KEYS[1], ARGV[1])
@@ -86,62 +263,93 @@ impl RedisHistory {
     /// Appends `message` and sends it to every node; `fallback` runs
     /// (delivery here, without an offset) when Redis cannot take it.
     pub async fn append(self: Arc<Self>, message: Message, fallback: Box<dyn FnOnce() + Send>) {
-        let json = serde_json::to_vec(&message).expect("messages serialize");
-        let sealed = self.cluster.seal.seal(&json);
-        let this = self;
-        {
-            if this.cluster.is_healthy() {
-                let script = Script::new(APPEND);
-                let mut invocation = script.prepare_invoke();
-                invocation
-                    .key(STREAM)
-                    .key(LOGGED)
-                    .arg(this.settings.history)
-                    .arg(sealed)
-                    .arg(2 * this.window_ms());
-                let mut conn = this.cluster.conn();
-                let append = invocation.invoke_async::<String>(&mut conn);
-                match tokio::time::timeout(BEAT_TIMEOUT, append).await {
-                    Ok(Ok(_)) => return,
-                    Ok(Err(e)) => tracing::warn!(error = %e, "a room message was not logged"),
-                    Err(_) => tracing::warn!("a room message was not logged in time"),
-                }
+        if self.cluster.is_healthy() {
+            let append = self.invoke_append(&message);
+            match tokio::time::timeout(BEAT_TIMEOUT, append).await {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => tracing::warn!(error = %e, "a room message was not logged"),
+                Err(_) => tracing::warn!("a room message was not logged in time"),
             }
-            let mut holes = this.holes.lock().expect("holes lock");
-            for room in message.rooms {
-                if !holes.contains(&room) {
-                    holes.push(room);
-                }
-            }
-            drop(holes);
-            fallback();
         }
+        let mut holes = self.holes.lock().expect("holes lock");
+        for room in message.rooms {
+            if !holes.contains(&room) {
+                holes.push(room);
+            }
+        }
+        drop(holes);
+        fallback();
+    }
+
+    /// Runs the append script for `message`, weighed as Redis keeps it:
+    /// the sealed message, its rooms once more, the bookkeeping.
+    fn invoke_append(&self, message: &Message) -> impl Future<Output = redis::RedisResult<String>> {
+        let json = serde_json::to_vec(message).expect("messages serialize");
+        let sealed = self.cluster.seal.seal(&json);
+        let set = serde_json::to_string(&message.rooms).expect("room names serialize");
+        let weight = sealed.len() + set.len() + recovery::ENTRY_OVERHEAD;
+        let mut invocation = APPEND_SCRIPT.prepare_invoke();
+        self.prelude(&mut invocation);
+        invocation
+            .key(LOGGED)
+            .arg(self.settings.history)
+            .arg(self.settings.history_bytes)
+            .arg(sealed)
+            .arg(2 * self.window_ms())
+            .arg(set)
+            .arg(weight);
+        let mut conn = self.cluster.conn();
+        async move { invocation.invoke_async::<String>(&mut conn).await }
+    }
+
+    /// The keys and arguments both history scripts start with.
+    fn prelude(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+        invocation
+            .key(STREAM)
+            .key(META)
+            .key(MARKS)
+            .key(COUNTS)
+            .key(SIZES)
+            .arg(SHARE)
+            .arg(self.window_ms());
     }
 
     fn parked_key(&self, user: &str) -> String {
         self.cluster.key(&["parked", user])
     }
 
-    /// The entries after `after`, and the newest id the stream dropped,
-    /// read after them: a trim racing the read can only make it look like
-    /// a gap, never hide one.
-    async fn read_since(&self, after: Offset) -> redis::RedisResult<(Offset, Vec<Entry>)> {
-        let mut conn = self.cluster.conn();
-        let range: Value = redis::cmd("XRANGE")
+    /// The entries after `after`, then what the history dropped that
+    /// `rooms` may have missed (the mark for every room, and theirs), read
+    /// after them: a trim racing the read can only make it look like a
+    /// gap, never hide one.
+    async fn read_since(
+        &self,
+        after: Offset,
+        rooms: &[String],
+    ) -> redis::RedisResult<(Vec<Entry>, bool)> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XRANGE")
             .arg(STREAM)
             .arg(format!("({after}"))
             .arg("+")
             .arg("COUNT")
             .arg(self.settings.history + 1)
-            .query_async(&mut conn)
-            .await?;
-        // No stream (nothing logged for two windows) has dropped nothing.
-        let info: Value = redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(STREAM)
-            .query_async(&mut conn)
-            .await
-            .unwrap_or(Value::Nil);
+            .cmd("HGET")
+            .arg(META)
+            .arg("dropped")
+            .cmd("HMGET")
+            .arg(MARKS)
+            .arg(rooms)
+            // No room is named "": at least one field, even for no rooms.
+            .arg("");
+        let (range, everywhere, marks): (Value, Option<String>, Vec<Option<String>>) =
+            pipe.query_async(&mut self.cluster.conn()).await?;
+        // No meta (nothing logged for two windows) has dropped nothing.
+        let everywhere = everywhere
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_default();
+        let marks = marks.into_iter().flatten().filter_map(|id| id.parse().ok());
+        let dropped = recovery::missed_dropped(after, everywhere, marks);
         let window = std::time::Duration::from_millis(2 * self.window_ms());
         let entries = entries(&range)
             .filter_map(|(offset, sealed)| {
@@ -150,7 +358,7 @@ impl RedisHistory {
                 Some(Entry { offset, message })
             })
             .collect();
-        Ok((max_deleted(&info), entries))
+        Ok((entries, dropped))
     }
 }
 
@@ -161,8 +369,9 @@ impl History for RedisHistory {
         wanted: &'a Wanted<'a>,
     ) -> BoxFuture<'a, Result<Missed, Unavailable>> {
         Box::pin(async move {
-            let (deleted, entries) = self.read_since(after).await.map_err(unavailable)?;
-            if after < deleted {
+            let read = self.read_since(after, wanted.rooms).await;
+            let (entries, dropped) = read.map_err(unavailable)?;
+            if dropped {
                 return Ok(Missed::Gap);
             }
             Ok(recovery::select(entries.iter(), wanted))
@@ -214,26 +423,31 @@ impl History for RedisHistory {
             }
         })
     }
+
+    /// Trims on Redis's clock (the stream ids'); each node does, so that
+    /// the history is trimmed while any node runs. Parked sessions expire
+    /// with their hash.
+    fn trim(&self, _now_ms: u64) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if !self.cluster.is_healthy() {
+                return;
+            }
+            let mut invocation = TRIM_SCRIPT.prepare_invoke();
+            self.prelude(&mut invocation);
+            invocation.arg(MAX_MARKS);
+            let trimmed = invocation
+                .invoke_async::<()>(&mut self.cluster.conn())
+                .await;
+            if let Err(e) = trimmed {
+                tracing::debug!(error = %e, "the recovery history was not trimmed");
+            }
+        })
+    }
 }
 
 fn unavailable(e: redis::RedisError) -> Unavailable {
     tracing::warn!(error = %e, "the recovery history is unavailable");
     Unavailable(e.to_string())
-}
-
-/// The newest id the stream dropped (`XINFO STREAM`'s
-/// `max-deleted-entry-id`, Redis 7); `0-0` when it has none or is gone.
-fn max_deleted(info: &Value) -> Offset {
-    let Value::Array(fields) = info else {
-        return Offset::default();
-    };
-    fields
-        .chunks(2)
-        .find(|kv| matches!(&kv[0], Value::BulkString(k) if k == b"max-deleted-entry-id"))
-        .and_then(|kv| kv.get(1))
-        .and_then(text)
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_default()
 }
 
 /// The `(id, m)` pairs of an `XRANGE` answer.
@@ -250,10 +464,11 @@ fn entries(range: &Value) -> impl Iterator<Item = (Offset, &[u8])> {
         let Value::Array(fields) = pair.get(1)? else {
             return None;
         };
-        match fields.as_slice() {
-            [Value::BulkString(k), Value::BulkString(v)] if k == b"m" => Some((id, v.as_slice())),
+        let sealed = fields.chunks(2).find_map(|kv| match kv {
+            [Value::BulkString(k), Value::BulkString(v)] if k == b"m" => Some(v.as_slice()),
             _ => None,
-        }
+        })?;
+        Some((id, sealed))
     })
 }
 

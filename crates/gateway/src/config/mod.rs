@@ -302,10 +302,15 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery_max_bytes: Option<usize>,
 
-    /// How many room messages the recovery history keeps, across every room [default: 10000].
+    /// How many room messages the recovery history keeps, across every room; past it the room holding the most loses its oldest [default: 10000].
     #[arg(long, env = "SOCKGATE_RECOVERY_HISTORY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery_history: Option<usize>,
+
+    /// How many bytes of room messages the recovery history keeps, as stored, across every room; past it the room holding the most loses its oldest [default: 33554432].
+    #[arg(long, env = "SOCKGATE_RECOVERY_HISTORY_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_history_bytes: Option<usize>,
 
     /// Seconds over which the sessions' ends are spread on SIGTERM/SIGINT, so clients do not all reconnect at once; fractions allowed [default: 3].
     #[arg(long, env = "SOCKGATE_DRAIN_WINDOW")]
@@ -932,6 +937,11 @@ fn recovery_settings(s: &Settings) -> Result<Option<RecoverySettings>, ConfigErr
             "SOCKGATE_RECOVERY_HISTORY",
             s.recovery_history,
             defaults.history,
+        )?,
+        history_bytes: at_least_one(
+            "SOCKGATE_RECOVERY_HISTORY_BYTES",
+            s.recovery_history_bytes,
+            defaults.history_bytes,
         )?,
     }))
 }
