@@ -162,7 +162,10 @@ stop_launched() {
 # start_sockgate NAME [VAR=VALUE...]: a sockgate on a free port with the
 # benchmark's secret and API key, quiet logs and the abuse limits off (the
 # generator is a handful of client addresses opening thousands of
-# connections, which the per-address and per-socket budgets exist to stop).
+# connections, which the per-address and per-socket budgets and the
+# per-address connection cap exist to stop). The total connection cap keeps
+# its default, the open-file limit minus 128: the scripts hold at most the
+# limit minus 200.
 # Started with `launch`, so `restart_script NAME "$URL"` can restart it.
 # Sets URL and SERVER_PID.
 start_sockgate() {
@@ -172,7 +175,7 @@ start_sockgate() {
   URL="http://127.0.0.1:$port"
   launch "$name" env JWT_SECRET="$SECRET" SOCKGATE_API_KEY="$API_KEY" SOCKGATE_LISTEN="127.0.0.1:$port" \
     SOCKGATE_DATA_DIR="$WORK/data-$name" SOCKGATE_LOG=warn SOCKGATE_SHUTDOWN_TIMEOUT=2 \
-    SOCKGATE_HANDSHAKE_RATE=0 SOCKGATE_EVENT_RATE=0 "$@" \
+    SOCKGATE_HANDSHAKE_RATE=0 SOCKGATE_EVENT_RATE=0 SOCKGATE_MAX_TCP_CONNECTIONS_PER_ADDRESS=0 "$@" \
     "$SOCKGATE" serve
   wait_ready "$name"
 }

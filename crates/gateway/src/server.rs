@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use sockgate_auth::Jwks;
 use sockgate_core::StoreError;
 use tokio::net::TcpListener;
@@ -18,7 +18,8 @@ use tokio::net::TcpListener;
 use sockgate_core::backend::History;
 
 use crate::cluster::{Cluster, RedisHistory, Seal, follow_logged, redacted};
-use crate::config::{Config, ConfigError, Secret};
+use crate::config::{Config, ConfigError, Secret, TlsFiles};
+use crate::http::connections::{Connections, Http1Only};
 use crate::store::{OnDisk, Revocations};
 use crate::{Gateway, http, sio, telemetry};
 
@@ -95,8 +96,13 @@ pub enum ServeError {
 /// Where a stopping node leaves the sessions it lost, for the next one.
 const AWAITED_FILE: &str = "awaited-returns.json";
 
-/// Runs the gateway until SIGINT or SIGTERM.
+/// Runs the gateway until SIGINT or SIGTERM. Raises the process's
+/// open-file limit to its hard limit first: every connection holds a
+/// descriptor (see [`http::connections`]).
 pub async fn run(config: Config) -> Result<(), ServeError> {
+    if http::connections::raise_open_file_limit().is_none() {
+        tracing::debug!("the open-file limit could not be raised");
+    }
     let listener = bind(config.listen)?;
     serve_until(listener, config, shutdown_signal()).await
 }
@@ -239,18 +245,23 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
+    let http2 = config.connections.http2;
     let tls = match &config.tls {
-        Some(tls) => Some(
-            RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                .await
-                .map_err(ServeError::Tls)?,
-        ),
+        Some(tls) => Some(tls_config(tls, http2).await?),
         None => None,
     };
     if let Some(addr) = config.metrics_listen {
         serve_metrics(addr).await?;
     }
-    tracing::info!(%addr, tls = tls.is_some(), api = config.api_key.is_some(), "sockgate listening");
+    let connections = connections(config);
+    tracing::info!(
+        %addr,
+        tls = tls.is_some(),
+        http2,
+        api = config.api_key.is_some(),
+        max_tcp_connections = connections_cap(&connections),
+        "sockgate listening"
+    );
     let handle = axum_server::Handle::new();
     let shutdown_timeout = config.shutdown_timeout;
     let drain_window = config.drain_window;
@@ -273,22 +284,66 @@ async fn serve(
         io.close_all();
     });
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
-    let listener = listener.into_std()?;
+    let server = axum_server::from_tcp(listener.into_std()?)?.handle(handle);
     match tls {
         Some(tls) => {
-            axum_server::from_tcp_rustls(listener, tls)?
-                .handle(handle)
+            let tls = RustlsAcceptor::new(tls).acceptor(connections);
+            server
+                .acceptor(Http1Only::new(tls, http2))
                 .serve(app)
                 .await?
         }
         None => {
-            axum_server::from_tcp(listener)?
-                .handle(handle)
+            server
+                .acceptor(Http1Only::new(connections, http2))
                 .serve(app)
                 .await?
         }
     }
     Ok(())
+}
+
+/// The acceptor of the main listener, with its caps and timeouts. The cap
+/// on open connections defaults to a little under the open-file limit:
+/// past that limit `accept` fails, and every client waits, whoever holds
+/// the descriptors.
+fn connections(config: &Config) -> Connections {
+    let settings = &config.connections;
+    let limit = http::connections::open_file_limit();
+    let max_total = settings
+        .max_total
+        .unwrap_or_else(http::connections::default_max_total);
+    if let Some(limit) = limit
+        && max_total > limit
+    {
+        tracing::warn!(
+            max_tcp_connections = max_total,
+            open_file_limit = limit,
+            "SOCKGATE_MAX_TCP_CONNECTIONS is above the open-file limit (ulimit -n): \
+             past the limit new connections wait in the listen queue instead of being refused"
+        );
+    }
+    Connections::new(settings, max_total, config.trusted_proxies.clone())
+}
+
+/// The cap as logged: `None` for no cap (no open-file limit known).
+fn connections_cap(connections: &Connections) -> Option<usize> {
+    Some(connections.max_total()).filter(|&n| n != usize::MAX)
+}
+
+/// The TLS settings, offering HTTP/2 by ALPN only when it is served.
+async fn tls_config(files: &TlsFiles, http2: bool) -> Result<RustlsConfig, ServeError> {
+    let tls = RustlsConfig::from_pem_file(&files.cert, &files.key)
+        .await
+        .map_err(ServeError::Tls)?;
+    let mut config = (*tls.get_inner()).clone();
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    tls.reload_from_config(Arc::new(config));
+    Ok(tls)
 }
 
 /// Serves `/metrics` alone, without a key, on its own address: for a

@@ -183,30 +183,44 @@ async fn stats_start_empty_and_the_dashboard_needs_its_own_login() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// A dashboard login post from the dashboard's own origin, from `from`
+/// (none: a request without a known address, as `oneshot` makes them).
+fn login(key: &str, from: Option<&str>) -> Request<Body> {
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri("/dashboard/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::HOST, "sockgate.test")
+        .header(header::ORIGIN, "http://sockgate.test")
+        .body(Body::from(format!("key={key}")))
+        .unwrap();
+    if let Some(ip) = from {
+        let peer: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+    }
+    req
+}
+
 #[tokio::test]
-async fn dashboard_logins_are_checked_one_at_a_time_and_wrong_keys_are_slow() {
+async fn dashboard_logins_are_checked_one_at_a_time_per_address_and_wrong_keys_are_slow() {
     let r = router().await;
-    let login = |key: &str| {
-        Request::builder()
-            .method(Method::POST)
-            .uri("/dashboard/login")
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::HOST, "sockgate.test")
-            .header(header::ORIGIN, "http://sockgate.test")
-            .body(Body::from(format!("key={key}")))
-            .unwrap()
-    };
     let started = std::time::Instant::now();
-    let (first, second) = tokio::join!(
-        r.clone().oneshot(login("a-wrong-guess-a-wrong-guess")),
+    let (first, second, elsewhere) = tokio::join!(
+        r.clone()
+            .oneshot(login("a-wrong-guess-a-wrong-guess", Some("192.0.2.1"))),
         async {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             r.clone()
-                .oneshot(login("another-guess-another-guess"))
+                .oneshot(login("another-guess-another-guess", Some("192.0.2.1")))
                 .await
+        },
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            r.clone().oneshot(login(KEY, Some("192.0.2.2"))).await
         }
     );
-    let (first, second) = (first.unwrap(), second.unwrap());
+    let (first, second, elsewhere) = (first.unwrap(), second.unwrap(), elsewhere.unwrap());
     assert_eq!(first.status(), StatusCode::SEE_OTHER);
     assert_eq!(first.headers()[header::LOCATION], "/dashboard?denied");
     assert!(
@@ -216,13 +230,51 @@ async fn dashboard_logins_are_checked_one_at_a_time_and_wrong_keys_are_slow() {
     assert_eq!(
         second.status(),
         StatusCode::TOO_MANY_REQUESTS,
-        "not checked while the first held the turn"
+        "not checked while the first held its address's turn"
     );
-    // Once the turn is free, the right key logs in at once, with a cookie.
-    let ok = r.clone().oneshot(login(KEY)).await.unwrap();
-    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
-    assert_eq!(ok.headers()[header::LOCATION], "/dashboard");
-    let cookie = ok.headers()[header::SET_COOKIE].to_str().unwrap();
+    // Another address is not held up by it: the right key logs in, with a cookie.
+    assert_eq!(elsewhere.status(), StatusCode::SEE_OTHER);
+    assert_eq!(elsewhere.headers()[header::LOCATION], "/dashboard");
+    let cookie = elsewhere.headers()[header::SET_COOKIE].to_str().unwrap();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     assert!(!cookie.contains(KEY));
+    // Once the turn is free, the right key logs in from the first address too.
+    let ok = r
+        .clone()
+        .oneshot(login(KEY, Some("192.0.2.1")))
+        .await
+        .unwrap();
+    assert_eq!(ok.headers()[header::LOCATION], "/dashboard");
+    // Without a known address, requests share one turn.
+    let (a, b) = tokio::join!(
+        r.clone().oneshot(login("wrong-wrong-wrong-wrong", None)),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            r.clone().oneshot(login(KEY, None)).await
+        }
+    );
+    assert_eq!(a.unwrap().headers()[header::LOCATION], "/dashboard?denied");
+    assert_eq!(b.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn dashboard_junk_takes_no_login_turn() {
+    let r = router().await;
+    let mut foreign = login(KEY, Some("192.0.2.1"));
+    foreign
+        .headers_mut()
+        .insert(header::ORIGIN, "http://elsewhere.test".parse().unwrap());
+    let refused = r.clone().oneshot(foreign).await.unwrap();
+    assert_eq!(refused.headers()[header::LOCATION], "/dashboard?denied");
+    let mut not_a_form = login(KEY, Some("192.0.2.1"));
+    *not_a_form.body_mut() = Body::from("nokey=1");
+    let refused = r.clone().oneshot(not_a_form).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    // Neither took the address's turn: the right key logs in at once.
+    let ok = r
+        .clone()
+        .oneshot(login(KEY, Some("192.0.2.1")))
+        .await
+        .unwrap();
+    assert_eq!(ok.headers()[header::LOCATION], "/dashboard");
 }

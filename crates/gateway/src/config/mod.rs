@@ -227,6 +227,36 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
 
+    /// Most TCP connections open at once, counted when they are accepted; past it a new one is closed at once [default: the open-file limit minus 128].
+    #[arg(long, env = "SOCKGATE_MAX_TCP_CONNECTIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tcp_connections: Option<usize>,
+
+    /// Most TCP connections one client address (IPv6: one /64) may hold open; trusted proxies are not counted; 0 turns the cap off [default: 4096].
+    #[arg(long, env = "SOCKGATE_MAX_TCP_CONNECTIONS_PER_ADDRESS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tcp_connections_per_address: Option<usize>,
+
+    /// Seconds a connection has to send a whole request head, from its first byte (or from the accept, for its first request) [default: 10].
+    #[arg(long, env = "SOCKGATE_HEADER_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_timeout: Option<u64>,
+
+    /// Seconds a keep-alive connection may wait for its next request before it is closed [default: 60].
+    #[arg(long, env = "SOCKGATE_KEEPALIVE_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keepalive_timeout: Option<u64>,
+
+    /// Seconds a request's whole body (a long-polling post, an admin API call) has to arrive [default: 30].
+    #[arg(long, env = "SOCKGATE_BODY_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_timeout: Option<u64>,
+
+    /// Also serve HTTP/2 (cleartext prior knowledge, and `h2` by ALPN with TLS) on the main listener [default: false].
+    #[arg(long, env = "SOCKGATE_HTTP2", value_parser = BoolishValueParser::new())]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2: Option<bool>,
+
     /// Seconds a client has from opening the transport to the Socket.IO handshake [default: 10].
     #[arg(long, env = "SOCKGATE_HANDSHAKE_TIMEOUT")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -507,6 +537,8 @@ pub struct Config {
     pub abuse: AbuseLimits,
     /// Peers whose forwarding headers name the client.
     pub trusted_proxies: TrustedProxies,
+    /// Caps and timeouts of the TCP connections under every request.
+    pub connections: ConnectionSettings,
     /// Directory for local state (the revocation store).
     pub data_dir: PathBuf,
     /// Key of the admin HTTP API; `None` disables the API.
@@ -535,6 +567,38 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The log filter (`info`, `sockgate=debug`), in `EnvFilter` syntax.
     pub log_filter: String,
+}
+
+/// Caps and timeouts of the TCP connections of the main listener (see
+/// `crate::http::connections`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// Most connections open at once; `None`: the open-file limit minus a
+    /// reserve, read when the server starts.
+    pub max_total: Option<usize>,
+    /// Most connections one client address may hold; `None`: no cap.
+    pub max_per_address: Option<usize>,
+    /// How long a request head may take.
+    pub header_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request.
+    pub keepalive_timeout: Duration,
+    /// How long a request body may take, whole.
+    pub body_timeout: Duration,
+    /// Whether HTTP/2 is served besides HTTP/1.1.
+    pub http2: bool,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            max_total: None,
+            max_per_address: Some(4096),
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            http2: false,
+        }
+    }
 }
 
 /// The certificate and key TLS is served with.
@@ -609,6 +673,7 @@ impl Config {
     pub fn from_settings(s: Settings, dev: bool) -> Result<Config, ConfigError> {
         let session_cookies = session_cookies(&s)?;
         let recovery = recovery_settings(&s)?;
+        let connections = connection_settings(&s)?;
         let rules = Rules {
             issuer: list(s.jwt_issuer.as_deref()),
             audience: list(s.jwt_audience.as_deref()),
@@ -754,6 +819,7 @@ impl Config {
             limits,
             abuse,
             trusted_proxies,
+            connections,
             data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("sockgate-data")),
             api_key: s.api_key,
             redis_url: s.redis_url.filter(|u| !u.is_empty()),
@@ -901,6 +967,48 @@ fn list(value: Option<&str>) -> Option<Vec<String>> {
         .map(str::to_owned)
         .collect();
     (!items.is_empty()).then_some(items)
+}
+
+/// The connections' caps and timeouts; every timeout is at least a second.
+fn connection_settings(s: &Settings) -> Result<ConnectionSettings, ConfigError> {
+    let defaults = ConnectionSettings::default();
+    let seconds = |setting, value: Option<u64>, default: Duration| match value {
+        Some(0) => Err(invalid(setting, "must be at least 1 second")),
+        Some(n) => Ok(Duration::from_secs(n)),
+        None => Ok(default),
+    };
+    Ok(ConnectionSettings {
+        max_total: match s.max_tcp_connections {
+            Some(0) => {
+                return Err(invalid(
+                    "SOCKGATE_MAX_TCP_CONNECTIONS",
+                    "must be at least 1",
+                ));
+            }
+            n => n,
+        },
+        max_per_address: match s.max_tcp_connections_per_address {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => defaults.max_per_address,
+        },
+        header_timeout: seconds(
+            "SOCKGATE_HEADER_TIMEOUT",
+            s.header_timeout,
+            defaults.header_timeout,
+        )?,
+        keepalive_timeout: seconds(
+            "SOCKGATE_KEEPALIVE_TIMEOUT",
+            s.keepalive_timeout,
+            defaults.keepalive_timeout,
+        )?,
+        body_timeout: seconds(
+            "SOCKGATE_BODY_TIMEOUT",
+            s.body_timeout,
+            defaults.body_timeout,
+        )?,
+        http2: s.http2.unwrap_or(false),
+    })
 }
 
 /// Recovery's settings; `None` for a window of 0.
@@ -1074,6 +1182,41 @@ mod tests {
             err.contains("JWT_SECRET") && err.contains("at least 32"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn connection_settings_have_defaults_and_refuse_zero_timeouts() {
+        let c = Config::from_settings(Settings::default(), false).unwrap();
+        assert_eq!(c.connections, ConnectionSettings::default());
+        assert!(!c.connections.http2);
+        let c = Config::from_settings(
+            Settings {
+                max_tcp_connections: Some(500),
+                max_tcp_connections_per_address: Some(0),
+                header_timeout: Some(2),
+                http2: Some(true),
+                ..Settings::default()
+            },
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.connections.max_total, Some(500));
+        assert_eq!(c.connections.max_per_address, None, "0 turns it off");
+        assert_eq!(c.connections.header_timeout, Duration::from_secs(2));
+        assert!(c.connections.http2);
+        for settings in [
+            Settings {
+                body_timeout: Some(0),
+                ..Settings::default()
+            },
+            Settings {
+                max_tcp_connections: Some(0),
+                ..Settings::default()
+            },
+        ] {
+            let err = Config::from_settings(settings, false).unwrap_err();
+            assert!(err.to_string().contains("must be at least 1"), "{err}");
+        }
     }
 
     #[test]

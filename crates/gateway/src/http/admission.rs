@@ -1,8 +1,15 @@
 //! The door of the Socket.IO path, before the engine sees a request.
 //!
+//! The door reads the query with the engine's own parser
+//! ([`Query::parse`]), so that both see the same `sid`: a query that names
+//! `EIO`, `transport` or `sid` twice is refused here with HTTP 400
+//! `INVALID_REQUEST` (`…&sid=<own>&sid=<victim>` once passed the door's
+//! check as one session and was served as the other).
+//!
 //! Every request gets its client's address ([`ClientIp`], through trusted
 //! proxies). A request that opens a transport (an Engine.IO request without
-//! `sid`) must also fit the gateway's state (not draining), the connection
+//! `sid`, whatever its method: the engine decides later which methods open
+//! what) must also fit the gateway's state (not draining), the connection
 //! cap, the cap on transports not yet authenticated, and the client's
 //! handshake budget, all before anything is allocated for it. A refusal here
 //! is an HTTP 429 or 503 with `Retry-After` and a JSON body `{ code,
@@ -27,13 +34,13 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sockgate_auth::ErrorCode;
 use sockgate_core::limits::{Retry, budget_key};
 use sockgate_core::origins::{Origins, is_cross_origin};
-use sockgate_engine::engine::Sid;
+use sockgate_engine::engine::{Query, QueryError, Sid};
 
 use crate::transports::openings::{ClientIp, Opener, Ticket};
 use crate::{Gateway, telemetry};
@@ -55,14 +62,16 @@ pub async fn door(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) 
         req.extensions_mut().insert(ClientIp(ip));
     }
     warn_if_origin_refused(&gw, req.headers());
-    if let Some(sid) = session_param(req.uri()) {
+    let session = match Query::parse(req.uri()) {
+        Ok(query) => query.session(),
+        Err(e) => return invalid_query(e),
+    };
+    if let Some(sid) = session {
+        let sid = sid.unwrap_or_else(unknown_sid);
         return match check(&gw, sid, client, req.headers()) {
             Ok(()) => next.run(req).await,
             Err(refusal) => refusal.into_response(),
         };
-    }
-    if req.method() != Method::GET {
-        return next.run(req).await;
     }
     let started = Instant::now();
     let origin_allowed = origin_allowed(gw.node.limits().allowed_origins.as_ref(), req.headers());
@@ -180,12 +189,13 @@ fn unknown_sid() -> Sid {
     Sid::parse("00000000000000000000").expect("twenty alphanumerics")
 }
 
-/// The `sid` an Engine.IO request names.
-fn session_param(uri: &Uri) -> Option<Sid> {
-    uri.query()?
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("sid="))
-        .map(|sid| Sid::parse(sid).unwrap_or_else(unknown_sid))
+/// A query the engine would refuse too: HTTP 400 `INVALID_REQUEST`.
+fn invalid_query(e: QueryError) -> Response {
+    let body = serde_json::json!({
+        "code": ErrorCode::InvalidRequest,
+        "message": format!("{e}: each of EIO, transport and sid may appear once"),
+    });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
 /// A long-polling open answers `0{"sid":...}` as text; a WebSocket open
@@ -247,19 +257,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_session_comes_from_the_query_and_the_open_packet() {
+    fn the_session_comes_from_the_open_packet() {
         let sid = Sid::random();
-        let poll: Uri = format!("/socket.io/?EIO=4&transport=polling&sid={sid}")
-            .parse()
-            .unwrap();
-        assert_eq!(session_param(&poll), Some(sid));
-        let open: Uri = "/socket.io/?EIO=4&transport=polling".parse().unwrap();
-        assert_eq!(session_param(&open), None);
-        let junk: Uri = "/socket.io/?EIO=4&sid=nope".parse().unwrap();
-        assert_eq!(session_param(&junk), Some(unknown_sid()));
         let packet = format!("0{{\"sid\":\"{sid}\",\"upgrades\":[\"websocket\"]}}");
         assert_eq!(open_packet_sid(packet.as_bytes()), Some(sid));
         assert_eq!(open_packet_sid(b"{\"code\":\"RATE_LIMITED\"}"), None);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_parameter_is_an_invalid_request() {
+        let sid = Sid::random();
+        let uri: axum::http::Uri = format!("/socket.io/?EIO=4&transport=polling&sid=x&sid={sid}")
+            .parse()
+            .unwrap();
+        let response = invalid_query(Query::parse(&uri).unwrap_err());
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "INVALID_REQUEST");
+        assert!(body["message"].as_str().unwrap().contains("sid"), "{body}");
     }
 
     #[test]

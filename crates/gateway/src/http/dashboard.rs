@@ -10,24 +10,33 @@
 //! event stream sends no CORS headers, and the login and logout posts must
 //! come from the dashboard's own origin: no other site can read the data or
 //! act as the operator.
+//!
+//! Guessing the key is slowed per client address (after trusted proxies):
+//! a wrong key holds its address's turn for a second, so one address tries
+//! about one key a second however many connections it opens. A post from
+//! another origin, or one that is not a login form, is refused before any
+//! turn is taken: junk from one address never holds up the operator at
+//! another.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Form, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
+use sockgate_core::limits::budget_key;
 use sockgate_core::session::random_alphanumeric;
 use sockgate_core::stats::{Point, Summary};
 
@@ -40,8 +49,14 @@ const COOKIE: &str = "sockgate_dashboard";
 const LOGIN_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Most dashboard logins at once; the oldest goes first.
 const MAX_LOGINS: usize = 64;
-/// How long a wrong key keeps the login turn.
+/// How long a wrong key keeps its address's login turn.
 const WRONG_KEY_PAUSE: Duration = Duration::from_secs(1);
+/// Most addresses whose turn is held at once. Held turns last a second, so
+/// only that many addresses trying within one second fill it; past it,
+/// logins are refused until turns free up.
+const MAX_TURNS: usize = 4096;
+/// The largest login form read (the key is at most a few hundred bytes).
+const LOGIN_FORM_MAX: usize = 4096;
 /// Top rooms shown.
 const TOP_ROOMS: usize = 10;
 
@@ -51,8 +66,8 @@ pub struct Board {
     key: Secret,
     logins: Mutex<HashMap<String, Instant>>,
     ticks: broadcast::Sender<Arc<str>>,
-    /// The one login check at a time (see `login`).
-    turn: tokio::sync::Semaphore,
+    /// The addresses whose login turn is held, until when (see `login`).
+    turns: Mutex<HashMap<IpAddr, Instant>>,
 }
 
 /// What each tick sends.
@@ -77,12 +92,13 @@ pub fn router(gateway: Arc<Gateway>, key: Secret) -> Router {
         key,
         logins: Mutex::default(),
         ticks,
-        turn: tokio::sync::Semaphore::new(1),
+        turns: Mutex::default(),
     });
     tokio::spawn(run_ticks(board.clone()));
+    let login = post(login).layer(DefaultBodyLimit::max(LOGIN_FORM_MAX));
     Router::new()
         .route("/dashboard", get(page))
-        .route("/dashboard/login", post(login))
+        .route("/dashboard/login", login)
         .route("/dashboard/logout", post(logout))
         .route("/dashboard/session", get(session))
         .route("/dashboard/events", get(events))
@@ -126,28 +142,47 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 async fn login(
     State(board): State<Arc<Board>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     form: Result<Form<Login>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    // One key is checked at a time, and a wrong one keeps the turn for
-    // WRONG_KEY_PAUSE: guessing is held to one key a second however many
-    // connections try. A try that finds the turn taken is not checked.
-    let Ok(_turn) = board.turn.try_acquire() else {
+    // Checked before any turn is taken: they say nothing about the key.
+    if !same_origin(&headers) {
+        tracing::info!(target: "sockgate::dashboard", outcome = "ORIGIN_FORBIDDEN", "dashboard login refused");
+        return Redirect::to("/dashboard?denied").into_response();
+    }
+    let Ok(Form(form)) = form else {
+        tracing::info!(target: "sockgate::dashboard", outcome = "INVALID_REQUEST", "dashboard login refused");
+        return (
+            StatusCode::BAD_REQUEST,
+            "a login is a form with one field, key",
+        )
+            .into_response();
+    };
+    // One key is checked at a time per address, and a wrong one keeps the
+    // address's turn for WRONG_KEY_PAUSE: one address guesses one key a
+    // second however many connections it opens. A try that finds its turn
+    // taken is not checked.
+    let client =
+        peer.map(|Extension(ConnectInfo(peer))| board.gw.proxies.client(peer.ip(), &headers));
+    let Some(turn) = board.take_turn(client) else {
         let retry = [(header::RETRY_AFTER, "1")];
         return (
             StatusCode::TOO_MANY_REQUESTS,
             retry,
-            "another login is being checked; retry in a second",
+            "a login from this address is being checked; retry in a second",
         )
             .into_response();
     };
-    let good =
-        form.is_ok_and(|f| bool::from(f.key.as_bytes().ct_eq(board.key.expose().as_bytes())));
-    if !same_origin(&headers) || !good {
+    if !bool::from(form.key.as_bytes().ct_eq(board.key.expose().as_bytes())) {
         tracing::info!(target: "sockgate::dashboard", outcome = "UNAUTHORIZED", "dashboard login refused");
+        // The turn stays held until it expires, even if this answer is
+        // never waited for; the pause keeps an honest client from retrying
+        // into a 429.
         tokio::time::sleep(WRONG_KEY_PAUSE).await;
         return Redirect::to("/dashboard?denied").into_response();
     }
+    board.release_turn(turn);
     let token = board.open_login();
     tracing::info!(target: "sockgate::dashboard", outcome = "OK", "dashboard login");
     let cookie = format!(
@@ -219,6 +254,32 @@ fn login_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 impl Board {
+    /// Takes `client`'s login turn for WRONG_KEY_PAUSE, or `None` while it
+    /// is held (or while too many addresses hold one). Requests without a
+    /// known address share one turn.
+    fn take_turn(&self, client: Option<IpAddr>) -> Option<IpAddr> {
+        let key = client.map_or(IpAddr::from([0, 0, 0, 0]), budget_key);
+        let now = Instant::now();
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        if turns.get(&key).is_some_and(|until| *until > now) {
+            return None;
+        }
+        if turns.len() >= MAX_TURNS {
+            turns.retain(|_, until| *until > now);
+            if turns.len() >= MAX_TURNS {
+                return None;
+            }
+        }
+        turns.insert(key, now + WRONG_KEY_PAUSE);
+        Some(key)
+    }
+
+    /// The right key: its address may log in again at once.
+    fn release_turn(&self, key: IpAddr) {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        turns.remove(&key);
+    }
+
     fn open_login(&self) -> String {
         let token = random_alphanumeric(32);
         let mut logins = self.logins.lock().unwrap_or_else(|e| e.into_inner());

@@ -3,12 +3,15 @@
 //! layers every request passes (the door, CORS, an owned request head).
 //!
 //! - [`admission`]: the door of the Socket.IO path;
+//! - [`connections`]: the TCP connections under every request (caps,
+//!   timeouts, HTTP/1.1 only);
 //! - [`api`]: the admin API;
 //! - [`dashboard`]: the live dashboard page, its login and its event stream;
 //! - [`cookie_refresh`]: renewing a session a Next-Auth cookie opened.
 
 pub mod admission;
 pub mod api;
+pub mod connections;
 pub mod cookie_refresh;
 pub mod dashboard;
 
