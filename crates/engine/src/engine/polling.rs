@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::{
     Body, CloseReason, Engine, Handler, Message, Outgoing, Refusal, Socket, Transport, text,
@@ -146,11 +146,13 @@ where
     let collect = Limited::new(req.into_body(), config.max_payload).collect();
     let body = match tokio::time::timeout(config.body_timeout, collect).await {
         Ok(Ok(body)) => body.to_bytes(),
-        Ok(Err(_)) => {
+        Ok(Err(e)) if e.is::<LengthLimitError>() => {
             engine.close(socket, CloseReason::TooLarge);
             return text(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", Bytes::new());
         }
-        Err(_) => {
+        // The body failed or came too slowly (here, or in a layer below
+        // that bounds it in time).
+        Ok(Err(_)) | Err(_) => {
             engine.close(socket, CloseReason::TransportError);
             return text(StatusCode::REQUEST_TIMEOUT, "text/plain", Bytes::new());
         }

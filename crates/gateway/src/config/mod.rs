@@ -674,6 +674,7 @@ impl Config {
         let session_cookies = session_cookies(&s)?;
         let recovery = recovery_settings(&s)?;
         let connections = connection_settings(&s)?;
+        let body_timeout = connections.body_timeout;
         let rules = Rules {
             issuer: list(s.jwt_issuer.as_deref()),
             audience: list(s.jwt_audience.as_deref()),
@@ -843,6 +844,7 @@ impl Config {
             transport_limits: crate::sio::TransportLimits {
                 max_outbox: s.max_outbox.unwrap_or(4 << 20).max(64 * 1024),
                 fragment_timeout: Duration::from_secs(s.ws_fragment_timeout.unwrap_or(10).max(1)),
+                body_timeout,
             },
             shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(10)),
             metrics_listen: s.metrics_listen,

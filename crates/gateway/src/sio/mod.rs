@@ -46,6 +46,9 @@ pub struct TransportLimits {
     /// Longest the fragments of one WebSocket message may take
     /// (`SOCKGATE_WS_FRAGMENT_TIMEOUT`).
     pub fragment_timeout: std::time::Duration,
+    /// Longest a long-polling body may take (`SOCKGATE_BODY_TIMEOUT`, which
+    /// the door applies to every request body too).
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for TransportLimits {
@@ -53,6 +56,7 @@ impl Default for TransportLimits {
         Self {
             max_outbox: 4 << 20,
             fragment_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -65,6 +69,7 @@ pub(crate) fn server(gateway: &Arc<Gateway>) -> Arc<Server> {
         max_payload: limits.max_message,
         max_buffered_bytes: transport.max_outbox,
         fragment_timeout: transport.fragment_timeout,
+        body_timeout: transport.body_timeout,
         ws_read_buffer: WS_READ_BUFFER,
         ws_compression: gateway.ws_compression.clone(),
         ..engine::Config::default()
