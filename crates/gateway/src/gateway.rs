@@ -34,7 +34,7 @@ pub struct Gateway {
     /// permessage-deflate on WebSockets; `None` is off.
     pub(crate) ws_compression: Option<Compression>,
     /// What one connection may hold.
-    pub(crate) transport_limits: crate::sio::TransportLimits,
+    pub(crate) transport_limits: crate::transports::TransportLimits,
 }
 
 impl Gateway {
@@ -59,7 +59,7 @@ impl Gateway {
     }
 
     /// Bounds what one connection may hold.
-    pub fn with_transport_limits(mut self, limits: crate::sio::TransportLimits) -> Self {
+    pub fn with_transport_limits(mut self, limits: crate::transports::TransportLimits) -> Self {
         self.transport_limits = limits;
         self
     }

@@ -557,7 +557,7 @@ pub struct Config {
     /// WebSocket compression; `None` when it is off.
     pub ws_compression: Option<Compression>,
     /// What one connection may hold: its outbox, a fragmented message.
-    pub transport_limits: crate::sio::TransportLimits,
+    pub transport_limits: crate::transports::TransportLimits,
     /// On SIGTERM, how long open connections get to close before the
     /// process exits.
     pub shutdown_timeout: Duration,
@@ -841,7 +841,7 @@ impl Config {
                 threshold: s.ws_compression_threshold.unwrap_or(256),
                 context_takeover: s.ws_context_takeover.unwrap_or(false),
             }),
-            transport_limits: crate::sio::TransportLimits {
+            transport_limits: crate::transports::TransportLimits {
                 max_outbox: s.max_outbox.unwrap_or(4 << 20).max(64 * 1024),
                 fragment_timeout: Duration::from_secs(s.ws_fragment_timeout.unwrap_or(10).max(1)),
                 body_timeout,
