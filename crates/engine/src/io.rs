@@ -16,7 +16,7 @@ use serde_json::json;
 
 use bytes::Bytes;
 
-use crate::engine::{self, CloseReason, Handler, Message, Outgoing};
+use crate::engine::{self, CloseReason, Handler, Intake, Message, Outgoing};
 use crate::rooms::Rooms;
 use crate::sio::{self, Decoded, Encoded, Kind, Packet, Partial, Value};
 
@@ -769,6 +769,16 @@ impl Handler for Io {
             Message::Text(_) if waiting => eio.close_for(CloseReason::ProtocolError),
             Message::Text(text) => self.text(eio, text),
             Message::Binary(data) => self.binary(eio, data),
+        }
+    }
+
+    /// A connection that has joined no namespace may send a CONNECT and
+    /// nothing else: small, whole messages.
+    fn intake(&self, eio: &Arc<EioSocket>) -> Intake {
+        if has_joined(eio) {
+            Intake::Open
+        } else {
+            Intake::Guarded(self.config.max_connect)
         }
     }
 

@@ -1459,6 +1459,19 @@ async fn sio_nothing_but_a_connect_before_a_namespace_is_joined() {
         1002,
         "an attachment nobody announced"
     );
+    // Nor a fragmented message, however small: it is closed at its first
+    // fragment, not at the fragment timeout.
+    let (mut ws, _) = sio_ws(&server, "/socket.io/").await;
+    send_raw(
+        &mut ws,
+        RawFrame::message(&b"40"[..], OpCode::Data(Data::Text), false),
+    )
+    .await;
+    assert_eq!(close_code(&mut ws).await, 1002, "a first fragment");
+    // A whole message over the CONNECT's bound is refused before it is read.
+    let (mut ws, _) = sio_ws(&server, "/socket.io/").await;
+    send(&mut ws, &format!("42[\"{}\"]", "x".repeat(20_000))).await;
+    assert_eq!(close_code(&mut ws).await, 1009, "a big message");
 }
 
 #[tokio::test]

@@ -110,8 +110,25 @@ pub trait Handler: Send + Sync + 'static {
     fn open(&self, socket: &Arc<Socket<Self::Data>>, request: http::request::Parts);
     /// A message arrived on a session.
     fn message(&self, socket: &Arc<Socket<Self::Data>>, message: Message);
+    /// What the layer above takes from a session now. A session it has not
+    /// admitted yet (a Socket.IO connection that has joined no namespace)
+    /// may be held to small, whole messages: the engine then refuses a
+    /// larger one (`CloseReason::TooLarge`) and any fragmented one
+    /// (`CloseReason::ProtocolError`) before putting it together.
+    fn intake(&self, _socket: &Arc<Socket<Self::Data>>) -> Intake {
+        Intake::Open
+    }
     /// A session closed (once, for any reason).
     fn close(&self, socket: &Arc<Socket<Self::Data>>, reason: CloseReason);
+}
+
+/// What the layer above takes from a session (see [`Handler::intake`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    /// Messages up to `max_payload`, fragmented or not.
+    Open,
+    /// Whole messages of at most this many bytes.
+    Guarded(usize),
 }
 
 /// How long an ended long-polling session still answers its next poll.

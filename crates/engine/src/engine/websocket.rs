@@ -22,7 +22,8 @@ use yawc::{
 };
 
 use super::{
-    Body, CloseReason, Config, Engine, Handler, Message, Outgoing, Refusal, Socket, Transport,
+    Body, CloseReason, Config, Engine, Handler, Intake, Message, Outgoing, Refusal, Socket,
+    Transport,
 };
 use crate::eio::{self, Packet};
 
@@ -527,18 +528,18 @@ fn read<H: Handler>(
         OpCode::Text | OpCode::Binary if fragments.is_some() => {
             return Read::End(CloseReason::ProtocolError);
         }
-        OpCode::Text | OpCode::Binary if fin => (opcode == OpCode::Text, payload),
-        OpCode::Text | OpCode::Binary => {
-            let deadline = Instant::now() + engine.config.fragment_timeout;
-            let mut data = BytesMut::new();
-            data.extend_from_slice(&payload);
-            *fragments = Some(Box::new(Fragments {
-                text: opcode == OpCode::Text,
-                data,
-                deadline,
-            }));
-            return Read::Go;
-        }
+        OpCode::Text | OpCode::Binary => match engine.handler.intake(socket) {
+            // A stranger sends small, whole messages: a fragment it starts
+            // would hold an inflate context and what it inflated to (177
+            // KiB a connection, measured) until the fragment timeout.
+            Intake::Guarded(max) if payload.len() > max => return Read::End(CloseReason::TooLarge),
+            Intake::Guarded(_) if !fin => return Read::End(CloseReason::ProtocolError),
+            _ if fin => (opcode == OpCode::Text, payload),
+            _ => {
+                start(engine, fragments, opcode, &payload);
+                return Read::Go;
+            }
+        },
         OpCode::Continuation => {
             // A continuation of no message.
             let Some(mut partial) = fragments.take() else {
@@ -556,6 +557,23 @@ fn read<H: Handler>(
         }
     };
     message(engine, socket, text, data)
+}
+
+/// Starts putting a fragmented message together.
+fn start<H: Handler>(
+    engine: &Engine<H>,
+    fragments: &mut Option<Box<Fragments>>,
+    opcode: OpCode,
+    payload: &[u8],
+) {
+    let deadline = Instant::now() + engine.config.fragment_timeout;
+    let mut data = BytesMut::new();
+    data.extend_from_slice(payload);
+    *fragments = Some(Box::new(Fragments {
+        text: opcode == OpCode::Text,
+        data,
+        deadline,
+    }));
 }
 
 /// Hands a whole message to the layer above.
