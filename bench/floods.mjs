@@ -392,7 +392,7 @@ async function attachments(server) {
     // A fresh mask for each of the 9 frames, as a client would.
     for (let k = 0; k < 9; k++) socket.write(frame({ opcode: 2, rsv1: true, payload: attachment }));
   });
-  return rawResult(sockets, n, "connection");
+  return rawResult(sockets, n);
 }
 
 async function fragments(server) {
@@ -403,7 +403,7 @@ async function fragments(server) {
     const socket = await rawUpgrade(server.port, i, sockets);
     if (socket) socket.write(frame({ fin: false, rsv1: true, opcode: 1, payload: first }));
   });
-  return rawResult(sockets, n, "connection");
+  return rawResult(sockets, n);
 }
 
 async function idle(server) {
@@ -419,13 +419,13 @@ async function idle(server) {
       socket.on("data", () => {});
     }),
   );
-  return rawResult(sockets, n, "connection");
+  return rawResult(sockets, n);
 }
 
-function rawResult(sockets, n, unit) {
+function rawResult(sockets, n) {
   return {
     count: n,
-    unit,
+    unit: "connection",
     sent: () => sockets.reduce((sum, s) => sum + s.bytesWritten, 0),
     release: () => sockets.forEach((s) => s.destroy()),
   };
@@ -477,11 +477,12 @@ const RUN = { attachments, fragments, idle, history, slow };
 /** One flood against a fresh server: its table row. */
 async function measure(name) {
   const server = await startServer();
+  let sampler;
   try {
     await sleep(2000);
     const baseFds = fds(server.pid);
     const before = statusKiB(server.pid, "VmRSS");
-    const sampler = fdSampler(server.pid);
+    sampler = fdSampler(server.pid);
     const started = Date.now();
     const flood = await RUN[name](server);
     const sentSeconds = (Date.now() - started) / 1000;
@@ -510,6 +511,7 @@ async function measure(name) {
       connections_gone: gone,
     };
   } finally {
+    sampler?.stop();
     await server.stop();
   }
 }
@@ -539,13 +541,20 @@ console.log(
     `; sources: ${options.sources} loopback address(es); settle ${options.settle} s`,
 );
 console.log("");
-console.log("| flood | size | attacker sent | server sockets held (peak / end of hold) | RSS before (MiB) | RSS peak (MiB) | peak growth | RSS after settle (MiB) |");
+console.log(`| flood | size | attacker sent | server sockets held (peak / end of hold) | RSS before (MiB) | RSS peak (MiB) | peak growth | RSS ${options.settle} s after (MiB) |`);
 console.log("|---|---|---|---|---|---|---|---|");
 const results = [];
 for (const name of options.floods) {
-  const r = await measure(name);
-  results.push(r);
-  console.log(row(r));
+  // A flood that cannot run (a newer binary refusing what it sends, say)
+  // gets its row with the reason, and the next one still runs.
+  try {
+    const r = await measure(name);
+    results.push(r);
+    console.log(row(r));
+  } catch (err) {
+    results.push({ flood: name, error: String(err.message ?? err) });
+    console.log(`| ${name} | could not run: ${String(err.message ?? err).split("\n")[0]} |`);
+  }
 }
 if (options.json) writeFileSync(options.json, JSON.stringify({ binary: options.bin, options, results }, null, 2));
 process.exit(0);
