@@ -363,6 +363,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let Some(deadline) = this.activity.deadline(this.timeouts) else {
+            // No deadline while a request is in flight, and none ever again
+            // once upgraded: the timer goes. Kept, the header timer of every
+            // WebSocket cost 2.6 KiB of each idle connection (6.25 against
+            // 3.67 KiB at 10,000, official client, release builds).
+            this.timer = None;
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         };
         let before = buf.filled().len();
