@@ -640,7 +640,7 @@ test("finding 9: members that stop reading are closed at the outbox bound; memor
 // ---------------------------------------------------------------------------
 // Finding 10: big messages parsed before CONNECT.
 
-test("finding 10a: a big compressible message before CONNECT is closed at once with 1002", async () => {
+test("finding 10a: a big compressible message before CONNECT is closed at once (1009: over the 16 KiB a stranger may send)", async () => {
   const gw = await startGateway({ SOCKGATE_HANDSHAKE_TIMEOUT: "60" });
   let conn;
   try {
@@ -649,7 +649,7 @@ test("finding 10a: a big compressible message before CONNECT is closed at once w
     await textMatching(conn, /^0\{/);
     const message = `42["x","${"a".repeat(130_000)}"]`;
     await sendQuietly(conn, message, { compress: true });
-    assert.equal(await closeCodeWithin(conn, 5000), 1002);
+    assert.equal(await closeCodeWithin(conn, 5000), 1009);
     await stillWorks(gw, user);
   } finally {
     closeWs(conn);
