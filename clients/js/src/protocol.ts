@@ -19,6 +19,7 @@ export const CODES = {
   AUTH_UNAVAILABLE: "retryable",
   TOKEN_REVOKED: "terminal",
   SUBJECT_MISMATCH: "terminal",
+  TOKEN_NOT_NEWER: "terminal",
   SESSION_LIMIT: "terminal",
   SESSION_EXPIRED: "retryable",
   SESSION_EVICTED: "terminal",

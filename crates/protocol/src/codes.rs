@@ -31,6 +31,8 @@ pub enum ErrorCode {
     TokenRevoked,
     /// A refreshed token names another user than the connection's.
     SubjectMismatch,
+    /// A refreshed token does not expire later than the one in force.
+    TokenNotNewer,
     /// The user already has the maximum number of sessions (policy `reject`).
     SessionLimit,
     /// `session:end`: the token expired on an open connection.
@@ -69,7 +71,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::AuthRequired,
         ErrorCode::TokenInvalid,
         ErrorCode::TokenExpired,
@@ -78,6 +80,7 @@ impl ErrorCode {
         ErrorCode::AuthUnavailable,
         ErrorCode::TokenRevoked,
         ErrorCode::SubjectMismatch,
+        ErrorCode::TokenNotNewer,
         ErrorCode::SessionLimit,
         ErrorCode::SessionExpired,
         ErrorCode::SessionEvicted,
@@ -138,6 +141,7 @@ impl ErrorCode {
             ErrorCode::AuthUnavailable => "AUTH_UNAVAILABLE",
             ErrorCode::TokenRevoked => "TOKEN_REVOKED",
             ErrorCode::SubjectMismatch => "SUBJECT_MISMATCH",
+            ErrorCode::TokenNotNewer => "TOKEN_NOT_NEWER",
             ErrorCode::SessionLimit => "SESSION_LIMIT",
             ErrorCode::SessionExpired => "SESSION_EXPIRED",
             ErrorCode::SessionEvicted => "SESSION_EVICTED",
