@@ -116,8 +116,37 @@ fn user_id(claims: &Map<String, Value>, name: &str) -> Result<String, AuthError>
         Some(_) => Err(AuthError::claims(format!(
             "the `{name}` claim must be a string or an integer"
         ))),
-        None => Err(AuthError::claims(format!("the `{name}` claim is missing"))),
+        None => Err(AuthError::claims(format!(
+            "the `{name}` claim is missing (the token has {}): set SOCKGATE_USER_CLAIM to the \
+             claim that names the user",
+            claim_names(claims)
+        ))),
     }
+}
+
+/// The names of `claims`, for a refusal: never a value, at most a dozen
+/// names of at most 32 printable characters each (the names, too, are the
+/// token's: anyone can sign a token).
+fn claim_names(claims: &Map<String, Value>) -> String {
+    const MAX_NAMES: usize = 12;
+    const MAX_CHARS: usize = 32;
+    let mut names: Vec<String> = claims
+        .keys()
+        .take(MAX_NAMES)
+        .map(|name| {
+            name.chars()
+                .filter(|c| !c.is_control() && !c.is_whitespace())
+                .take(MAX_CHARS)
+                .collect()
+        })
+        .collect();
+    if claims.len() > MAX_NAMES {
+        names.push("…".into());
+    }
+    if names.is_empty() {
+        return "no claims".into();
+    }
+    names.join(", ")
 }
 
 /// NumericDate per RFC 7519: seconds, possibly fractional.
@@ -135,6 +164,31 @@ mod tests {
     fn user_of(sub: Value) -> Result<String, AuthError> {
         let claims = json!({ "sub": sub });
         Identity::from_claims(claims.as_object().unwrap().clone(), "sub").map(|id| id.user_id)
+    }
+
+    /// A backend that names the user in `id` gets told which setting to
+    /// change, and which claims its token has: names, never values.
+    #[test]
+    fn a_missing_user_claim_names_the_setting_and_the_claims() {
+        let claims = json!({ "id": 42, "name": "Ada Lovelace", "exp": 1, "bad\nname": "x" });
+        let err = Identity::from_claims(claims.as_object().unwrap().clone(), "sub").unwrap_err();
+        assert_eq!(err.code, ErrorCode::ClaimsInvalid);
+        assert!(
+            err.message.contains("SOCKGATE_USER_CLAIM"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message
+                .contains("(the token has badname, exp, id, name)"),
+            "{}",
+            err.message
+        );
+        assert!(
+            !err.message.contains("Ada") && !err.message.contains('\n'),
+            "{}",
+            err.message
+        );
     }
 
     /// Every user who connects can be revoked and published to by the admin

@@ -9,6 +9,7 @@
 //!   decrypted directly.
 //! - [`keys`]: HMAC secrets and PEM public keys, each pinned to its algorithms.
 //! - [`jwks`]: a cached JWKS key set chosen by `kid`, refetched on rotation.
+//! - [`exposure`]: which claims clients and backends see (never a credential).
 //! - [`rules`]: issuer, audience, leeway, required claims, the user claim.
 //! - [`verifier`]: a compact JWT in, an [`Identity`] or a coded [`AuthError`] out.
 //! - [`error`]: the stable error codes.
@@ -27,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod exposure;
 pub mod identity;
 pub mod jwks;
 pub mod keys;
@@ -36,13 +38,14 @@ pub mod source;
 pub mod verifier;
 
 pub use error::{AuthError, Class, ErrorCode};
+pub use exposure::Exposure;
 pub use identity::{Claims, Identity};
 pub use jwks::{Jwks, JwksFetcher};
 pub use keys::{KeyError, VerifyKey};
 pub use rules::Rules;
 pub use session_cookie::{SessionCookie, SessionCookies};
 pub use source::{Credential, Handshake, SourcePolicy, TokenSource};
-pub use verifier::Verifier;
+pub use verifier::{SessionIdentity, Verifier};
 
 /// Re-exported so users can name algorithms and JWK types without a
 /// direct dependency.

@@ -5,6 +5,7 @@
 //! or the JWKS set, and each key accepts only the algorithms of its own type.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -12,6 +13,7 @@ use jsonwebtoken::{AlgorithmFamily, Header};
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, ErrorCode};
+use crate::exposure::is_jose;
 use crate::identity::{Identity, unix_seconds};
 use crate::jwks::Jwks;
 use crate::keys::VerifyKey;
@@ -32,10 +34,28 @@ pub struct Verifier {
 /// How Next-Auth / Auth.js session cookies are read.
 struct SessionMode {
     cookies: Arc<SessionCookies>,
-    /// The claim holding a backend JWT that becomes the identity
-    /// (`accessToken`); `None`: the cookie's own claims are the identity.
-    token_claim: Option<String>,
+    identity: SessionIdentity,
+    /// Whether a detected backend token was logged already (once a process).
+    detected: AtomicBool,
 }
+
+/// Where a session cookie's identity comes from
+/// (`SOCKGATE_NEXTAUTH_TOKEN_CLAIM`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionIdentity {
+    /// The backend JWT in this claim, which must be there.
+    TokenIn(String),
+    /// A backend JWT under one of [`TOKEN_CLAIMS`] when it verifies with
+    /// the configured keys; else the session's own claims (the default).
+    Detect,
+    /// The session's own claims (`none`).
+    Session,
+}
+
+/// The names apps store their backend token under in a Next-Auth session
+/// (`token.accessToken = user.accessToken` in the `jwt` callback), in the
+/// order they are looked at.
+pub const TOKEN_CLAIMS: [&str; 3] = ["accessToken", "access_token", "token"];
 
 impl Verifier {
     /// A verifier with no keys yet; add them with the `with_*` methods.
@@ -72,17 +92,17 @@ impl Verifier {
         self
     }
 
-    /// Accepts Next-Auth / Auth.js session cookies. With `token_claim`, the
-    /// backend JWT stored in that claim is verified with the JWT keys and
-    /// becomes the identity.
+    /// Accepts Next-Auth / Auth.js session cookies, whose identity comes
+    /// from where `identity` says.
     pub fn with_session_cookies(
         mut self,
         cookies: Arc<SessionCookies>,
-        token_claim: Option<String>,
+        identity: SessionIdentity,
     ) -> Self {
         self.session = Some(SessionMode {
             cookies,
-            token_claim,
+            identity,
+            detected: AtomicBool::new(false),
         });
         self
     }
@@ -113,17 +133,63 @@ impl Verifier {
             ));
         };
         let claims = mode.cookies.open_first(cookies)?;
-        let Some(claim) = &mode.token_claim else {
-            return self.session_identity(claims);
-        };
         // The cookie only carries the backend token: its own lifetime is
         // Next-Auth's business, the token's is sockgate's.
-        match claims.get(claim) {
-            Some(Value::String(token)) if !token.is_empty() => self.verify(token).await,
-            _ => Err(AuthError::claims(format!(
-                "the session holds no `{claim}` token"
-            ))),
+        match &mode.identity {
+            SessionIdentity::TokenIn(claim) => match claims.get(claim) {
+                Some(Value::String(token)) if !token.is_empty() => self.verify(token).await,
+                _ => Err(AuthError::claims(format!(
+                    "the session holds no `{claim}` token"
+                ))),
+            },
+            SessionIdentity::Session => self.session_identity(claims),
+            SessionIdentity::Detect => match self.backend_token_in(&claims, mode).await {
+                Some(verified) => verified,
+                None => self.session_identity(claims),
+            },
         }
+    }
+
+    /// The backend token a session holds under a conventional name, once
+    /// its signature verifies with the configured keys: from then on it is
+    /// the identity, its `exp`, `jti` and user included, as if
+    /// `SOCKGATE_NEXTAUTH_TOKEN_CLAIM` named it. Otherwise a session that
+    /// carries a 1-hour backend token would live for the session's 30
+    /// days, and revoking the token's `jti` would not end it. A token that
+    /// is not ours (`TOKEN_INVALID`: another signer, not a JWT) is ignored;
+    /// every other refusal (expired, revoked keys unavailable) is the
+    /// session's.
+    async fn backend_token_in(
+        &self,
+        claims: &Map<String, Value>,
+        mode: &SessionMode,
+    ) -> Option<Result<Identity, AuthError>> {
+        if !self.has_keys() {
+            return None;
+        }
+        for name in TOKEN_CLAIMS {
+            let Some(Value::String(token)) = claims.get(name) else {
+                continue;
+            };
+            if !is_jose(token) {
+                continue;
+            }
+            let verified = self.verify(token).await;
+            if matches!(&verified, Err(e) if e.code == ErrorCode::TokenInvalid) {
+                continue;
+            }
+            if !mode.detected.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    target: "sockgate::auth",
+                    claim = name,
+                    "the Next-Auth session holds a backend token signed with the configured keys: \
+                     it is the identity (its user, exp and jti); SOCKGATE_NEXTAUTH_TOKEN_CLAIM=none \
+                     keeps the session's own claims"
+                );
+            }
+            return Some(verified);
+        }
+        None
     }
 
     /// The identity of a decrypted session: the same time checks as a JWT

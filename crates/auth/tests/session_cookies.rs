@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use sockgate_auth::{Credential, ErrorCode, Rules, SessionCookie, SessionCookies, Verifier};
+use sockgate_auth::{
+    Credential, ErrorCode, Rules, SessionCookie, SessionCookies, SessionIdentity, Verifier,
+};
 
 const SECRET: &str = "fixture-nextauth-secret-fixture-nextauth-secret";
 
@@ -19,8 +21,10 @@ fn fixture(name: &str) -> String {
 }
 
 fn verifier(secrets: &[&str]) -> Verifier {
-    Verifier::new(Rules::default())
-        .with_session_cookies(Arc::new(SessionCookies::new(secrets, None)), None)
+    Verifier::new(Rules::default()).with_session_cookies(
+        Arc::new(SessionCookies::new(secrets, None)),
+        SessionIdentity::Detect,
+    )
 }
 
 fn cookie(name: &str, value: String) -> Credential<'static> {

@@ -55,13 +55,26 @@ impl Minter {
     }
 
     fn claims(&self, sub: &str, jti: Option<&str>) -> Value {
+        self.claims_lasting(sub, jti, self.ttl.as_secs().max(1))
+    }
+
+    fn claims_lasting(&self, sub: &str, jti: Option<&str>, secs: u64) -> Value {
         let now = unix_now();
         json!({
             "sub": sub,
             "iat": now,
-            "exp": now + self.ttl.as_secs().max(1),
+            "exp": now + secs,
             "jti": jti.map_or_else(random_jti, str::to_owned),
         })
+    }
+
+    /// A valid token for `sub` that expires `later` seconds after one
+    /// minted now with [`Minter::mint`]: a refresh must move `exp` forward
+    /// (`TOKEN_NOT_NEWER` otherwise), and refreshes come faster than a
+    /// second apart.
+    pub fn mint_later(&self, sub: &str, later: u64) -> String {
+        let secs = self.ttl.as_secs().max(1) + later;
+        sign(&self.claims_lasting(sub, None, secs), &self.key)
     }
 
     /// A valid token for `sub`, with `jti` or a random one.

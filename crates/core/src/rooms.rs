@@ -1,12 +1,12 @@
 //! Rooms: names, and who is in which room on this node.
 //!
-//! A socket is always in its own `user:{userId}` room and can never join
-//! another user's. Membership is kept in an index next to the transport
+//! A socket is always in its own user room (`user:{userId}` by default, see
+//! [`UserRoom`]) and can never join another user's. Membership is kept in an index next to the transport
 //! layer's rooms, so member counts and presence never scan sockets. What the
 //! other nodes hold is the [`crate::backend::Presence`] backend's.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use sockgate_auth::{AuthError, ErrorCode};
 use sockgate_protocol::rooms::check_name;
@@ -14,7 +14,7 @@ use sockgate_protocol::rooms::check_name;
 use crate::connection::Connection;
 use crate::session::Session;
 
-pub use sockgate_protocol::rooms::USER_ROOM_PREFIX;
+pub use sockgate_protocol::rooms::UserRoom;
 
 /// Checks a room name: 1 to 200 printable characters, no whitespace.
 pub fn validate(room: &str) -> Result<(), AuthError> {
@@ -25,6 +25,8 @@ pub fn validate(room: &str) -> Result<(), AuthError> {
 #[derive(Default)]
 pub struct Rooms {
     members: Mutex<Index>,
+    /// Set once when the node is built; the default until then.
+    user_room: OnceLock<UserRoom>,
 }
 
 #[derive(Default)]
@@ -37,15 +39,15 @@ struct Index {
 }
 
 /// The user whose own room `room` is, when it is `user`'s.
-fn own_room_of<'a>(room: &'a str, user: &str) -> Option<&'a str> {
-    room.strip_prefix(USER_ROOM_PREFIX).filter(|id| *id == user)
+fn own_room_of<'a>(template: &UserRoom, room: &'a str, user: &str) -> Option<&'a str> {
+    template.owner(room).filter(|id| *id == user)
 }
 
 impl Index {
     /// The user of the own room `room`, with its socket count, if someone
     /// is in it.
-    fn own_room(&self, room: &str) -> Option<(&str, u32)> {
-        let id = room.strip_prefix(USER_ROOM_PREFIX)?;
+    fn own_room(&self, template: &UserRoom, room: &str) -> Option<(&str, u32)> {
+        let id = template.owner(room)?;
         let (user, count) = self.own.get_key_value(id)?;
         Some((user, *count))
     }
@@ -118,6 +120,17 @@ impl Users {
 }
 
 impl Rooms {
+    /// Names users' own rooms after `template`; once, before any use.
+    /// False when a template was in use already.
+    pub fn set_user_room(&self, template: UserRoom) -> bool {
+        self.user_room.set(template).is_ok()
+    }
+
+    /// The template of users' own rooms.
+    pub fn user_room(&self) -> &UserRoom {
+        self.user_room.get_or_init(UserRoom::default)
+    }
+
     /// Puts the connection in `room`. Returns `None` when it already was,
     /// else whether its user just arrived in the room (the user's first
     /// socket there).
@@ -127,7 +140,7 @@ impl Rooms {
         }
         conn.join(room);
         let mut index = self.members.lock().expect("rooms lock");
-        if let Some(user) = own_room_of(room, &session.user_id) {
+        if let Some(user) = own_room_of(self.user_room(), room, &session.user_id) {
             let count = index.own.entry(Box::from(user)).or_default();
             *count += 1;
             return Some(*count == 1);
@@ -160,7 +173,7 @@ impl Rooms {
         let mut rooms: Vec<(String, usize)> = index
             .rooms
             .iter()
-            .filter(|(room, _)| !room.starts_with(USER_ROOM_PREFIX))
+            .filter(|(room, _)| !self.user_room().is_user_room(room))
             .map(|(room, users)| (room.clone(), users.len()))
             .collect();
         rooms.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -179,7 +192,7 @@ impl Rooms {
     /// Counts one socket of `user` out of `room`; true when it was the last.
     fn uncount(&self, room: &str, user: &str) -> bool {
         let mut index = self.members.lock().expect("rooms lock");
-        if let Some(user) = own_room_of(room, user) {
+        if let Some(user) = own_room_of(self.user_room(), room, user) {
             let Some(count) = index.own.get_mut(user) else {
                 return false;
             };
@@ -203,7 +216,7 @@ impl Rooms {
     /// The users present in `room`, sorted.
     pub fn members(&self, room: &str) -> Vec<String> {
         let index = self.members.lock().expect("rooms lock");
-        if let Some((user, _)) = index.own_room(room) {
+        if let Some((user, _)) = index.own_room(self.user_room(), room) {
             return vec![user.to_owned()];
         }
         let mut users: Vec<String> = index
@@ -221,7 +234,7 @@ impl Rooms {
         let own = index
             .own
             .keys()
-            .map(|user| (format!("{USER_ROOM_PREFIX}{user}"), user.to_string()));
+            .map(|user| (self.user_room().name(user), user.to_string()));
         let others = index
             .rooms
             .iter()
@@ -232,7 +245,7 @@ impl Rooms {
     /// How many users are present in `room`.
     pub fn count(&self, room: &str) -> usize {
         let index = self.members.lock().expect("rooms lock");
-        if index.own_room(room).is_some() {
+        if index.own_room(self.user_room(), room).is_some() {
             return 1;
         }
         index.rooms.get(room).map_or(0, Users::len)

@@ -6,15 +6,18 @@
 //! has begun to end it. Its id is the core's own, never a transport's.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use sockgate_auth::Identity;
 
 use crate::limits::EventBudget;
-use sockgate_protocol::rooms::USER_ROOM_PREFIX;
+use sockgate_protocol::rooms::UserRoom;
+
+/// `user:{id}`, shared by every session of a node that keeps the default.
+static DEFAULT_USER_ROOM: LazyLock<Arc<UserRoom>> = LazyLock::new(Default::default);
 
 /// A session's public id: what `auth:whoami`, the admin API, the logs and
 /// Redis call it. Random and unrelated to any transport id (the Engine.IO
@@ -154,6 +157,11 @@ pub struct Session {
     /// `seq` of its parked `since`): it keeps the first session's, so that
     /// a client that drops again mid-replay still gets what it missed.
     pub(crate) recovered_since: OnceLock<(u64, u64)>,
+    /// The template of the user's own room.
+    user_room: Arc<UserRoom>,
+    /// The `exp` whose `auth:expiring` was sent (0: none yet): one warning
+    /// per token, whatever refreshes and recoveries happen in between.
+    warned_exp: AtomicU64,
 }
 
 impl Session {
@@ -174,7 +182,21 @@ impl Session {
             registered: Instant::now(),
             ending: AtomicBool::new(false),
             recovered_since: OnceLock::new(),
+            user_room: DEFAULT_USER_ROOM.clone(),
+            warned_exp: AtomicU64::new(0),
         }
+    }
+
+    /// The same session with its user room named after `template`.
+    pub fn with_user_room(mut self, template: Arc<UserRoom>) -> Self {
+        self.user_room = template;
+        self
+    }
+
+    /// Records that `auth:expiring` goes out for `exp`; false when it went
+    /// out for that `exp` already.
+    pub(crate) fn warn_once(&self, exp: u64) -> bool {
+        self.warned_exp.swap(exp, Ordering::AcqRel) != exp
     }
 
     /// The same session under id `id` (a recovered one's).
@@ -258,12 +280,12 @@ impl Session {
     }
 
     fn is_own(&self, room: &str) -> bool {
-        room.strip_prefix(USER_ROOM_PREFIX) == Some(self.user_id.as_str())
+        self.user_room.owner(room) == Some(self.user_id.as_str())
     }
 
     /// The room every socket of a user is in.
     pub fn user_room(&self) -> String {
-        user_room(&self.user_id)
+        self.user_room.name(&self.user_id)
     }
 
     /// The admin API's view of the session.
@@ -334,8 +356,6 @@ impl std::str::FromStr for LimitPolicy {
         }
     }
 }
-
-pub use sockgate_protocol::rooms::user_room;
 
 #[cfg(test)]
 mod tests {

@@ -1,16 +1,18 @@
 //! The gateway: a [`Node`] with the transport-side state the Socket.IO
 //! layer and the HTTP door share. Built once, served by [`crate::app`].
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::value::RawValue;
-use sockgate_auth::{SourcePolicy, Verifier};
+use sockgate_auth::{Exposure, SourcePolicy, Verifier};
 use sockgate_core::backend::memory::MemoryHistory;
 use sockgate_core::backend::{Broker, ControlBus, Directory, History, Presence};
 use sockgate_core::clock::unix_now_ms;
 use sockgate_core::limits::{AbuseLimits, Limits};
 use sockgate_core::policy::Policy;
 use sockgate_core::recovery::{Message, Offset, PidKey, Settings as RecoverySettings};
+use sockgate_core::rooms::UserRoom;
 use sockgate_core::{BoxFuture, Lifecycle, Node, Revocations};
 use sockgate_engine::engine::Compression;
 use sockgate_engine::io::{self, SioSocket};
@@ -35,6 +37,10 @@ pub struct Gateway {
     pub(crate) ws_compression: Option<Compression>,
     /// What one connection may hold.
     pub(crate) transport_limits: crate::transports::TransportLimits,
+    /// What clients see of the claims.
+    pub(crate) exposed_claims: Exposure,
+    /// Whether the hint about another app's user rooms was logged.
+    pub(crate) hinted_user_room: AtomicBool,
 }
 
 impl Gateway {
@@ -55,7 +61,21 @@ impl Gateway {
             emitter,
             ws_compression: None,
             transport_limits: Default::default(),
+            exposed_claims: Exposure::all(),
+            hinted_user_room: AtomicBool::new(false),
         }
+    }
+
+    /// Names users' own rooms after `template`.
+    pub fn with_user_room(mut self, template: UserRoom) -> Self {
+        self.node = self.node.with_user_room(template);
+        self
+    }
+
+    /// Shows clients only what `exposure` lets through of the claims.
+    pub fn with_exposed_claims(mut self, exposure: Exposure) -> Self {
+        self.exposed_claims = exposure;
+        self
     }
 
     /// Bounds what one connection may hold.

@@ -143,7 +143,9 @@ pub async fn serve_until(
     .with_abuse_limits(config.abuse.clone())
     .with_trusted_proxies(config.trusted_proxies.clone())
     .with_ws_compression(config.ws_compression.clone())
-    .with_transport_limits(config.transport_limits.clone());
+    .with_transport_limits(config.transport_limits.clone())
+    .with_user_room(config.user_room.clone())
+    .with_exposed_claims(config.exposed_claims.clone());
     // Sessions a previous process lost at its shutdown are awaited back
     // here (the reconnection success rate, see `stats`).
     gateway

@@ -1,14 +1,77 @@
 //! Room names.
 
-/// The prefix of every user's own room, `user:{userId}`: reserved to that user.
-pub const USER_ROOM_PREFIX: &str = "user:";
+/// The default template of every user's own room, `user:{id}`.
+pub const DEFAULT_USER_ROOM: &str = "user:{id}";
 
 /// Longest room name, in characters.
 pub const MAX_ROOM_CHARS: usize = 200;
 
-/// The room every socket of `user_id` is in.
-pub fn user_room(user_id: &str) -> String {
-    format!("{USER_ROOM_PREFIX}{user_id}")
+/// The name of the room every socket of a user is in, reserved to that
+/// user: a template with one `{id}` (`SOCKGATE_USER_ROOM`, default
+/// `user:{id}`). Apps moving from a Node server whose handlers did
+/// `socket.join("user-" + id)` set `user-{id}` and keep their room names.
+/// Every room that starts with the part before `{id}` (and ends with the
+/// part after it) is a user room: only its user can be in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRoom {
+    prefix: Box<str>,
+    suffix: Box<str>,
+}
+
+impl Default for UserRoom {
+    fn default() -> Self {
+        Self::parse(DEFAULT_USER_ROOM).expect("the default template is valid")
+    }
+}
+
+impl UserRoom {
+    /// Reads a template: exactly one `{id}`, after at least one character,
+    /// all of them printable and no whitespace.
+    pub fn parse(template: &str) -> Result<Self, &'static str> {
+        let Some((prefix, suffix)) = template.split_once("{id}") else {
+            return Err("the template must hold `{id}`, e.g. `user:{id}` or `user-{id}`");
+        };
+        if suffix.contains("{id}") {
+            return Err("the template must hold `{id}` once");
+        }
+        if prefix.is_empty() {
+            return Err(
+                "the template must start with a fixed part before `{id}`, e.g. `user-{id}`",
+            );
+        }
+        if template
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err("the template must be printable, without whitespace");
+        }
+        Ok(Self {
+            prefix: prefix.into(),
+            suffix: suffix.into(),
+        })
+    }
+
+    /// The room of `user_id`.
+    pub fn name(&self, user_id: &str) -> String {
+        format!("{}{user_id}{}", self.prefix, self.suffix)
+    }
+
+    /// The user whose room `room` is, when it is a user room.
+    pub fn owner<'a>(&self, room: &'a str) -> Option<&'a str> {
+        room.strip_prefix(&*self.prefix)?
+            .strip_suffix(&*self.suffix)
+            .filter(|id| !id.is_empty())
+    }
+
+    /// Whether `room` is a user room (anyone's).
+    pub fn is_user_room(&self, room: &str) -> bool {
+        room.starts_with(&*self.prefix) && room.ends_with(&*self.suffix)
+    }
+
+    /// The template, as configured.
+    pub fn template(&self) -> String {
+        format!("{}{{id}}{}", self.prefix, self.suffix)
+    }
 }
 
 /// Whether `room` is a valid name: 1 to [`MAX_ROOM_CHARS`] printable
@@ -36,6 +99,25 @@ mod tests {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
         assert!(check_name(&"x".repeat(MAX_ROOM_CHARS + 1)).is_err());
-        assert_eq!(user_room("alice"), "user:alice");
+    }
+
+    #[test]
+    fn user_room_templates() {
+        let default = UserRoom::default();
+        assert_eq!(default.name("alice"), "user:alice");
+        assert_eq!(default.owner("user:alice"), Some("alice"));
+        assert_eq!(default.owner("user-alice"), None);
+        assert_eq!(default.owner("user:"), None);
+        assert!(default.is_user_room("user:"));
+        let seeds = UserRoom::parse("user-{id}").unwrap();
+        assert_eq!(seeds.name("42"), "user-42");
+        assert_eq!(seeds.owner("user-42"), Some("42"));
+        assert_eq!(seeds.template(), "user-{id}");
+        let inbox = UserRoom::parse("u/{id}/inbox").unwrap();
+        assert_eq!(inbox.owner("u/7/inbox"), Some("7"));
+        assert_eq!(inbox.owner("u/7/outbox"), None);
+        for bad in ["user", "{id}", "a{id}{id}", "user {id}", ""] {
+            assert!(UserRoom::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -136,9 +136,10 @@ describe("revocation races", () => {
           const socket = io(b.url, { forceNew: true, reconnection: false, transports: ["websocket"], auth: { token: sign({ sub: `refresher-${i}` }) } });
           await new Promise((r) => socket.once("connect", r));
           const jti = `fresh-${i}`;
-          const refreshed = socket.emitWithAck("auth:refresh", { token: sign({ sub: `refresher-${i}`, jti }) });
+          // A later exp than the handshake's token: a refresh must move it forward.
+          const refreshed = socket.emitWithAck("auth:refresh", { token: sign({ sub: `refresher-${i}`, jti }, { ttl: 600 }) });
           await sleep(Math.random() * 4);
-          await api(b, "POST", "/api/revocations", { body: { jti, expiresAt: now() + 300 } });
+          await api(b, "POST", "/api/revocations", { body: { jti, expiresAt: now() + 600 } });
           const ack = await refreshed;
           await sleep(100);
           // Either the refresh lost (the old token stays) or the session ended.

@@ -178,7 +178,8 @@ test("/metrics counts handshakes by outcome, connections, joins and refreshes", 
     await refusal(gw, {});
     await s.emitWithAck("room:join", { room: "chat:1" });
     await s.emitWithAck("room:join", { room: "secret" });
-    await s.emitWithAck("auth:refresh", { token: sign() });
+    // A refresh must move exp forward (TOKEN_NOT_NEWER otherwise).
+    await s.emitWithAck("auth:refresh", { token: sign({}, { ttl: 600 }) });
     assert.equal(await metric('sockgate_handshakes_total{outcome="OK"}'), okBefore + 1);
     assert.ok((await metric('sockgate_handshakes_total{outcome="TOKEN_INVALID"}')) >= 1);
     assert.ok((await metric('sockgate_handshakes_total{outcome="AUTH_REQUIRED"}')) >= 1);

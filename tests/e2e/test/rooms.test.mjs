@@ -146,7 +146,7 @@ describe("rooms", () => {
     await s.emitWithAck("room:join", { room: "club:1" });
     await peer.emitWithAck("room:join", { room: "chat:refresh" });
     const revoked = next(s, "room:revoked");
-    const ack = await s.emitWithAck("auth:refresh", { token: sign({ sub: "rhea", rooms: ["club:*"] }) });
+    const ack = await s.emitWithAck("auth:refresh", { token: sign({ sub: "rhea", rooms: ["club:*"] }, { ttl: 600 }) });
     assert.equal(ack.ok, true);
     assert.deepEqual(await revoked, { room: "chat:refresh" });
     const box = inbox(s);

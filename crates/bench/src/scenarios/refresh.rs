@@ -63,7 +63,7 @@ async fn run(mut conn: Conn, minter: &Minter, sub: &str, refreshes: usize) -> Ou
     for r in 0..refreshes {
         let frame = protocol::event(
             client::REFRESH,
-            &json!({ "token": minter.mint(sub, None) }),
+            &json!({ "token": minter.mint_later(sub, r as u64 + 1) }),
             Some(r as u64),
         );
         let t0 = now_us();

@@ -74,6 +74,7 @@ impl Node {
             self.guard.event_budget(),
             self.clock.now(),
         )
+        .with_user_room(self.user_room.clone())
     }
 
     /// Registers a verified session on `conn`, applying the per-user limit
@@ -170,6 +171,21 @@ impl Node {
         }
         let expires_at = identity.expires_at;
         let old = session.identity();
+        if let (Some(new), Some(current)) = (expires_at, old.expires_at)
+            && new <= current
+        {
+            return Err(AuthError::new(
+                ErrorCode::TokenNotNewer,
+                format!(
+                    "the token expires {}, not later than the one in force: ask the backend for a new one",
+                    if new == current {
+                        "at the same time".to_owned()
+                    } else {
+                        format!("{} s earlier", current - new)
+                    }
+                ),
+            ));
+        }
         session.replace_identity(Arc::new(identity));
         // As in `admit`: a revocation of the new token that scanned the
         // registry before the swap has missed this session. The refresh then
@@ -383,6 +399,9 @@ impl Node {
         match due {
             Due::Warn => {
                 let expires_at = identity.expires_at.unwrap_or_default();
+                if !session.warn_once(expires_at) {
+                    return;
+                }
                 let seconds_left = expires_at.saturating_sub(self.clock.now());
                 let expiring = Expiring {
                     expires_at,

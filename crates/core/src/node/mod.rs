@@ -33,7 +33,7 @@ use crate::limits::{AbuseLimits, Guard, Limits};
 use crate::policy::Policy;
 use crate::registry::Registry;
 use crate::revocation::Revocations;
-use crate::rooms::Rooms;
+use crate::rooms::{Rooms, UserRoom};
 use crate::session::SessionLimit;
 use crate::stats::Stats;
 use crate::tickets::Tickets;
@@ -88,6 +88,8 @@ pub struct Node {
     recovery: Option<Arc<recover::Recovery>>,
     /// Set on shutdown: new transports are refused, `/readyz` fails.
     draining: AtomicBool,
+    /// The template of users' own rooms (`SOCKGATE_USER_ROOM`).
+    user_room: Arc<UserRoom>,
 }
 
 impl Node {
@@ -122,7 +124,21 @@ impl Node {
             sessions,
             rooms,
             draining: AtomicBool::new(false),
+            user_room: Arc::default(),
         }
+    }
+
+    /// Names users' own rooms after `template` (default `user:{id}`).
+    pub fn with_user_room(mut self, template: UserRoom) -> Self {
+        let set = self.rooms.set_user_room(template.clone());
+        debug_assert!(set, "the user room is set before the node is used");
+        self.user_room = Arc::new(template);
+        self
+    }
+
+    /// The template of users' own rooms.
+    pub fn user_room(&self) -> &UserRoom {
+        &self.user_room
     }
 
     /// Sets the room authorization policy.

@@ -10,7 +10,7 @@ use sockgate_protocol::payloads::RoomRevoked;
 use super::{Node, json};
 use crate::connection::Connection;
 use crate::policy::Action;
-use crate::rooms::{USER_ROOM_PREFIX, validate};
+use crate::rooms::validate;
 use crate::session::{Session, SessionInfo};
 use crate::telemetry;
 
@@ -41,8 +41,8 @@ impl Node {
         room: &str,
     ) -> Result<usize, AuthError> {
         validate(room)?;
-        if let Some(owner) = room.strip_prefix(USER_ROOM_PREFIX) {
-            if owner != session.user_id {
+        if self.user_room.is_user_room(room) {
+            if self.user_room.owner(room) != Some(session.user_id.as_str()) {
                 return Err(AuthError::new(
                     ErrorCode::Forbidden,
                     "user rooms are reserved to their user",

@@ -12,13 +12,16 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use serde::{Deserialize, Serialize};
-use sockgate_auth::{Jwks, Rules, SessionCookies, SourcePolicy, Verifier, VerifyKey};
+use sockgate_auth::{
+    Exposure, Jwks, Rules, SessionCookies, SessionIdentity, SourcePolicy, Verifier, VerifyKey,
+};
 
 use sockgate_core::Lifecycle;
 use sockgate_core::limits::{AbuseLimits, Limits, Rate};
 use sockgate_core::origins::{DEV_ORIGINS, Origins};
 use sockgate_core::policy::{Policy, RoomRule};
 use sockgate_core::recovery::{PidKey, Settings as RecoverySettings};
+use sockgate_core::rooms::UserRoom;
 use sockgate_core::session::{LimitPolicy, SessionLimit};
 use sockgate_engine::engine::Compression;
 
@@ -101,6 +104,16 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_claim: Option<String>,
 
+    /// The per-user room's name, a template with one `{id}` [default: user:{id}].
+    #[arg(long, env = "SOCKGATE_USER_ROOM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_room: Option<String>,
+
+    /// Comma-separated claims clients may read (`auth:whoami`) [default: every claim but credentials].
+    #[arg(long, env = "SOCKGATE_EXPOSED_CLAIMS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposed_claims: Option<String>,
+
     /// Name of an HTTP-only cookie that may carry the token; unset turns cookie auth off.
     #[arg(long, env = "SOCKGATE_AUTH_COOKIE")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,7 +129,7 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nextauth_cookie: Option<String>,
 
-    /// The session claim holding a backend JWT (e.g. `accessToken`) that is verified with the JWT keys and becomes the identity; unset: the session's own claims are the identity.
+    /// The session claim holding a backend JWT (e.g. `accessToken`) that is verified with the JWT keys and becomes the identity; `none`: the session's own claims are [default: a backend JWT under accessToken, access_token or token that verifies with the JWT keys, else the session's claims].
     #[arg(long, env = "SOCKGATE_NEXTAUTH_TOKEN_CLAIM")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nextauth_token_claim: Option<String>,
@@ -523,8 +536,12 @@ pub struct Config {
     pub rules: Rules,
     /// Where a handshake's token may come from besides the `auth` payload.
     pub sources: SourcePolicy,
-    /// The session claim holding the backend JWT (`SOCKGATE_NEXTAUTH_TOKEN_CLAIM`).
-    pub session_token_claim: Option<String>,
+    /// Where a session cookie's identity comes from (`SOCKGATE_NEXTAUTH_TOKEN_CLAIM`).
+    pub session_identity: SessionIdentity,
+    /// The per-user room's template (`SOCKGATE_USER_ROOM`).
+    pub user_room: UserRoom,
+    /// What clients see of the claims (`SOCKGATE_EXPOSED_CLAIMS`).
+    pub exposed_claims: Exposure,
     /// Where verification keys come from.
     pub keys: KeySettings,
     /// Expiry grace, refresh lead and the per-user session limit.
@@ -751,13 +768,31 @@ impl Config {
                 ));
             }
         }
-        let session_token_claim = s.nextauth_token_claim.clone().filter(|c| !c.is_empty());
-        if session_token_claim.is_some() && session_cookies.is_none() {
+        let session_identity = match s.nextauth_token_claim.as_deref() {
+            None | Some("") => SessionIdentity::Detect,
+            Some("none") => SessionIdentity::Session,
+            Some(claim) => SessionIdentity::TokenIn(claim.to_owned()),
+        };
+        if s.nextauth_token_claim
+            .as_deref()
+            .is_some_and(|c| !c.is_empty())
+            && session_cookies.is_none()
+        {
             return Err(invalid(
                 "SOCKGATE_NEXTAUTH_TOKEN_CLAIM",
                 "needs SOCKGATE_NEXTAUTH_SECRET to open the session cookie",
             ));
         }
+        let user_room = match s.user_room.as_deref() {
+            None | Some("") => UserRoom::default(),
+            Some(template) => {
+                UserRoom::parse(template).map_err(|e| invalid("SOCKGATE_USER_ROOM", e))?
+            }
+        };
+        let exposed_claims = match s.exposed_claims.as_deref() {
+            None => Exposure::all(),
+            Some(names) => Exposure::only(list(Some(names)).unwrap_or_default()),
+        };
         let limits = Limits {
             max_payload,
             max_rooms_per_socket: s.max_rooms_per_socket.unwrap_or(100),
@@ -813,7 +848,9 @@ impl Config {
                 session_cookies,
                 query: s.token_query.unwrap_or(false),
             },
-            session_token_claim,
+            session_identity,
+            user_room,
+            exposed_claims,
             keys,
             lifecycle,
             rooms,
@@ -894,14 +931,14 @@ impl Config {
     pub fn verifier(&self) -> Result<(Verifier, Option<Arc<Jwks>>), ConfigError> {
         let k = &self.keys;
         // Session cookies alone need no JWT key, unless they carry a backend token.
-        let cookies_alone =
-            self.sources.session_cookies.is_some() && self.session_token_claim.is_none();
+        let cookies_alone = self.sources.session_cookies.is_some()
+            && !matches!(self.session_identity, SessionIdentity::TokenIn(_));
         if k.is_empty() && !cookies_alone {
             return Err(ConfigError::NoKeys);
         }
         let mut verifier = Verifier::new(self.rules.clone());
         if let Some(jar) = &self.sources.session_cookies {
-            verifier = verifier.with_session_cookies(jar.clone(), self.session_token_claim.clone());
+            verifier = verifier.with_session_cookies(jar.clone(), self.session_identity.clone());
         }
         for (setting, secret) in [
             ("JWT_SECRET", &k.secret),

@@ -7,6 +7,7 @@
 //! codes of `docs/errors.md`. Reference: `docs/api.md`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -28,8 +29,7 @@ use subtle::ConstantTimeEq;
 use sockgate_core::Revoked;
 use sockgate_core::clock::unix_now;
 use sockgate_core::revocation::{MAX_API_TIME, RevocationList};
-use sockgate_core::rooms;
-use sockgate_core::session::user_room;
+use sockgate_core::rooms::{self, UserRoom};
 use sockgate_core::stats::Summary;
 
 use crate::Gateway;
@@ -381,14 +381,14 @@ fn room_error(e: AuthError) -> ApiError {
 }
 
 /// The rooms a publish goes to, checked.
-fn targets(req: &PublishRequest) -> Result<Vec<String>, ApiError> {
+fn targets(req: &PublishRequest, user_room: &UserRoom) -> Result<Vec<String>, ApiError> {
     let rooms = match (&req.room, &req.user, &req.rooms) {
         (Some(room), None, None) => vec![room.clone()],
         (None, Some(user), None) => {
             check_user_id("user", user)?;
             // Any id a token may carry can be reached, though the longest
             // are past the room-name limit.
-            return Ok(vec![user_room(user)]);
+            return Ok(vec![user_room.name(user)]);
         }
         (None, None, Some(rooms)) if !rooms.is_empty() && rooms.len() <= MAX_PUBLISH_ROOMS => {
             rooms.clone()
@@ -416,7 +416,8 @@ async fn publish(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(req) = body?;
     check_event(&req.event)?;
-    let rooms = targets(&req)?;
+    let rooms = targets(&req, gw.node.user_room())?;
+    let foreign = foreign_user_room(&rooms, gw.node.user_room());
     if let Err(too_large) = gw.node.check_payload(req.data.as_deref()) {
         return Err(ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
@@ -428,7 +429,51 @@ async fn publish(
         .publish(rooms, &req.event, req.data.as_deref())
         .await;
     crate::telemetry::message_out("publish", delivered as u64);
+    if let Some(room) = foreign.filter(|_| delivered == 0) {
+        hint_user_room(&gw, &room);
+    }
     Ok(Json(json!({ "delivered": delivered })))
+}
+
+/// A publish that reached no one, to a room named like another server's
+/// per-user rooms (`user-42` where sockgate's are `user:42`), is most
+/// likely an app that moved here with its old names: said once, in the log.
+fn hint_user_room(gw: &Gateway, room: &str) {
+    let ours = gw.node.user_room();
+    if gw.hinted_user_room.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    tracing::warn!(
+        target: "sockgate::api",
+        room = %room,
+        user_room = %ours.template(),
+        "a publish to {room} reached no one: users' own rooms here are named {}; \
+         publish with {{\"user\": id}}, or set SOCKGATE_USER_ROOM to your app's template \
+         (for example user-{{id}})",
+        ours.template()
+    );
+}
+
+/// The first of `rooms` named like another server's per-user rooms.
+fn foreign_user_room(rooms: &[String], ours: &UserRoom) -> Option<String> {
+    rooms
+        .iter()
+        .find(|room| looks_like_a_user_room(room, ours))
+        .cloned()
+}
+
+/// `user-42`, `user_42`, `users:42`, `user.42`, `user/42`: `user` or
+/// `users`, one separator, an id; and not a room of our own template.
+fn looks_like_a_user_room(room: &str, ours: &UserRoom) -> bool {
+    if ours.is_user_room(room) {
+        return false;
+    }
+    let lower = room.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("users")
+        .or_else(|| lower.strip_prefix("user"));
+    let mut chars = rest.unwrap_or_default().chars();
+    matches!(chars.next(), Some('-' | '_' | ':' | '.' | '/' | '#')) && chars.next().is_some()
 }
 
 async fn room_members(

@@ -93,7 +93,8 @@ impl Webhook {
             self.spend(&id.user_id)?;
         }
         let body = serde_json::json!({
-            "userId": id.user_id, "room": room, "action": action, "claims": id.claims,
+            "userId": id.user_id, "room": room, "action": action,
+            "claims": id.claims.without_credentials(),
         });
         let res = self
             .client

@@ -25,17 +25,19 @@ struct WhoAmI<'a> {
     user_id: &'a str,
     session_id: String,
     expires_at: Option<u64>,
-    claims: &'a sockgate_auth::Claims,
+    claims: serde_json::Map<String, Value>,
 }
 
-pub(super) async fn whoami(authed: Authed, ack: Option<Ack>) {
+/// The claims are those `SOCKGATE_EXPOSED_CLAIMS` lets through, never a
+/// credential: page JavaScript reads this answer.
+pub(super) async fn whoami(gw: &Gateway, authed: Authed, ack: Option<Ack>) {
     let session = &authed.session;
     let identity = session.identity();
     let answer = WhoAmI {
         user_id: &session.user_id,
         session_id: session.id.to_string(),
         expires_at: identity.expires_at,
-        claims: &identity.claims,
+        claims: gw.exposed_claims.apply(&identity.claims),
     };
     reply(ack, &answer);
 }

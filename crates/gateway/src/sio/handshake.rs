@@ -162,7 +162,11 @@ async fn admit(
         query: head.uri.query(),
     };
     gw.node.check_open()?;
-    let (credential, source) = gw.node.sources().find(&handshake)?;
+    let (credential, source) = gw
+        .node
+        .sources()
+        .find(&handshake)
+        .map_err(|e| explain_missing_cookie(gw, head, e))?;
     check_origin(gw, head, source)?;
     let identity = gw.node.authenticate(&credential).await?;
     let resumed = match recovery_claim(gw, &auth) {
@@ -226,6 +230,68 @@ fn check_origin(gw: &Gateway, parts: &RequestHead, source: TokenSource) -> Resul
     }
 }
 
+/// Where cookies authenticate, a handshake with none from a page on
+/// another host than the gateway's (`localhost:3000` against
+/// `127.0.0.1:3001`) is the browser's doing: a cookie goes only to the host
+/// that set it (ports aside) or to its `Domain`. The sentence says so, the
+/// first thing anyone trying cookie mode on two dev hosts needs to know.
+fn explain_missing_cookie(gw: &Gateway, head: &RequestHead, e: AuthError) -> AuthError {
+    let sources = gw.node.sources();
+    let cookies = sources.cookie.is_some() || sources.session_cookies.is_some();
+    if e.code != ErrorCode::AuthRequired || !cookies {
+        return e;
+    }
+    let page = header(head, "origin").and_then(origin_host);
+    let gateway = header(head, "host").and_then(host_of);
+    match (page, gateway) {
+        (Some(page), Some(gateway)) if !page.eq_ignore_ascii_case(gateway) => AuthError::new(
+            ErrorCode::AuthRequired,
+            format!(
+                "no token and no session cookie: the page is on host {page} and the gateway on \
+                 {gateway}, and a browser sends a cookie only to the host that set it (or its \
+                 Domain); open both under the same host name (docs/nextauth.md#on-localhost)"
+            ),
+        ),
+        _ => e,
+    }
+}
+
+/// The host of an `Origin` (`http://localhost:3000` → `localhost`).
+fn origin_host(origin: &str) -> Option<&str> {
+    host_of(origin.split_once("://")?.1)
+}
+
+/// The host of a `Host` value, without the port, when it is a plain host
+/// name or address: it is echoed in a refusal, so nothing else is.
+fn host_of(authority: &str) -> Option<&str> {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => &authority[..v6.find(']')? + 2],
+        None => authority.split(':').next()?,
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    (!host.is_empty() && host.len() <= 253 && host.chars().all(plain)).then_some(host)
+}
+
 fn header<'a>(parts: &'a RequestHead, name: &str) -> Option<&'a str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_of_origins_and_host_headers() {
+        assert_eq!(origin_host("http://localhost:3000"), Some("localhost"));
+        assert_eq!(
+            origin_host("https://app.example.com"),
+            Some("app.example.com")
+        );
+        assert_eq!(origin_host("http://[::1]:3000"), Some("[::1]"));
+        assert_eq!(host_of("127.0.0.1:3001"), Some("127.0.0.1"));
+        assert_eq!(host_of("[::1]:3001"), Some("[::1]"));
+        assert_eq!(origin_host("null"), None);
+        assert_eq!(host_of("evil\r\nhost"), None);
+        assert_eq!(host_of("[::1"), None);
+    }
 }

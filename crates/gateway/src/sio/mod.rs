@@ -142,7 +142,7 @@ async fn dispatch(
     // The engine takes no binary here (see `server`): the JSON is all of it.
     let payload = args.into_iter().next().and_then(Value::into_json);
     match event {
-        client::WHOAMI => auth::whoami(authed, ack).await,
+        client::WHOAMI => auth::whoami(gw, authed, ack).await,
         client::REFRESH => auth::refresh(gw, authed, payload, ack).await,
         // Answered only where it can be used (see `auth::ticket`).
         client::TICKET if gw.node.sources().session_cookies.is_some() => {
