@@ -1,7 +1,7 @@
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
 import { fullJitter, type BackoffOptions } from "./backoff";
 import { Emitter } from "./emitter";
-import { parseRefusal, SockgateError, type AnyErrorCode } from "./errors";
+import { classOfAny, parseRefusal, SockgateError, type AnyErrorCode } from "./errors";
 import {
   CLIENT_EVENTS,
   CODES,
@@ -22,13 +22,13 @@ import {
 export type State = "connecting" | "connected" | "reconnecting" | "ended";
 
 /**
- * What goes with a state: while (re)connecting after a failure, why (`code`
- * when the server gave one, `message`), which retry comes next (`attempt`,
- * 1 for the first) and after how long (`delayMs`); when ended, `code` and
- * `message`.
+ * What goes with a state: while (re)connecting after a failure, why (`code`:
+ * the server's, or `UNREACHABLE` when the attempt never reached the gateway;
+ * `message`), which retry comes next (`attempt`, 1 for the first) and after
+ * how long (`delayMs`); when ended, `code` and `message`.
  */
 export interface StateInfo {
-  code?: ErrorCode;
+  code?: AnyErrorCode;
   message?: string;
   attempt?: number;
   delayMs?: number;
@@ -43,7 +43,11 @@ export interface StateInfo {
 /** Gives the current token, or null when the user is not logged in. */
 export type TokenSource = () => string | null | undefined | Promise<string | null | undefined>;
 
-/** The outcome of one renewal attempt after `auth:expiring`. */
+/**
+ * The outcome of one renewal attempt after `auth:expiring`. `willRetry` is
+ * true only after the first of at most two attempts per warning, when the
+ * failure was transient.
+ */
 export type RefreshResult =
   | { ok: true; expiresAt: number | null }
   | { ok: false; code: AnyErrorCode; message: string; willRetry: boolean };
@@ -93,7 +97,18 @@ export type ClientEvents = {
   refresh: (result: RefreshResult) => void;
 };
 
-const REFRESH_BACKOFF: BackoffOptions = { initialDelayMs: 250, maxDelayMs: 5000 };
+/** The delay before the one retry of a renewal: up to 1 s (full jitter). */
+const REFRESH_RETRY_DELAY: BackoffOptions = { initialDelayMs: 1000 };
+/** Renewal attempts per `auth:expiring`: the first, and one retry after a transient failure. */
+const REFRESH_ATTEMPTS = 2;
+
+/** What the attempts of one renewal share: the token (or the rotated session) already obtained. */
+interface Renewal {
+  token?: string;
+  sessionRefreshed?: boolean;
+}
+
+type RefreshOutcome = RefreshAck | { ok: false; code: AnyErrorCode; message: string };
 
 /**
  * A connection to sockgate that stays authenticated: it asks `getToken` for
@@ -126,6 +141,8 @@ export class SockgateClient extends Emitter<ClientEvents> {
   private attempt = 0;
   private askedAgainForExpired = false;
   private pendingEnd: SessionEnd | null = null;
+  /** The `expiresAt` of every `auth:expiring` handled on the current connection. */
+  private readonly warnedExpiries = new Set<number>();
   /** Bumped for every connection attempt and every connect/disconnect, to drop stale async work. */
   private attemptSeq = 0;
   private connectionSeq = 0;
@@ -260,7 +277,7 @@ export class SockgateClient extends Emitter<ClientEvents> {
     this.socket.connect();
   }
 
-  private onConnectError(err: Error & { description?: unknown; context?: unknown }): void {
+  private onConnectError(err: Error & { description?: unknown; context?: unknown; data?: unknown }): void {
     if (this.over) return;
     const refusal = parseRefusal(err.message);
     if (refusal) {
@@ -275,12 +292,19 @@ export class SockgateClient extends Emitter<ClientEvents> {
       else this.retry(refusal);
       return;
     }
-    // A transport error: an HTTP 429/503 from the gateway, a closed
-    // transport, no server listening, a timeout. All worth retrying.
+    if (err.data !== undefined) {
+      // A Socket.IO connect error without one of sockgate's codes.
+      this.retry({ message: err.message });
+      return;
+    }
+    // A transport error: an HTTP 429/503 from the gateway, or an attempt that
+    // never reached it (nothing listening, CORS, TLS, a wrong URL or path,
+    // a timeout). All worth retrying; the code makes it visible at once.
     this.retry(transportFailure(err));
   }
 
   private async onConnect(): Promise<void> {
+    this.warnedExpiries.clear();
     this.attempt = 0;
     this.askedAgainForExpired = false;
     this.pendingEnd = null;
@@ -330,7 +354,7 @@ export class SockgateClient extends Emitter<ClientEvents> {
     }
   }
 
-  private retry(why: { code?: ErrorCode; message?: string; retryAfterMs?: number }): void {
+  private retry(why: { code?: AnyErrorCode; message?: string; retryAfterMs?: number }): void {
     if (this.over) return;
     this.askedAgainForExpired = false;
     this.attempt += 1;
@@ -357,64 +381,111 @@ export class SockgateClient extends Emitter<ClientEvents> {
 
   // --- staying authenticated ------------------------------------------------
 
+  /**
+   * One warning, one renewal: the token source is asked once, and only a
+   * transient failure gets a second attempt, with the same token. Looping
+   * until exp would hammer the app's token endpoint (with Next-Auth, its
+   * session endpoint) whenever the backend cannot mint a later token; if the
+   * renewal fails, the session ends with SESSION_EXPIRED at exp and the
+   * reconnect asks `getToken` for a fresh token.
+   */
   private async onExpiring(expiring: Expiring): Promise<void> {
     if (this.over) return;
+    const expiresAt = typeof expiring?.expiresAt === "number" ? expiring.expiresAt : undefined;
+    if (expiresAt !== undefined) {
+      // Older servers repeated the warning after a refresh that did not
+      // move exp; answering each one was a refresh storm.
+      if (this.warnedExpiries.has(expiresAt)) return;
+      this.warnedExpiries.add(expiresAt);
+    }
     const seq = ++this.refreshSeq;
     const connection = this.connectionSeq;
     const current = () => seq === this.refreshSeq && connection === this.connectionSeq && !this.closed && this.socket.connected;
-    const deadline = typeof expiring?.expiresAt === "number" ? expiring.expiresAt * 1000 : Date.now() + 60000;
-    for (let failures = 1; current() && Date.now() < deadline; failures++) {
-      let result: RefreshAck | { ok: false; code: AnyErrorCode; message: string };
-      try {
-        result = await (this.cookieMode ? this.renewCookie() : this.renewToken());
-      } catch (err) {
-        result =
-          err instanceof SockgateError
-            ? { ok: false, code: err.code, message: errorMessage(err) }
-            : { ok: false, code: "AUTH_UNAVAILABLE", message: errorMessage(err) };
-      }
+    const deadline = expiresAt !== undefined ? expiresAt * 1000 : Date.now() + 60000;
+    const renewal: Renewal = {};
+    for (let attempt = 1; ; attempt++) {
+      const result = await this.renewOnce(renewal);
       if (!current()) return;
       if (result.ok) {
-        this.emit("refresh", { ok: true, expiresAt: result.expiresAt ?? null });
-        try {
-          const identity = await this.whoami();
-          if (current()) this.setIdentity(identity);
-        } catch {
-          if (current() && this._identity) this.setIdentity({ ...this._identity, expiresAt: result.expiresAt ?? null });
-        }
+        await this.refreshed(result.expiresAt ?? null, current);
         return;
       }
-      const delay = fullJitter(failures, REFRESH_BACKOFF);
-      const willRetry = Date.now() + delay < deadline;
+      const delay = fullJitter(1, REFRESH_RETRY_DELAY);
+      const willRetry = attempt < REFRESH_ATTEMPTS && classOfAny(result.code) === "retryable" && Date.now() + delay < deadline;
       this.emit("refresh", { ok: false, code: result.code, message: result.message, willRetry });
       if (!willRetry) return;
       await new Promise<void>((resolve) => this.later(delay, resolve));
+      if (!current()) return;
     }
   }
 
-  private async renewToken(): Promise<RefreshAck> {
-    const token = await this.getToken!();
-    if (token === null || token === undefined || token === "") {
-      return { ok: false, code: "AUTH_REQUIRED", message: "getToken() gave no token" };
+  private async renewOnce(renewal: Renewal): Promise<RefreshOutcome> {
+    try {
+      return await (this.cookieMode ? this.renewCookie(renewal) : this.renewToken(renewal));
+    } catch (err) {
+      if (err instanceof SockgateError) return { ok: false, code: err.code, message: errorMessage(err) };
+      return { ok: false, code: "AUTH_UNAVAILABLE", message: errorMessage(err) };
     }
-    const ack = await this.ack<RefreshAck>(CLIENT_EVENTS.refresh, { token });
+  }
+
+  private async refreshed(expiresAt: number | null, current: () => boolean): Promise<void> {
+    this.emit("refresh", { ok: true, expiresAt });
+    try {
+      const identity = await this.whoami();
+      if (current()) this.setIdentity(identity);
+    } catch {
+      if (current() && this._identity) this.setIdentity({ ...this._identity, expiresAt });
+    }
+  }
+
+  /** `auth:refresh` with the token of this renewal, asking `getToken` only if there is none yet. */
+  private async renewToken(renewal: Renewal): Promise<RefreshAck> {
+    if (renewal.token === undefined) {
+      let given: unknown;
+      try {
+        given = await this.getToken!();
+      } catch (err) {
+        throw new SockgateError("AUTH_UNAVAILABLE", `getToken() failed: ${errorMessage(err)}`);
+      }
+      if (given === null || given === undefined || given === "") {
+        return { ok: false, code: "AUTH_REQUIRED", message: "getToken() gave no token" };
+      }
+      if (typeof given !== "string") {
+        return { ok: false, code: "TOKEN_INVALID", message: "getToken() gave something other than a string" };
+      }
+      renewal.token = given;
+    }
+    const ack = await this.ack<RefreshAck>(CLIENT_EVENTS.refresh, { token: renewal.token });
     if (ack && ack.ok === true) {
-      this.token = token;
+      this.token = renewal.token;
       return ack;
     }
     throw SockgateError.fromAck(ack);
   }
 
-  private async renewCookie(): Promise<RefreshAck> {
-    if (this.refreshSession) await this.refreshSession();
+  /** Cookie mode: `refreshSession` once per renewal, then a fresh single-use ticket POSTed with the cookie. */
+  private async renewCookie(renewal: Renewal): Promise<RefreshAck> {
+    if (this.refreshSession && !renewal.sessionRefreshed) {
+      try {
+        await this.refreshSession();
+      } catch (err) {
+        throw new SockgateError("AUTH_UNAVAILABLE", `refreshSession() failed: ${errorMessage(err)}`);
+      }
+      renewal.sessionRefreshed = true;
+    }
     const answer = await this.ack<{ ticket?: unknown; ok?: boolean }>(CLIENT_EVENTS.ticket);
     if (!answer || typeof answer.ticket !== "string") throw SockgateError.fromAck(answer);
-    const res = await fetch(this.refreshUrl, {
-      method: "POST",
-      credentials: "include",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ ticket: answer.ticket }),
-    });
+    let res: Response;
+    try {
+      res = await fetch(this.refreshUrl, {
+        method: "POST",
+        credentials: "include",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ ticket: answer.ticket }),
+      });
+    } catch (err) {
+      throw new SockgateError("UNREACHABLE", `POST ${this.refreshUrl} did not get through: ${errorMessage(err)}`);
+    }
     let body: unknown;
     try {
       body = await res.json();
@@ -470,32 +541,58 @@ export class SockgateClient extends Emitter<ClientEvents> {
   }
 }
 
-/** What a transport-level connect_error tells: the HTTP status and, when readable, the gateway's JSON body. */
+/**
+ * What a transport-level connect_error tells. The gateway's own refusals when
+ * the transport opens (HTTP 429/503) carry a JSON body with a code and
+ * `retryAfterMs`. Anything else is `UNREACHABLE`, with a hint at the usual
+ * cause: in a browser, a CORS refusal, a TLS failure and nothing listening
+ * all look alike (no status), so the hint names the URL and
+ * SOCKGATE_ALLOWED_ORIGINS; an HTTP status without the gateway's body is
+ * some other server (or another path) answering.
+ */
 function transportFailure(err: Error & { description?: unknown; context?: unknown }): {
-  code?: ErrorCode;
+  code: AnyErrorCode;
   message: string;
   retryAfterMs?: number;
 } {
-  const status = typeof err.description === "number" ? err.description : undefined;
-  let code: ErrorCode | undefined;
-  let retryAfterMs: number | undefined;
+  const status = typeof err.description === "number" && err.description > 0 ? err.description : undefined;
+  const refusal = gatewayRefusal(err);
+  if (refusal || status === 429) {
+    const result: { code: AnyErrorCode; message: string; retryAfterMs?: number } = {
+      code: refusal?.code ?? "RATE_LIMITED",
+      message: status ? `${err.message} (HTTP ${status})` : err.message,
+    };
+    if (refusal?.retryAfterMs) result.retryAfterMs = refusal.retryAfterMs;
+    return result;
+  }
+  if (status === 404) {
+    return { code: "UNREACHABLE", message: `nothing answers Socket.IO here (HTTP 404): check the URL and the \`path\` option (default /socket.io/) (${err.message})` };
+  }
+  if (status) {
+    return {
+      code: "UNREACHABLE",
+      message: `the server answered HTTP ${status}, not the gateway's handshake: check the URL, the \`path\` option and any proxy in front of the gateway (${err.message})`,
+    };
+  }
+  return {
+    code: "UNREACHABLE",
+    message: `the gateway refused this origin or is unreachable: check SOCKGATE_ALLOWED_ORIGINS and the URL (${err.message})`,
+  };
+}
+
+/** The gateway's JSON refusal `{ code, message, retryAfterMs }` in a transport error, when readable. */
+function gatewayRefusal(err: Error & { context?: unknown }): { code: ErrorCode; retryAfterMs?: number } | undefined {
   try {
     const text = (err.context as { responseText?: unknown } | undefined)?.responseText;
-    if (typeof text === "string" && text.startsWith("{")) {
-      const body = JSON.parse(text) as { code?: unknown; retryAfterMs?: unknown };
-      if (isErrorCode(body.code)) code = body.code;
-      if (typeof body.retryAfterMs === "number" && body.retryAfterMs > 0) retryAfterMs = Math.min(body.retryAfterMs, 60000);
-    }
+    if (typeof text !== "string" || !text.startsWith("{")) return undefined;
+    const body = JSON.parse(text) as { code?: unknown; retryAfterMs?: unknown };
+    if (!isErrorCode(body.code)) return undefined;
+    const retryAfterMs = typeof body.retryAfterMs === "number" && body.retryAfterMs > 0 ? Math.min(body.retryAfterMs, 60000) : undefined;
+    return retryAfterMs ? { code: body.code, retryAfterMs } : { code: body.code };
   } catch {
     // Not the gateway's JSON (or not readable cross-origin).
+    return undefined;
   }
-  if (!code && status === 429) code = "RATE_LIMITED";
-  const result: { code?: ErrorCode; message: string; retryAfterMs?: number } = {
-    message: status ? `${err.message} (HTTP ${status})` : err.message,
-  };
-  if (code) result.code = code;
-  if (retryAfterMs) result.retryAfterMs = retryAfterMs;
-  return result;
 }
 
 function errorMessage(err: unknown): string {

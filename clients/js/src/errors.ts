@@ -1,10 +1,13 @@
 import { CODES, isErrorCode, type ErrorClass, type ErrorCode } from "./protocol";
 
 /**
- * Codes the SDK itself reports, beside the server's: an ack that did not come
- * back in time, or a request made while the socket is not connected.
+ * Codes the SDK itself reports, beside the server's, all retryable: an ack
+ * that did not come back in time (`TIMEOUT`), a request made while the
+ * socket is not connected (`NOT_CONNECTED`), and a connection attempt that
+ * never reached the gateway's handshake (`UNREACHABLE`: nothing listening,
+ * a CORS refusal of the page's origin, a TLS failure, a wrong URL or path).
  */
-export type ClientErrorCode = "TIMEOUT" | "NOT_CONNECTED";
+export type ClientErrorCode = "TIMEOUT" | "NOT_CONNECTED" | "UNREACHABLE";
 
 /** A server code or one of the SDK's own. */
 export type AnyErrorCode = ErrorCode | ClientErrorCode;
@@ -12,7 +15,7 @@ export type AnyErrorCode = ErrorCode | ClientErrorCode;
 /** A refusal from sockgate (or from the SDK), with its stable code. */
 export class SockgateError extends Error {
   readonly code: AnyErrorCode;
-  /** The class of `code`: both SDK codes are retryable. */
+  /** The class of `code`: the SDK's own codes are all retryable. */
   readonly retryable: boolean;
 
   constructor(code: AnyErrorCode, message: string) {
@@ -30,7 +33,8 @@ export class SockgateError extends Error {
   }
 }
 
-function classOfAny(code: AnyErrorCode): ErrorClass {
+/** The class of a server or SDK code (the SDK's own are retryable). */
+export function classOfAny(code: AnyErrorCode): ErrorClass {
   return isErrorCode(code) ? CODES[code] : "retryable";
 }
 

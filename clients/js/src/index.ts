@@ -5,7 +5,7 @@ export type { AnyErrorCode, ClientErrorCode } from "./errors";
 export { fullJitter } from "./backoff";
 export type { BackoffOptions } from "./backoff";
 export { nextAuth, nextAuthToken } from "./next-auth";
-export type { GetSession, NextAuthSessionLike } from "./next-auth";
+export type { GetSession, GetSessionParams, NextAuthSessionLike } from "./next-auth";
 export { CLIENT_EVENTS, CODES, SERVER_EVENTS, classOf, isErrorCode } from "./protocol";
 export type {
   ErrorClass,

@@ -46,44 +46,164 @@ test("stays connected across three 4-second token lifetimes, refreshing in-band"
   assert.equal(gw.authDecisions("alice").length, 1, "one handshake");
 });
 
-test("a failed refresh is retried with backoff and the session stays up", async (t) => {
+/**
+ * Watches the `auth:refresh` packets the client puts on the wire (their
+ * tokens, in order). `lose` of them, the first ones, are dropped on the way
+ * out, as a lossy network would: the ack never comes and the client sees
+ * TIMEOUT.
+ */
+function refreshPackets(client, { lose = 0 } = {}) {
+  const tokens = [];
+  const send = client.socket.packet;
+  client.socket.packet = function (packet) {
+    if (packet.data?.[0] === "auth:refresh") {
+      tokens.push(packet.data[1]?.token);
+      if (tokens.length <= lose) return;
+    }
+    return send.call(this, packet);
+  };
+  return tokens;
+}
+
+const outcomes = (refreshes) => refreshes.map((r) => (r.ok ? "ok" : `${r.code} ${r.willRetry}`));
+
+test("a backend that never re-mints produces at most two refresh attempts per token", async (t) => {
+  // The app's backend keeps handing back the token it already gave: a
+  // refresh cannot push exp further. The server refuses it with
+  // TOKEN_NOT_NEWER and warns once per exp; the client takes no for an
+  // answer and lets the session end at exp.
+  const token = sign("nora", { ttl: 8 });
   let asked = 0;
-  // The second token (the first refresh) names another user.
-  const getToken = () => (++asked === 2 ? sign("mallory") : sign("alice", { ttl: 8 }));
-  const { client } = await setup(t, { SOCKGATE_REFRESH_LEAD: "2" }, { getToken });
+  let askedWhileConnected = 0;
+  let client;
+  const getToken = () => {
+    asked++;
+    if (client?.state === "connected") askedWhileConnected++;
+    return token;
+  };
+  ({ client } = await setup(t, {}, { getToken, backoff: { initialDelayMs: 100 } }));
   const recorded = recordStates(client);
   const refreshes = [];
   client.on("refresh", (r) => refreshes.push(r));
+  const packets = refreshPackets(client);
+  const warnings = [];
+  client.socket.on("auth:expiring", (w) => warnings.push(w));
+
   await reach(client, "connected");
-  await eventually(() => refreshes.some((r) => r.ok), 12000, "a successful refresh");
-  assert.deepEqual(
-    refreshes.map((r) => (r.ok ? "ok" : `${r.code} ${r.willRetry}`)),
-    ["SUBJECT_MISMATCH true", "ok"],
-  );
+  const { expiresAt } = client.identity;
+  // The server warns a quarter of the 8-second lifetime ahead, 2 s before exp.
+  await eventually(() => recorded.some((s) => s.info.code === "SESSION_EXPIRED"), 20000, "the session ended at exp");
+  assert.deepEqual(warnings.map((w) => w.expiresAt), [expiresAt], "one warning for the token's exp");
+  assert.ok(packets.length <= 2, `${packets.length} auth:refresh attempts`);
+  assert.deepEqual(outcomes(refreshes), ["TOKEN_NOT_NEWER false"], "refused as not newer, and not retried");
+  assert.equal(askedWhileConnected, 1, "getToken asked once for the warning");
+
+  // Reconnecting, the same (now expired) token is refused; asked once more, then the end.
+  const info = await reach(client, "ended");
+  assert.equal(info.code, "TOKEN_EXPIRED");
+  assert.equal(asked, 4, "connect, the warning, the reconnect and its one more ask");
+});
+
+test("a repeated auth:expiring for the same exp is answered with one refresh", async (t) => {
+  let asked = 0;
+  let askedWhileConnected = 0;
+  let client;
+  const getToken = () => {
+    asked++;
+    if (client?.state === "connected") askedWhileConnected++;
+    return sign("otto", { ttl: 8 });
+  };
+  ({ client } = await setup(t, {}, { getToken }));
+  const refreshes = [];
+  client.on("refresh", (r) => refreshes.push(r));
+  const packets = refreshPackets(client);
+  // Delivers a server packet again, as an older server sent it: the warning
+  // once more after a refresh that did not move exp.
+  const repeat = (warning) => client.socket.onpacket({ type: 2, nsp: "/", data: ["auth:expiring", warning] });
+  const warnings = [];
+  client.socket.on("auth:expiring", (w) => {
+    warnings.push(w);
+    if (warnings.length === 1) setImmediate(() => repeat(w));
+  });
+
+  await reach(client, "connected");
+  await eventually(() => refreshes.length > 0, 15000, "the refresh after the warning");
+  assert.deepEqual(outcomes(refreshes), ["ok"]);
+  repeat(warnings[0]);
+  // A round trip: a refresh started by the repeats would be on the wire by now.
+  await client.whoami();
+  assert.equal(warnings.length, 3, "the warning and two repeats arrived");
+  assert.equal(askedWhileConnected, 1, "getToken asked once");
+  assert.equal(packets.length, 1, "one auth:refresh");
+  assert.deepEqual(outcomes(refreshes), ["ok"]);
+  assert.equal(asked, 2);
+  assert.equal(client.state, "connected");
+});
+
+test("a refresh lost on the way is retried once, with the token already obtained", async (t) => {
+  let asked = 0;
+  // A warning 4 s before exp leaves time for the 1-second timeout and the retry.
+  const { client } = await setup(t, {}, { getToken: () => (asked++, sign("paula", { ttl: 16 })), ackTimeoutMs: 1000 });
+  const recorded = recordStates(client);
+  const refreshes = [];
+  client.on("refresh", (r) => refreshes.push(r));
+  const packets = refreshPackets(client, { lose: 1 });
+  await reach(client, "connected");
+  const first = client.identity.expiresAt;
+  await eventually(() => refreshes.some((r) => r.ok), 20000, "a successful refresh");
+  assert.deepEqual(outcomes(refreshes), ["TIMEOUT true", "ok"]);
+  assert.equal(packets.length, 2);
+  assert.equal(packets[0], packets[1], "the retry sends the same token");
+  assert.equal(asked, 2, "getToken asked once at connect and once for the warning");
+  await eventually(() => client.identity?.expiresAt > first, 5000, "the identity follows the refresh");
+  assert.deepEqual(states(recorded), ["connecting", "connected"]);
+});
+
+test("getToken throwing during a refresh: one retry, which asks it again", async (t) => {
+  let asked = 0;
+  const getToken = () => {
+    if (++asked === 2) throw new Error("token endpoint answered 502");
+    return sign("quinn", { ttl: 12 });
+  };
+  const { client } = await setup(t, {}, { getToken });
+  const recorded = recordStates(client);
+  const refreshes = [];
+  client.on("refresh", (r) => refreshes.push(r));
+  const packets = refreshPackets(client);
+  await reach(client, "connected");
+  await eventually(() => refreshes.some((r) => r.ok), 20000, "a successful refresh");
+  assert.deepEqual(outcomes(refreshes), ["AUTH_UNAVAILABLE true", "ok"]);
+  assert.match(refreshes[0].message, /getToken\(\) failed: token endpoint answered 502/);
+  assert.equal(asked, 3);
+  assert.equal(packets.length, 1, "nothing was sent for the failed ask");
   assert.deepEqual(states(recorded), ["connecting", "connected"]);
   assert.equal(client.socket.connected, true);
 });
 
-test("a refresh that keeps failing ends in SESSION_EXPIRED, and the client comes back with a fresh token", async (t) => {
+test("a refused refresh is not retried; the session ends with SESSION_EXPIRED and the client comes back with a fresh token", async (t) => {
   let client;
-  // While connected, every token names another user, so refreshes fail;
-  // a connection attempt gets a good one.
-  const getToken = () => (client?.state === "connected" ? sign("mallory") : sign("erin", { ttl: 8 }));
+  let askedWhileConnected = 0;
+  // While connected, every token names another user, so the refresh is
+  // refused (SUBJECT_MISMATCH, terminal); a connection attempt gets a good one.
+  const getToken = () => {
+    if (client?.state !== "connected") return sign("erin", { ttl: 8 });
+    askedWhileConnected++;
+    return sign("mallory");
+  };
   ({ client } = await setup(t, { SOCKGATE_REFRESH_LEAD: "2" }, { getToken }));
   const recorded = recordStates(client);
   const refreshes = [];
   client.on("refresh", (r) => refreshes.push(r));
+  const packets = refreshPackets(client);
   await reach(client, "connected");
   await eventually(() => recorded.filter((s) => s.state === "connected").length === 2, 20000, "connected again");
   assert.deepEqual(states(recorded), ["connecting", "connected", "reconnecting", "connected"]);
   assert.equal(recorded[2].info.code, "SESSION_EXPIRED");
   assert.equal(recorded[2].info.attempt, 1);
   assert.ok(recorded[2].info.delayMs >= 0 && recorded[2].info.delayMs < 1000, `delay ${recorded[2].info.delayMs}`);
-  assert.ok(refreshes.length >= 2, `retried: ${JSON.stringify(refreshes)}`);
-  assert.ok(refreshes.every((r) => !r.ok && r.code === "SUBJECT_MISMATCH"));
-  // Retried until the expiry cut it short: every retry but the last was
-  // announced (the last either gave up or was in flight at the end).
-  assert.ok(refreshes.slice(0, -1).every((r) => r.willRetry), JSON.stringify(refreshes));
+  assert.deepEqual(outcomes(refreshes), ["SUBJECT_MISMATCH false"]);
+  assert.equal(packets.length, 1);
+  assert.equal(askedWhileConnected, 1);
   assert.equal(client.identity.userId, "erin");
 });
 
@@ -204,7 +324,7 @@ test("400 clients from one address all connect under the default limits", async 
   // The burst went over the address's budget; the excess was refused with
   // HTTP 429 and came back after the backoff by itself.
   assert.ok(retries.some((s) => s.info.code === "RATE_LIMITED"), `some attempts were rate limited (${retries.length} retries)`);
-  for (const s of retries) assert.ok(["RATE_LIMITED", "CONNECTION_LIMIT", undefined].includes(s.info.code), JSON.stringify(s.info));
+  for (const s of retries) assert.ok(["RATE_LIMITED", "CONNECTION_LIMIT", "UNREACHABLE", undefined].includes(s.info.code), JSON.stringify(s.info));
   assert.ok(histories.every((h) => !h.some((s) => s.state === "ended")));
   const sessions = await gw.api("GET", "/api/sessions");
   assert.equal(sessions.body.sessions.length, 400);
@@ -273,4 +393,36 @@ test("room helpers answer acks and throw SockgateError with the code", async (t)
   await refused(bob.joinRoom("chat:lobby"), "NOT_CONNECTED");
   assert.equal(bob.state, "ended");
   assert.equal(bob.ended, null, "closed by the app: no code");
+});
+
+test("nothing listening: UNREACHABLE after the first attempt, with a hint, and the client keeps trying", async (t) => {
+  const port = await freePort();
+  let asked = 0;
+  const client = createClient(`http://127.0.0.1:${port}`, { getToken: () => (asked++, sign("ursula")), backoff: { initialDelayMs: 50, maxDelayMs: 100 } });
+  t.after(() => client.close());
+  const recorded = recordStates(client);
+  await eventually(() => recorded.length >= 3, 10000, "two failed attempts");
+  const [first, second] = recorded.slice(1);
+  assert.equal(first.state, "connecting");
+  assert.equal(first.info.code, "UNREACHABLE");
+  assert.equal(first.info.attempt, 1);
+  assert.match(first.info.message, /^the gateway refused this origin or is unreachable: check SOCKGATE_ALLOWED_ORIGINS and the URL \(xhr poll error\)$/);
+  assert.equal(client.info.code, "UNREACHABLE");
+  assert.equal(second.state, "connecting");
+  assert.equal(second.info.attempt, 2, "retried: UNREACHABLE is retryable");
+  assert.ok(asked >= 2, "a fresh token for each attempt");
+  assert.equal(client.ended, null);
+  assert.equal(new SockgateError("UNREACHABLE", "x").retryable, true);
+});
+
+test("a gateway at another path: UNREACHABLE naming the HTTP status and the path option", async (t) => {
+  const { make } = await setup(t, {});
+  const client = make({ getToken: () => sign("victor"), path: "/realtime/", backoff: { initialDelayMs: 50, maxDelayMs: 100 } });
+  const recorded = recordStates(client);
+  await eventually(() => recorded.length >= 2, 10000, "a failed attempt");
+  const { state, info } = recorded[1];
+  assert.equal(state, "connecting");
+  assert.equal(info.code, "UNREACHABLE");
+  assert.match(info.message, /HTTP 404/);
+  assert.match(info.message, /`path` option/);
 });

@@ -46,6 +46,17 @@ test("the Next-Auth helpers read session.token, then session.accessToken", async
   assert.equal(typeof nextAuth(async () => ({ token: "x" })).getToken, "function");
 });
 
+test("the Next-Auth helpers read the session with { broadcast: false }, so other tabs are not told to", async () => {
+  // next-auth v4's getSession(params) posts a "session" message to every
+  // other tab unless params.broadcast is false.
+  const calls = [];
+  const getSession = async (params) => (calls.push(params), { token: "t1" });
+  assert.equal(await nextAuthToken(getSession)(), "t1");
+  assert.equal(await nextAuth(getSession).getToken(), "t1");
+  await nextAuth(getSession, { mode: "cookie" }).refreshSession();
+  assert.deepEqual(calls, [{ broadcast: false }, { broadcast: false }, { broadcast: false }]);
+});
+
 test("createClient needs a token source or cookies", () => {
   assert.throws(() => createClient("http://127.0.0.1:9"), /getToken/);
 });

@@ -11,8 +11,8 @@ import {
 import {
   createClient,
   SockgateError,
+  type AnyErrorCode,
   type ClientOptions,
-  type ErrorCode,
   type Identity,
   type PublishAck,
   type RoomMessage,
@@ -21,12 +21,16 @@ import {
   type State,
 } from "@sockgate/client";
 
-export type { ClientOptions, ErrorCode, Identity, RoomMessage, SockgateClient, State, StateInfo } from "@sockgate/client";
+export type { AnyErrorCode, ClientOptions, ErrorCode, Identity, RoomMessage, SockgateClient, State, StateInfo } from "@sockgate/client";
 export { CODES, SockgateError, nextAuth, nextAuthToken } from "@sockgate/client";
 
-/** Why the client is not connected: the terminal end, or the last refusal while retrying. */
+/**
+ * Why the client is not connected: the terminal end, or the last failure
+ * while retrying, a server code or the SDK's own (`UNREACHABLE` when the
+ * gateway could not be reached or refused the page's origin).
+ */
 export interface SockgateErrorInfo {
-  code: ErrorCode;
+  code: AnyErrorCode;
   message: string;
   /** True once the client has ended for good (`state === "ended"`). */
   ended: boolean;

@@ -265,6 +265,31 @@ test("signing out closes the socket; nobody logged in is AUTH_REQUIRED", async (
   await other.close();
 });
 
+test("a page on an origin the gateway does not allow shows UNREACHABLE with the hint, and keeps trying", async () => {
+  // The same app on another port is another origin, not in SOCKGATE_ALLOWED_ORIGINS.
+  const stranger = await startApp(() => ({ gatewayUrl: gw.url, room: ROOM }));
+  // The browser reports the CORS refusals in the console: expected here.
+  const page = await browser.newPage();
+  page.on("pageerror", (err) => pageErrors.push(`olga: ${err.message}`));
+  try {
+    await page.goto(`${stranger.origin}/?user=olga`);
+    await waitText(page, "error-code", "UNREACHABLE");
+    assert.equal(await text(page, "state"), "connecting");
+    assert.match(await text(page, "error"), /the gateway refused this origin or is unreachable: check SOCKGATE_ALLOWED_ORIGINS and the URL/);
+    const info = await page.evaluate(() => window.sockgateClient.info);
+    assert.equal(info.code, "UNREACHABLE");
+    // Retryable: the client goes on trying, each time with a fresh token.
+    await page.waitForFunction(() => window.sockgateClient.info.attempt >= 2, null, { timeout: 15000 });
+    assert.equal(await text(page, "error-code"), "UNREACHABLE");
+    assert.ok(stranger.backend.tokenRequests.olga >= 2, `asked for ${stranger.backend.tokenRequests.olga} tokens`);
+    assert.equal((await sessionsOf("olga")).length, 0, "never connected");
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    await page.close();
+    stranger.close();
+  }
+});
+
 test("cookie mode: the Next-Auth cookie connects, and renewals rotate it with no visible disconnect", async () => {
   const page = await browser.newPage();
   page.on("pageerror", (err) => pageErrors.push(`cora: ${err.message}`));

@@ -64,7 +64,7 @@ export function App({ room, onSignOut }: { room: string; onSignOut: () => void }
       )}
       {error && (
         <div className="error" data-testid="error">
-          {error.ended ? "Disconnected for good: " : "Reconnecting after "}
+          {error.ended ? "Disconnected for good: " : state === "connecting" ? "Cannot connect yet: " : "Reconnecting after "}
           <b data-testid="error-code">{error.code}</b> ({error.message})
         </div>
       )}
