@@ -2,11 +2,13 @@
 # Runs every sockgate test from a fresh clone:
 #   1. formatting, clippy and rustdoc checks (warnings are errors),
 #   2. Rust unit and integration tests (crates/*),
-#   3. end-to-end tests: the official socket.io-client from npm against the
+#   3. the client SDKs (clients/) are built,
+#   4. end-to-end tests: the official socket.io-client from npm against the
 #      real sockgate binary (tests/e2e, dependencies pinned by package-lock.json),
-#      including cluster tests on private redis-server processes and the
-#      dashboard in Chromium,
-#   4. the client SDKs (clients/): Node tests and the React example in Chromium.
+#      including cluster tests on private redis-server processes, the
+#      dashboard in Chromium and the seeds app (Next.js with next-auth, and
+#      the packed SDKs) in Chromium,
+#   5. the client SDKs' tests: Node tests and the React example in Chromium.
 # It installs what the tests need; nothing has to be set up by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +58,13 @@ echo "==> Rust tests"
 cargo build --locked --workspace
 cargo test --locked --workspace
 
+# The client SDKs are built first: the end-to-end tests' seeds app (a
+# Next.js app in tests/e2e/seeds-app) installs them from `npm pack`.
+echo "==> building the client SDKs (clients/)"
+cd "$ROOT/clients"
+npm ci --no-audit --no-fund --loglevel=error
+npm run build
+
 echo "==> end-to-end tests (socket.io-client against target/debug/sockgate)"
 cd "$ROOT/tests/e2e"
 npm ci --no-audit --no-fund --loglevel=error
@@ -65,6 +74,4 @@ npm test
 # example chat in Chromium, both against target/debug/sockgate.
 echo "==> client SDK tests (clients/js and clients/react against target/debug/sockgate)"
 cd "$ROOT/clients"
-npm ci --no-audit --no-fund --loglevel=error
-npm run build
 npm test
