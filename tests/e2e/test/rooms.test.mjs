@@ -291,6 +291,13 @@ describe("authorization webhook", () => {
     assert.deepEqual(hook.calls.at(-1), { userId: "hooked", room: "ok:1", action: "join", claims: hook.calls.at(-1).claims });
     assert.equal(hook.calls.at(-1).claims.team, "red");
     assert.equal((await s.emitWithAck("room:join", { room: "no:1" })).code, "FORBIDDEN");
+    // The webhook gets the claims without credentials, as clients do.
+    const carrier = await gw.connect({ auth: { token: sign({ sub: "carrier", team: "blue", accessToken: sign({ sub: "x" }), client_secret: "s" }) } });
+    assert.equal((await carrier.emitWithAck("room:join", { room: "ok:carrier" })).ok, true);
+    assert.deepEqual(hook.calls.at(-1).claims.team, "blue");
+    assert.equal(hook.calls.at(-1).claims.accessToken, undefined, "the backend token stays out of the webhook");
+    assert.equal(hook.calls.at(-1).claims.client_secret, undefined);
+    carrier.close();
     assert.equal((await s.emitWithAck("room:publish", { room: "ok:1", data: 1 })).ok, true);
     assert.equal(hook.calls.at(-1).action, "publish");
     const before = hook.calls.length;
