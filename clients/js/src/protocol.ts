@@ -36,6 +36,11 @@ export const CODES = {
   CONNECTION_LIMIT: "retryable",
   ORIGIN_FORBIDDEN: "terminal",
   SERVER_SHUTDOWN: "retryable",
+  UNKNOWN_EVENT: "terminal",
+  BACKEND_TIMEOUT: "retryable",
+  BACKEND_UNAVAILABLE: "retryable",
+  BACKEND_ERROR: "terminal",
+  ENDED_BY_APP: "terminal",
 } as const;
 
 /** A code sockgate sends. */

@@ -14,6 +14,8 @@
 //! - [`deadlines`]: one task runs every session's expiry clock;
 //! - [`clock`]: the time the core reads, injectable for tests;
 //! - [`rooms`]: room names and this node's room index;
+//! - [`hooks`]: the app's backend, which answers the client events
+//!   sockgate does not handle itself;
 //! - [`policy`]: who may join, publish to and see the members of a room;
 //! - [`limits`]: size limits and abuse limits;
 //! - [`origins`]: which browser origins may connect;
@@ -34,6 +36,7 @@ pub mod backend;
 pub mod clock;
 pub mod connection;
 pub mod deadlines;
+pub mod hooks;
 pub mod limits;
 pub mod node;
 pub mod origins;

@@ -335,3 +335,18 @@ mod tests {
         );
     }
 }
+
+/// `PAYLOAD_TOO_LARGE` for data over `max` bytes of JSON.
+pub fn check_payload(
+    data: Option<&serde_json::value::RawValue>,
+    max: usize,
+) -> Result<(), AuthError> {
+    let size = data.map_or(0, |d| d.get().len());
+    if size > max {
+        return Err(AuthError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("data is {size} bytes; the limit is {max}"),
+        ));
+    }
+    Ok(())
+}

@@ -13,6 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sockgate_auth::Identity;
 
+use crate::hooks::Calls;
 use crate::limits::EventBudget;
 use sockgate_protocol::rooms::UserRoom;
 
@@ -162,6 +163,8 @@ pub struct Session {
     /// The `exp` whose `auth:expiring` was sent (0: none yet): one warning
     /// per token, whatever refreshes and recoveries happen in between.
     warned_exp: AtomicU64,
+    /// The socket's calls to the app, in order; made on the first one.
+    calls: OnceLock<Box<Calls>>,
 }
 
 impl Session {
@@ -184,6 +187,7 @@ impl Session {
             recovered_since: OnceLock::new(),
             user_room: DEFAULT_USER_ROOM.clone(),
             warned_exp: AtomicU64::new(0),
+            calls: OnceLock::new(),
         }
     }
 
@@ -191,6 +195,11 @@ impl Session {
     pub fn with_user_room(mut self, template: Arc<UserRoom>) -> Self {
         self.user_room = template;
         self
+    }
+
+    /// The socket's line of calls to the app.
+    pub(crate) fn calls(&self) -> &Calls {
+        self.calls.get_or_init(Box::default)
     }
 
     /// Records that `auth:expiring` goes out for `exp`; false when it went

@@ -44,6 +44,18 @@ pub fn describe() {
         "sockgate_redis_up",
         "1 while this cluster node reaches Redis, else 0."
     );
+    metrics::describe_counter!(
+        "sockgate_app_calls_total",
+        "Client events sent to the app's backend, by route and outcome (OK or the code)."
+    );
+    metrics::describe_histogram!(
+        "sockgate_app_call_seconds",
+        "Time the app's backend took to answer an event, by route."
+    );
+    metrics::describe_counter!(
+        "sockgate_app_calls_refused_total",
+        "Client events answered without calling the app, by code."
+    );
 }
 
 /// A decided handshake: its outcome (`OK` or the code) and how long it took.
@@ -104,4 +116,20 @@ pub fn session_ended(code: &'static str) {
 /// Whether this cluster node reaches Redis.
 pub fn redis_up(up: bool) {
     gauge!("sockgate_redis_up").set(if up { 1.0 } else { 0.0 });
+}
+
+/// A call to the app's backend on `route`, its outcome (`OK` or the code)
+/// and how long it took.
+pub fn app_call(route: &str, outcome: &'static str, took: Duration) {
+    let route = route.to_owned();
+    counter!("sockgate_app_calls_total", "route" => route.clone(), "outcome" => outcome)
+        .increment(1);
+    histogram!("sockgate_app_call_seconds", "route" => route).record(took.as_secs_f64());
+}
+
+/// A client event answered with `code` without a call to the app (no
+/// route, a reserved name, a full line, too many calls in flight), or a
+/// call whose reply could not be applied.
+pub fn call_refused(code: &'static str) {
+    counter!("sockgate_app_calls_refused_total", "code" => code).increment(1);
 }

@@ -9,6 +9,7 @@ use sockgate_auth::{Exposure, SourcePolicy, Verifier};
 use sockgate_core::backend::memory::MemoryHistory;
 use sockgate_core::backend::{Broker, ControlBus, Directory, History, Presence};
 use sockgate_core::clock::unix_now_ms;
+use sockgate_core::hooks::App;
 use sockgate_core::limits::{AbuseLimits, Limits};
 use sockgate_core::policy::Policy;
 use sockgate_core::recovery::{Message, Offset, PidKey, Settings as RecoverySettings};
@@ -69,6 +70,13 @@ impl Gateway {
     /// Names users' own rooms after `template`.
     pub fn with_user_room(mut self, template: UserRoom) -> Self {
         self.node = self.node.with_user_room(template);
+        self
+    }
+
+    /// Sends the client events sockgate does not handle to `app`, at most
+    /// `max_calls_per_user` at a time per user.
+    pub fn with_app(mut self, app: Arc<dyn App>, max_calls_per_user: usize) -> Self {
+        self.node = self.node.with_app(app, max_calls_per_user);
         self
     }
 

@@ -20,6 +20,7 @@ use sockgate_core::backend::History;
 use crate::cluster::{Cluster, RedisHistory, Seal, follow_logged, redacted};
 use crate::config::{Config, ConfigError, Secret, TlsFiles};
 use crate::http::connections::{Connections, Http1Only};
+use crate::outbound::app::reply::Rules as ReplyRules;
 use crate::store::{OnDisk, Revocations};
 use crate::{Gateway, http, sio, telemetry};
 
@@ -146,6 +147,14 @@ pub async fn serve_until(
     .with_transport_limits(config.transport_limits.clone())
     .with_user_room(config.user_room.clone())
     .with_exposed_claims(config.exposed_claims.clone());
+    let rules = ReplyRules {
+        user_room: config.user_room.clone(),
+        max_payload: config.limits.max_payload,
+    };
+    let gateway = match config.events.backend(rules, config.limits.max_message)? {
+        Some(backend) => gateway.with_app(Arc::new(backend), config.events.concurrency),
+        None => gateway,
+    };
     // Sessions a previous process lost at its shutdown are awaited back
     // here (the reconnection success rate, see `stats`).
     gateway

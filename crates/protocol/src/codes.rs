@@ -67,11 +67,23 @@ pub enum ErrorCode {
     OriginForbidden,
     /// `session:end`: the server is shutting down; reconnect (elsewhere).
     ServerShutdown,
+    /// No one handles the client event: sockgate does not, and no route of
+    /// the event proxy matches it.
+    UnknownEvent,
+    /// The app's backend did not answer the event in time.
+    BackendTimeout,
+    /// The app's backend could not be reached, answered a 5xx, or failed so
+    /// often that calls are held back for a while.
+    BackendUnavailable,
+    /// The app's backend answered something that is not a reply.
+    BackendError,
+    /// `session:end`: the app's backend ended the session.
+    EndedByApp,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::AuthRequired,
         ErrorCode::TokenInvalid,
         ErrorCode::TokenExpired,
@@ -97,6 +109,11 @@ impl ErrorCode {
         ErrorCode::ConnectionLimit,
         ErrorCode::OriginForbidden,
         ErrorCode::ServerShutdown,
+        ErrorCode::UnknownEvent,
+        ErrorCode::BackendTimeout,
+        ErrorCode::BackendUnavailable,
+        ErrorCode::BackendError,
+        ErrorCode::EndedByApp,
     ];
 
     /// Whether a client refused or ended with this code should come back by
@@ -113,6 +130,8 @@ impl ErrorCode {
             | ErrorCode::ConnectionLimit
             | ErrorCode::ServerShutdown
             | ErrorCode::Internal
+            | ErrorCode::BackendTimeout
+            | ErrorCode::BackendUnavailable
             // The connection outlived its token. Reconnecting presents
             // whatever the client's `auth` callback gives now: a fresh token
             // gets back in, the old one is refused with `TOKEN_EXPIRED`,
@@ -158,6 +177,11 @@ impl ErrorCode {
             ErrorCode::ConnectionLimit => "CONNECTION_LIMIT",
             ErrorCode::OriginForbidden => "ORIGIN_FORBIDDEN",
             ErrorCode::ServerShutdown => "SERVER_SHUTDOWN",
+            ErrorCode::UnknownEvent => "UNKNOWN_EVENT",
+            ErrorCode::BackendTimeout => "BACKEND_TIMEOUT",
+            ErrorCode::BackendUnavailable => "BACKEND_UNAVAILABLE",
+            ErrorCode::BackendError => "BACKEND_ERROR",
+            ErrorCode::EndedByApp => "ENDED_BY_APP",
         }
     }
 }

@@ -52,7 +52,7 @@ pub mod server {
 
 /// Prefixes the backend may not publish under (`/api/publish`): the
 /// gateway's own events live there.
-pub const RESERVED_PREFIXES: [&str; 3] = ["auth:", "session:", "room:"];
+pub const RESERVED_PREFIXES: [&str; 4] = ["auth:", "session:", "room:", "sockgate:"];
 
 /// Socket.IO's own event names, which no one may publish either.
 pub const SOCKET_IO_EVENTS: [&str; 6] = [

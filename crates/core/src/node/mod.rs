@@ -3,6 +3,7 @@
 //! Everything a transport or the admin API can ask of sessions goes
 //! through a method here, in four files:
 //! - `lifecycle`: open, admit, events, refresh, the expiry clock, the end;
+//! - `calls`: client events for the app's backend, and its replies;
 //! - `revoke`: revocations, kicks and the announcements of other nodes;
 //! - `rooms`: joining, leaving, publishing, members;
 //! - `figures`: what `/api/stats` and the dashboard show;
@@ -11,6 +12,7 @@
 //! A node runs on backends ([`crate::backend`]), in memory unless it is
 //! given others; it never asks which kind it has.
 
+mod calls;
 mod figures;
 mod lifecycle;
 mod recover;
@@ -29,6 +31,7 @@ use crate::backend::memory::{
 use crate::backend::{Broker, ControlBus, Directory, History, Presence};
 use crate::clock::{SharedClock, SystemClock};
 use crate::deadlines::Deadlines;
+use crate::hooks::{App, InFlight, NoApp};
 use crate::limits::{AbuseLimits, Guard, Limits};
 use crate::policy::Policy;
 use crate::registry::Registry;
@@ -38,6 +41,7 @@ use crate::session::SessionLimit;
 use crate::stats::Stats;
 use crate::tickets::Tickets;
 
+pub use calls::DEFAULT_CALLS_PER_USER;
 pub use recover::{Restored, Resumed};
 pub use revoke::Revoked;
 pub use rooms::RoomMessage;
@@ -90,6 +94,12 @@ pub struct Node {
     draining: AtomicBool,
     /// The template of users' own rooms (`SOCKGATE_USER_ROOM`).
     user_room: Arc<UserRoom>,
+    /// The app's backend, for the client events sockgate does not handle.
+    app: Arc<dyn App>,
+    /// Calls to the app in flight, per user.
+    in_flight: InFlight,
+    /// Most calls one user may have in flight (`SOCKGATE_EVENTS_CONCURRENCY`).
+    max_calls_per_user: usize,
 }
 
 impl Node {
@@ -125,7 +135,18 @@ impl Node {
             rooms,
             draining: AtomicBool::new(false),
             user_room: Arc::default(),
+            app: Arc::new(NoApp),
+            in_flight: InFlight::default(),
+            max_calls_per_user: DEFAULT_CALLS_PER_USER,
         }
+    }
+
+    /// Sends the client events sockgate does not handle to `app`, at most
+    /// `max_calls_per_user` at a time per user.
+    pub fn with_app(mut self, app: Arc<dyn App>, max_calls_per_user: usize) -> Self {
+        self.app = app;
+        self.max_calls_per_user = max_calls_per_user.max(1);
+        self
     }
 
     /// Names users' own rooms after `template` (default `user:{id}`).

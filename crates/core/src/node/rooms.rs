@@ -119,15 +119,7 @@ impl Node {
 
     /// `PAYLOAD_TOO_LARGE` for data over the publish limit.
     pub fn check_payload(&self, data: Option<&RawValue>) -> Result<(), AuthError> {
-        let size = data.map_or(0, |d| d.get().len());
-        let max = self.limits.max_payload;
-        if size > max {
-            return Err(AuthError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("data is {size} bytes; the limit is {max}"),
-            ));
-        }
-        Ok(())
+        crate::limits::check_payload(data, self.limits.max_payload)
     }
 
     /// `room:members`: the users in `room`, for a session with the
@@ -230,7 +222,7 @@ impl Node {
     }
 
     /// Takes the connection out of `room` and tells presence when its user leaves.
-    fn exit(&self, conn: &dyn Connection, session: &Session, room: &str) {
+    pub(crate) fn exit(&self, conn: &dyn Connection, session: &Session, room: &str) {
         if self.rooms.exit(conn, session, room) == Some(true) {
             self.presence.left(room, &session.user_id);
         }

@@ -30,7 +30,8 @@ use crate::outbound::webhook::Webhook;
 pub use crate::telemetry::logging::LogFormat;
 pub use proxies::TrustedProxies;
 
-pub mod proxies;
+pub mod events;
+mod proxies;
 pub mod token;
 
 /// Address listened on when `listen` is not set.
@@ -194,6 +195,31 @@ pub struct Settings {
     #[arg(long, env = "SOCKGATE_AUTHZ_TIMEOUT_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authz_timeout_ms: Option<u64>,
+
+    /// The app's backend for the client events sockgate does not handle (http:// or https://); unset: they are acked UNKNOWN_EVENT.
+    #[arg(long, env = "SOCKGATE_EVENTS_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_url: Option<String>,
+
+    /// The secret event calls are signed with (at least 32 bytes); required with SOCKGATE_EVENTS_URL.
+    #[arg(long, env = "SOCKGATE_EVENTS_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_secret: Option<Secret>,
+
+    /// Milliseconds the app's backend has to answer an event [default: 5000].
+    #[arg(long, env = "SOCKGATE_EVENTS_TIMEOUT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_timeout_ms: Option<u64>,
+
+    /// Most events one user may have waiting for the app's backend at once, across their sockets [default: 16].
+    #[arg(long, env = "SOCKGATE_EVENTS_CONCURRENCY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_concurrency: Option<usize>,
+
+    /// Event routes by name pattern; only in the config file (`[[events]]`).
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<events::RouteSettings>>,
 
     /// Largest `data` of room:publish and /api/publish, in bytes [default: 65536].
     #[arg(long, env = "SOCKGATE_MAX_PAYLOAD")]
@@ -548,6 +574,8 @@ pub struct Config {
     pub lifecycle: Lifecycle,
     /// Room authorization settings.
     pub rooms: RoomSettings,
+    /// The app's backend for client events (`SOCKGATE_EVENTS_*`, `[[events]]`).
+    pub events: events::Events,
     /// Size limits, the handshake timeout and the allowed origins.
     pub limits: Limits,
     /// Rate limits and connection caps.
@@ -689,6 +717,7 @@ impl Config {
     /// Applies defaults. Keys are only checked by [`Config::verifier`].
     pub fn from_settings(s: Settings, dev: bool) -> Result<Config, ConfigError> {
         let session_cookies = session_cookies(&s)?;
+        let events = events::Events::from_settings(&s)?;
         let recovery = recovery_settings(&s)?;
         let connections = connection_settings(&s)?;
         let body_timeout = connections.body_timeout;
@@ -854,6 +883,7 @@ impl Config {
             keys,
             lifecycle,
             rooms,
+            events,
             limits,
             abuse,
             trusted_proxies,

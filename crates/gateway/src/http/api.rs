@@ -21,9 +21,7 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use serde_json::value::RawValue;
 use sockgate_auth::{AuthError, ErrorCode};
-use sockgate_protocol::events::{RESERVED_PREFIXES, SOCKET_IO_EVENTS};
 use subtle::ConstantTimeEq;
 
 use sockgate_core::Revoked;
@@ -34,12 +32,12 @@ use sockgate_core::stats::Summary;
 
 use crate::Gateway;
 use crate::config::Secret;
+use crate::publish::PublishRequest;
 
 /// Largest request body accepted (`/api/publish` allows the publish limit
 /// plus room for the envelope instead).
 pub const MAX_BODY: usize = 64 * 1024;
 /// Most rooms one `/api/publish` may name.
-const MAX_PUBLISH_ROOMS: usize = 1000;
 /// Longest `jti` or user id accepted in a revocation.
 const MAX_ID: usize = 256;
 
@@ -345,88 +343,25 @@ async fn list_revocations(State(gw): State<Arc<Gateway>>) -> Json<RevocationList
     Json(gw.node.revocations().list())
 }
 
-/// `{ room | user | rooms, event, data }`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishRequest {
-    room: Option<String>,
-    user: Option<String>,
-    rooms: Option<Vec<String>>,
-    event: String,
-    data: Option<Box<RawValue>>,
-}
-
-fn check_event(event: &str) -> Result<(), ApiError> {
-    let chars = event.chars().count();
-    if chars == 0 || chars > 100 || event.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "event must be 1 to 100 printable characters",
-        ));
-    }
-    // Socket.IO's own names and sockgate's events: the backend must not be
-    // able to forge them.
-    if SOCKET_IO_EVENTS.contains(&event) || RESERVED_PREFIXES.iter().any(|p| event.starts_with(p)) {
-        return Err(ApiError::bad_request(format!(
-            "event `{event}` is reserved (auth:*, session:*, room:* and Socket.IO's own names)"
-        )));
-    }
-    Ok(())
-}
-
-fn room_error(e: AuthError) -> ApiError {
-    ApiError {
-        status: StatusCode::BAD_REQUEST,
-        error: e,
-    }
-}
-
-/// The rooms a publish goes to, checked.
-fn targets(req: &PublishRequest, user_room: &UserRoom) -> Result<Vec<String>, ApiError> {
-    let rooms = match (&req.room, &req.user, &req.rooms) {
-        (Some(room), None, None) => vec![room.clone()],
-        (None, Some(user), None) => {
-            check_user_id("user", user)?;
-            // Any id a token may carry can be reached, though the longest
-            // are past the room-name limit.
-            return Ok(vec![user_room.name(user)]);
-        }
-        (None, None, Some(rooms)) if !rooms.is_empty() && rooms.len() <= MAX_PUBLISH_ROOMS => {
-            rooms.clone()
-        }
-        (None, None, Some(_)) => {
-            return Err(ApiError::bad_request(format!(
-                "rooms must hold 1 to {MAX_PUBLISH_ROOMS} rooms"
-            )));
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                "give exactly one of room, user or rooms",
-            ));
-        }
-    };
-    for room in &rooms {
-        rooms::validate(room).map_err(room_error)?;
-    }
-    Ok(rooms)
-}
-
 async fn publish(
     State(gw): State<Arc<Gateway>>,
     body: Result<Json<PublishRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(req) = body?;
-    check_event(&req.event)?;
-    let rooms = targets(&req, gw.node.user_room())?;
-    let foreign = foreign_user_room(&rooms, gw.node.user_room());
-    if let Err(too_large) = gw.node.check_payload(req.data.as_deref()) {
-        return Err(ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            error: too_large,
-        });
-    }
+    let max_payload = gw.node.limits().max_payload;
+    let publish = req
+        .check(gw.node.user_room(), max_payload)
+        .map_err(|error| ApiError {
+            status: match error.code {
+                ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            },
+            error,
+        })?;
+    let foreign = foreign_user_room(&publish.rooms, gw.node.user_room());
     let delivered = gw
         .node
-        .publish(rooms, &req.event, req.data.as_deref())
+        .publish(publish.rooms, &publish.event, publish.data.as_deref())
         .await;
     crate::telemetry::message_out("publish", delivered as u64);
     if let Some(room) = foreign.filter(|_| delivered == 0) {
@@ -474,6 +409,13 @@ fn looks_like_a_user_room(room: &str, ours: &UserRoom) -> bool {
         .or_else(|| lower.strip_prefix("user"));
     let mut chars = rest.unwrap_or_default().chars();
     matches!(chars.next(), Some('-' | '_' | ':' | '.' | '/' | '#')) && chars.next().is_some()
+}
+
+fn room_error(e: AuthError) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        error: e,
+    }
 }
 
 async fn room_members(

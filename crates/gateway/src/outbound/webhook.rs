@@ -16,7 +16,7 @@ use sockgate_auth::{AuthError, ErrorCode, Identity};
 use sockgate_core::BoxFuture;
 use sockgate_core::policy::{Action, Oracle};
 
-use super::jwks::describe;
+use super::client::describe;
 
 /// Webhook calls one user may cause per second, sustained...
 pub const WEBHOOK_CALLS_PER_SECOND: u32 = 20;
@@ -45,15 +45,8 @@ impl Webhook {
     /// for `cache_ttl`.
     pub fn new(url: &str, timeout: Duration, cache_ttl: Duration) -> Result<Self, String> {
         let url = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            // Never: a redirected POST would carry the claims to wherever
-            // the redirect points, and a 301/302/303 turns it into a GET
-            // whose 200 (a login page, say) would allow everything. A 3xx
-            // answer is not 2xx: it denies.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string())?;
+        // Redirects are never followed: a 3xx answer is not 2xx, it denies.
+        let client = super::client::build(timeout)?;
         let cache = mini_moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(cache_ttl.max(Duration::from_millis(1)))

@@ -6,8 +6,10 @@
 //! - [`conn`]: a socket as the core's `Connection`;
 //! - [`extract`]: the session of the socket an event came on;
 //! - `auth`: `auth:whoami`, `auth:refresh`, `auth:ticket`, and `echo`;
-//! - `rooms`: `room:join`, `room:leave`, `room:publish`, `room:members`.
+//! - `rooms`: `room:join`, `room:leave`, `room:publish`, `room:members`;
+//! - `app`: every other event, for the app's backend.
 
+mod app;
 mod auth;
 pub mod conn;
 pub mod extract;
@@ -81,16 +83,16 @@ impl Namespace for Main {
         Box::pin(handshake::authenticate(&self.0, socket, auth, request))
     }
 
-    /// Every event spends the socket's budget, one sockgate does not
-    /// handle too, and before its arguments are read: an unknown name
-    /// with a large argument once cost 8.7 ms and no budget.
-    fn admit(&self, socket: &Arc<SioSocket>, event: &str, ack: Option<Ack>) -> Admission {
+    /// Every event spends the socket's budget, whatever its name, and
+    /// before its arguments are read: an unknown name with a large argument
+    /// once cost 8.7 ms and no budget.
+    fn admit(&self, socket: &Arc<SioSocket>, _event: &str, ack: Option<Ack>) -> Admission {
         let Some(authed) = extract::Authed::of(socket) else {
             return Admission::Drop;
         };
         match authed.spend(&self.0, ack) {
-            Some(ack) if handles(&self.0, event) => Admission::Handle(ack),
-            _ => Admission::Drop,
+            Some(ack) => Admission::Handle(ack),
+            None => Admission::Drop,
         }
     }
 
@@ -121,17 +123,8 @@ fn run_inline_or_spawn(handler: impl Future<Output = ()> + Send + 'static) {
     }
 }
 
-/// Whether sockgate handles `event` (`auth:ticket` only where it can be
-/// used, see `auth::ticket`).
-fn handles(gw: &Gateway, event: &str) -> bool {
-    match event {
-        client::TICKET => gw.node.sources().session_cookies.is_some(),
-        _ => client::ALL.contains(&event),
-    }
-}
-
-/// Runs the handler of `event`, which [`handles`] said sockgate handles
-/// and whose budget [`Main::admit`] spent.
+/// Runs the handler of `event`, whose budget [`Main::admit`] spent:
+/// sockgate's own events here, every other one at the app's backend.
 async fn dispatch(
     gw: &Gateway,
     authed: extract::Authed,
@@ -139,6 +132,13 @@ async fn dispatch(
     args: Vec<Value>,
     ack: Option<Ack>,
 ) {
+    let own = match event {
+        client::TICKET => gw.node.sources().session_cookies.is_some(),
+        _ => client::ALL.contains(&event),
+    };
+    if !own {
+        return app::forward(gw, authed, event, args, ack).await;
+    }
     // The engine takes no binary here (see `server`): the JSON is all of it.
     let payload = args.into_iter().next().and_then(Value::into_json);
     match event {

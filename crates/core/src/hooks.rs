@@ -1,0 +1,251 @@
+//! The app's hooks: what sockgate asks the app's backend.
+//!
+//! A client event that sockgate does not handle itself goes to the app
+//! ([`App::on_event`]): the app answers the client's ack, and may put the
+//! socket in rooms or out of them, emit to it, publish, or end the session,
+//! all in one [`Reply`]. The gateway implements [`App`] over HTTP
+//! (`outbound/app`); a node without one answers every such event
+//! `UNKNOWN_EVENT`.
+//!
+//! The node keeps the promises around the call: one socket's calls reach
+//! the app in the order the client sent them, and their replies are
+//! applied in that order ([`Calls`]); a user has at most so many calls in
+//! flight; the side effects of a reply whose session has ended are dropped.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+use sockgate_auth::{AuthError, ErrorCode};
+
+use crate::backend::BoxFuture;
+
+/// One client event on its way to the app.
+#[derive(Debug, Clone)]
+pub struct Event<'a> {
+    /// Unique per call: the app may use it to make a retried call idempotent.
+    pub id: String,
+    /// The event's name, as the client emitted it.
+    pub name: &'a str,
+    /// The event's arguments as the client sent them: a JSON array.
+    pub args: &'a RawValue,
+    /// The user.
+    pub user_id: &'a str,
+    /// The session's public id.
+    pub session_id: &'a str,
+    /// The claims of the session's token, without credentials.
+    pub claims: serde_json::Map<String, Value>,
+    /// The rooms the socket is in, its own user room first.
+    pub rooms: Vec<String>,
+    /// `websocket` or `polling`.
+    pub transport: &'static str,
+    /// The client's address, behind trusted proxies.
+    pub remote_addr: Option<String>,
+    /// When the event arrived, Unix milliseconds.
+    pub ts: u64,
+}
+
+/// An event published by a reply, as `/api/publish` takes it.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    /// The rooms it goes to (a user's room for `user`).
+    pub rooms: Vec<String>,
+    /// The event name.
+    pub event: String,
+    /// Its data.
+    pub data: Option<Box<RawValue>>,
+}
+
+/// An event emitted to the calling socket only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emit {
+    /// The event name.
+    pub event: String,
+    /// Its data.
+    pub data: Value,
+}
+
+/// The app's answer to an [`Event`]: the ack, and what happens before it.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    /// What the client's ack gets: the app's value, or `{ ok: false, code,
+    /// message }` for an app error.
+    pub ack: Value,
+    /// Rooms the socket joins (the policy is not asked: the app decided).
+    pub join: Vec<String>,
+    /// Rooms the socket leaves.
+    pub leave: Vec<String>,
+    /// Events for this socket.
+    pub emit: Vec<Emit>,
+    /// Events for rooms and users, through the path of `/api/publish`.
+    pub publish: Vec<Publish>,
+    /// Ends the session with `ENDED_BY_APP` and this message.
+    pub disconnect: Option<String>,
+}
+
+/// The app's backend, as the node calls it.
+pub trait App: Send + Sync + 'static {
+    /// Answers a client event. An `Err` is sockgate's own refusal
+    /// (`UNKNOWN_EVENT`, `BACKEND_TIMEOUT`, `BACKEND_UNAVAILABLE`,
+    /// `BACKEND_ERROR`), acked as `{ ok: false, code, message }`.
+    fn on_event<'a>(&'a self, event: Event<'a>) -> BoxFuture<'a, Result<Reply, AuthError>>;
+}
+
+/// No app: every event sockgate does not handle is `UNKNOWN_EVENT`.
+pub struct NoApp;
+
+impl App for NoApp {
+    fn on_event<'a>(&'a self, event: Event<'a>) -> BoxFuture<'a, Result<Reply, AuthError>> {
+        let name = event.name.to_owned();
+        Box::pin(async move { Err(unknown_event(&name)) })
+    }
+}
+
+/// The refusal of an event no one handles.
+pub fn unknown_event(name: &str) -> AuthError {
+    let shown: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+    AuthError::new(
+        ErrorCode::UnknownEvent,
+        format!("no handler for the event `{shown}`"),
+    )
+}
+
+/// Calls one socket may have waiting behind its call in flight; past it,
+/// `RATE_LIMITED`. A client that emits faster than the app answers is
+/// told so instead of queueing without end.
+pub const MAX_QUEUED_CALLS: usize = 64;
+
+/// One socket's calls, in order: each waits for the one before it to be
+/// answered and applied. Made on the socket's first call (an idle
+/// connection holds none).
+#[derive(Debug, Default)]
+pub struct Calls {
+    turn: tokio::sync::Mutex<()>,
+    waiting: AtomicUsize,
+}
+
+impl Calls {
+    /// Takes a place in the line, in the order of the calls: `None` when
+    /// the line is full. Await [`Place::turn`] for the socket's turn.
+    pub fn enter(&self) -> Option<Place<'_>> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED_CALLS {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Place { calls: self })
+    }
+}
+
+/// A place in a socket's line of calls.
+pub struct Place<'a> {
+    calls: &'a Calls,
+}
+
+impl<'a> Place<'a> {
+    /// Waits for this call's turn. tokio's mutex is fair: waiters are
+    /// served in the order they first polled, which is the order the
+    /// socket's events arrived in (each event's handler is first polled on
+    /// the connection's task). The place is given up once the turn comes.
+    pub async fn turn(self) -> tokio::sync::MutexGuard<'a, ()> {
+        self.calls.turn.lock().await
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.calls.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Calls in flight per user, across their sockets and bounded.
+#[derive(Default)]
+pub struct InFlight {
+    per_user: Mutex<HashMap<String, usize>>,
+}
+
+impl InFlight {
+    /// Counts one more call of `user`, unless they have `max` in flight.
+    pub fn start<'a>(&'a self, user: &'a str, max: usize) -> Option<Started<'a>> {
+        let mut per_user = self.per_user.lock().expect("in-flight lock");
+        let n = per_user.entry(user.to_owned()).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Started {
+            in_flight: self,
+            user,
+        })
+    }
+}
+
+/// A call in flight; counted out when dropped.
+pub struct Started<'a> {
+    in_flight: &'a InFlight,
+    user: &'a str,
+}
+
+impl Drop for Started<'_> {
+    fn drop(&mut self) {
+        let mut per_user = self.in_flight.per_user.lock().expect("in-flight lock");
+        if let Some(n) = per_user.get_mut(self.user) {
+            *n -= 1;
+            if *n == 0 {
+                per_user.remove(self.user);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_has_at_most_max_calls_in_flight() {
+        let in_flight = InFlight::default();
+        let a = in_flight.start("alice", 2).unwrap();
+        let _b = in_flight.start("alice", 2).unwrap();
+        assert!(in_flight.start("alice", 2).is_none());
+        assert!(in_flight.start("bob", 2).is_some());
+        drop(a);
+        assert!(in_flight.start("alice", 2).is_some());
+    }
+
+    #[test]
+    fn a_full_line_refuses() {
+        let calls = Calls::default();
+        let places: Vec<_> = (0..MAX_QUEUED_CALLS)
+            .map(|_| calls.enter().unwrap())
+            .collect();
+        assert!(calls.enter().is_none());
+        drop(places);
+        assert!(calls.enter().is_some(), "places given up are free again");
+    }
+
+    #[tokio::test]
+    async fn calls_take_turns_in_the_order_they_entered() {
+        let calls = std::sync::Arc::new(Calls::default());
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let first = calls.enter().unwrap().turn().await;
+        let mut waiting = Vec::new();
+        for i in 0..5 {
+            let (calls, order) = (calls.clone(), order.clone());
+            let mut task = Box::pin(async move {
+                let _turn = calls.enter().unwrap().turn().await;
+                order.lock().unwrap().push(i);
+            });
+            // First polled in order, as the connection's task does.
+            let cx = &mut std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(task.as_mut().poll(cx).is_pending());
+            waiting.push(tokio::spawn(task));
+        }
+        drop(first);
+        for w in waiting {
+            w.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    }
+}

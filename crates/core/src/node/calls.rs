@@ -1,0 +1,150 @@
+//! Client events for the app's backend: a call per event, in the socket's
+//! order, and the reply applied before the ack goes back.
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+use sockgate_auth::{AuthError, ErrorCode};
+use sockgate_protocol::events::RESERVED_PREFIXES;
+
+use super::Node;
+use crate::connection::Conn;
+use crate::hooks::{Event, Reply, unknown_event};
+use crate::rooms::validate;
+use crate::session::Session;
+use crate::telemetry;
+
+/// Calls one user may have in flight across their sockets, by default.
+pub const DEFAULT_CALLS_PER_USER: usize = 16;
+
+impl Node {
+    /// Sends the client event `name` with `args` (a JSON array) to the
+    /// app's backend and applies its reply; returns what the client's ack
+    /// gets: the app's value, or `{ ok: false, code, message }`.
+    ///
+    /// One socket's calls go out one at a time, in the order the events
+    /// arrived: call this from the connection's task, whose first poll of
+    /// the returned future takes the call's place in line.
+    pub async fn call(&self, conn: &Conn, session: &Session, name: &str, args: &RawValue) -> Value {
+        match self.call_app(conn, session, name, args).await {
+            Ok(ack) => ack,
+            Err(e) => {
+                telemetry::call_refused(e.code.as_str());
+                serde_json::to_value(e.to_ack()).expect("acks serialize")
+            }
+        }
+    }
+
+    async fn call_app(
+        &self,
+        conn: &Conn,
+        session: &Session,
+        name: &str,
+        args: &RawValue,
+    ) -> Result<Value, AuthError> {
+        if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            return Err(unknown_event(name));
+        }
+        let place = session.calls().enter().ok_or_else(|| {
+            AuthError::new(
+                ErrorCode::RateLimited,
+                "too many events waiting for the app's answers on this socket; slow down",
+            )
+        })?;
+        let _turn = place.turn().await;
+        let _in_flight = self
+            .in_flight
+            .start(&session.user_id, self.max_calls_per_user)
+            .ok_or_else(|| {
+                AuthError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "a user may have {} events waiting for the app at once",
+                        self.max_calls_per_user
+                    ),
+                )
+            })?;
+        let reply = self.app.on_event(self.event(session, name, args)).await?;
+        // Ended while the app thought: its reply is for no one.
+        if session.is_ending() || self.sessions.get(session.id).is_none() {
+            return Err(AuthError::new(ErrorCode::NotFound, "the session has ended"));
+        }
+        self.apply_reply(conn, session, reply).await
+    }
+
+    fn event<'a>(&self, session: &'a Session, name: &'a str, args: &'a RawValue) -> Event<'a> {
+        Event {
+            id: format!(
+                "{:016x}{:016x}",
+                rand::random::<u64>(),
+                rand::random::<u64>()
+            ),
+            name,
+            args,
+            user_id: &session.user_id,
+            session_id: session.id.as_str(),
+            claims: session.identity().claims.without_credentials(),
+            rooms: session.rooms(),
+            transport: session.transport.as_str(),
+            remote_addr: session.remote_addr.map(|a| a.to_string()),
+            ts: self.clock.now_ms(),
+        }
+    }
+
+    /// Applies a reply, in order: joins and leaves, emits to the socket,
+    /// publishes, the end of the session. The joins and leaves are checked
+    /// first, all of them: a reply that breaks a room rule changes nothing
+    /// and acks the refusal.
+    async fn apply_reply(
+        &self,
+        conn: &Conn,
+        session: &Session,
+        reply: Reply,
+    ) -> Result<Value, AuthError> {
+        self.check_rooms(session, &reply)?;
+        for room in &reply.join {
+            self.enter(conn.as_ref(), session, room);
+        }
+        for room in &reply.leave {
+            self.exit(conn.as_ref(), session, room);
+        }
+        for emit in &reply.emit {
+            conn.emit_value(&emit.event, &emit.data);
+        }
+        for publish in reply.publish {
+            self.publish(publish.rooms, &publish.event, publish.data.as_deref())
+                .await;
+        }
+        if let Some(message) = &reply.disconnect {
+            self.end(session, conn, ErrorCode::EndedByApp, message);
+        }
+        Ok(reply.ack)
+    }
+
+    /// The app is trusted with rooms (the policy is not asked), not with
+    /// the rules every room obeys: names, users' own rooms, the room limit.
+    fn check_rooms(&self, session: &Session, reply: &Reply) -> Result<(), AuthError> {
+        for room in reply.join.iter().chain(&reply.leave) {
+            validate(room)?;
+            if self.user_room.is_user_room(room) {
+                return Err(AuthError::new(
+                    ErrorCode::Forbidden,
+                    "users' own rooms are not joined or left: every socket is in its own",
+                ));
+            }
+        }
+        let max = self.limits.max_rooms_per_socket;
+        let mut rooms = session.rooms();
+        rooms.extend(reply.join.iter().cloned());
+        rooms.sort_unstable();
+        rooms.dedup();
+        rooms.retain(|r| !reply.leave.contains(r));
+        // The own user room does not count towards the limit.
+        if rooms.len() > max + 1 {
+            return Err(AuthError::new(
+                ErrorCode::RoomLimit,
+                format!("a socket may be in at most {max} rooms"),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,123 @@
+//! The app's backend for client events: `SOCKGATE_EVENTS_URL`,
+//! `SOCKGATE_EVENTS_SECRET`, `SOCKGATE_EVENTS_TIMEOUT_MS`,
+//! `SOCKGATE_EVENTS_CONCURRENCY`, and `[[events]]` routes in the file.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sockgate_core::node::DEFAULT_CALLS_PER_USER;
+
+use super::{ConfigError, Secret, Settings, invalid};
+use crate::outbound::app::http::Endpoint;
+use crate::outbound::app::reply::Rules;
+use crate::outbound::app::{Backend, Route};
+
+/// Shortest signing secret, in bytes: HMAC-SHA256's own output size.
+pub const MIN_EVENTS_SECRET_BYTES: usize = 32;
+
+/// A `[[events]]` route of the config file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSettings {
+    /// The event names it takes (`chat:*`).
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Where they go.
+    pub url: String,
+    /// Its timeout [default: `SOCKGATE_EVENTS_TIMEOUT_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Its signing secret [default: `SOCKGATE_EVENTS_SECRET`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+}
+
+/// One checked route.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// The event names it takes.
+    pub pattern: String,
+    /// Where they go.
+    pub url: String,
+    /// How long a call may take.
+    pub timeout: Duration,
+    /// The signing secret.
+    pub secret: Secret,
+}
+
+/// The checked event settings: routes, first match first.
+#[derive(Debug, Clone)]
+pub struct Events {
+    /// The routes, `[[events]]` in file order, then `SOCKGATE_EVENTS_URL` for `*`.
+    pub routes: Vec<RouteConfig>,
+    /// Most calls a user may have in flight.
+    pub concurrency: usize,
+}
+
+impl Events {
+    pub(super) fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        let timeout = Duration::from_millis(s.events_timeout_ms.unwrap_or(5000).max(1));
+        let default_secret = s.events_secret.clone();
+        let mut routes = Vec::new();
+        for r in s.events.iter().flatten() {
+            routes.push(RouteConfig {
+                pattern: r.pattern.clone(),
+                url: r.url.clone(),
+                timeout: r
+                    .timeout_ms
+                    .map_or(timeout, |ms| Duration::from_millis(ms.max(1))),
+                secret: secret(r.secret.as_ref().or(default_secret.as_ref()), "events")?,
+            });
+        }
+        if let Some(url) = s.events_url.as_deref().filter(|u| !u.is_empty()) {
+            routes.push(RouteConfig {
+                pattern: "*".into(),
+                url: url.to_owned(),
+                timeout,
+                secret: secret(default_secret.as_ref(), "SOCKGATE_EVENTS_URL")?,
+            });
+        }
+        let concurrency = match s.events_concurrency {
+            Some(0) => return Err(invalid("SOCKGATE_EVENTS_CONCURRENCY", "must be at least 1")),
+            Some(n) => n,
+            None => DEFAULT_CALLS_PER_USER,
+        };
+        Ok(Self {
+            routes,
+            concurrency,
+        })
+    }
+
+    /// The app's backend, when any route is configured; its replies'
+    /// publishes obey `rules` and are read up to `max_reply` bytes.
+    pub fn backend(&self, rules: Rules, max_reply: usize) -> Result<Option<Backend>, ConfigError> {
+        if self.routes.is_empty() {
+            return Ok(None);
+        }
+        let mut routes = Vec::with_capacity(self.routes.len());
+        for r in &self.routes {
+            let endpoint =
+                Endpoint::new(&r.url, r.secret.expose().as_bytes(), r.timeout, max_reply)
+                    .map_err(|e| invalid("SOCKGATE_EVENTS_URL", format!("{}: {e}", r.pattern)))?;
+            routes.push(Route::new(&r.pattern, endpoint));
+        }
+        Ok(Some(Backend::new(routes, rules)))
+    }
+}
+
+fn secret(secret: Option<&Secret>, what: &str) -> Result<Secret, ConfigError> {
+    match secret {
+        Some(s) if s.expose().len() >= MIN_EVENTS_SECRET_BYTES => Ok(s.clone()),
+        Some(_) => Err(invalid(
+            "SOCKGATE_EVENTS_SECRET",
+            format!("must be at least {MIN_EVENTS_SECRET_BYTES} bytes"),
+        )),
+        None => Err(invalid(
+            "SOCKGATE_EVENTS_SECRET",
+            format!(
+                "{what} needs a secret to sign its calls (at least {MIN_EVENTS_SECRET_BYTES} bytes): \
+                 the backend checks it to refuse forged calls"
+            ),
+        )),
+    }
+}

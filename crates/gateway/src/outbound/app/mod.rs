@@ -1,0 +1,187 @@
+//! The app's backend over HTTP: the [`App`] of the gateway's node.
+//!
+//! Client events sockgate does not handle go to the first route whose
+//! pattern matches the event's name (`chat:*`; `SOCKGATE_EVENTS_URL` is the
+//! route for `*`), as a signed `POST` ([`http`]); the reply is read and
+//! checked ([`reply`]) and the node applies it. Each route has a circuit:
+//! after [`TRIPS_AFTER`] failures in a row (unreachable, a 5xx, a timeout)
+//! its calls fail at once with `BACKEND_UNAVAILABLE` for [`OPEN_FOR`], then
+//! one call tries again.
+
+pub mod http;
+pub mod reply;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sockgate_auth::{AuthError, ErrorCode};
+use sockgate_core::hooks::{App, Event, Reply, unknown_event};
+use sockgate_core::{BoxFuture, telemetry};
+use wildmatch::WildMatch;
+
+use http::Endpoint;
+
+/// Failures in a row that open a route's circuit.
+pub const TRIPS_AFTER: u32 = 5;
+/// How long an open circuit refuses calls before one tries again.
+pub const OPEN_FOR: Duration = Duration::from_secs(5);
+
+/// A route: the events it takes and where they go.
+pub struct Route {
+    /// The pattern, as configured (a metric label).
+    pub pattern: String,
+    matcher: WildMatch,
+    endpoint: Endpoint,
+    circuit: Circuit,
+}
+
+impl Route {
+    /// A route for the events matching `pattern` (`*` and `?` wildcards).
+    pub fn new(pattern: &str, endpoint: Endpoint) -> Self {
+        Self {
+            pattern: pattern.to_owned(),
+            matcher: WildMatch::new(pattern),
+            endpoint,
+            circuit: Circuit::default(),
+        }
+    }
+}
+
+/// The app's backend: routes, first match wins.
+pub struct Backend {
+    routes: Vec<Route>,
+    /// What a reply's publishes are checked against.
+    rules: reply::Rules,
+}
+
+impl Backend {
+    /// A backend of `routes`, tried in order, whose replies' publishes obey
+    /// `rules`.
+    pub fn new(routes: Vec<Route>, rules: reply::Rules) -> Self {
+        Self { routes, rules }
+    }
+
+    async fn handle(&self, event: Event<'_>) -> Result<Reply, AuthError> {
+        let Some(route) = self.routes.iter().find(|r| r.matcher.matches(event.name)) else {
+            return Err(unknown_event(event.name));
+        };
+        let started = Instant::now();
+        let result = self.call(route, &event).await;
+        let outcome = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK");
+        telemetry::app_call(&route.pattern, outcome, started.elapsed());
+        if let Err(e) = &result {
+            tracing::warn!(
+                target: "sockgate::app",
+                route = %route.pattern,
+                event = %event.name.chars().take(100).collect::<String>(),
+                user = %event.user_id,
+                code = e.code.as_str(),
+                reason = %e.message,
+                "call to the app's backend failed"
+            );
+        }
+        result
+    }
+
+    async fn call(&self, route: &Route, event: &Event<'_>) -> Result<Reply, AuthError> {
+        route.circuit.allow()?;
+        let body = route.endpoint.call(event).await;
+        route.circuit.record(&body);
+        reply::parse(&body?, &self.rules)
+    }
+}
+
+impl App for Backend {
+    fn on_event<'a>(&'a self, event: Event<'a>) -> BoxFuture<'a, Result<Reply, AuthError>> {
+        Box::pin(self.handle(event))
+    }
+}
+
+/// A route's circuit breaker.
+#[derive(Default)]
+struct Circuit {
+    state: Mutex<CircuitState>,
+}
+
+#[derive(Default)]
+struct CircuitState {
+    failures: u32,
+    open_until: Option<Instant>,
+    /// One call is trying the backend again after the circuit was open.
+    probing: bool,
+}
+
+impl Circuit {
+    fn allow(&self) -> Result<(), AuthError> {
+        let mut s = self.state.lock().expect("circuit lock");
+        match s.open_until {
+            Some(until) if Instant::now() < until || s.probing => Err(AuthError::new(
+                ErrorCode::BackendUnavailable,
+                "the app's backend failed repeatedly; calls resume shortly",
+            )),
+            Some(_) => {
+                s.probing = true;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn record<T>(&self, result: &Result<T, AuthError>) {
+        let mut s = self.state.lock().expect("circuit lock");
+        s.probing = false;
+        let down = matches!(result, Err(e) if matches!(e.code, ErrorCode::BackendUnavailable | ErrorCode::BackendTimeout));
+        if !down {
+            *s = CircuitState::default();
+            return;
+        }
+        s.failures += 1;
+        if s.failures >= TRIPS_AFTER {
+            s.open_until = Some(Instant::now() + OPEN_FOR);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn down() -> Result<(), AuthError> {
+        Err(AuthError::new(ErrorCode::BackendUnavailable, "down"))
+    }
+
+    #[test]
+    fn a_circuit_opens_after_failures_in_a_row_and_closes_on_success() {
+        let c = Circuit::default();
+        for _ in 0..TRIPS_AFTER - 1 {
+            c.allow().unwrap();
+            c.record(&down());
+        }
+        c.allow().unwrap();
+        c.record(&Ok::<(), AuthError>(()));
+        for _ in 0..TRIPS_AFTER {
+            c.allow().unwrap();
+            c.record(&down());
+        }
+        assert_eq!(c.allow().unwrap_err().code, ErrorCode::BackendUnavailable);
+        // Past the cool-down one call probes; the others wait for it.
+        c.state.lock().unwrap().open_until = Some(Instant::now());
+        c.allow().unwrap();
+        assert!(c.allow().is_err());
+        c.record(&Ok::<(), AuthError>(()));
+        c.allow().unwrap();
+    }
+
+    #[test]
+    fn an_app_error_does_not_trip_the_circuit() {
+        let c = Circuit::default();
+        for _ in 0..TRIPS_AFTER * 2 {
+            c.allow().unwrap();
+            c.record(&Err::<(), _>(AuthError::new(
+                ErrorCode::BackendError,
+                "bad reply",
+            )));
+        }
+        c.allow().unwrap();
+    }
+}
