@@ -62,6 +62,8 @@ pub enum TokenSource {
     SessionCookie,
     /// The `token` query parameter.
     Query,
+    /// The app's connect hook said who it is.
+    ConnectHook,
 }
 
 impl TokenSource {
@@ -73,6 +75,7 @@ impl TokenSource {
             TokenSource::Cookie => "cookie",
             TokenSource::SessionCookie => "session-cookie",
             TokenSource::Query => "query",
+            TokenSource::ConnectHook => "connect-hook",
         }
     }
 

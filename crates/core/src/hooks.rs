@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 use serde_json::value::RawValue;
-use sockgate_auth::{AuthError, ErrorCode};
+use sockgate_auth::{AuthError, ErrorCode, Identity};
 
 use crate::backend::BoxFuture;
 
@@ -85,12 +85,86 @@ pub struct Reply {
     pub disconnect: Option<String>,
 }
 
+/// A session the app's connect hook admitted, to renew before its
+/// `expiresAt`: who it is, never what it logged in with.
+#[derive(Debug, Clone)]
+pub struct Renew<'a> {
+    /// The user.
+    pub user_id: &'a str,
+    /// The session's public id.
+    pub session_id: &'a str,
+    /// The claims the hook gave, without credentials.
+    pub claims: serde_json::Map<String, Value>,
+    /// When the session runs out, Unix seconds.
+    pub expires_at: Option<u64>,
+}
+
+/// Who the app's connect hook says a connection is.
+#[derive(Debug, Clone, Default)]
+pub struct Admitted {
+    /// The user.
+    pub user_id: String,
+    /// When the session runs out (renewed by asking again), Unix seconds.
+    pub expires_at: Option<u64>,
+    /// Claims, as a token's: for room rules and `auth:whoami`.
+    pub claims: serde_json::Map<String, Value>,
+    /// Rooms the session starts in (the policy is not asked).
+    pub rooms: Vec<String>,
+}
+
+impl Admitted {
+    /// The identity of an admitted connection: its claims with the user
+    /// under `user_claim`, `exp` as `expiresAt` and `iat` as `now` (a
+    /// revocation of the user covers the sessions admitted before it).
+    pub fn identity(&self, user_claim: &str, now: u64) -> Result<Identity, AuthError> {
+        let mut claims = self.claims.clone();
+        claims.insert(user_claim.to_owned(), Value::from(self.user_id.clone()));
+        claims.insert("iat".to_owned(), Value::from(now));
+        match self.expires_at {
+            Some(exp) => claims.insert("exp".to_owned(), Value::from(exp)),
+            None => claims.remove("exp"),
+        };
+        claims.remove("jti");
+        Identity::from_claims(claims, user_claim)
+    }
+}
+
+/// The app's refusal of a connection, with its own code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRefusal {
+    /// `[A-Z][A-Z0-9_]{0,63}`.
+    pub code: String,
+    /// For the client.
+    pub message: String,
+}
+
+/// Why the connect hook did not admit a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The app said no, with its code: terminal.
+    App(AppRefusal),
+    /// sockgate could not get an answer (`AUTH_UNAVAILABLE`, retryable) or
+    /// read it (`BACKEND_ERROR`).
+    Sockgate(AuthError),
+}
+
 /// The app's backend, as the node calls it.
 pub trait App: Send + Sync + 'static {
     /// Answers a client event. An `Err` is sockgate's own refusal
     /// (`UNKNOWN_EVENT`, `BACKEND_TIMEOUT`, `BACKEND_UNAVAILABLE`,
     /// `BACKEND_ERROR`), acked as `{ ok: false, code, message }`.
     fn on_event<'a>(&'a self, event: Event<'a>) -> BoxFuture<'a, Result<Reply, AuthError>>;
+
+    /// Renews a session the connect hook admitted, before its `expiresAt`.
+    fn on_renew<'a>(&'a self, renew: Renew<'a>) -> BoxFuture<'a, Result<Admitted, Refused>> {
+        let _ = renew;
+        Box::pin(async {
+            Err(Refused::Sockgate(AuthError::new(
+                ErrorCode::AuthUnavailable,
+                "no connect hook",
+            )))
+        })
+    }
 }
 
 /// No app: every event sockgate does not handle is `UNKNOWN_EVENT`.
@@ -101,6 +175,14 @@ impl App for NoApp {
         let name = event.name.to_owned();
         Box::pin(async move { Err(unknown_event(&name)) })
     }
+}
+
+/// Whether `code` may be an app's own code: `[A-Z][A-Z0-9_]{0,63}`.
+pub fn is_app_code(code: &str) -> bool {
+    let mut chars = code.chars();
+    chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && code.len() <= 64
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// The refusal of an event no one handles.

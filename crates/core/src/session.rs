@@ -165,6 +165,9 @@ pub struct Session {
     warned_exp: AtomicU64,
     /// The socket's calls to the app, in order; made on the first one.
     calls: OnceLock<Box<Calls>>,
+    /// Admitted by the app's connect hook: renewed by asking it again
+    /// rather than by the client's `auth:refresh`.
+    pub(crate) by_app: bool,
 }
 
 impl Session {
@@ -188,7 +191,19 @@ impl Session {
             user_room: DEFAULT_USER_ROOM.clone(),
             warned_exp: AtomicU64::new(0),
             calls: OnceLock::new(),
+            by_app: false,
         }
+    }
+
+    /// The same session, admitted by the app's connect hook.
+    pub fn admitted_by_app(mut self) -> Self {
+        self.by_app = true;
+        self
+    }
+
+    /// Whether the app's connect hook admitted it.
+    pub fn is_by_app(&self) -> bool {
+        self.by_app
     }
 
     /// The same session with its user room named after `template`.

@@ -21,6 +21,7 @@ use sockgate_engine::rooms::Rooms;
 use sockgate_engine::sio::Value;
 
 use crate::config::TrustedProxies;
+use crate::outbound::app::connect::ConnectHook;
 use crate::transports::openings::Openings;
 
 /// One running gateway.
@@ -42,6 +43,9 @@ pub struct Gateway {
     pub(crate) exposed_claims: Exposure,
     /// Whether the hint about another app's user rooms was logged.
     pub(crate) hinted_user_room: AtomicBool,
+    /// The app's connect hook, for handshakes without a credential
+    /// sockgate verifies itself.
+    pub(crate) connect_hook: Option<Arc<ConnectHook>>,
 }
 
 impl Gateway {
@@ -64,6 +68,7 @@ impl Gateway {
             transport_limits: Default::default(),
             exposed_claims: Exposure::all(),
             hinted_user_room: AtomicBool::new(false),
+            connect_hook: None,
         }
     }
 
@@ -77,6 +82,12 @@ impl Gateway {
     /// `max_calls_per_user` at a time per user.
     pub fn with_app(mut self, app: Arc<dyn App>, max_calls_per_user: usize) -> Self {
         self.node = self.node.with_app(app, max_calls_per_user);
+        self
+    }
+
+    /// Asks `hook` who a handshake without a credential sockgate verifies is.
+    pub fn with_connect_hook(mut self, hook: Option<Arc<ConnectHook>>) -> Self {
+        self.connect_hook = hook;
         self
     }
 

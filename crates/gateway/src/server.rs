@@ -152,7 +152,12 @@ pub async fn serve_until(
         max_payload: config.limits.max_payload,
     };
     let gateway = match config.events.backend(rules, config.limits.max_message)? {
-        Some(backend) => gateway.with_app(Arc::new(backend), config.events.concurrency),
+        Some(backend) => {
+            let hook = backend.connect_hook().cloned();
+            gateway
+                .with_app(Arc::new(backend), config.events.concurrency)
+                .with_connect_hook(hook)
+        }
         None => gateway,
     };
     // Sessions a previous process lost at its shutdown are awaited back

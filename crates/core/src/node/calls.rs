@@ -3,18 +3,50 @@
 
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::sync::Mutex;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use sockgate_auth::{AuthError, ErrorCode};
 use sockgate_protocol::events::RESERVED_PREFIXES;
+use tokio::sync::mpsc;
 
 use super::Node;
 use crate::connection::Conn;
-use crate::hooks::{Event, Reply, unknown_event};
+use crate::hooks::{Event, Refused, Renew, Reply, unknown_event};
 use crate::rooms::validate;
-use crate::session::Session;
+use crate::session::{Session, SessionId};
 use crate::telemetry;
+use sockgate_protocol::payloads::end_reason;
 
 /// Calls one user may have in flight across their sockets, by default.
 pub const DEFAULT_CALLS_PER_USER: usize = 16;
+
+/// Renewals asked of the app's connect hook at once.
+const RENEWALS_AT_ONCE: usize = 64;
+
+/// Sessions whose connect-hook admission is due for renewal.
+pub(crate) struct Renewals {
+    tx: mpsc::UnboundedSender<SessionId>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<SessionId>>>,
+}
+
+impl Default for Renewals {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl Renewals {
+    /// Queues `id` for renewal (from the deadline task, which cannot wait).
+    pub(crate) fn ask(&self, id: SessionId) {
+        let _ = self.tx.send(id);
+    }
+}
 
 impl Node {
     /// Sends the client event `name` with `args` (a JSON array) to the
@@ -71,6 +103,59 @@ impl Node {
         self.apply_reply(conn, session, reply).await
     }
 
+    /// Renews the sessions the deadline task queues, a few at a time:
+    /// part of [`Node::run_deadlines`].
+    pub(crate) async fn run_renewals(&self) {
+        let Some(mut queue) = self.renewals.rx.lock().expect("renewals lock").take() else {
+            return;
+        };
+        let mut running = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                Some(id) = queue.recv(), if running.len() < RENEWALS_AT_ONCE => {
+                    running.push(self.renew_by_app(id));
+                }
+                Some(()) = running.next(), if !running.is_empty() => {}
+                else => return,
+            }
+        }
+    }
+
+    /// Asks the app's connect hook again for a session it admitted: the
+    /// same user with a later `expiresAt` renews it; a refusal ends it with
+    /// `SESSION_EXPIRED` (its client reconnects and the hook decides
+    /// then); no answer leaves it to expire at its time.
+    async fn renew_by_app(&self, id: SessionId) {
+        let Some((session, conn)) = self.sessions.get(id) else {
+            return;
+        };
+        let identity = session.identity();
+        let renew = Renew {
+            user_id: &session.user_id,
+            session_id: session.id.as_str(),
+            claims: identity.claims.without_credentials(),
+            expires_at: identity.expires_at,
+        };
+        let renewed = match self.app.on_renew(renew).await {
+            Ok(admitted) => admitted
+                .identity(&self.verifier.rules().user_claim, self.clock.now())
+                .and_then(|identity| self.install(&session, identity)),
+            Err(Refused::App(refusal)) => Err(AuthError::new(
+                ErrorCode::SessionExpired,
+                format!("the app refused the renewal: {}", refusal.code),
+            )),
+            Err(Refused::Sockgate(e)) => {
+                tracing::warn!(target: "sockgate::app", session = %session.id, code = e.code.as_str(), reason = %e.message, "renewal not answered; the session expires at its time");
+                return;
+            }
+        };
+        if let Err(e) = renewed {
+            tracing::info!(target: "sockgate::app", session = %session.id, user = %session.user_id, code = e.code.as_str(), reason = %e.message, "renewal refused");
+            let code = ErrorCode::SessionExpired;
+            self.end(&session, &conn, code, end_reason(code));
+        }
+    }
+
     fn event<'a>(&self, session: &'a Session, name: &'a str, args: &'a RawValue) -> Event<'a> {
         Event {
             id: format!(
@@ -100,7 +185,7 @@ impl Node {
         session: &Session,
         reply: Reply,
     ) -> Result<Value, AuthError> {
-        self.check_rooms(session, &reply)?;
+        self.check_rooms(session, &reply.join, &reply.leave)?;
         for room in &reply.join {
             self.enter(conn.as_ref(), session, room);
         }
@@ -120,10 +205,30 @@ impl Node {
         Ok(reply.ack)
     }
 
+    /// Puts a session the connect hook admitted in the rooms it named,
+    /// under the rules of a reply's `join`.
+    pub fn enter_rooms(
+        &self,
+        conn: &Conn,
+        session: &Session,
+        rooms: &[String],
+    ) -> Result<(), AuthError> {
+        self.check_rooms(session, rooms, &[])?;
+        for room in rooms {
+            self.enter(conn.as_ref(), session, room);
+        }
+        Ok(())
+    }
+
     /// The app is trusted with rooms (the policy is not asked), not with
     /// the rules every room obeys: names, users' own rooms, the room limit.
-    fn check_rooms(&self, session: &Session, reply: &Reply) -> Result<(), AuthError> {
-        for room in reply.join.iter().chain(&reply.leave) {
+    fn check_rooms(
+        &self,
+        session: &Session,
+        join: &[String],
+        leave: &[String],
+    ) -> Result<(), AuthError> {
+        for room in join.iter().chain(leave) {
             validate(room)?;
             if self.user_room.is_user_room(room) {
                 return Err(AuthError::new(
@@ -134,10 +239,10 @@ impl Node {
         }
         let max = self.limits.max_rooms_per_socket;
         let mut rooms = session.rooms();
-        rooms.extend(reply.join.iter().cloned());
+        rooms.extend(join.iter().cloned());
         rooms.sort_unstable();
         rooms.dedup();
-        rooms.retain(|r| !reply.leave.contains(r));
+        rooms.retain(|r| !leave.contains(r));
         // The own user room does not count towards the limit.
         if rooms.len() > max + 1 {
             return Err(AuthError::new(

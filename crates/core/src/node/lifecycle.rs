@@ -163,6 +163,16 @@ impl Node {
         credential: &Credential<'_>,
     ) -> Result<Option<u64>, AuthError> {
         let identity = self.authenticate(credential).await?;
+        self.install(session, identity)
+    }
+
+    /// Puts a newly verified `identity` in force on `session`: same user,
+    /// a later `exp`, not revoked; the expiry clock moves with it.
+    pub(crate) fn install(
+        &self,
+        session: &Session,
+        identity: Identity,
+    ) -> Result<Option<u64>, AuthError> {
         if identity.user_id != session.user_id {
             return Err(AuthError::new(
                 ErrorCode::SubjectMismatch,
@@ -383,7 +393,7 @@ impl Node {
         let deadlines = self
             .deadlines
             .run(self.clock.as_ref(), |deadline| self.on_due(deadline));
-        tokio::join!(deadlines, self.trim_history());
+        tokio::join!(deadlines, self.trim_history(), self.run_renewals());
     }
 
     /// Entries made stale by a racing refresh are recognised and ignored.
@@ -400,6 +410,12 @@ impl Node {
             Due::Warn => {
                 let expires_at = identity.expires_at.unwrap_or_default();
                 if !session.warn_once(expires_at) {
+                    return;
+                }
+                // The client cannot renew what the app's hook admitted:
+                // the hook is asked again instead.
+                if session.is_by_app() {
+                    self.renewals.ask(session.id);
                     return;
                 }
                 let seconds_left = expires_at.saturating_sub(self.clock.now());

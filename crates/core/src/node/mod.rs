@@ -100,6 +100,8 @@ pub struct Node {
     in_flight: InFlight,
     /// Most calls one user may have in flight (`SOCKGATE_EVENTS_CONCURRENCY`).
     max_calls_per_user: usize,
+    /// Sessions of the connect hook due for renewal.
+    renewals: calls::Renewals,
 }
 
 impl Node {
@@ -138,6 +140,7 @@ impl Node {
             app: Arc::new(NoApp),
             in_flight: InFlight::default(),
             max_calls_per_user: DEFAULT_CALLS_PER_USER,
+            renewals: Default::default(),
         }
     }
 
@@ -221,6 +224,16 @@ impl Node {
     /// Where credentials are looked for.
     pub fn sources(&self) -> &SourcePolicy {
         &self.sources
+    }
+
+    /// Whether the node verifies JWTs itself (any key configured).
+    pub fn has_jwt_keys(&self) -> bool {
+        self.verifier.has_keys()
+    }
+
+    /// The claim that names the user.
+    pub fn user_claim(&self) -> &str {
+        &self.verifier.rules().user_claim
     }
 
     /// The size limits.

@@ -2,12 +2,14 @@
 //! `SOCKGATE_EVENTS_SECRET`, `SOCKGATE_EVENTS_TIMEOUT_MS`,
 //! `SOCKGATE_EVENTS_CONCURRENCY`, and `[[events]]` routes in the file.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sockgate_core::node::DEFAULT_CALLS_PER_USER;
 
 use super::{ConfigError, Secret, Settings, invalid};
+use crate::outbound::app::connect::ConnectHook;
 use crate::outbound::app::http::Endpoint;
 use crate::outbound::app::reply::Rules;
 use crate::outbound::app::{Backend, Route};
@@ -45,14 +47,21 @@ pub struct RouteConfig {
     pub secret: Secret,
 }
 
-/// The checked event settings: routes, first match first.
+/// The checked event settings: routes, first match first, and the
+/// connect hook.
 #[derive(Debug, Clone)]
 pub struct Events {
     /// The routes, `[[events]]` in file order, then `SOCKGATE_EVENTS_URL` for `*`.
     pub routes: Vec<RouteConfig>,
     /// Most calls a user may have in flight.
     pub concurrency: usize,
+    /// The connect hook (`SOCKGATE_CONNECT_URL`): its endpoint as a route
+    /// (`pattern` unused), and the headers it is shown.
+    pub connect: Option<(RouteConfig, Vec<String>)>,
 }
+
+/// The headers the connect hook is shown by default.
+pub const DEFAULT_CONNECT_HEADERS: &str = "cookie,authorization,user-agent,origin";
 
 impl Events {
     pub(super) fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
@@ -77,6 +86,27 @@ impl Events {
                 secret: secret(default_secret.as_ref(), "SOCKGATE_EVENTS_URL")?,
             });
         }
+        let connect = match s.connect_url.as_deref().filter(|u| !u.is_empty()) {
+            None => None,
+            Some(url) => {
+                let secret = s.connect_secret.as_ref().or(default_secret.as_ref());
+                let headers = s
+                    .connect_headers
+                    .as_deref()
+                    .unwrap_or(DEFAULT_CONNECT_HEADERS)
+                    .split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect();
+                let route = RouteConfig {
+                    pattern: "connect".into(),
+                    url: url.to_owned(),
+                    timeout,
+                    secret: secret_for(secret, "SOCKGATE_CONNECT_SECRET", "SOCKGATE_CONNECT_URL")?,
+                };
+                Some((route, headers))
+            }
+        };
         let concurrency = match s.events_concurrency {
             Some(0) => return Err(invalid("SOCKGATE_EVENTS_CONCURRENCY", "must be at least 1")),
             Some(n) => n,
@@ -85,15 +115,25 @@ impl Events {
         Ok(Self {
             routes,
             concurrency,
+            connect,
         })
     }
 
     /// The app's backend, when any route is configured; its replies'
     /// publishes obey `rules` and are read up to `max_reply` bytes.
     pub fn backend(&self, rules: Rules, max_reply: usize) -> Result<Option<Backend>, ConfigError> {
-        if self.routes.is_empty() {
+        if self.routes.is_empty() && self.connect.is_none() {
             return Ok(None);
         }
+        let connect = match &self.connect {
+            None => None,
+            Some((r, headers)) => {
+                let endpoint =
+                    Endpoint::new(&r.url, r.secret.expose().as_bytes(), r.timeout, max_reply)
+                        .map_err(|e| invalid("SOCKGATE_CONNECT_URL", e))?;
+                Some(Arc::new(ConnectHook::new(endpoint, headers.clone())))
+            }
+        };
         let mut routes = Vec::with_capacity(self.routes.len());
         for r in &self.routes {
             let endpoint =
@@ -101,19 +141,27 @@ impl Events {
                     .map_err(|e| invalid("SOCKGATE_EVENTS_URL", format!("{}: {e}", r.pattern)))?;
             routes.push(Route::new(&r.pattern, endpoint));
         }
-        Ok(Some(Backend::new(routes, rules)))
+        Ok(Some(Backend::new(routes, rules, connect)))
     }
 }
 
 fn secret(secret: Option<&Secret>, what: &str) -> Result<Secret, ConfigError> {
+    secret_for(secret, "SOCKGATE_EVENTS_SECRET", what)
+}
+
+fn secret_for(
+    secret: Option<&Secret>,
+    setting: &'static str,
+    what: &str,
+) -> Result<Secret, ConfigError> {
     match secret {
         Some(s) if s.expose().len() >= MIN_EVENTS_SECRET_BYTES => Ok(s.clone()),
         Some(_) => Err(invalid(
-            "SOCKGATE_EVENTS_SECRET",
+            setting,
             format!("must be at least {MIN_EVENTS_SECRET_BYTES} bytes"),
         )),
         None => Err(invalid(
-            "SOCKGATE_EVENTS_SECRET",
+            setting,
             format!(
                 "{what} needs a secret to sign its calls (at least {MIN_EVENTS_SECRET_BYTES} bytes): \
                  the backend checks it to refuse forged calls"

@@ -216,6 +216,21 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_concurrency: Option<usize>,
 
+    /// The app's connect hook, asked who a handshake without a credential sockgate verifies is; unset: off.
+    #[arg(long, env = "SOCKGATE_CONNECT_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_url: Option<String>,
+
+    /// The secret connect-hook calls are signed with (at least 32 bytes) [default: SOCKGATE_EVENTS_SECRET].
+    #[arg(long, env = "SOCKGATE_CONNECT_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_secret: Option<Secret>,
+
+    /// Comma-separated request headers the connect hook is shown [default: cookie,authorization,user-agent,origin].
+    #[arg(long, env = "SOCKGATE_CONNECT_HEADERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_headers: Option<String>,
+
     /// Event routes by name pattern; only in the config file (`[[events]]`).
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -963,7 +978,9 @@ impl Config {
         // Session cookies alone need no JWT key, unless they carry a backend token.
         let cookies_alone = self.sources.session_cookies.is_some()
             && !matches!(self.session_identity, SessionIdentity::TokenIn(_));
-        if k.is_empty() && !cookies_alone {
+        // The connect hook alone needs no key either: the app says who it is.
+        let hook_alone = self.events.connect.is_some();
+        if k.is_empty() && !cookies_alone && !hook_alone {
             return Err(ConfigError::NoKeys);
         }
         let mut verifier = Verifier::new(self.rules.clone());

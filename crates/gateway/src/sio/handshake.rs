@@ -13,13 +13,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
-use sockgate_auth::{AuthError, ErrorCode, Handshake, TokenSource};
+use sockgate_auth::{AuthError, Credential, ErrorCode, Handshake, Identity, TokenSource};
+use sockgate_core::hooks::{AppRefusal, Refused};
 use sockgate_core::recovery::Claim;
 use sockgate_core::{Origin, Resumed, Session};
 use sockgate_engine::io::{Auth, ConnectError, Missed, RequestHead, SioSocket};
 
 use super::conn::{SocketConn, transport_of};
 use crate::gateway::engine_offset;
+use crate::outbound::app::connect::ConnectHook;
 use crate::transports::openings::{ClientIp, Ticket};
 use crate::{Gateway, telemetry};
 
@@ -37,10 +39,10 @@ pub(super) async fn authenticate(
     let remote = head.extensions.get::<ClientIp>().map(|c| c.0);
     let transport = transport_of(socket.engine().transport()).as_str();
     let result = match auth {
-        Auth::Invalid => Err(AuthError::new(
+        Auth::Invalid => Err(Denied::Auth(AuthError::new(
             ErrorCode::TokenInvalid,
             "handshake auth payload is not valid JSON",
-        )),
+        ))),
         Auth::None => admit(gw, socket, head, Value::Null, remote).await,
         Auth::Payload(auth) => {
             // A CONNECT holds no binary (the engine refuses binary packets).
@@ -50,12 +52,12 @@ pub(super) async fn authenticate(
     };
     let took = started.elapsed();
     let verify_us = took.as_micros() as u64;
-    telemetry::handshake(
-        result.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK"),
+    telemetry::handshake(result.as_ref().map_or_else(Denied::outcome, |_| "OK"), took);
+    let stats = gw.node.stats();
+    stats.handshake(
+        result.as_ref().map(|_| ()).map_err(Denied::stats_code),
         took,
     );
-    let stats = gw.node.stats();
-    stats.handshake(result.as_ref().map(|_| ()).map_err(|e| e.code), took);
     if let Ok((session, _)) = &result {
         stats.returned(&session.user_id, gw.node.clock().now_ms());
     }
@@ -73,8 +75,8 @@ pub(super) async fn authenticate(
         ),
         Err(err) => tracing::info!(
             target: "sockgate::auth",
-            outcome = err.code.as_str(),
-            reason = %err.message,
+            outcome = err.code(),
+            reason = %err.message(),
             remote = remote.map(tracing::field::display),
             transport,
             verify_us,
@@ -132,17 +134,64 @@ async fn restore(
     Ok(())
 }
 
+/// A handshake refused: by sockgate, with its code, or by the app's
+/// connect hook, with the app's own code (always terminal).
+pub(super) enum Denied {
+    Auth(AuthError),
+    App(AppRefusal),
+}
+
+impl From<AuthError> for Denied {
+    fn from(e: AuthError) -> Self {
+        Denied::Auth(e)
+    }
+}
+
+impl Denied {
+    fn code(&self) -> &str {
+        match self {
+            Denied::Auth(e) => e.code.as_str(),
+            Denied::App(r) => &r.code,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Denied::Auth(e) => &e.message,
+            Denied::App(r) => &r.message,
+        }
+    }
+
+    /// The metric label: the code, or `REFUSED_BY_APP` for the app's own
+    /// (labels are a closed set).
+    fn outcome(&self) -> &'static str {
+        match self {
+            Denied::Auth(e) => e.code.as_str(),
+            Denied::App(_) => "REFUSED_BY_APP",
+        }
+    }
+
+    fn stats_code(&self) -> ErrorCode {
+        match self {
+            Denied::Auth(e) => e.code,
+            Denied::App(_) => ErrorCode::AuthRequired,
+        }
+    }
+}
+
 /// A refusal as the engine sends it.
-fn refusal(err: AuthError) -> ConnectError {
-    if err.code.is_retryable() {
+fn refusal(denied: Denied) -> ConnectError {
+    if let Denied::Auth(e) = &denied
+        && e.code.is_retryable()
+    {
         return ConnectError {
             close_transport: true,
             ..ConnectError::default()
         };
     }
-    let data = serde_json::json!({ "code": err.code, "message": err.message });
+    let data = serde_json::json!({ "code": denied.code(), "message": denied.message() });
     ConnectError {
-        message: err.to_string(),
+        message: format!("{}: {}", denied.code(), denied.message()),
         data: Some(data),
         close_transport: false,
     }
@@ -154,7 +203,7 @@ async fn admit(
     head: &RequestHead,
     auth: Value,
     remote: Option<IpAddr>,
-) -> Result<(Arc<Session>, TokenSource), AuthError> {
+) -> Result<(Arc<Session>, TokenSource), Denied> {
     let handshake = Handshake {
         auth: Some(&auth),
         authorization: header(head, "authorization"),
@@ -162,13 +211,18 @@ async fn admit(
         query: head.uri.query(),
     };
     gw.node.check_open()?;
-    let (credential, source) = gw
-        .node
-        .sources()
-        .find(&handshake)
-        .map_err(|e| explain_missing_cookie(gw, head, e))?;
-    check_origin(gw, head, source)?;
-    let identity = gw.node.authenticate(&credential).await?;
+    let found = gw.node.sources().find(&handshake);
+    let (identity, source, rooms) = match (&gw.connect_hook, found) {
+        (Some(hook), found) if hook_takes(gw, &found) => {
+            ask_hook(gw, hook, head, &auth, remote, s).await?
+        }
+        (_, found) => {
+            let (credential, source) = found.map_err(|e| explain_missing_cookie(gw, head, e))?;
+            check_origin(gw, head, source)?;
+            (gw.node.authenticate(&credential).await?, source, Vec::new())
+        }
+    };
+    let by_app = source == TokenSource::ConnectHook;
     let resumed = match recovery_claim(gw, &auth) {
         Some(claim) => gw.node.resume(&identity, &claim).await,
         None => None,
@@ -182,10 +236,25 @@ async fn admit(
     if let Some(resumed) = &resumed {
         session = session.with_id(resumed.session);
     }
+    if by_app {
+        session = session.admitted_by_app();
+    }
     let session = Arc::new(session);
     let admitting = Instant::now();
     let conn = Arc::new(SocketConn::new(s.clone()));
     gw.node.admit(session.clone(), conn.clone()).await?;
+    if !rooms.is_empty() {
+        let as_conn: sockgate_core::Conn = conn.clone();
+        if let Err(e) = gw.node.enter_rooms(&as_conn, &session, &rooms) {
+            s.leave_all();
+            gw.node.forget(session.id);
+            return Err(AuthError::new(
+                ErrorCode::BackendError,
+                format!("the connect hook's rooms: {}", e.message),
+            )
+            .into());
+        }
+    }
     if let Some(resumed) = resumed {
         restore(gw, s, &conn, &session, resumed).await?;
     }
@@ -200,6 +269,54 @@ async fn admit(
     telemetry::connection(session.transport.as_str(), 1.0);
     gw.node.stats().overhead(admitting.elapsed());
     Ok((session, source))
+}
+
+/// Whether the connect hook is asked rather than sockgate's own checks: a
+/// handshake with no credential at all, or with a token sockgate cannot
+/// verify (no JWT key, or not a JWT: an opaque API key, a session id).
+/// Session cookies and JWTs that sockgate has keys for stay sockgate's.
+fn hook_takes(gw: &Gateway, found: &Result<(Credential<'_>, TokenSource), AuthError>) -> bool {
+    match found {
+        Err(e) => e.code == ErrorCode::AuthRequired,
+        Ok((Credential::Token(token), _)) => {
+            !gw.node.has_jwt_keys() || token.split('.').count() != 3
+        }
+        Ok((Credential::SessionCookies(_), _)) => false,
+    }
+}
+
+/// Asks the app's connect hook who the handshake is. The origin is checked
+/// first, as for a cookie when the request carries one: the hook may well
+/// log users in by their session cookie.
+async fn ask_hook(
+    gw: &Gateway,
+    hook: &ConnectHook,
+    head: &RequestHead,
+    auth: &Value,
+    remote: Option<IpAddr>,
+    s: &SioSocket,
+) -> Result<(Identity, TokenSource, Vec<String>), Denied> {
+    let as_if = match header(head, "cookie") {
+        Some(_) => TokenSource::Cookie,
+        None => TokenSource::Auth,
+    };
+    check_origin(gw, head, as_if)?;
+    let transport = transport_of(s.engine().transport()).as_str();
+    let admitted = hook
+        .admit(
+            auth,
+            |name| header(head, name),
+            remote.map(|a| a.to_string()),
+            transport,
+        )
+        .await
+        .map_err(|refused| match refused {
+            Refused::App(refusal) => Denied::App(refusal),
+            Refused::Sockgate(e) => Denied::Auth(e),
+        })?;
+    let identity = admitted.identity(gw.node.user_claim(), gw.node.clock().now())?;
+    gw.node.revocations().check(&identity)?;
+    Ok((identity, TokenSource::ConnectHook, admitted.rooms))
 }
 
 /// Browsers always send `Origin`; other clients may not, and are let

@@ -68,7 +68,7 @@ impl Endpoint {
     /// went wrong: `BACKEND_TIMEOUT`, `BACKEND_UNAVAILABLE` (unreachable,
     /// a 5xx), `BACKEND_ERROR` (any other status, a reply too large).
     pub async fn call(&self, event: &Event<'_>) -> Result<Vec<u8>, AuthError> {
-        let body = serde_json::to_vec(&Body {
+        self.post(&Body {
             id: &event.id,
             event: event.name,
             args: event.args,
@@ -80,7 +80,12 @@ impl Endpoint {
             remote_addr: event.remote_addr.as_deref(),
             ts: event.ts,
         })
-        .expect("event bodies serialize");
+        .await
+    }
+
+    /// POSTs `body` as signed JSON and returns the reply's body.
+    pub async fn post(&self, body: &impl Serialize) -> Result<Vec<u8>, AuthError> {
+        let body = serde_json::to_vec(body).expect("call bodies serialize");
         let signature = sign(&self.key, unix_now(), &body);
         let mut res = self
             .client

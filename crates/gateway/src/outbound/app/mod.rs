@@ -8,14 +8,15 @@
 //! its calls fail at once with `BACKEND_UNAVAILABLE` for [`OPEN_FOR`], then
 //! one call tries again.
 
+pub mod connect;
 pub mod http;
 pub mod reply;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sockgate_auth::{AuthError, ErrorCode};
-use sockgate_core::hooks::{App, Event, Reply, unknown_event};
+use sockgate_core::hooks::{Admitted, App, Event, Refused, Renew, Reply, unknown_event};
 use sockgate_core::{BoxFuture, telemetry};
 use wildmatch::WildMatch;
 
@@ -47,18 +48,34 @@ impl Route {
     }
 }
 
-/// The app's backend: routes, first match wins.
+/// The app's backend: event routes, first match wins, and the connect
+/// hook.
 pub struct Backend {
     routes: Vec<Route>,
     /// What a reply's publishes are checked against.
     rules: reply::Rules,
+    /// The connect hook, which also renews what it admitted.
+    connect: Option<Arc<connect::ConnectHook>>,
 }
 
 impl Backend {
     /// A backend of `routes`, tried in order, whose replies' publishes obey
-    /// `rules`.
-    pub fn new(routes: Vec<Route>, rules: reply::Rules) -> Self {
-        Self { routes, rules }
+    /// `rules`, with the connect hook `connect`.
+    pub fn new(
+        routes: Vec<Route>,
+        rules: reply::Rules,
+        connect: Option<Arc<connect::ConnectHook>>,
+    ) -> Self {
+        Self {
+            routes,
+            rules,
+            connect,
+        }
+    }
+
+    /// The connect hook, if any.
+    pub fn connect_hook(&self) -> Option<&Arc<connect::ConnectHook>> {
+        self.connect.as_ref()
     }
 
     async fn handle(&self, event: Event<'_>) -> Result<Reply, AuthError> {
@@ -94,6 +111,18 @@ impl Backend {
 impl App for Backend {
     fn on_event<'a>(&'a self, event: Event<'a>) -> BoxFuture<'a, Result<Reply, AuthError>> {
         Box::pin(self.handle(event))
+    }
+
+    fn on_renew<'a>(&'a self, renew: Renew<'a>) -> BoxFuture<'a, Result<Admitted, Refused>> {
+        Box::pin(async move {
+            match &self.connect {
+                Some(hook) => hook.renew(&renew).await,
+                None => Err(Refused::Sockgate(AuthError::new(
+                    ErrorCode::AuthUnavailable,
+                    "no connect hook",
+                ))),
+            }
+        })
     }
 }
 

@@ -13,7 +13,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 use sockgate_auth::{AuthError, ErrorCode};
-use sockgate_core::hooks::{Emit, Reply};
+use sockgate_core::hooks::{Emit, Reply, is_app_code};
 use sockgate_core::rooms::UserRoom;
 
 use crate::publish::{PublishRequest, check_event};
@@ -117,20 +117,13 @@ pub fn parse(body: &[u8], rules: &Rules) -> Result<Reply, AuthError> {
 fn app_error(error: RawError) -> Value {
     let code = error
         .code
-        .filter(|c| is_code(c))
+        .filter(|c| is_app_code(c))
         .unwrap_or_else(|| ErrorCode::BackendError.as_str().to_owned());
     let message = error.message.map_or_else(|| code.clone(), clip);
     serde_json::json!({ "ok": false, "code": code, "message": message })
 }
 
-fn is_code(code: &str) -> bool {
-    let mut chars = code.chars();
-    chars.next().is_some_and(|c| c.is_ascii_uppercase())
-        && code.len() <= 64
-        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-}
-
-fn clip(message: String) -> String {
+pub(super) fn clip(message: String) -> String {
     message
         .chars()
         .filter(|c| !c.is_control())
