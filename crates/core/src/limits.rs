@@ -259,6 +259,21 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// `PAYLOAD_TOO_LARGE` for data over `max` bytes of JSON.
+pub fn check_payload(
+    data: Option<&serde_json::value::RawValue>,
+    max: usize,
+) -> Result<(), AuthError> {
+    let size = data.map_or(0, |d| d.get().len());
+    if size > max {
+        return Err(AuthError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("data is {size} bytes; the limit is {max}"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,19 +349,4 @@ mod tests {
             ErrorCode::ConnectionLimit
         );
     }
-}
-
-/// `PAYLOAD_TOO_LARGE` for data over `max` bytes of JSON.
-pub fn check_payload(
-    data: Option<&serde_json::value::RawValue>,
-    max: usize,
-) -> Result<(), AuthError> {
-    let size = data.map_or(0, |d| d.get().len());
-    if size > max {
-        return Err(AuthError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("data is {size} bytes; the limit is {max}"),
-        ));
-    }
-    Ok(())
 }
