@@ -20,7 +20,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use sockgate_auth::{AuthError, ErrorCode, Identity};
 
-use crate::backend::BoxFuture;
+/// A call's future ([`crate::BoxFuture`]'s shape; spelled here so that
+/// sessions, which hold a socket's line of calls, need not see the backends).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One client event on its way to the app.
 #[derive(Debug, Clone)]

@@ -54,7 +54,7 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         "sockgate_app_calls_refused_total",
-        "Client events answered without calling the app, by code."
+        "Client events refused by sockgate rather than the app's backend (no route, a reserved name, a full line, the concurrency limit, an answer breaking a room rule), by code."
     );
 }
 

@@ -60,7 +60,16 @@ impl Node {
         match self.call_app(conn, session, name, args).await {
             Ok(ack) => ack,
             Err(e) => {
-                telemetry::call_refused(e.code.as_str());
+                // The app's failures are the app's figures (`app_call`);
+                // a missing route is a refusal like the node's own.
+                if !matches!(
+                    e.code,
+                    ErrorCode::BackendTimeout
+                        | ErrorCode::BackendUnavailable
+                        | ErrorCode::BackendError
+                ) {
+                    telemetry::call_refused(e.code.as_str());
+                }
                 serde_json::to_value(e.to_ack()).expect("acks serialize")
             }
         }

@@ -10,9 +10,8 @@ use sockgate_core::node::DEFAULT_CALLS_PER_USER;
 
 use super::{ConfigError, Secret, Settings, invalid};
 use crate::outbound::app::connect::ConnectHook;
-use crate::outbound::app::http::Endpoint;
 use crate::outbound::app::reply::Rules;
-use crate::outbound::app::{Backend, Route};
+use crate::outbound::app::{Backend, Endpoint, Route};
 
 /// Shortest signing secret, in bytes: HMAC-SHA256's own output size.
 pub const MIN_EVENTS_SECRET_BYTES: usize = 32;

@@ -18,7 +18,8 @@ use serde_json::{Map, Value};
 use sockgate_auth::{AuthError, ErrorCode};
 use sockgate_core::hooks::{Admitted, AppRefusal, Refused, Renew, is_app_code};
 
-use super::http::Endpoint;
+use super::Endpoint;
+use super::grpc::{ConnectRequest, Renew as GrpcRenew};
 use super::reply::clip;
 
 /// The connect hook's endpoint and the request headers it is shown.
@@ -100,7 +101,25 @@ impl ConnectHook {
             remote_addr,
             transport,
         };
-        answer(self.endpoint.post(&body).await)
+        let sent = match &self.endpoint {
+            Endpoint::Http(e) => e.post(&body).await,
+            Endpoint::Grpc(e) => {
+                let request = ConnectRequest {
+                    id: call_id(),
+                    auth_json: body.auth.to_string(),
+                    headers: body
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    remote_addr: body.remote_addr.unwrap_or_default(),
+                    transport: body.transport.to_owned(),
+                    renew: None,
+                };
+                e.connect(request).await
+            }
+        };
+        answer(sent)
     }
 
     /// Asks again for a session it admitted.
@@ -113,8 +132,33 @@ impl ConnectHook {
                 expires_at: renew.expires_at,
             },
         };
-        answer(self.endpoint.post(&body).await)
+        let sent = match &self.endpoint {
+            Endpoint::Http(e) => e.post(&body).await,
+            Endpoint::Grpc(e) => {
+                let request = ConnectRequest {
+                    id: call_id(),
+                    renew: Some(GrpcRenew {
+                        user_id: renew.user_id.to_owned(),
+                        session_id: renew.session_id.to_owned(),
+                        claims_json: Value::Object(renew.claims.clone()).to_string(),
+                        expires_at: renew.expires_at.unwrap_or_default(),
+                    }),
+                    ..Default::default()
+                };
+                e.connect(request).await
+            }
+        };
+        answer(sent)
     }
+}
+
+/// A random id for a call (the gRPC form signs it).
+fn call_id() -> String {
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
 }
 
 /// Reads the hook's answer. No answer is `AUTH_UNAVAILABLE` (retryable:

@@ -54,7 +54,10 @@ impl Endpoint {
     ) -> Result<Self, String> {
         let url = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("the scheme {} is not http or https", url.scheme()));
+            return Err(format!(
+                "the scheme {} is not http, https or grpc",
+                url.scheme()
+            ));
         }
         Ok(Self {
             client: client::build(timeout)?,

@@ -9,6 +9,7 @@
 //! one call tries again.
 
 pub mod connect;
+pub mod grpc;
 pub mod http;
 pub mod reply;
 
@@ -20,7 +21,36 @@ use sockgate_core::hooks::{Admitted, App, Event, Refused, Renew, Reply, unknown_
 use sockgate_core::{BoxFuture, telemetry};
 use wildmatch::WildMatch;
 
-use http::Endpoint;
+/// Where a route's calls go: `http(s)://` or `grpc://`.
+pub enum Endpoint {
+    /// A signed JSON POST.
+    Http(http::Endpoint),
+    /// A call of `proto/sockgate/v1/app.proto`.
+    Grpc(grpc::Endpoint),
+}
+
+impl Endpoint {
+    /// The endpoint at `url`, by its scheme.
+    pub fn new(
+        url: &str,
+        secret: &[u8],
+        timeout: Duration,
+        max_reply: usize,
+    ) -> Result<Self, String> {
+        if url.starts_with("grpc://") {
+            return grpc::Endpoint::new(url, secret, timeout).map(Endpoint::Grpc);
+        }
+        http::Endpoint::new(url, secret, timeout, max_reply).map(Endpoint::Http)
+    }
+
+    /// An event call; the answer in the HTTP form's JSON.
+    async fn event(&self, event: &Event<'_>) -> Result<Vec<u8>, AuthError> {
+        match self {
+            Endpoint::Http(e) => e.call(event).await,
+            Endpoint::Grpc(e) => e.event(event).await,
+        }
+    }
+}
 
 /// Failures in a row that open a route's circuit.
 pub const TRIPS_AFTER: u32 = 5;
@@ -102,7 +132,7 @@ impl Backend {
 
     async fn call(&self, route: &Route, event: &Event<'_>) -> Result<Reply, AuthError> {
         route.circuit.allow()?;
-        let body = route.endpoint.call(event).await;
+        let body = route.endpoint.event(event).await;
         route.circuit.record(&body);
         reply::parse(&body?, &self.rules)
     }
