@@ -1,7 +1,7 @@
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
 import { fullJitter, type BackoffOptions } from "./backoff";
 import { Emitter } from "./emitter";
-import { classOfAny, parseRefusal, SockgateError, type AnyErrorCode } from "./errors";
+import { classOfAny, isAppCode, parseRefusal, SockgateError, type AnyErrorCode } from "./errors";
 import {
   CLIENT_EVENTS,
   CODES,
@@ -54,7 +54,8 @@ export type RefreshResult =
 
 /** Why a client ended. */
 export interface Ended {
-  code: ErrorCode;
+  /** sockgate's code, or the app's own when its connect hook refused. */
+  code: AnyErrorCode;
   message: string;
 }
 
@@ -292,8 +293,14 @@ export class SockgateClient extends Emitter<ClientEvents> {
       else this.retry(refusal);
       return;
     }
+    const data = err.data as { code?: unknown; message?: unknown } | undefined;
+    if (data !== undefined && isAppCode(data?.code)) {
+      // The app's connect hook refused with its own code: terminal.
+      this.end(data.code, typeof data.message === "string" ? data.message : data.code);
+      return;
+    }
     if (err.data !== undefined) {
-      // A Socket.IO connect error without one of sockgate's codes.
+      // A Socket.IO connect error without a code.
       this.retry({ message: err.message });
       return;
     }
@@ -366,7 +373,7 @@ export class SockgateClient extends Emitter<ClientEvents> {
     this.later(delayMs, () => void this.attemptConnect());
   }
 
-  private end(code: ErrorCode, message: string): void {
+  private end(code: AnyErrorCode, message: string): void {
     if (this._state === "ended") return;
     this.clearTimers();
     this.refreshSeq++;

@@ -9,8 +9,22 @@ import { CODES, isErrorCode, type ErrorClass, type ErrorCode } from "./protocol"
  */
 export type ClientErrorCode = "TIMEOUT" | "NOT_CONNECTED" | "UNREACHABLE";
 
-/** A server code or one of the SDK's own. */
-export type AnyErrorCode = ErrorCode | ClientErrorCode;
+/**
+ * A code of the app's own, `[A-Z][A-Z0-9_]{0,63}`: the app's backend
+ * answers an event with `{ error: { code } }`, or its connect hook refuses
+ * a connection with one (docs/events.md). Always terminal.
+ */
+export type AppErrorCode = string & { readonly __appCode?: never };
+
+/** A server code, one of the SDK's own, or the app's. */
+export type AnyErrorCode = ErrorCode | ClientErrorCode | AppErrorCode;
+
+const CLIENT_CODES: readonly string[] = ["TIMEOUT", "NOT_CONNECTED", "UNREACHABLE"];
+
+/** Whether `code` may be an app's code: `[A-Z][A-Z0-9_]{0,63}`. */
+export function isAppCode(code: unknown): code is AppErrorCode {
+  return typeof code === "string" && /^[A-Z][A-Z0-9_]{0,63}$/.test(code);
+}
 
 /** A refusal from sockgate (or from the SDK), with its stable code. */
 export class SockgateError extends Error {
@@ -28,14 +42,15 @@ export class SockgateError extends Error {
   /** The error of a refused ack `{ ok: false, code, message }` (or of a malformed answer). */
   static fromAck(ack: unknown): SockgateError {
     const a = (ack ?? {}) as { code?: unknown; message?: unknown };
-    if (isErrorCode(a.code)) return new SockgateError(a.code, typeof a.message === "string" ? a.message : a.code);
+    if (isAppCode(a.code)) return new SockgateError(a.code, typeof a.message === "string" ? a.message : a.code);
     return new SockgateError("INTERNAL", `unexpected answer from sockgate: ${safeJson(ack)}`);
   }
 }
 
-/** The class of a server or SDK code (the SDK's own are retryable). */
+/** The class of a code: the server's own, the SDK's (retryable), or the app's (terminal). */
 export function classOfAny(code: AnyErrorCode): ErrorClass {
-  return isErrorCode(code) ? CODES[code] : "retryable";
+  if (isErrorCode(code)) return CODES[code];
+  return CLIENT_CODES.includes(code) ? "retryable" : "terminal";
 }
 
 function safeJson(value: unknown): string {

@@ -1,7 +1,7 @@
 export { createClient, SockgateClient } from "./client";
 export type { ClientEvents, ClientOptions, Ended, RefreshResult, State, StateInfo, TokenSource } from "./client";
-export { SockgateError, parseRefusal } from "./errors";
-export type { AnyErrorCode, ClientErrorCode } from "./errors";
+export { SockgateError, classOfAny, isAppCode, parseRefusal } from "./errors";
+export type { AnyErrorCode, AppErrorCode, ClientErrorCode } from "./errors";
 export { fullJitter } from "./backoff";
 export type { BackoffOptions } from "./backoff";
 export { nextAuth, nextAuthToken } from "./next-auth";

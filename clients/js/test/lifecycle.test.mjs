@@ -1,5 +1,6 @@
 // @sockgate/client against the real sockgate binary: refresh, reconnect,
 // terminal ends, and bursts, as an app lives through them.
+import { createServer } from "node:http";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createClient, SockgateError } from "../dist/index.js";
@@ -425,4 +426,39 @@ test("a gateway at another path: UNREACHABLE naming the HTTP status and the path
   assert.equal(info.code, "UNREACHABLE");
   assert.match(info.message, /HTTP 404/);
   assert.match(info.message, /`path` option/);
+});
+
+test("the app's connect hook refusing with its own code ends the client with that code; its errors keep theirs", async (t) => {
+  // The app's backend: a connect hook that knows one API key, and an event
+  // handler that refuses with a code of its own.
+  const backend = createServer((req, res) => {
+    let body = "";
+    req.on("data", (d) => (body += d));
+    req.on("end", () => {
+      const call = JSON.parse(body);
+      res.setHeader("content-type", "application/json");
+      if (call.event === "chat:send") return res.end(JSON.stringify({ error: { code: "CHAT_FORBIDDEN", message: "muted" } }));
+      if (call.auth?.apiKey === "good") return res.end(JSON.stringify({ userId: "hooked" }));
+      res.end(JSON.stringify({ error: { code: "NOT_LOGGED_IN", message: "log in first" } }));
+    });
+  });
+  await new Promise((r) => backend.listen(0, "127.0.0.1", r));
+  t.after(() => backend.close());
+  const url = `http://127.0.0.1:${backend.address().port}/`;
+  const gw = await startGateway({ SOCKGATE_CONNECT_URL: url, SOCKGATE_EVENTS_URL: url, SOCKGATE_EVENTS_SECRET: "e".repeat(40) });
+  t.after(() => gw.stop());
+
+  const refused = createClient(gw.url, { withCredentials: true, auth: { apiKey: "bad" }, transports: ["websocket"] });
+  t.after(() => refused.close());
+  await reach(refused, "ended");
+  assert.deepEqual(refused.ended, { code: "NOT_LOGGED_IN", message: "log in first" });
+
+  const admitted = createClient(gw.url, { withCredentials: true, auth: { apiKey: "good" }, transports: ["websocket"] });
+  t.after(() => admitted.close());
+  await reach(admitted, "connected");
+  assert.equal(admitted.identity.userId, "hooked");
+  const ack = await admitted.socket.emitWithAck("chat:send", "hi");
+  const err = SockgateError.fromAck(ack);
+  assert.equal(err.code, "CHAT_FORBIDDEN");
+  assert.equal(err.retryable, false, "an app's code is terminal");
 });
