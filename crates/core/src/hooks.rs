@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sockgate_auth::{AuthError, ErrorCode, Identity};
+use sockgate_protocol::rooms::Action;
 
 /// A call's future ([`crate::BoxFuture`]'s shape; spelled here so that
 /// sessions, which hold a socket's line of calls, need not see the backends).
@@ -156,6 +157,22 @@ pub trait App: Send + Sync + 'static {
     /// (`UNKNOWN_EVENT`, `BACKEND_TIMEOUT`, `BACKEND_UNAVAILABLE`,
     /// `BACKEND_ERROR`), acked as `{ ok: false, code, message }`.
     fn on_event<'a>(&'a self, event: Event<'a>) -> BoxFuture<'a, Result<Reply, AuthError>>;
+
+    /// Whether `id` may do `action` in `room`, asked when the token's
+    /// capabilities and the room rules grant nothing (the gateway's
+    /// authorization webhook); `AUTH_UNAVAILABLE` when the app cannot
+    /// answer. `fresh` asks past any cache (the rechecks of a refresh).
+    /// Without an authority: no.
+    fn authorize<'a>(
+        &'a self,
+        id: &'a Identity,
+        room: &'a str,
+        action: Action,
+        fresh: bool,
+    ) -> BoxFuture<'a, Result<bool, AuthError>> {
+        let _ = (id, room, action, fresh);
+        Box::pin(async { Ok(false) })
+    }
 
     /// Renews a session the connect hook admitted, before its `expiresAt`.
     fn on_renew<'a>(&'a self, renew: Renew<'a>) -> BoxFuture<'a, Result<Admitted, Refused>> {

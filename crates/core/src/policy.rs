@@ -8,8 +8,8 @@
 //!    A rule with a template is matched segment by segment (segments are
 //!    separated by `:`), so neither a `*` nor a filled-in value can reach
 //!    into the next segment.
-//! 3. An optional [`Oracle`], the gateway's authorization webhook: it
-//!    decides, or answers `AUTH_UNAVAILABLE` when it cannot.
+//! 3. The app ([`App::authorize`]), the gateway's authorization webhook:
+//!    it decides, or answers `AUTH_UNAVAILABLE` when it cannot.
 //!
 //! Sources 1 and 2 only grant: when they do not, the question goes on. The
 //! webhook, when configured, always decides. Without a grant: `FORBIDDEN`.
@@ -19,33 +19,14 @@ use serde_json::Value;
 use sockgate_auth::{AuthError, ErrorCode, Identity};
 use wildmatch::WildMatch;
 
-use crate::BoxFuture;
+use std::sync::Arc;
+
+use crate::hooks::App;
 
 /// What separates the segments of a room name (`team:red:general`).
 pub const SEGMENT: char = ':';
 
-/// What a user wants to do in a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// Join the room.
-    Join,
-    /// Publish to it.
-    Publish,
-    /// See who is in it.
-    Presence,
-}
-
-impl Action {
-    /// The action as rules and the webhook spell it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Action::Join => "join",
-            Action::Publish => "publish",
-            Action::Presence => "presence",
-        }
-    }
-}
+pub use sockgate_protocol::rooms::Action;
 
 /// A config-file rule (`[[room_rules]]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,30 +43,15 @@ pub struct RoomRule {
     pub role: Option<String>,
 }
 
-/// An outside authority on rooms: the gateway's is the authorization
-/// webhook. Asked only when the token's capabilities and the rules grant
-/// nothing.
-pub trait Oracle: Send + Sync + 'static {
-    /// Whether `id` may do `action` in `room`; `AUTH_UNAVAILABLE` when the
-    /// authority cannot answer. `fresh` asks past any cache (the rechecks of
-    /// a refresh).
-    fn decide<'a>(
-        &'a self,
-        id: &'a Identity,
-        room: &'a str,
-        action: Action,
-        fresh: bool,
-    ) -> BoxFuture<'a, Result<bool, AuthError>>;
-}
-
 /// The room authorization policy of a node.
 pub struct Policy {
     /// The claim holding capabilities.
     pub claim: String,
     /// The config file's rules.
     pub rules: Vec<RoomRule>,
-    /// The authority asked last, when set.
-    pub webhook: Option<Box<dyn Oracle>>,
+    /// The app, asked last when set ([`App::authorize`]: the gateway's
+    /// authorization webhook).
+    pub webhook: Option<Arc<dyn App>>,
 }
 
 impl Default for Policy {
@@ -111,8 +77,8 @@ impl Policy {
         if self.claims_grant(id, room, action) || self.rules_grant(id, room, action) {
             return Ok(());
         }
-        if let Some(hook) = &self.webhook
-            && hook.decide(id, room, action, fresh).await?
+        if let Some(app) = &self.webhook
+            && app.authorize(id, room, action, fresh).await?
         {
             return Ok(());
         }

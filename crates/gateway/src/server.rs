@@ -23,6 +23,7 @@ use crate::http::connections::{Connections, Http1Only};
 use crate::outbound::app::reply::Rules as ReplyRules;
 use crate::store::{OnDisk, Revocations};
 use crate::{Gateway, http, sio, telemetry};
+use sockgate_core::hooks::App;
 
 /// How often expired token revocations are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -132,7 +133,20 @@ pub async fn serve_until(
             dir: config.data_dir.display().to_string(),
             source,
         })?;
-    let policy = config.rooms.policy()?;
+    let rules = ReplyRules {
+        user_room: config.user_room.clone(),
+        max_payload: config.limits.max_payload,
+    };
+    let webhook = config.rooms.webhook()?;
+    let backend = config
+        .events
+        .backend(rules, config.limits.max_message, webhook)?
+        .map(Arc::new);
+    let authority = backend
+        .clone()
+        .filter(|b| b.authorizes())
+        .map(|b| b as Arc<dyn App>);
+    let policy = config.rooms.policy(authority);
     let gateway = Gateway::new(
         verifier,
         config.sources.clone(),
@@ -147,15 +161,11 @@ pub async fn serve_until(
     .with_transport_limits(config.transport_limits.clone())
     .with_user_room(config.user_room.clone())
     .with_exposed_claims(config.exposed_claims.clone());
-    let rules = ReplyRules {
-        user_room: config.user_room.clone(),
-        max_payload: config.limits.max_payload,
-    };
-    let gateway = match config.events.backend(rules, config.limits.max_message)? {
+    let gateway = match backend {
         Some(backend) => {
             let hook = backend.connect_hook().cloned();
             gateway
-                .with_app(Arc::new(backend), config.events.concurrency)
+                .with_app(backend, config.events.concurrency)
                 .with_connect_hook(hook)
         }
         None => gateway,

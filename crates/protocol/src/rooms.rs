@@ -1,5 +1,29 @@
 //! Room names.
 
+/// What a user wants to do in a room: what room rules grant and the
+/// authorization webhook is asked about (`"action": "join"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Join the room.
+    Join,
+    /// Publish to it.
+    Publish,
+    /// See who is in it.
+    Presence,
+}
+
+impl Action {
+    /// The action as rules and the webhook spell it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::Join => "join",
+            Action::Publish => "publish",
+            Action::Presence => "presence",
+        }
+    }
+}
+
 /// The default template of every user's own room, `user:{id}`.
 pub const DEFAULT_USER_ROOM: &str = "user:{id}";
 

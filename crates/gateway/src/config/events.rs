@@ -12,6 +12,7 @@ use super::{ConfigError, Secret, Settings, invalid};
 use crate::outbound::app::connect::ConnectHook;
 use crate::outbound::app::reply::Rules;
 use crate::outbound::app::{Backend, Endpoint, Route};
+use crate::outbound::webhook::Webhook;
 
 /// Shortest signing secret, in bytes: HMAC-SHA256's own output size.
 pub const MIN_EVENTS_SECRET_BYTES: usize = 32;
@@ -118,10 +119,16 @@ impl Events {
         })
     }
 
-    /// The app's backend, when any route is configured; its replies'
-    /// publishes obey `rules` and are read up to `max_reply` bytes.
-    pub fn backend(&self, rules: Rules, max_reply: usize) -> Result<Option<Backend>, ConfigError> {
-        if self.routes.is_empty() && self.connect.is_none() {
+    /// The app's backend, when any route, the connect hook or the
+    /// authorization webhook `authz` is configured; its replies' publishes
+    /// obey `rules` and are read up to `max_reply` bytes.
+    pub fn backend(
+        &self,
+        rules: Rules,
+        max_reply: usize,
+        authz: Option<Webhook>,
+    ) -> Result<Option<Backend>, ConfigError> {
+        if self.routes.is_empty() && self.connect.is_none() && authz.is_none() {
             return Ok(None);
         }
         let connect = match &self.connect {
@@ -140,7 +147,7 @@ impl Events {
                     .map_err(|e| invalid("SOCKGATE_EVENTS_URL", format!("{}: {e}", r.pattern)))?;
             routes.push(Route::new(&r.pattern, endpoint));
         }
-        Ok(Some(Backend::new(routes, rules, connect)))
+        Ok(Some(Backend::new(routes, rules, connect, authz)))
     }
 }
 

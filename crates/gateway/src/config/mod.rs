@@ -17,6 +17,7 @@ use sockgate_auth::{
 };
 
 use sockgate_core::Lifecycle;
+use sockgate_core::hooks::App;
 use sockgate_core::limits::{AbuseLimits, Limits, Rate};
 use sockgate_core::origins::{DEV_ORIGINS, Origins};
 use sockgate_core::policy::{Policy, RoomRule};
@@ -686,20 +687,23 @@ pub struct RoomSettings {
 }
 
 impl RoomSettings {
-    /// Builds the policy, checking the webhook URL.
-    pub fn policy(&self) -> Result<Policy, ConfigError> {
-        let webhook = match &self.authz_url {
-            Some(url) => Some(Box::new(
-                Webhook::new(url, self.authz_timeout, self.authz_cache_ttl)
-                    .map_err(|e| invalid("SOCKGATE_AUTHZ_URL", e))?,
-            ) as Box<dyn sockgate_core::policy::Oracle>),
-            None => None,
+    /// The authorization webhook, when set, its URL checked.
+    pub fn webhook(&self) -> Result<Option<Webhook>, ConfigError> {
+        let Some(url) = &self.authz_url else {
+            return Ok(None);
         };
-        Ok(Policy {
+        Webhook::new(url, self.authz_timeout, self.authz_cache_ttl)
+            .map(Some)
+            .map_err(|e| invalid("SOCKGATE_AUTHZ_URL", e))
+    }
+
+    /// The policy, asking `authority` last (the app holding the webhook).
+    pub fn policy(&self, authority: Option<Arc<dyn App>>) -> Policy {
+        Policy {
             claim: self.claim.clone(),
             rules: self.rules.clone(),
-            webhook,
-        })
+            webhook: authority,
+        }
     }
 }
 

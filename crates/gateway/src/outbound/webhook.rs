@@ -2,7 +2,7 @@
 //! allows, any other status denies, a timeout or an unreachable backend is
 //! `AUTH_UNAVAILABLE`. Answers are cached per token (its claims), room and
 //! action; each user has a budget of webhook calls. It is the
-//! [`Oracle`] of the room policy: asked only when the token's capabilities
+//! authority of the room policy (the app's `authorize`): asked only when the token's capabilities
 //! and the config rules grant nothing.
 
 use std::hash::BuildHasher;
@@ -13,8 +13,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sockgate_auth::{AuthError, ErrorCode, Identity};
-use sockgate_core::BoxFuture;
-use sockgate_core::policy::{Action, Oracle};
+use sockgate_core::policy::Action;
 
 use super::client::describe;
 
@@ -140,18 +139,20 @@ impl Webhook {
     }
 }
 
-impl Oracle for Webhook {
-    fn decide<'a>(
-        &'a self,
-        id: &'a Identity,
-        room: &'a str,
+impl Webhook {
+    /// Whether `id` may do `action` in `room` (the app's
+    /// [`sockgate_core::hooks::App::authorize`], through the backend that
+    /// holds this webhook).
+    pub async fn decide(
+        &self,
+        id: &Identity,
+        room: &str,
         action: Action,
         fresh: bool,
-    ) -> BoxFuture<'a, Result<bool, AuthError>> {
-        Box::pin(self.ask(id, room, action, fresh))
+    ) -> Result<bool, AuthError> {
+        self.ask(id, room, action, fresh).await
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,10 +16,13 @@ pub mod reply;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sockgate_auth::{AuthError, ErrorCode};
+use sockgate_auth::{AuthError, ErrorCode, Identity};
 use sockgate_core::hooks::{Admitted, App, Event, Refused, Renew, Reply, unknown_event};
+use sockgate_core::policy::Action;
 use sockgate_core::{BoxFuture, telemetry};
 use wildmatch::WildMatch;
+
+use crate::outbound::webhook::Webhook;
 
 /// Where a route's calls go: `http(s)://` or `grpc://`.
 pub enum Endpoint {
@@ -86,6 +89,8 @@ pub struct Backend {
     rules: reply::Rules,
     /// The connect hook, which also renews what it admitted.
     connect: Option<Arc<connect::ConnectHook>>,
+    /// The room authorization webhook.
+    authz: Option<Webhook>,
 }
 
 impl Backend {
@@ -95,12 +100,19 @@ impl Backend {
         routes: Vec<Route>,
         rules: reply::Rules,
         connect: Option<Arc<connect::ConnectHook>>,
+        authz: Option<Webhook>,
     ) -> Self {
         Self {
             routes,
             rules,
             connect,
+            authz,
         }
+    }
+
+    /// Whether it holds the room authorization webhook.
+    pub fn authorizes(&self) -> bool {
+        self.authz.is_some()
     }
 
     /// The connect hook, if any.
@@ -141,6 +153,21 @@ impl Backend {
 impl App for Backend {
     fn on_event<'a>(&'a self, event: Event<'a>) -> BoxFuture<'a, Result<Reply, AuthError>> {
         Box::pin(self.handle(event))
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        id: &'a Identity,
+        room: &'a str,
+        action: Action,
+        fresh: bool,
+    ) -> BoxFuture<'a, Result<bool, AuthError>> {
+        Box::pin(async move {
+            match &self.authz {
+                Some(webhook) => webhook.decide(id, room, action, fresh).await,
+                None => Ok(false),
+            }
+        })
     }
 
     fn on_renew<'a>(&'a self, renew: Renew<'a>) -> BoxFuture<'a, Result<Admitted, Refused>> {
