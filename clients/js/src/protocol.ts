@@ -128,7 +128,7 @@ export interface Refusal {
 /** `auth:refresh` (and `POST /auth/refresh`) answers. */
 export type RefreshAck = { ok: true; expiresAt: number | null } | Refusal;
 
-/** `room:join` answers: `members` is how many users are in the room (this node). */
+/** `room:join` answers: `members` is how many users are in the room, on every node of a cluster. */
 export interface JoinAck {
   ok: true;
   room: string;

@@ -133,6 +133,8 @@ describe("default gateway (HS256 secret)", () => {
   test("the expiry message says how long ago", async () => {
     const err = await refusal(gw, { auth: { token: sign({ exp: now() - 5 }) } });
     assert.match(err.message, /^TOKEN_EXPIRED: token expired [5-9] s ago$/);
+    // err.data carries the same code and the sentence alone (docs/errors.md).
+    assert.deepEqual(err.data, { code: "TOKEN_EXPIRED", message: err.message.slice("TOKEN_EXPIRED: ".length) });
   });
 
   test("garbage handshake payloads get TOKEN_INVALID while others keep working", async () => {
