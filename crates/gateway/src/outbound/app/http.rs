@@ -52,15 +52,24 @@ impl Endpoint {
         timeout: Duration,
         max_reply: usize,
     ) -> Result<Self, String> {
-        let url = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+        // `h2c://` is plain `http://` spoken as HTTP/2 from the start.
+        let (url, h2c) = match url.strip_prefix("h2c://") {
+            Some(rest) => (format!("http://{rest}"), true),
+            None => (url.to_owned(), false),
+        };
+        let url = reqwest::Url::parse(&url).map_err(|e| format!("not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!(
-                "the scheme {} is not http, https or grpc",
+                "the scheme {} is not http, https, h2c or grpc",
                 url.scheme()
             ));
         }
+        let client = match h2c {
+            true => client::build_h2c(timeout)?,
+            false => client::build(timeout)?,
+        };
         Ok(Self {
-            client: client::build(timeout)?,
+            client,
             url,
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             max_reply,
