@@ -11,7 +11,7 @@ use crate::compare::{Comparison, Row};
 use crate::report::{Better, format_num};
 
 /// The metrics drawn, in order, when present.
-pub const HEADLINE: [&str; 20] = [
+pub const HEADLINE: [&str; 22] = [
     "connect.rate",
     "connect.latency.p50",
     "connect.latency.p99",
@@ -23,6 +23,8 @@ pub const HEADLINE: [&str; 20] = [
     "echo.rate",
     "echo.rtt.p50",
     "echo.rtt.p99",
+    "rpc.rate",
+    "rpc.rtt.p99",
     "fanout.all.p50",
     "fanout.all.p99",
     "fanout.rate",

@@ -13,12 +13,13 @@ use crate::report::{Better, format_num};
 use crate::sys::Machine;
 
 /// The order scenarios are shown in.
-pub const SCENARIOS: [&str; 9] = [
+pub const SCENARIOS: [&str; 10] = [
     "connect",
     "connect-paced",
     "hold",
     "reject",
     "echo",
+    "rpc",
     "fanout",
     "refresh",
     "revoke",

@@ -17,6 +17,7 @@
 //! sockgate-bench hold    --connections 20000 --hold 30 --server-pid $(pgrep -n sockgate)
 //! sockgate-bench reject  --attempts 3000                         # bad signature, expired, alg none
 //! sockgate-bench echo    --connections 100 --messages 1000 --window 16
+//! sockgate-bench rpc     --connections 100 --messages 1000 --window 16
 //! sockgate-bench fanout  --members 5000 --messages 50 --api-key $SOCKGATE_API_KEY
 //! sockgate-bench refresh --connections 100 --refreshes 20        # sockgate only
 //! sockgate-bench revoke  --connections 1000 --api-key $SOCKGATE_API_KEY   # sockgate only
@@ -158,6 +159,27 @@ enum Command {
         /// Bytes of chat-like text in each message (0: `{"n":..}` alone).
         #[arg(long, default_value_t = 0)]
         payload: usize,
+    },
+    /// C connections × M app events with acks (`rpc`), which the server
+    /// hands to the app: sockgate to its backend (`SOCKGATE_EVENTS_URL`),
+    /// the Node peer to its handler. The ack carries back the payload.
+    Rpc {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        /// Messages per connection.
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// Most unanswered messages per connection.
+        #[arg(long, default_value_t = 8)]
+        window: usize,
+        /// Bytes of chat-like text in each message (0: `{"n":..}` alone).
+        #[arg(long, default_value_t = 0)]
+        payload: usize,
+        /// The event's name.
+        #[arg(long, default_value = "rpc")]
+        event: String,
     },
     /// N members of one room; K messages through `POST /api/publish`.
     Fanout {
@@ -412,6 +434,27 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 window,
                 payload,
                 pace: pace(&common),
+                event: sockgate_protocol::events::client::ECHO.to_owned(),
+            };
+            let r = runtime(&common)?.block_on(scenarios::echo(&s, &cfg));
+            finish(&common, r.report(&s, &cfg), &s)
+        }
+        Command::Rpc {
+            common,
+            connections,
+            messages,
+            window,
+            payload,
+            event,
+        } => {
+            let s = setup(&common, connections)?;
+            let cfg = EchoConfig {
+                connections,
+                messages,
+                window,
+                payload,
+                pace: pace(&common),
+                event,
             };
             let r = runtime(&common)?.block_on(scenarios::echo(&s, &cfg));
             finish(&common, r.report(&s, &cfg), &s)

@@ -175,6 +175,7 @@ async fn compressed_echoes_round_trip_in_fewer_bytes_than_they_carry() {
         window: 4,
         payload: 4000,
         pace: pace(4),
+        event: sockgate_protocol::events::client::ECHO.to_owned(),
     };
     let r = echo(&s, &cfg).await;
     assert!(r.errors.is_empty(), "{:?}", r.errors);
@@ -203,6 +204,7 @@ async fn echo_gets_every_ack_back() {
         window: 8,
         payload: 0,
         pace: pace(20),
+        event: sockgate_protocol::events::client::ECHO.to_owned(),
     };
     let r = echo(&s, &cfg).await;
     assert!(r.errors.is_empty(), "{:?}", r.errors);

@@ -1,10 +1,15 @@
-//! `echo`: C connections each send M `echo` events with acks
+//! `echo` (and `rpc`): C connections each send M `echo` events with acks
 //! (`42<id>["echo",{"n":<id>}]`), at most `window` unanswered at a time per
 //! connection. All connections connect first and start together. Reports
 //! acks/s over the echo phase and the round-trip time of each message (from
 //! queueing it to its ack). An ack whose payload is not what was sent is an
 //! error: counted by its `code` when it is a refusal (`{"ok":false,"code":..}`,
 //! e.g. sockgate's per-socket `RATE_LIMITED`), as `ERR_ECHO_MISMATCH` otherwise.
+//!
+//! `rpc` is the same exchange on an app event (`rpc`) that the server does
+//! not answer itself: sockgate forwards it to the app's backend
+//! (`bench/app-backend`), the Node peer's handler answers it in process.
+//! Both acks carry back the payload.
 
 use sockgate_protocol::events::client;
 use std::time::Duration;
@@ -38,6 +43,25 @@ pub struct EchoConfig {
     pub payload: usize,
     /// How fast the connections are opened.
     pub pace: Pace,
+    /// The event sent: `echo`, or an app event for `rpc`.
+    #[serde(default = "echo_event")]
+    pub event: String,
+}
+
+fn echo_event() -> String {
+    client::ECHO.to_owned()
+}
+
+impl EchoConfig {
+    /// The scenario's name: `echo` for sockgate's own event, `rpc` for an
+    /// app event.
+    pub fn scenario(&self) -> &'static str {
+        if self.event == client::ECHO {
+            "echo"
+        } else {
+            "rpc"
+        }
+    }
 }
 
 /// The data of echo message `n`, with `payload` bytes of text.
@@ -76,7 +100,13 @@ struct Outcome {
     errors: Errors,
 }
 
-async fn run(mut conn: Conn, messages: usize, window: usize, payload: usize) -> Outcome {
+async fn run(
+    mut conn: Conn,
+    event: &str,
+    messages: usize,
+    window: usize,
+    payload: usize,
+) -> Outcome {
     let mut out = Outcome {
         rtts: Vec::with_capacity(messages),
         ..Outcome::default()
@@ -88,8 +118,7 @@ async fn run(mut conn: Conn, messages: usize, window: usize, payload: usize) -> 
     while finished < messages {
         if next < messages && next - finished < window {
             while next < messages && next - finished < window {
-                let frame =
-                    protocol::event(client::ECHO, &message(next, payload), Some(next as u64));
+                let frame = protocol::event(event, &message(next, payload), Some(next as u64));
                 sent_at[next] = now_us();
                 if let Err(e) = conn.feed(frame).await {
                     out.errors.add_n(e.label(), (messages - finished) as u64);
@@ -155,6 +184,7 @@ pub async fn echo(setup: &Setup, cfg: &EchoConfig) -> EchoResult {
     let gate = start.clone();
     let (messages, window) = (cfg.messages, cfg.window);
     let payload = cfg.payload;
+    let event = std::sync::Arc::<str>::from(cfg.event.as_str());
     let launched = fleet::launch(
         setup,
         cfg.connections,
@@ -163,9 +193,10 @@ pub async fn echo(setup: &Setup, cfg: &EchoConfig) -> EchoResult {
         move |i| token_auth(&tokens.for_connection(i)),
         move |_, mut conn| {
             let gate = gate.clone();
+            let event = event.clone();
             async move {
                 match conn.idle_until(gate.wait()).await {
-                    Ok(()) => run(conn, messages, window, payload).await,
+                    Ok(()) => run(conn, &event, messages, window, payload).await,
                     Err(e) => {
                         let mut out = Outcome::default();
                         out.errors
@@ -206,11 +237,12 @@ pub async fn echo(setup: &Setup, cfg: &EchoConfig) -> EchoResult {
 impl EchoResult {
     /// The [`Report`]; `ok` only when every message came back without error.
     pub fn report(&self, setup: &Setup, cfg: &EchoConfig) -> Report {
+        let name = cfg.scenario();
         let mut metrics = vec![
-            Metric::count("echo.connected", "connected", self.connected),
-            Metric::count("echo.acked", "acks received", self.acked),
+            Metric::count(&format!("{name}.connected"), "connected", self.connected),
+            Metric::count(&format!("{name}.acked"), "acks received", self.acked),
             Metric::new(
-                "echo.rate",
+                &format!("{name}.rate"),
                 "messages/s",
                 "msg/s",
                 Some(self.messages_per_s),
@@ -218,12 +250,12 @@ impl EchoResult {
             ),
         ];
         metrics.extend(Metric::latencies(
-            "echo.rtt",
+            &format!("{name}.rtt"),
             "round trip",
             self.rtt.as_ref(),
         ));
         Report {
-            scenario: "echo".into(),
+            scenario: name.into(),
             target: setup.client.http_base(),
             ok: self.errors.is_empty() && self.acked == cfg.connections * cfg.messages,
             failure: None,

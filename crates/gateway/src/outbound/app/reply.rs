@@ -232,7 +232,7 @@ mod tests {
     fn effects_obey_the_admin_api_rules() {
         let code = |v: Value| read(v).unwrap_err().code;
         assert_eq!(
-            code(json!({ "emit": [{ "event": "session:end" }] })),
+            code(json!({ "emit": [{ "event": sockgate_protocol::events::server::SESSION_END }] })),
             ErrorCode::InvalidRequest
         );
         assert_eq!(
