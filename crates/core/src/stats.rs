@@ -190,6 +190,9 @@ pub struct Point {
     pub refusals_per_sec: ByCode,
     /// p99 of the handshakes decided during this second.
     pub auth_p99_ms: Option<f64>,
+    /// Calls to the app's backend during the second.
+    #[serde(default)]
+    pub app_calls_per_sec: u64,
 }
 
 /// The counters as of the previous point.
@@ -197,6 +200,7 @@ pub struct Point {
 struct Last {
     ok: u64,
     refused: [u64; CODES],
+    app_calls: u64,
 }
 
 /// Everything one node measures.
@@ -212,6 +216,11 @@ pub struct Stats {
     not_recovered: AtomicU64,
     awaited: Mutex<Awaited>,
     series: Mutex<(VecDeque<Point>, Last)>,
+    app_ok: AtomicU64,
+    app_failed: AtomicU64,
+    app: Window,
+    /// Calls to the app in the last whole second (set by [`Stats::tick`]).
+    app_rate: AtomicU64,
 }
 
 impl Default for Stats {
@@ -228,6 +237,10 @@ impl Default for Stats {
             not_recovered: AtomicU64::new(0),
             awaited: Mutex::default(),
             series: Mutex::default(),
+            app_ok: AtomicU64::new(0),
+            app_failed: AtomicU64::new(0),
+            app: Window::new(LATENCY_WINDOW),
+            app_rate: AtomicU64::new(0),
         }
     }
 }
@@ -262,9 +275,33 @@ pub struct NodeStats {
     pub redis: String,
     /// Seconds since the node started.
     pub uptime_seconds: u64,
+    /// Calls to the app's backend answered since the node started.
+    #[serde(default)]
+    pub app_calls: u64,
+    /// Calls to the app's backend that failed (no answer, not an answer).
+    #[serde(default)]
+    pub app_errors: u64,
+    /// The app's answer time, over [`LATENCY_WINDOW`].
+    #[serde(default)]
+    pub app_latency_ms: Percentiles,
+    /// Calls to the app in the last whole second.
+    #[serde(default)]
+    pub app_calls_per_sec: u64,
 }
 
 impl Stats {
+    /// A call to the app's backend: answered, or failed (a timeout, no
+    /// connection, a 5xx, not an answer), and how long it took.
+    pub fn app_call(&self, answered: bool, took: Duration) {
+        let counter = if answered {
+            &self.app_ok
+        } else {
+            &self.app_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.app.record(took.as_secs_f64() * 1000.0);
+    }
+
     /// A handshake decided: `Ok` or the code it was refused with.
     pub fn handshake(&self, outcome: Result<(), ErrorCode>, took: Duration) {
         match outcome {
@@ -419,6 +456,11 @@ impl Stats {
             rss_bytes: rss_bytes(),
             redis: redis.to_owned(),
             uptime_seconds: self.started.elapsed().as_secs(),
+            app_calls: self.app_ok.load(Ordering::Relaxed)
+                + self.app_failed.load(Ordering::Relaxed),
+            app_errors: self.app_failed.load(Ordering::Relaxed),
+            app_latency_ms: self.app.percentiles(),
+            app_calls_per_sec: self.app_rate.load(Ordering::Relaxed),
         }
     }
 
@@ -430,14 +472,23 @@ impl Stats {
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
         let (points, last) = &mut *series;
         let refused_delta: [u64; CODES] = std::array::from_fn(|i| refused[i] - last.refused[i]);
+        let app_calls =
+            self.app_ok.load(Ordering::Relaxed) + self.app_failed.load(Ordering::Relaxed);
+        let app_per_sec = app_calls - last.app_calls;
+        self.app_rate.store(app_per_sec, Ordering::Relaxed);
         let point = Point {
             t: unix_now_ms(),
             connections,
             handshakes_per_sec: (ok - last.ok) + refused_delta.iter().sum::<u64>(),
             refusals_per_sec: by_code(&refused_delta),
             auth_p99_ms: quantile(&second, 0.99),
+            app_calls_per_sec: app_per_sec,
         };
-        *last = Last { ok, refused };
+        *last = Last {
+            ok,
+            refused,
+            app_calls,
+        };
         if points.len() == SERIES_POINTS {
             points.pop_front();
         }
@@ -477,8 +528,26 @@ pub struct Summary {
     pub ends: ByCode,
     /// The longest uptime of the nodes, in seconds.
     pub uptime_seconds: u64,
+    /// The app's backend, as the nodes call it.
+    pub app: AppFigures,
     /// Each node's own figures, this node first.
     pub nodes: Vec<NodeStats>,
+}
+
+/// Calls to the app's backend ([`crate::hooks`]), over the nodes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppFigures {
+    /// Calls since the nodes started.
+    pub calls: u64,
+    /// Failed calls (no answer in time, unreachable, a 5xx, not an answer).
+    pub errors: u64,
+    /// `errors / calls`, 4 decimals; `None` before the first call.
+    pub error_rate: Option<f64>,
+    /// The slowest node's answer time.
+    pub latency_ms: Percentiles,
+    /// Calls in the last whole second, summed over the nodes.
+    pub calls_per_sec: u64,
 }
 
 /// Handshake decisions since the nodes started.
@@ -522,6 +591,17 @@ impl Summary {
             reconnect = reconnect.worst(n.reconnect_ms);
         }
         let refused_total: u64 = refused.values().sum();
+        let app_calls: u64 = nodes.iter().map(|n| n.app_calls).sum();
+        let app_errors: u64 = nodes.iter().map(|n| n.app_errors).sum();
+        let app = AppFigures {
+            calls: app_calls,
+            errors: app_errors,
+            error_rate: ratio(app_errors, app_calls - app_errors),
+            latency_ms: nodes
+                .iter()
+                .fold(Percentiles::default(), |w, n| w.worst(n.app_latency_ms)),
+            calls_per_sec: nodes.iter().map(|n| n.app_calls_per_sec).sum(),
+        };
         Self {
             connections,
             auth_success_rate: ratio(ok, refused_total),
@@ -532,6 +612,7 @@ impl Summary {
             reconnect_ms: reconnect.p50.is_some().then_some(reconnect),
             ends,
             uptime_seconds: nodes.iter().map(|n| n.uptime_seconds).max().unwrap_or(0),
+            app,
             nodes,
         }
     }

@@ -975,6 +975,14 @@ describe("metrics and logs", () => {
         assert.ok(!line.includes(secret), `a log line holds ${secret}: ${line.slice(0, 300)}`);
       }
     }
+
+    // The dashboard's figures (/api/stats): 7 calls, 3 of them failed (the
+    // app's own error is an answer); the UNKNOWN_EVENTs were no calls.
+    const stats = (await api(gw, "GET", "/api/stats")).body;
+    assert.equal(stats.app.calls, 7);
+    assert.equal(stats.app.errors, 3);
+    assert.equal(stats.app.errorRate, 0.4286);
+    assert.ok(stats.app.latencyMs.p99 >= stats.app.latencyMs.p50, JSON.stringify(stats.app));
   });
 });
 

@@ -104,7 +104,23 @@ impl Node {
                     ),
                 )
             })?;
-        let reply = self.app.on_event(self.event(session, name, args)).await?;
+        let started = std::time::Instant::now();
+        let reply = self.app.on_event(self.event(session, name, args)).await;
+        match &reply {
+            // No route: no call was made.
+            Err(e) if e.code == ErrorCode::UnknownEvent => {}
+            Err(e) => {
+                let failed = matches!(
+                    e.code,
+                    ErrorCode::BackendTimeout
+                        | ErrorCode::BackendUnavailable
+                        | ErrorCode::BackendError
+                );
+                self.stats.app_call(!failed, started.elapsed());
+            }
+            Ok(_) => self.stats.app_call(true, started.elapsed()),
+        }
+        let reply = reply?;
         // Ended while the app thought: its reply is for no one.
         if session.is_ending() || self.sessions.get(session.id).is_none() {
             return Err(AuthError::new(ErrorCode::NotFound, "the session has ended"));
