@@ -16,6 +16,8 @@
 //! - [`rooms`]: room names and this node's room index;
 //! - [`hooks`]: the app's backend, which answers the client events
 //!   sockgate does not handle itself;
+//! - [`publish`]: a publish request, checked the same for the admin API
+//!   and the app's answers;
 //! - [`policy`]: who may join, publish to and see the members of a room;
 //! - [`limits`]: size limits and abuse limits;
 //! - [`origins`]: which browser origins may connect;
@@ -41,6 +43,7 @@ pub mod limits;
 pub mod node;
 pub mod origins;
 pub mod policy;
+pub mod publish;
 pub mod recovery;
 pub mod registry;
 pub mod revocation;

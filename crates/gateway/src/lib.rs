@@ -20,8 +20,6 @@
 //!   and the channel of room messages between nodes;
 //! - [`store`]: SQLite as the revocation store;
 //! - [`outbound`]: JWKS and the authorization webhook;
-//! - [`publish`]: a publish request, checked the same for the admin API
-//!   and the app's replies;
 //! - [`telemetry`]: the metrics exporter and the logs;
 //! - [`config`]: settings from file, environment and flags;
 //! - [`cli`]: the `sockgate` command line.
@@ -36,7 +34,6 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod outbound;
-pub mod publish;
 pub mod server;
 pub mod sio;
 pub mod store;

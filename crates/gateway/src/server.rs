@@ -20,10 +20,10 @@ use sockgate_core::backend::History;
 use crate::cluster::{Cluster, RedisHistory, Seal, follow_logged, redacted};
 use crate::config::{Config, ConfigError, Secret, TlsFiles};
 use crate::http::connections::{Connections, Http1Only};
-use crate::outbound::app::reply::Rules as ReplyRules;
 use crate::store::{OnDisk, Revocations};
 use crate::{Gateway, http, sio, telemetry};
 use sockgate_core::hooks::App;
+use sockgate_core::hooks::reply::Rules as ReplyRules;
 
 /// How often expired token revocations are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);

@@ -10,9 +10,9 @@ use sockgate_core::node::DEFAULT_CALLS_PER_USER;
 
 use super::{ConfigError, Secret, Settings, invalid};
 use crate::outbound::app::connect::ConnectHook;
-use crate::outbound::app::reply::Rules;
 use crate::outbound::app::{Backend, Endpoint, Route};
 use crate::outbound::webhook::Webhook;
+use sockgate_core::hooks::reply::Rules;
 
 /// Shortest signing secret, in bytes: HMAC-SHA256's own output size.
 pub const MIN_EVENTS_SECRET_BYTES: usize = 32;

@@ -32,7 +32,7 @@ use sockgate_core::stats::Summary;
 
 use crate::Gateway;
 use crate::config::Secret;
-use crate::publish::PublishRequest;
+use sockgate_core::publish::PublishRequest;
 
 /// Largest request body accepted (`/api/publish` allows the publish limit
 /// plus room for the envelope instead).

@@ -20,7 +20,7 @@ use sockgate_core::hooks::{Admitted, AppRefusal, Refused, Renew, is_app_code};
 
 use super::Endpoint;
 use super::grpc::{ConnectRequest, Renew as GrpcRenew};
-use super::reply::clip;
+use sockgate_core::hooks::reply::clip;
 
 /// The connect hook's endpoint and the request headers it is shown.
 pub struct ConnectHook {

@@ -11,12 +11,12 @@
 pub mod connect;
 pub mod grpc;
 pub mod http;
-pub mod reply;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sockgate_auth::{AuthError, ErrorCode, Identity};
+use sockgate_core::hooks::reply;
 use sockgate_core::hooks::{Admitted, App, Event, Refused, Renew, Reply, unknown_event};
 use sockgate_core::policy::Action;
 use sockgate_core::{BoxFuture, telemetry};

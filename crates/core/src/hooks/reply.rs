@@ -10,13 +10,12 @@
 //!   "disconnect": { "message" } }
 //! ```
 
+use super::{Emit, Reply, is_app_code};
+use crate::publish::{PublishRequest, check_event};
+use crate::rooms::UserRoom;
 use serde::Deserialize;
 use serde_json::Value;
 use sockgate_auth::{AuthError, ErrorCode};
-use sockgate_core::hooks::{Emit, Reply, is_app_code};
-use sockgate_core::rooms::UserRoom;
-
-use crate::publish::{PublishRequest, check_event};
 
 /// Most `emit` and most `publish` entries in one reply.
 pub const MAX_EFFECTS: usize = 100;
@@ -123,7 +122,8 @@ fn app_error(error: RawError) -> Value {
     serde_json::json!({ "ok": false, "code": code, "message": message })
 }
 
-pub(super) fn clip(message: String) -> String {
+/// A message for a client: control characters out, at most 500 characters.
+pub fn clip(message: String) -> String {
     message
         .chars()
         .filter(|c| !c.is_control())

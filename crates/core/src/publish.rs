@@ -2,13 +2,24 @@
 //! same way wherever it comes from: the admin API's `POST /api/publish` and
 //! the replies of the app's backend to client events.
 
+use crate::limits::check_payload;
+use crate::rooms::{self, UserRoom};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sockgate_auth::{AuthError, ErrorCode};
-use sockgate_core::hooks::Publish;
-use sockgate_core::limits::check_payload;
-use sockgate_core::rooms::{self, UserRoom};
 use sockgate_protocol::events::{RESERVED_PREFIXES, SOCKET_IO_EVENTS};
+
+/// A checked publish: the rooms it goes to (a user's room for `user`),
+/// its event and data.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    /// The rooms it goes to.
+    pub rooms: Vec<String>,
+    /// The event name.
+    pub event: String,
+    /// Its data.
+    pub data: Option<Box<RawValue>>,
+}
 
 /// Most rooms one publish may name.
 pub const MAX_PUBLISH_ROOMS: usize = 1000;

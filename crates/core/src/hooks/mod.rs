@@ -1,5 +1,7 @@
 //! The app's hooks: what sockgate asks the app's backend.
 //!
+//! [`reply`] reads the backend's answers to events.
+//!
 //! A client event that sockgate does not handle itself goes to the app
 //! ([`App::on_event`]): the app answers the client's ack, and may put the
 //! socket in rooms or out of them, emit to it, publish, or end the session,
@@ -18,8 +20,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 use serde_json::value::RawValue;
+
+pub use crate::publish::Publish;
 use sockgate_auth::{AuthError, ErrorCode, Identity};
 use sockgate_protocol::rooms::Action;
+
+pub mod reply;
 
 /// A call's future ([`crate::BoxFuture`]'s shape; spelled here so that
 /// sessions, which hold a socket's line of calls, need not see the backends).
@@ -48,17 +54,6 @@ pub struct Event<'a> {
     pub remote_addr: Option<String>,
     /// When the event arrived, Unix milliseconds.
     pub ts: u64,
-}
-
-/// An event published by a reply, as `/api/publish` takes it.
-#[derive(Debug, Clone)]
-pub struct Publish {
-    /// The rooms it goes to (a user's room for `user`).
-    pub rooms: Vec<String>,
-    /// The event name.
-    pub event: String,
-    /// Its data.
-    pub data: Option<Box<RawValue>>,
 }
 
 /// An event emitted to the calling socket only.
