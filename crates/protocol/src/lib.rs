@@ -2,16 +2,18 @@
 //!
 //! The wire contract between sockgate and its clients, defined once: the
 //! Socket.IO event names ([`events`]), the payloads of the server's own
-//! events ([`payloads`]), the error codes with their retryable or terminal
+//! events ([`payloads`]), sockgate's own client events as typed requests
+//! and acks ([`requests`]), the error codes with their retryable or terminal
 //! class ([`codes`]) and the rules for room names ([`rooms`]). It depends on
-//! serde alone, so every other crate, and the TypeScript SDK's checks, can
-//! take the contract from here.
+//! serde and serde_json alone, so every other crate, and the TypeScript
+//! SDK's checks, can take the contract from here.
 
 #![warn(missing_docs)]
 
 pub mod codes;
 pub mod events;
 pub mod payloads;
+pub mod requests;
 pub mod rooms;
 
 pub use codes::{Class, ErrorCode};

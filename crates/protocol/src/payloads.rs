@@ -59,17 +59,7 @@ pub struct RoomRevoked<'a> {
     pub room: &'a str,
 }
 
-/// The answer to `auth:ticket`: `{ ok: true, ticket, expiresIn }`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct TicketAck<'a> {
-    /// Always `true`: failures are `{ ok: false, code, message }`.
-    pub ok: bool,
-    /// The single-use ticket for `POST /auth/refresh`.
-    pub ticket: &'a str,
-    /// Seconds the ticket stays valid.
-    pub expires_in: u64,
-}
+pub use crate::requests::TicketAck;
 
 #[cfg(test)]
 mod tests {

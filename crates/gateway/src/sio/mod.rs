@@ -5,7 +5,7 @@
 //! - `handshake`: the main namespace's `connect`, which authenticates;
 //! - [`conn`]: a socket as the core's `Connection`;
 //! - [`extract`]: the session of the socket an event came on;
-//! - `auth`: `auth:whoami`, `auth:refresh`, `auth:ticket`, and `echo`;
+//! - `auth`: `auth:whoami`, `auth:refresh`, `auth:ticket`;
 //! - `rooms`: `room:join`, `room:leave`, `room:publish`, `room:members`;
 //! - `app`: every other event, for the app's backend.
 
@@ -19,6 +19,7 @@ mod rooms;
 use std::sync::Arc;
 use std::time::Instant;
 
+use sockgate_auth::AuthError;
 use sockgate_engine::engine::{self, CloseReason, Engine};
 use sockgate_engine::io::{
     self, Ack, Admission, Auth, BoxFuture, ConnectError, DisconnectReason, Io, Namespace,
@@ -26,6 +27,7 @@ use sockgate_engine::io::{
 };
 use sockgate_engine::sio::Value;
 use sockgate_protocol::events::client;
+use sockgate_protocol::requests::Request;
 
 use crate::{Gateway, telemetry};
 
@@ -141,19 +143,25 @@ async fn dispatch(
     }
     // The engine takes no binary here (see `server`): the JSON is all of it.
     let payload = args.into_iter().next().and_then(Value::into_json);
-    match event {
-        client::WHOAMI => auth::whoami(gw, authed, ack).await,
-        client::REFRESH => auth::refresh(gw, authed, payload, ack).await,
-        // Answered only where it can be used (see `auth::ticket`).
-        client::TICKET if gw.node.sources().session_cookies.is_some() => {
-            auth::ticket(gw, authed, ack).await
+    let Some(request) = Request::parse(event, payload) else {
+        return;
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(refusal) => {
+            let refused = AuthError::new(refusal.code, refusal.message);
+            return extract::reply(ack, &refused.to_ack());
         }
-        client::ECHO => auth::echo(payload, ack).await,
-        client::ROOM_JOIN => rooms::join(gw, authed, payload, ack).await,
-        client::ROOM_LEAVE => rooms::leave(gw, authed, payload, ack).await,
-        client::ROOM_PUBLISH => rooms::publish(gw, authed, payload, ack).await,
-        client::ROOM_MEMBERS => rooms::members(gw, authed, payload, ack).await,
-        _ => {}
+    };
+    match request {
+        Request::WhoAmI(_) => auth::whoami(gw, authed, ack).await,
+        Request::Refresh(refresh) => auth::refresh(gw, authed, refresh, ack).await,
+        Request::Ticket(_) => auth::ticket(gw, authed, ack).await,
+        Request::Echo(echo) => extract::reply(ack, &echo.0),
+        Request::Join(join) => rooms::join(gw, authed, join, ack).await,
+        Request::Leave(leave) => rooms::leave(gw, authed, leave, ack).await,
+        Request::Publish(publish) => rooms::publish(gw, authed, publish, ack).await,
+        Request::Members(members) => rooms::members(gw, authed, members, ack).await,
     }
 }
 
