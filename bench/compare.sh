@@ -10,14 +10,19 @@
 #                      what the open-file hard limit (ulimit -Hn) allows
 #
 # Builds sockgate and sockgate-bench in release mode (in $CARGO_TARGET_DIR,
-# default target/), installs the peer with `npm ci`, starts each server on a
-# free loopback port with a fixed JWT_SECRET and API key, runs the scenarios,
-# stops it, and prints a side-by-side table with ratios. Writes
-# bench/results/latest.json (with machine info) and bench/results/latest.svg.
-# refresh and revoke are sockgate features: n/a for the peer. The last
-# scenario, reconnect, restarts each server on its port under load (SIGTERM,
-# wait for the exit, start again with the same command and environment)
-# and measures how its clients come back.
+# default target/; SOCKGATE_BENCH_NO_BUILD=1 uses the binaries already in
+# $CARGO_TARGET_DIR/release, SOCKGATE_BENCH_PROFILE=debug the debug ones for
+# a functional check: see bench/lib.sh), installs the peer and the app's
+# backend with `npm ci`, starts each server on a free loopback port with a
+# fixed JWT_SECRET and API key, runs the scenarios, stops it, and prints a
+# side-by-side table with ratios. Writes bench/results/latest.json (with
+# machine info) and bench/results/latest.svg.
+# rpc is an app event: the peer answers it in process, sockgate hands it to
+# the app's backend (bench/app-backend, Express over HTTP/1.1, started
+# beside it). refresh and revoke are sockgate features: n/a for the peer.
+# The last scenario, reconnect, restarts each server on its port under
+# load (SIGTERM, wait for the exit, start again with the same command and
+# environment) and measures how its clients come back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -26,7 +31,7 @@ MODE=quick
 case "${1:-}" in
   "" | --quick) MODE=quick ;;
   --full) MODE=full ;;
-  -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: $0 [--quick|--full]" >&2; exit 2 ;;
 esac
 
@@ -39,6 +44,7 @@ if [ "$MODE" = quick ]; then
   HOLD_N=5000;     HOLD_S=10
   REJECT_N=3000
   ECHO_C=100;      ECHO_M=200;   ECHO_W=8
+  RPC_C=100;       RPC_M=200;    RPC_W=8
   FANOUT_N=1000;   FANOUT_K=30
   REFRESH_C=50;    REFRESH_R=20
   REVOKE_N=1000
@@ -50,6 +56,7 @@ else
   HOLD_N=100000;   HOLD_S=30
   REJECT_N=15000
   ECHO_C=200;      ECHO_M=2000;  ECHO_W=16
+  RPC_C=200;       RPC_M=2000;   RPC_W=16
   FANOUT_N=10000;  FANOUT_K=100
   REFRESH_C=200;   REFRESH_R=100
   REVOKE_N=10000
@@ -70,8 +77,8 @@ done
 build_release
 need node nodejs
 need npm npm
-echo "==> installing the Node peer (npm ci)"
-(cd bench/peer-node && npm ci --no-audit --no-fund --loglevel=error)
+npm_ci bench/peer-node
+npm_ci bench/app-backend
 
 export JWT_SECRET="$SECRET"
 STARTED=$SECONDS
@@ -88,16 +95,27 @@ start_server() {
         "$(command -v node)" "$ROOT/bench/peer-node/server.mjs"
       wait_ready "$name"
       ;;
-    sockgate) start_sockgate "$name" ;;
+    sockgate)
+      # The app's backend first, for the rpc scenario; it stays up while
+      # sockgate restarts. Each generator connection is its own user
+      # (`sub: user-<n>`) and one socket's calls go out one at a time, so
+      # the per-user limit (16 by default) cannot bind here; it is raised to
+      # the connection count anyway, so that it never does, even if every
+      # connection were the same user.
+      start_app_backend app-backend http
+      start_sockgate "$name" SOCKGATE_EVENTS_URL="$EVENTS_URL" \
+        SOCKGATE_EVENTS_SECRET="$EVENTS_SECRET" SOCKGATE_EVENTS_CONCURRENCY="$RPC_C"
+      ;;
   esac
   restart_script "$name" "$URL"
 }
 
 # stop_server: stops the server running now (after reconnect, the one the
-# restart started).
+# restart started), and sockgate's backend after it.
 stop_server() {
   stop_launched "$SERVER_NAME"
   SERVER_PID=""
+  if [ "$SERVER_NAME" = sockgate ]; then stop_app_backend app-backend; fi
 }
 
 # scenario NAME ARGS...: runs one scenario against $URL, report in
@@ -130,6 +148,7 @@ run_all() {
   REPORT=connect-paced scenario connect --connections "$PACED_N" --rate "$PACED_RATE" --concurrency 1000
   scenario reject --attempts "$REJECT_N" --concurrency "$CONCURRENCY"
   scenario echo --connections "$ECHO_C" --messages "$ECHO_M" --window "$ECHO_W"
+  scenario rpc --connections "$RPC_C" --messages "$RPC_M" --window "$RPC_W"
   scenario fanout --members "$FANOUT_N" --messages "$FANOUT_K" --concurrency "$CONCURRENCY" --api-key "$API_KEY"
   if [ "$SERVER_NAME" = sockgate ]; then
     scenario refresh --connections "$REFRESH_C" --refreshes "$REFRESH_R"

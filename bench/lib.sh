@@ -1,14 +1,35 @@
-# Shared by bench/compare.sh, bench/cluster.sh and bench/scale.sh (sourced,
-# with ROOT set to the repository): paths, the release build, the open-file
-# limit, a private redis-server, servers that can be restarted on their
-# port, and stopping what a script started.
+# Shared by bench/compare.sh, bench/cluster.sh, bench/scale.sh and
+# bench/rpc-transports.sh (sourced, with ROOT set to the repository): paths,
+# the release build, the open-file limit, a private redis-server, the app's
+# backend (bench/app-backend), servers that can be restarted on their port,
+# and stopping what a script started.
+#
+# Environment:
+#   CARGO_TARGET_DIR            where the binaries are built and found (default: target/)
+#   SOCKGATE_BENCH_NO_BUILD=1   skip the release build: use the binaries already
+#                               in $CARGO_TARGET_DIR/release
+#   SOCKGATE_BENCH_PROFILE=P    use $CARGO_TARGET_DIR/P/ instead of release/ (e.g.
+#                               debug, for a functional check; never a
+#                               measurement); implies no build, and the
+#                               results go to a temporary directory
+#   SOCKGATE_BENCH_OUT=DIR      where results are written (default:
+#                               bench/results; with another profile,
+#                               $TMPDIR/sockgate-bench-P)
 
 SECRET="sockgate-bench-secret-0123456789abcdef"
 API_KEY="sockgate-bench-api-key-0123456789"
+# What sockgate signs its calls to the app's backend with (32 bytes or more).
+EVENTS_SECRET="sockgate-bench-events-secret-0123456789abcdef"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BENCH="$TARGET_DIR/release/sockgate-bench"
-SOCKGATE="$TARGET_DIR/release/sockgate"
-OUT="$ROOT/bench/results"
+PROFILE="${SOCKGATE_BENCH_PROFILE:-release}"
+BENCH="$TARGET_DIR/$PROFILE/sockgate-bench"
+SOCKGATE="$TARGET_DIR/$PROFILE/sockgate"
+if [ "$PROFILE" = release ]; then
+  OUT="${SOCKGATE_BENCH_OUT:-$ROOT/bench/results}"
+else
+  # Debug numbers are no measurement: never in bench/results by accident.
+  OUT="${SOCKGATE_BENCH_OUT:-${TMPDIR:-/tmp}/sockgate-bench-$PROFILE}"
+fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sockgate-$(basename "$0" .sh).XXXXXX")
 # Every background process a script starts, besides the servers of
 # `launch` (whose pids are in $WORK/NAME.pid); stopped on exit.
@@ -54,7 +75,24 @@ raise_nofile() {
   if [ "$NOFILE" = unlimited ]; then NOFILE=1048576; fi
 }
 
+# build_release: builds sockgate and sockgate-bench in release mode, unless
+# SOCKGATE_BENCH_NO_BUILD=1 or SOCKGATE_BENCH_PROFILE names another profile:
+# then the binaries must be there already.
 build_release() {
+  if [ "${SOCKGATE_BENCH_NO_BUILD:-}" = 1 ] || [ "$PROFILE" != release ]; then
+    local bin
+    for bin in "$SOCKGATE" "$BENCH"; do
+      if [ ! -x "$bin" ]; then
+        echo "error: no binary at $bin (no build asked: build it first, or unset SOCKGATE_BENCH_NO_BUILD)" >&2
+        exit 1
+      fi
+    done
+    echo "==> using the prebuilt $PROFILE binaries in $TARGET_DIR/$PROFILE (no build)"
+    if [ "$PROFILE" != release ]; then
+      echo "    note: $PROFILE binaries: a functional check, not a measurement"
+    fi
+    return
+  fi
   echo "==> building sockgate and sockgate-bench (release, $TARGET_DIR)"
   cargo build --release -p sockgate -p sockgate-bench
 }
@@ -84,6 +122,46 @@ start_redis() {
   "$BENCH" wait-ready --url "http://127.0.0.1:$port" --timeout 10
   REDIS_URL="redis://127.0.0.1:$port"
   echo "==> redis-server on 127.0.0.1:$port"
+}
+
+# npm_ci DIR: installs the Node package in DIR (bench/peer-node,
+# bench/app-backend) exactly as its package-lock.json has it.
+npm_ci() {
+  echo "==> installing $1 (npm ci)"
+  (cd "$ROOT/$1" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+# start_app_backend NAME MODE: the app's backend (bench/app-backend, after
+# `npm_ci bench/app-backend`) on a free port, answering the `rpc` event
+# over MODE (http, h2c or grpc), checking signatures with $EVENTS_SECRET.
+# Started with `launch`, so it is stopped on exit (or by `stop_app_backend`).
+# Sets EVENTS_URL, the SOCKGATE_EVENTS_URL that reaches it. Changes
+# SERVER_PID (launch sets it): start it before the server it serves.
+start_app_backend() {
+  local name=$1 mode=$2 port
+  port=$("$BENCH" free-port)
+  launch "$name" env MODE="$mode" PORT="$port" EVENTS_SECRET="$EVENTS_SECRET" \
+    "$(command -v node)" "$ROOT/bench/app-backend/server.mjs"
+  if ! "$BENCH" wait-ready --url "http://127.0.0.1:$port" --timeout 30; then
+    echo "error: $name did not start; its log:" >&2
+    cat "$WORK/$name.log" >&2
+    exit 1
+  fi
+  case "$mode" in
+    http) EVENTS_URL="http://127.0.0.1:$port/sockgate/events" ;;
+    h2c) EVENTS_URL="h2c://127.0.0.1:$port/sockgate/events" ;;
+    grpc) EVENTS_URL="grpc://127.0.0.1:$port" ;;
+  esac
+  echo "==> $name ($mode) listening on 127.0.0.1:$port (pid $SERVER_PID)"
+}
+
+# stop_app_backend NAME: stops it and prints what it counted (calls
+# answered and refused: a refusal is a signature that did not check out).
+# Sets BACKEND_COUNTS to that line.
+stop_app_backend() {
+  stop_launched "$1"
+  BACKEND_COUNTS=$(grep '^answered ' "$WORK/$1.log" | tail -1 || true)
+  echo "    $1: ${BACKEND_COUNTS:-no counts (did it stop cleanly? see its log)}"
 }
 
 # launch NAME COMMAND...: starts COMMAND in the background, output to

@@ -1,7 +1,9 @@
 // The usual Node Socket.IO server with JWT auth, as a benchmark peer for
 // sockgate: socket.io 4, an HS256 check with jsonwebtoken in io.use, every
-// socket in the room `user:{id}`, an `echo` event with ack, and
-// `POST /api/publish` (the same body as sockgate's) for the fanout scenario.
+// socket in the room `user:{id}`, an `echo` event with ack, an `rpc` event
+// with ack (the app's own event, which sockgate hands to bench/app-backend
+// instead), and `POST /api/publish` (the same body as sockgate's) for the
+// fanout scenario.
 //
 //   JWT_SECRET=... API_KEY=... PORT=3002 node server.mjs
 //
@@ -98,6 +100,10 @@ io.use((socket, next) => {
 io.on("connection", (socket) => {
   socket.join(`user:${socket.data.userId}`);
   socket.on("echo", (data, ack) => {
+    if (typeof ack === "function") ack(data);
+  });
+  // The app's handler, in process: what sockgate's backend call replaces.
+  socket.on("rpc", (data, ack) => {
     if (typeof ack === "function") ack(data);
   });
 });
