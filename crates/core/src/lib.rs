@@ -18,6 +18,8 @@
 //!   sockgate does not handle itself;
 //! - [`publish`]: a publish request, checked the same for the admin API
 //!   and the app's answers;
+//! - [`ordering`]: one socket's calls to the app in order, and a user's
+//!   calls in flight;
 //! - [`policy`]: who may join, publish to and see the members of a room;
 //! - [`limits`]: size limits and abuse limits;
 //! - [`origins`]: which browser origins may connect;
@@ -41,6 +43,7 @@ pub mod deadlines;
 pub mod hooks;
 pub mod limits;
 pub mod node;
+pub mod ordering;
 pub mod origins;
 pub mod policy;
 pub mod publish;

@@ -13,8 +13,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sockgate_auth::Identity;
 
-use crate::hooks::Calls;
 use crate::limits::EventBudget;
+use crate::ordering::Calls;
 use sockgate_protocol::rooms::UserRoom;
 
 /// `user:{id}`, shared by every session of a node that keeps the default.

@@ -31,8 +31,9 @@ use crate::backend::memory::{
 use crate::backend::{Broker, ControlBus, Directory, History, Presence};
 use crate::clock::{SharedClock, SystemClock};
 use crate::deadlines::Deadlines;
-use crate::hooks::{App, InFlight, NoApp};
+use crate::hooks::{App, NoApp};
 use crate::limits::{AbuseLimits, Guard, Limits};
+use crate::ordering::InFlight;
 use crate::policy::Policy;
 use crate::registry::Registry;
 use crate::revocation::Revocations;
