@@ -46,6 +46,8 @@ pub struct Gateway {
     /// The app's connect hook, for handshakes without a credential
     /// sockgate verifies itself.
     pub(crate) connect_hook: Option<Arc<ConnectHook>>,
+    /// Whether clients may send binary arguments (for the app's events).
+    pub(crate) binary_events: bool,
 }
 
 impl Gateway {
@@ -69,6 +71,7 @@ impl Gateway {
             exposed_claims: Exposure::all(),
             hinted_user_room: AtomicBool::new(false),
             connect_hook: None,
+            binary_events: false,
         }
     }
 
@@ -82,6 +85,13 @@ impl Gateway {
     /// `max_calls_per_user` at a time per user.
     pub fn with_app(mut self, app: Arc<dyn App>, max_calls_per_user: usize) -> Self {
         self.node = self.node.with_app(app, max_calls_per_user);
+        self
+    }
+
+    /// Takes binary arguments, for events that go to the app (sockgate's
+    /// own events stay JSON only).
+    pub fn with_binary_events(mut self, on: bool) -> Self {
+        self.binary_events = on;
         self
     }
 

@@ -164,9 +164,11 @@ pub async fn serve_until(
     let gateway = match backend {
         Some(backend) => {
             let hook = backend.connect_hook().cloned();
+            let binary = backend.routes_events();
             gateway
                 .with_app(backend, config.events.concurrency)
                 .with_connect_hook(hook)
+                .with_binary_events(binary)
         }
         None => gateway,
     };

@@ -210,6 +210,20 @@ describe("forwarding to the app's backend", () => {
     assert.ok(ids.every((id) => typeof id === "string" && id.length >= 16), `ids: ${ids}`);
   });
 
+  test("binary arguments reach the backend as { $binary: base64 }, over websocket and polling; sockgate's own events stay JSON", async () => {
+    for (const transports of [["websocket"], ["polling"]]) {
+      const s = await as(`bin-${transports[0]}`, {}, { transports });
+      const file = Buffer.from([0, 1, 2, 250, 255]);
+      const ack = await ask(s, "upload", { name: "a.bin", file }, Buffer.from("second"));
+      assert.deepEqual(ack.args, [{ name: "a.bin", file: { $binary: file.toString("base64") } }, { $binary: Buffer.from("second").toString("base64") }], transports[0]);
+      // A binary argument to sockgate's own event is not JSON: refused, the socket stays.
+      const echoed = await ask(s, "room:join", Buffer.from("x"));
+      assert.equal(echoed.code, "INVALID_REQUEST");
+      assert.equal(await ask(s, "echo", "still here"), "still here");
+      s.close();
+    }
+  });
+
   test("credentials never reach the backend: no token, no credential claims", async () => {
     const claims = {
       name: "Cred",

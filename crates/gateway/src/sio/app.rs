@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use sockgate_core::Conn;
 use sockgate_engine::io::Ack;
 use sockgate_engine::sio::Value;
@@ -13,7 +15,8 @@ use super::extract::{Authed, reply};
 use crate::Gateway;
 
 /// Sends `event` with `args` to the app and answers `ack` with its reply.
-/// The engine takes no binary (see `server`): every argument is JSON.
+/// A binary argument (a `Buffer`, an `ArrayBuffer`), wherever it stands,
+/// goes as `{ "$binary": "<base64>" }`.
 pub(super) async fn forward(
     gw: &Gateway,
     authed: Authed,
@@ -21,9 +24,46 @@ pub(super) async fn forward(
     args: Vec<Value>,
     ack: Option<Ack>,
 ) {
-    let args: Vec<serde_json::Value> = args.into_iter().filter_map(Value::into_json).collect();
+    let args: Vec<serde_json::Value> = args.into_iter().map(to_json).collect();
     let args = serde_json::value::to_raw_value(&args).expect("JSON values serialize");
     let conn: Conn = Arc::new(authed.conn());
     let answer = gw.node.call(&conn, &authed.session, event, &args).await;
     reply(ack, &answer);
+}
+
+/// An argument as JSON, binary buffers as `{ "$binary": "<base64>" }`.
+fn to_json(value: Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        Value::Null => Json::Null,
+        Value::Bool(flag) => Json::Bool(flag),
+        Value::Number(number) => Json::Number(number),
+        Value::String(text) => Json::String(text),
+        Value::Array(items) => Json::Array(items.into_iter().map(to_json).collect()),
+        Value::Object(map) => Json::Object(map.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+        Value::Binary(bytes) => serde_json::json!({ "$binary": STANDARD.encode(&bytes) }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_arguments_go_as_base64_wherever_they_stand() {
+        let arg = Value::Object(
+            [
+                (
+                    "file".to_owned(),
+                    Value::Binary(vec![0, 255, b'h', b'i'].into()),
+                ),
+                ("n".to_owned(), Value::from(serde_json::json!(1))),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            to_json(Value::Array(vec![arg])),
+            serde_json::json!([{ "file": { "$binary": "AP9oaQ==" }, "n": 1 }])
+        );
+    }
 }

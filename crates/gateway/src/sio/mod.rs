@@ -57,10 +57,12 @@ pub(crate) fn server(gateway: &Arc<Gateway>) -> Arc<Server> {
     };
     let io = Io::new(io::Config {
         connect_timeout: limits.handshake_timeout,
-        // sockgate's events carry JSON only: a binary packet closes the
-        // connection before any of it is kept (10 announced attachments
-        // once held 1.2 MiB a connection, before any CONNECT).
-        binary: false,
+        // sockgate's own events carry JSON only: without event routes a
+        // binary packet closes the connection before any of it is kept (10
+        // announced attachments once held 1.2 MiB a connection, before any
+        // CONNECT). With them, binary arguments go to the app, as base64
+        // (`app::forward`), bounded like any packet by `max_packet`.
+        binary: gateway.binary_events,
         max_packet: limits.max_message,
         ..io::Config::default()
     })

@@ -110,6 +110,11 @@ impl Backend {
         }
     }
 
+    /// Whether any event route is configured.
+    pub fn routes_events(&self) -> bool {
+        !self.routes.is_empty()
+    }
+
     /// Whether it holds the room authorization webhook.
     pub fn authorizes(&self) -> bool {
         self.authz.is_some()
