@@ -55,6 +55,7 @@ use sockgate_bench::report::Metric;
 use sockgate_bench::scenarios::{self, *};
 use sockgate_bench::sys::{self, Machine};
 use sockgate_bench::{Client, Minter, Report, Setup, Tokens, chart};
+use sockgate_protocol::events::client;
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +66,22 @@ use sockgate_bench::{Client, Minter, Report, Setup, Tokens, chart};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The shape of an `echo` or `rpc` run.
+#[derive(Args, Clone)]
+struct Exchange {
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    /// Messages per connection.
+    #[arg(long, default_value_t = 200)]
+    messages: usize,
+    /// Most unanswered messages per connection.
+    #[arg(long, default_value_t = 8)]
+    window: usize,
+    /// Bytes of chat-like text in each message (0: `{"n":..}` alone).
+    #[arg(long, default_value_t = 0)]
+    payload: usize,
 }
 
 #[derive(Args, Clone)]
@@ -148,17 +165,8 @@ enum Command {
     Echo {
         #[command(flatten)]
         common: Common,
-        #[arg(long, default_value_t = 50)]
-        connections: usize,
-        /// Messages per connection.
-        #[arg(long, default_value_t = 200)]
-        messages: usize,
-        /// Most unanswered messages per connection.
-        #[arg(long, default_value_t = 8)]
-        window: usize,
-        /// Bytes of chat-like text in each message (0: `{"n":..}` alone).
-        #[arg(long, default_value_t = 0)]
-        payload: usize,
+        #[command(flatten)]
+        exchange: Exchange,
     },
     /// C connections × M app events with acks (`rpc`), which the server
     /// hands to the app: sockgate to its backend (`SOCKGATE_EVENTS_URL`),
@@ -166,17 +174,8 @@ enum Command {
     Rpc {
         #[command(flatten)]
         common: Common,
-        #[arg(long, default_value_t = 50)]
-        connections: usize,
-        /// Messages per connection.
-        #[arg(long, default_value_t = 200)]
-        messages: usize,
-        /// Most unanswered messages per connection.
-        #[arg(long, default_value_t = 8)]
-        window: usize,
-        /// Bytes of chat-like text in each message (0: `{"n":..}` alone).
-        #[arg(long, default_value_t = 0)]
-        payload: usize,
+        #[command(flatten)]
+        exchange: Exchange,
         /// The event's name.
         #[arg(long, default_value = "rpc")]
         event: String,
@@ -350,6 +349,21 @@ fn pace(common: &Common) -> Pace {
 }
 
 /// Prints and saves a report; the exit status follows from it.
+/// Runs `echo` (sockgate's own `echo` event) or `rpc` (an app event).
+fn exchanges(common: &Common, e: Exchange, event: String) -> Result<ExitCode, String> {
+    let s = setup(common, e.connections)?;
+    let cfg = EchoConfig {
+        connections: e.connections,
+        messages: e.messages,
+        window: e.window,
+        payload: e.payload,
+        pace: pace(common),
+        event,
+    };
+    let r = runtime(common)?.block_on(scenarios::echo(&s, &cfg));
+    finish(common, r.report(&s, &cfg), &s)
+}
+
 fn finish(common: &Common, mut report: Report, setup: &Setup) -> Result<ExitCode, String> {
     // What crossed the wire, both ways, over the whole run (handshakes
     // included): what compression saves shows here.
@@ -420,45 +434,12 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let r = runtime(&common)?.block_on(scenarios::reject(&s, &cfg))?;
             finish(&common, r.report(&s, &cfg), &s)
         }
-        Command::Echo {
-            common,
-            connections,
-            messages,
-            window,
-            payload,
-        } => {
-            let s = setup(&common, connections)?;
-            let cfg = EchoConfig {
-                connections,
-                messages,
-                window,
-                payload,
-                pace: pace(&common),
-                event: sockgate_protocol::events::client::ECHO.to_owned(),
-            };
-            let r = runtime(&common)?.block_on(scenarios::echo(&s, &cfg));
-            finish(&common, r.report(&s, &cfg), &s)
-        }
+        Command::Echo { common, exchange } => exchanges(&common, exchange, client::ECHO.to_owned()),
         Command::Rpc {
             common,
-            connections,
-            messages,
-            window,
-            payload,
+            exchange,
             event,
-        } => {
-            let s = setup(&common, connections)?;
-            let cfg = EchoConfig {
-                connections,
-                messages,
-                window,
-                payload,
-                pace: pace(&common),
-                event,
-            };
-            let r = runtime(&common)?.block_on(scenarios::echo(&s, &cfg));
-            finish(&common, r.report(&s, &cfg), &s)
-        }
+        } => exchanges(&common, exchange, event),
         Command::Fanout {
             common,
             members,
