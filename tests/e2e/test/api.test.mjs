@@ -1,7 +1,11 @@
 // The admin HTTP API: keys, sessions, kicks, revocations, bad input.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { api, API_KEY, ended, now, run, sign, startGateway, sessionIdOf } from "./helpers.mjs";
+import { api, API_KEY, ended, eventually, now, run, sign, startGateway, sessionIdOf } from "./helpers.mjs";
+
+/** Waits until `fn()` deep-equals `expected`. */
+const eventuallyEqual = (fn, expected) =>
+  eventually(() => JSON.stringify(fn()) === JSON.stringify(expected), 10000, JSON.stringify(expected));
 
 test("without SOCKGATE_API_KEY the API does not exist", async () => {
   const gw = await startGateway();
@@ -145,6 +149,40 @@ describe("admin API", () => {
     assert.equal(res.status, 200);
     assert.deepEqual(res.body.tokens, [{ jti: "listed", expiresAt: exp }]);
     assert.deepEqual(res.body.users, [{ userId: "listed-user", issuedBefore: 1000 }]);
+  });
+
+  test("POST /api/rooms/{room}/join and /leave move every socket of a room into or out of another (socketsJoin/socketsLeave)", async () => {
+    const as = (sub) => gw.connect({ auth: { token: sign({ sub, rooms: ["team:*"] }) } });
+    const [a, b, outsider] = await Promise.all([as("mover-a"), as("mover-b"), as("mover-c")]);
+    for (const s of [a, b]) assert.equal((await s.emitWithAck("room:join", { room: "team:red" })).ok, true);
+    const inbox = (s) => {
+      const got = [];
+      s.on("news", (d) => got.push(d));
+      return got;
+    };
+    const [ga, gb, gc] = [inbox(a), inbox(b), inbox(outsider)];
+
+    const joined = await api(gw, "POST", "/api/rooms/team:red/join", { body: { room: "team:all" } });
+    assert.deepEqual(joined.body, { moved: 2 });
+    assert.deepEqual((await api(gw, "GET", "/api/rooms/team:all/members")).body.members, ["mover-a", "mover-b"]);
+    assert.deepEqual((await api(gw, "POST", "/api/publish", { body: { room: "team:all", event: "news", data: 1 } })).body, { delivered: 2 });
+    await eventuallyEqual(() => [ga.length, gb.length], [1, 1]);
+    assert.equal(gc.length, 0, "a socket outside team:red did not move");
+
+    // A user's own room moves its sockets too.
+    assert.deepEqual((await api(gw, "POST", "/api/rooms/user:mover-c/join", { body: { room: "team:all" } })).body, { moved: 1 });
+    const left = await api(gw, "POST", "/api/rooms/team:red/leave", { body: { room: "team:all" } });
+    assert.deepEqual(left.body, { moved: 2 });
+    assert.deepEqual((await api(gw, "GET", "/api/rooms/team:all/members")).body.members, ["mover-c"]);
+
+    // Users' own rooms are never joined or left this way; bad names and bodies are 400.
+    const own = await api(gw, "POST", "/api/rooms/team:red/join", { body: { room: "user:mover-c" } });
+    assert.equal(own.status, 403);
+    assert.equal(own.body.error.code, "FORBIDDEN");
+    assert.equal((await api(gw, "POST", "/api/rooms/team:red/join", { body: { room: "a b" } })).body.error.code, "ROOM_INVALID");
+    assert.equal((await api(gw, "POST", "/api/rooms/team:red/join", { body: { rooms: ["x"] } })).status, 400);
+    assert.equal((await api(gw, "POST", "/api/rooms/team:red/join", { body: { room: "x" }, key: null })).status, 401);
+    for (const s of [a, b, outsider]) s.close();
   });
 
   test("unknown API paths are JSON 404s", async () => {

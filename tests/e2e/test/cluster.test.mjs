@@ -79,6 +79,24 @@ describe("two nodes", () => {
     assert.deepEqual(await Promise.all(got), [{ n: 1 }, { n: 1 }]);
   });
 
+  test("socketsJoin through node A moves a room's sockets on node B too", async () => {
+    const onA = await a.connect({ auth: { token: sign({ sub: "dora", ...caps }) } });
+    const onB = await b.connect({ auth: { token: sign({ sub: "ed", ...caps }) } });
+    for (const s of [onA, onB]) assert.equal((await s.emitWithAck("room:join", { room: "chat:move" })).ok, true);
+    const res = await api(a, "POST", "/api/rooms/chat:move/join", { body: { room: "chat:moved" } });
+    assert.deepEqual(res.body, { moved: 1 }, "moved counts this node's sockets");
+    const members = await eventually(async () => {
+      const m = (await api(b, "GET", "/api/rooms/chat:moved/members")).body.members;
+      return m.length === 2 && m;
+    });
+    assert.deepEqual(members, ["dora", "ed"]);
+    const got = next(onB, "news");
+    await api(a, "POST", "/api/publish", { body: { room: "chat:moved", event: "news", data: "both" } });
+    assert.equal(await got, "both");
+    onA.close();
+    onB.close();
+  });
+
   test("a revocation on node A ends the socket on node B within 100 ms and holds on both", async () => {
     const token = sign({ sub: "rev", jti: "cluster-jti" });
     const onB = await b.connect({ auth: { token }, transports: ["websocket"] });

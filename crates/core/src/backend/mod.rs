@@ -154,6 +154,15 @@ pub enum Control {
         /// The user.
         user_id: String,
     },
+    /// Every socket in room `from` joins (or leaves) room `to`.
+    MoveSockets {
+        /// The room whose sockets move.
+        from: String,
+        /// The room they join or leave.
+        to: String,
+        /// Join (`true`) or leave.
+        join: bool,
+    },
 }
 
 /// What became of an announcement.

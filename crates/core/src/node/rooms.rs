@@ -8,6 +8,7 @@ use sockgate_protocol::events::server;
 use sockgate_protocol::payloads::RoomRevoked;
 
 use super::{Node, json};
+use crate::backend::Control;
 use crate::connection::Connection;
 use crate::policy::Action;
 use crate::rooms::validate;
@@ -158,6 +159,50 @@ impl Node {
                 conn.emit_value(server::ROOM_REVOKED, &json(&revoked));
             }
         }
+    }
+
+    /// Every socket in room `from`, on every node, joins (`join`) or leaves
+    /// room `to`: the admin API's `socketsJoin` / `socketsLeave`. The
+    /// operator decides, so the room policy is not asked; the room-name
+    /// rules, users' own rooms (never joined or left this way) and the room
+    /// limit (a socket at it is skipped) still apply. Returns the sockets
+    /// moved on this node.
+    pub async fn move_sockets(&self, from: &str, to: &str, join: bool) -> Result<usize, AuthError> {
+        validate(from)?;
+        validate(to)?;
+        if self.user_room.is_user_room(to) {
+            return Err(AuthError::new(
+                ErrorCode::Forbidden,
+                "users' own rooms are not joined or left: every socket is in its own",
+            ));
+        }
+        let moved = self.move_here(from, to, join);
+        let msg = Control::MoveSockets {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            join,
+        };
+        self.control.announce(&msg).await;
+        Ok(moved)
+    }
+
+    /// [`Node::move_sockets`] on this node's sockets.
+    pub(crate) fn move_here(&self, from: &str, to: &str, join: bool) -> usize {
+        let max = self.limits.max_rooms_per_socket;
+        let mut moved = 0;
+        for (session, conn) in self.sessions.matching(|s| s.in_room(from)) {
+            if join {
+                // The own user room does not count towards the limit.
+                if session.room_count() > max {
+                    continue;
+                }
+                self.enter(conn.as_ref(), &session, to);
+            } else {
+                self.exit(conn.as_ref(), &session, to);
+            }
+            moved += 1;
+        }
+        moved
     }
 
     /// Emits `event` with `data` to every connection in `rooms`, on every

@@ -56,6 +56,8 @@ pub fn router(gateway: Arc<Gateway>, key: Secret) -> Router {
             post(publish).layer(DefaultBodyLimit::max(publish_limit)),
         )
         .route("/rooms/{room}/members", get(room_members))
+        .route("/rooms/{room}/join", post(sockets_join))
+        .route("/rooms/{room}/leave", post(sockets_leave))
         .route("/stats", get(stats))
         .fallback(|| async {
             ApiError::new(
@@ -416,6 +418,54 @@ fn room_error(e: AuthError) -> ApiError {
         status: StatusCode::BAD_REQUEST,
         error: e,
     }
+}
+
+/// `{ room }`: the room the sockets of the path's room join or leave.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveRequest {
+    room: String,
+}
+
+/// `POST /api/rooms/{room}/join { room }`: every socket in `{room}`, on
+/// every node, joins `room` (`socketsJoin`). Answers `{ moved }`, the
+/// sockets moved on this node.
+async fn sockets_join(
+    State(gw): State<Arc<Gateway>>,
+    Path(room): Path<String>,
+    body: Result<Json<MoveRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    move_sockets(&gw, &room, body?.0, true).await
+}
+
+/// `POST /api/rooms/{room}/leave { room }`: every socket in `{room}`, on
+/// every node, leaves `room` (`socketsLeave`).
+async fn sockets_leave(
+    State(gw): State<Arc<Gateway>>,
+    Path(room): Path<String>,
+    body: Result<Json<MoveRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    move_sockets(&gw, &room, body?.0, false).await
+}
+
+async fn move_sockets(
+    gw: &Gateway,
+    from: &str,
+    to: MoveRequest,
+    join: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let moved = gw
+        .node
+        .move_sockets(from, &to.room, join)
+        .await
+        .map_err(|error| ApiError {
+            status: match error.code {
+                ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                _ => StatusCode::BAD_REQUEST,
+            },
+            error,
+        })?;
+    Ok(Json(json!({ "moved": moved })))
 }
 
 async fn room_members(
