@@ -1,0 +1,18 @@
+export { createHandler, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT_MS } from "./handler";
+export type {
+  Call,
+  ConnectHandler,
+  EventHandler,
+  HandlerOptions,
+  HandlerResult,
+  NodeRequest,
+  RenewHandler,
+  SockgateHandler,
+} from "./handler";
+export type { EventContext, Target } from "./context";
+export { SockgateApiError, SockgateError } from "./errors";
+export { Sockgate } from "./client";
+export type { PublishTo, Revocation, Revocations, RoomSockets, Session, SockgateOptions } from "./client";
+export { DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER, sign, verifySignature } from "./signature";
+export type { ConnectCall, ConnectReply, EventCall, EventReply, Identity, Publish, PublishTarget, RenewCall } from "./protocol";
+export { APP_CODE } from "./protocol";

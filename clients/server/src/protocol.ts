@@ -1,0 +1,58 @@
+// The calls sockgate makes to the app's backend and the answers it reads
+// (docs/events.md). The Rust side is crates/core/src/hooks/.
+
+/** A client event, as sockgate POSTs it. */
+export interface EventCall {
+  id: string;
+  event: string;
+  args: unknown[];
+  userId: string;
+  sessionId: string;
+  claims: Record<string, unknown>;
+  rooms: string[];
+  transport: "websocket" | "polling";
+  remoteAddr: string | null;
+  ts: number;
+}
+
+/** A handshake for the connect hook. */
+export interface ConnectCall {
+  auth: Record<string, unknown> | null;
+  headers: Record<string, string>;
+  remoteAddr: string | null;
+  transport: "websocket" | "polling";
+}
+
+/** A renewal, for the connect hook. */
+export interface RenewCall {
+  renew: { userId: string; sessionId: string; claims: Record<string, unknown>; expiresAt: number | null };
+}
+
+/** `{ room | rooms | user, event, data }`: a publish, as `/api/publish` takes it. */
+export type PublishTarget = { room: string } | { rooms: string[] } | { user: string };
+export type Publish = PublishTarget & { event: string; data?: unknown };
+
+/** The answer to an event. */
+export interface EventReply {
+  ack?: unknown;
+  error?: { code: string; message: string };
+  join?: string[];
+  leave?: string[];
+  emit?: { event: string; data?: unknown }[];
+  publish?: Publish[];
+  disconnect?: { message: string };
+}
+
+/** Who the connect hook says a connection is. */
+export interface Identity {
+  userId: string | number;
+  expiresAt?: number;
+  claims?: Record<string, unknown>;
+  rooms?: string[];
+}
+
+/** The connect hook's answer. */
+export type ConnectReply = Identity | { error: { code: string; message: string } };
+
+/** An app's own error code: `[A-Z][A-Z0-9_]{0,63}`. */
+export const APP_CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
