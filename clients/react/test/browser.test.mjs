@@ -1,6 +1,7 @@
 // The example chat (example/, built on @sockgate/react) in real Chromium,
 // against the real sockgate binary. A small Node server plays the app: it
-// serves the bundle and hands out tokens at /token.
+// serves the bundle, hands out tokens at /token, and answers the chat's
+// events at /sockgate/events (example/backend.mjs, on @sockgate/server).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -10,7 +11,9 @@ import { dirname, extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { decode as decodeSession, encode as encodeSession } from "@auth/core/jwt";
+import { sign as signCall } from "@sockgate/server";
 import { eventually, repoRoot, sign, sleep, startGateway } from "../../js/test/support/gateway.mjs";
+import { createChatBackend } from "../example/backend.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const bundle = join(here, "..", "example", "dist");
@@ -20,6 +23,8 @@ const ROOMS = [{ match: "chat:*", allow: ["join", "publish", "presence"] }];
 // The app's Next-Auth (Auth.js v5) secret and cookie, for cookie mode.
 const NEXTAUTH_SECRET = "sdk-test-next-auth-secret-0123456789abcdef";
 const SESSION_COOKIE = "authjs.session-token";
+// What sockgate signs its calls to the app's backend with.
+const EVENTS_SECRET = "sdk-test-events-secret-0123456789abcdef";
 
 /** The user of the request's session cookie, opened as Next-Auth does; null without a valid one. */
 async function sessionUser(req) {
@@ -32,9 +37,10 @@ async function sessionUser(req) {
   }
 }
 
-/** The app's backend: static files, /config.js, /token, and a Next-Auth stand-in. */
+/** The app's backend: static files, /config.js, /token, the chat's events, and a Next-Auth stand-in. */
 function startApp(config) {
   const backend = { ttl: {}, loggedOut: new Set(), tokenRequests: {}, sessionReads: {}, cookieTtl: 4 };
+  const chat = createChatBackend({ secret: EVENTS_SECRET });
   /** Sets a fresh session cookie for `user`, as Next-Auth does on sign-in and on every session read. */
   const setSession = async (res, user) => {
     const value = await encodeSession({
@@ -48,6 +54,8 @@ function startApp(config) {
   const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".map": "application/json" };
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, "http://app");
+    // sockgate's calls: the handler reads the raw body itself to check its signature.
+    if (url.pathname === "/sockgate/events") return chat.handler.node(req, res);
     // Next-Auth's part: sign-in sets the cookie; reading the session rotates it.
     if (url.pathname === "/login") {
       const user = url.searchParams.get("user");
@@ -93,7 +101,7 @@ function startApp(config) {
     res.end(readFileSync(file));
   });
   return new Promise((resolve) =>
-    server.listen(0, "127.0.0.1", () => resolve({ backend, origin: `http://127.0.0.1:${server.address().port}`, close: () => server.close() })),
+    server.listen(0, "127.0.0.1", () => resolve({ backend, chat, origin: `http://127.0.0.1:${server.address().port}`, close: () => server.close() })),
   );
 }
 
@@ -104,10 +112,12 @@ before(async () => {
   assert.ok(existsSync(join(bundle, "app.js")), "example bundle missing: run npm run build first");
   let gatewayUrl, cookieGatewayUrl;
   app = await startApp(() => ({ gatewayUrl, cookieGatewayUrl, room: ROOM }));
-  gw = await startGateway({ SOCKGATE_ALLOWED_ORIGINS: app.origin, SOCKGATE_REFRESH_LEAD: "1" });
+  // Both gateways send the chat's events to the app.
+  const events = { SOCKGATE_EVENTS_URL: `${app.origin}/sockgate/events`, SOCKGATE_EVENTS_SECRET: EVENTS_SECRET };
+  gw = await startGateway({ SOCKGATE_ALLOWED_ORIGINS: app.origin, SOCKGATE_REFRESH_LEAD: "1", ...events });
   gatewayUrl = gw.url;
   // A second gateway that opens the app's Next-Auth session cookies.
-  cookieGw = await startGateway({ SOCKGATE_ALLOWED_ORIGINS: app.origin, SOCKGATE_REFRESH_LEAD: "1", SOCKGATE_NEXTAUTH_SECRET: NEXTAUTH_SECRET });
+  cookieGw = await startGateway({ SOCKGATE_ALLOWED_ORIGINS: app.origin, SOCKGATE_REFRESH_LEAD: "1", SOCKGATE_NEXTAUTH_SECRET: NEXTAUTH_SECRET, ...events });
   cookieGatewayUrl = cookieGw.url;
   profile = mkdtempSync(join(tmpdir(), "sockgate-chromium-"));
   browser = await chromium.launchPersistentContext(profile, {
@@ -135,13 +145,14 @@ after(async () => {
   if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
-/** Opens the chat as `user` in a new tab. */
-async function open(user) {
+/** Opens the chat as `user` in a new tab (in `room`, else the app's default one). */
+async function open(user, room) {
   const page = await browser.newPage();
   page.on("pageerror", (err) => pageErrors.push(`${user}: ${err.message}`));
   // A logged-out user's /token answers 401, which the console reports.
   page.on("console", (msg) => msg.type() === "error" && !/status of 401/.test(msg.text()) && pageErrors.push(`${user}: ${msg.text()}`));
-  await page.goto(`${app.origin}/?user=${encodeURIComponent(user)}`);
+  const query = new URLSearchParams({ user, ...(room ? { room } : {}) });
+  await page.goto(`${app.origin}/?${query}`);
   return page;
 }
 
@@ -205,6 +216,72 @@ test("a message goes from one page to the other and back", async () => {
   await ben.close();
 });
 
+test("the chat's backend keeps the messages: a later page loads them on join, then gets new ones live", async () => {
+  const room = "chat:backlog";
+  const calls = (event, user) => app.chat.calls.filter((c) => c.event === event && c.userId === user).length;
+  const lines = (page) => page.locator('[data-testid="messages"] li').allTextContents();
+  const senders = (page) => page.locator('[data-testid="messages"] li').evaluateAll((items) => items.map((li) => li.dataset.from));
+  const say = async (page, line) => {
+    await page.getByTestId("input").fill(line);
+    await page.getByTestId("send").click();
+  };
+
+  const alex = await open("alex", room);
+  await waitText(alex, "state", "connected");
+  await alex.getByTestId("send").and(alex.locator(":enabled")).waitFor();
+  for (const line of ["first, before bea", "second, before bea"]) {
+    await say(alex, line);
+    // Sent to the room by the backend (ctx.to(room).emit), the sender's page included.
+    await alex.locator('li[data-from="alex"]', { hasText: line }).waitFor({ timeout: 5000 });
+  }
+  assert.deepEqual(app.chat.rooms.get(room).map((m) => [m.from, m.text]), [["alex", "first, before bea"], ["alex", "second, before bea"]]);
+
+  // Bea was not there when they were sent: only chat:history can show them.
+  const bea = await open("bea", room);
+  await waitText(bea, "state", "connected");
+  await eventually(async () => (await lines(bea)).length === 2, 10000, "the history shown");
+  assert.deepEqual(await lines(bea), ["alexfirst, before bea", "alexsecond, before bea"]);
+  assert.deepEqual(await senders(bea), ["alex", "alex"]);
+
+  // History asks need the room joined, so bea is in it now: the next message is live.
+  await say(alex, "third, live");
+  await bea.locator('li[data-from="alex"]', { hasText: "third, live" }).waitFor({ timeout: 5000 });
+  const all = ["alexfirst, before bea", "alexsecond, before bea", "alexthird, live"];
+  for (const page of [alex, bea]) assert.deepEqual(await lines(page), all, "each message once, in order");
+  assert.equal(await alex.getByTestId("input").inputValue(), "");
+
+  // Every call reached the handler signed and verified, once: three sends,
+  // one history load per page.
+  assert.equal(calls("chat:send", "alex"), 3);
+  assert.equal(calls("chat:send", "bea"), 0);
+  assert.equal(calls("chat:history", "alex"), 1);
+  assert.equal(calls("chat:history", "bea"), 1);
+
+  // A call not signed with the events secret reaches no handler.
+  const seen = app.chat.calls.length;
+  const body = JSON.stringify({
+    id: "forged-1", event: "chat:history", args: [{ room }], userId: "mallory", sessionId: "s1", claims: {},
+    rooms: ["user:mallory", room], transport: "websocket", remoteAddr: null, ts: Date.now(),
+  });
+  const post = (signature) =>
+    fetch(`${app.origin}/sockgate/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(signature ? { "sockgate-signature": signature } : {}) },
+      body,
+    });
+  assert.equal((await post(undefined)).status, 401, "unsigned");
+  assert.equal((await post(signCall(body, "another-events-secret-0123456789abcdef"))).status, 401, "signed with another secret");
+  assert.equal(app.chat.calls.length, seen, "no handler ran");
+  // The same body signed with the secret is answered: the refusals were the signature's.
+  const signed = await post(signCall(body, EVENTS_SECRET));
+  assert.equal(signed.status, 200);
+  assert.deepEqual((await signed.json()).ack.messages.map((m) => m.text), ["first, before bea", "second, before bea", "third, live"]);
+  assert.equal(calls("chat:history", "mallory"), 1);
+  assert.deepEqual(pageErrors, []);
+  await alex.close();
+  await bea.close();
+});
+
 test("token refreshes with no visible disconnect", async () => {
   app.backend.ttl.rita = 4;
   const page = await open("rita");
@@ -230,8 +307,8 @@ test("a revoked user sees the session ended with TOKEN_REVOKED, and it stays end
   await waitText(page, "state", "connected");
   await page.getByTestId("send").and(page.locator(":enabled")).waitFor();
   const listeners = () =>
-    page.evaluate(() => ["room:message", "room:revoked"].map((e) => window.sockgateClient.socket.listeners(e).length));
-  assert.deepEqual(await listeners(), [1, 1], "one listener each, despite StrictMode's double effects");
+    page.evaluate(() => ["room:message", "room:revoked", "chat:message"].map((e) => window.sockgateClient.socket.listeners(e).length));
+  assert.deepEqual(await listeners(), [1, 1, 1], "one listener each, despite StrictMode's double effects");
   const revoked = await gw.api("POST", "/api/revocations", { userId: "eve" });
   assert.equal(revoked.status, 201);
   await waitText(page, "state", "ended", 5000);
@@ -242,7 +319,7 @@ test("a revoked user sees the session ended with TOKEN_REVOKED, and it stays end
   assert.equal(app.backend.tokenRequests.eve, 1, "no new token asked: no reconnect");
   assert.equal(gw.authDecisions("eve").length, 1);
   assert.equal(await page.getByTestId("messages").count(), 0, "the chat is gone");
-  assert.deepEqual(await listeners(), [0, 0], "its listeners were removed on unmount");
+  assert.deepEqual(await listeners(), [0, 0, 0], "its listeners were removed on unmount");
   await page.close();
 });
 

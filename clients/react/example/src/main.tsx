@@ -11,8 +11,10 @@ declare global {
   }
 }
 
-const { gatewayUrl, cookieGatewayUrl, room } = window.SOCKGATE_CONFIG;
+const { gatewayUrl, cookieGatewayUrl } = window.SOCKGATE_CONFIG;
 const params = new URLSearchParams(location.search);
+// ?room= opens another room than the app's default one.
+const room = params.get("room") ?? window.SOCKGATE_CONFIG.room;
 // ?mode=cookie: the app's Next-Auth session cookie (HTTP-only) is the
 // credential; the page never sees a token.
 const cookieMode = params.get("mode") === "cookie";
