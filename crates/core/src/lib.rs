@@ -41,6 +41,7 @@ pub mod clock;
 pub mod connection;
 pub mod deadlines;
 pub mod hooks;
+pub mod idempotency;
 pub mod limits;
 pub mod node;
 pub mod ordering;

@@ -103,6 +103,11 @@ pub fn message_out(kind: &'static str, n: u64) {
     counter!("sockgate_messages_out_total", "kind" => kind).increment(n);
 }
 
+/// A publish whose idempotency key was seen inside the window.
+pub fn duplicate_publish() {
+    counter!("sockgate_publish_duplicates_total").increment(1);
+}
+
 /// A refusal by an abuse limit of `scope`.
 pub fn rate_limited(scope: &'static str) {
     counter!("sockgate_rate_limited_total", "scope" => scope).increment(1);

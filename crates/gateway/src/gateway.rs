@@ -4,19 +4,21 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
-use serde_json::value::RawValue;
 use sockgate_auth::{Exposure, SourcePolicy, Verifier};
 use sockgate_core::backend::memory::MemoryHistory;
-use sockgate_core::backend::{Broker, ControlBus, Directory, History, Presence};
+use sockgate_core::backend::{
+    Broker, ControlBus, Delivery, Directory, History, Outgoing, Presence, Unavailable,
+};
 use sockgate_core::clock::unix_now_ms;
 use sockgate_core::hooks::App;
+use sockgate_core::idempotency::Seen;
 use sockgate_core::limits::{AbuseLimits, Limits};
 use sockgate_core::policy::Policy;
 use sockgate_core::recovery::{Message, Offset, PidKey, Settings as RecoverySettings};
 use sockgate_core::rooms::UserRoom;
 use sockgate_core::{BoxFuture, Lifecycle, Node, Revocations};
 use sockgate_engine::engine::Compression;
-use sockgate_engine::io::{self, SioSocket};
+use sockgate_engine::io;
 use sockgate_engine::rooms::Rooms;
 use sockgate_engine::sio::Value;
 
@@ -131,6 +133,12 @@ impl Gateway {
         self
     }
 
+    /// Remembers publishes' idempotency keys for `window`.
+    pub fn with_idempotency_window(mut self, window: std::time::Duration) -> Self {
+        self.node = self.node.with_idempotency_window(window);
+        self
+    }
+
     /// Sets the size limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.node = self.node.with_limits(limits);
@@ -194,17 +202,33 @@ impl AsRef<Node> for Gateway {
 
 /// Carries room events to the other nodes (the cluster's, in Redis).
 pub trait Fanout: Send + Sync + 'static {
-    /// Sends `event` with `data` to `rooms` on every other node.
-    fn send(&self, rooms: &[String], event: &str, data: &serde_json::Value);
+    /// Sends `event` with `data` to `rooms` on every other node, but to
+    /// the connection `except`.
+    fn send(&self, rooms: &[String], except: Option<&str>, event: &str, data: &serde_json::Value);
+    /// Records `key` for `window_ms` and sends as [`Fanout::send`] does,
+    /// in one step: false, and nothing sent, when the key was recorded
+    /// already.
+    fn send_once(
+        &self,
+        key: String,
+        window_ms: u64,
+        rooms: &[String],
+        except: Option<&str>,
+        event: &str,
+        data: &serde_json::Value,
+    ) -> BoxFuture<'static, Result<bool, Unavailable>>;
     /// Appends `message` to the cluster's history and sends it to every
-    /// node, this one included, each delivering in the history's order.
-    /// Runs `fallback` (delivery here, without an offset) when it cannot.
-    /// Done once the history has it: a publish that follows is after it.
+    /// node, this one included, each delivering in the history's order;
+    /// with `once`, only if its key was not recorded (false then). Runs
+    /// `fallback` (delivery here, without an offset) when it cannot,
+    /// unless there is a key: then it is [`Unavailable`]. Done once the
+    /// history has it: a publish that follows is after it.
     fn send_logged(
         &self,
         message: Message,
+        once: Option<(String, u64)>,
         fallback: Box<dyn FnOnce() + Send>,
-    ) -> BoxFuture<'static, ()>;
+    ) -> BoxFuture<'static, Result<bool, Unavailable>>;
 }
 
 /// Room delivery: to this node's sockets through the engine's rooms, and
@@ -214,12 +238,17 @@ pub trait Fanout: Send + Sync + 'static {
 /// With recovery on, every broadcast gets an offset in the history as it
 /// is delivered: from this node's history, or, in a cluster, from the
 /// cluster's, through the fanout.
+///
+/// Idempotency keys are this node's ([`Seen`]) without a fanout, and the
+/// cluster's, recorded by the script that sends, with one.
 #[derive(Default)]
 pub struct Emitter {
     rooms: OnceLock<Arc<Rooms>>,
     fanout: OnceLock<Arc<dyn Fanout>>,
     /// Set when recovery is on.
     history: OnceLock<Logged>,
+    /// The keys of this node, when there is no fanout.
+    seen: Seen,
 }
 
 /// Where broadcasts get their offsets.
@@ -251,23 +280,41 @@ impl Emitter {
         let _ = self.history.set(Logged::Cluster);
     }
 
-    /// Emits to `rooms` here (but to `except`) and on the other nodes;
-    /// returns the sockets reached here. Done once it is in the history,
-    /// when recovery is on.
-    pub(crate) async fn emit(
+    /// Emits to `rooms` here (but to `except`) and on the other nodes,
+    /// once per key with `once`; returns the sockets reached here. Done
+    /// once it is in the history, when recovery is on.
+    async fn emit(
         &self,
-        rooms: &[String],
-        except: Option<&SioSocket>,
-        event: &str,
+        out: &Outgoing<'_>,
         data: serde_json::Value,
-    ) -> usize {
-        let Some(logged) = self.history.get() else {
-            if let Some(fanout) = self.fanout.get() {
-                fanout.send(rooms, event, &data);
+    ) -> Result<Delivery, Unavailable> {
+        let (rooms, except, event) = (&out.rooms, out.except.as_deref(), out.event);
+        let fanout = self.fanout.get();
+        if fanout.is_none()
+            && let Some(once) = out.once
+        {
+            let now = unix_now_ms();
+            if !self.seen.claim(once.key, now, now + once.window_ms) {
+                return Ok(Delivery::Duplicate);
             }
-            return self.deliver(rooms, except, event, data);
+        }
+        let once = out.once.map(|o| (o.key.to_owned(), o.window_ms));
+        let Some(logged) = self.history.get() else {
+            if let Some(fanout) = fanout {
+                match once {
+                    Some((key, window)) => {
+                        let sent = fanout.send_once(key, window, rooms, except, event, &data);
+                        if !sent.await? {
+                            return Ok(Delivery::Duplicate);
+                        }
+                    }
+                    None => fanout.send(rooms, except, event, &data),
+                }
+            }
+            return Ok(Delivery::Reached(
+                self.deliver_at(rooms, except, event, data, None),
+            ));
         };
-        let except = except.map(SioSocket::id);
         let message = Message {
             rooms: rooms.to_vec(),
             except: except.map(str::to_owned),
@@ -275,7 +322,7 @@ impl Emitter {
             data: serde_json::value::to_raw_value(&data).expect("JSON values serialize"),
             gap: false,
         };
-        match (logged, self.fanout.get()) {
+        let reached = match (logged, fanout) {
             (Logged::Here(history), _) => history.append(message, unix_now_ms(), |offset| {
                 self.deliver_at(rooms, except, event, data, Some(offset))
             }),
@@ -288,24 +335,17 @@ impl Emitter {
                 let fallback = move || {
                     deliver_on(&local, &rooms, except.as_deref(), &event, data, None);
                 };
-                fanout.send_logged(message, Box::new(fallback)).await;
+                if !fanout
+                    .send_logged(message, once, Box::new(fallback))
+                    .await?
+                {
+                    return Ok(Delivery::Duplicate);
+                }
                 reached
             }
             (Logged::Cluster, None) => self.deliver_at(rooms, except, event, data, None),
-        }
-    }
-
-    /// Emits to `rooms` on this node only (a message from another node).
-    pub(crate) fn deliver(
-        &self,
-        rooms: &[String],
-        except: Option<&SioSocket>,
-        event: &str,
-        data: serde_json::Value,
-    ) -> usize {
-        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-        self.local()
-            .emit(&rooms, except, event, vec![Value::from(data)])
+        };
+        Ok(Delivery::Reached(reached))
     }
 
     /// Emits to `rooms` on this node only but to the socket with id
@@ -349,15 +389,11 @@ pub(crate) fn engine_offset(o: Offset) -> io::Offset {
 }
 
 impl Broker for Emitter {
-    fn publish<'a>(
-        &'a self,
-        rooms: Vec<String>,
-        event: &'a str,
-        data: Option<&'a RawValue>,
-    ) -> BoxFuture<'a, usize> {
-        let data = data
+    fn publish<'a>(&'a self, out: Outgoing<'a>) -> BoxFuture<'a, Result<Delivery, Unavailable>> {
+        let data = out
+            .data
             .and_then(|d| serde_json::from_str(d.get()).ok())
             .unwrap_or(serde_json::Value::Null);
-        Box::pin(async move { self.emit(&rooms, None, event, data).await })
+        Box::pin(async move { self.emit(&out, data).await })
     }
 }

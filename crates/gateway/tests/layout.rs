@@ -22,6 +22,12 @@
 //!    The load generator (`crates/bench`) uses them too, but is not checked:
 //!    it names its scenarios after what they do, and one is `echo`.
 //!
+//! 5. **One door for publishing**: only `crates/core/src/node/` hands a
+//!    delivery to the broker (`broker.publish(`, `Broker::publish`, or a
+//!    gateway's `emitter.publish(`); every way in (a socket's
+//!    `room:publish`, `/api/publish`, the app's replies, the consumers)
+//!    calls `Node::publish`, which owns the checks and the idempotency.
+//!
 //! Comments never count: `// uses crate::http` or "the `room:join` event"
 //! in a doc comment is prose, not a dependency.
 
@@ -143,6 +149,44 @@ fn event_names_are_spelled_only_in_protocol_events() {
     );
 }
 
+#[test]
+fn only_the_node_calls_the_broker() {
+    let mut found = Vec::new();
+    let mut allowed = 0;
+    for krate in sorted_entries(&Path::new(ROOT).join("crates")) {
+        for file in rust_files(&krate.join("src")) {
+            let code = blank_comments(&read(&file), true);
+            let in_node = file.starts_with(Path::new(ROOT).join("crates/core/src/node"));
+            for (at, _) in broker_calls(&code) {
+                if in_node {
+                    allowed += 1;
+                } else {
+                    found.push(Where::new(&file, &code, at).to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        allowed > 0,
+        "the node's own call to the broker was not found"
+    );
+    assert!(
+        found.is_empty(),
+        "the broker is called outside crates/core/src/node (publish through Node::publish):\n  {}",
+        found.join("\n  ")
+    );
+}
+
+/// Where `code` hands a delivery to a broker.
+fn broker_calls(code: &str) -> Vec<(usize, &str)> {
+    let mut hits = Vec::new();
+    for pattern in ["broker.publish(", "Broker::publish(", "emitter.publish("] {
+        hits.extend(code.match_indices(pattern));
+    }
+    hits.sort();
+    hits
+}
+
 /// The scanners on small inputs, so that a rule passing means something.
 #[test]
 fn the_checks_themselves() {
@@ -179,6 +223,24 @@ fn the_checks_themselves() {
     assert_eq!(names.get("S").map(String::as_str), Some("config"));
     assert_eq!(names.get("run").map(String::as_str), Some("server"));
     assert!(!names.contains_key("X"));
+
+    // Broker calls, not mentions.
+    assert_eq!(
+        broker_calls(&blank_comments(
+            "self.broker.publish(out); // emitter.publish(x)",
+            true
+        ))
+        .len(),
+        1
+    );
+    assert_eq!(
+        broker_calls(&blank_comments(
+            "// broker.publish(x)\nlet b = broker;",
+            true
+        ))
+        .len(),
+        0
+    );
 
     // Cycles.
     let mut graph = ModuleGraph::default();

@@ -196,7 +196,8 @@ export async function startRedis(port) {
     port,
     url: `redis://127.0.0.1:${port}`,
     async stop() {
-      if (child.exitCode !== null) return;
+      // Killed by a signal, a child has a signalCode and no exitCode.
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGKILL");
       await exited;

@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::{Arc, Mutex};
 
-use serde_json::value::RawValue;
-
 use super::Unavailable;
 use super::{
-    Admission, Announced, BoxFuture, Broker, Control, ControlBus, Directory, History, Presence,
+    Admission, Announced, BoxFuture, Broker, Control, ControlBus, Delivery, Directory, History,
+    Outgoing, Presence,
 };
+use crate::clock::{SharedClock, SystemClock};
+use crate::idempotency::Seen;
 use crate::recovery::{self, Entry, Message, Missed, Offset, Parked, Settings, Wanted};
 use crate::registry::Registry;
 use crate::rooms::Rooms;
@@ -24,33 +25,47 @@ use crate::session::{SessionInfo, SessionLimit};
 /// embedders and tests.
 pub struct MemoryBroker {
     sessions: Arc<Registry>,
+    seen: Seen,
+    clock: SharedClock,
 }
 
 impl MemoryBroker {
-    /// A broker over `sessions`.
+    /// A broker over `sessions`, its keys' windows on the wall clock.
     pub fn new(sessions: Arc<Registry>) -> Self {
-        Self { sessions }
+        Self {
+            sessions,
+            seen: Seen::default(),
+            clock: Arc::new(SystemClock),
+        }
     }
 }
 
 impl Broker for MemoryBroker {
-    fn publish<'a>(
-        &'a self,
-        rooms: Vec<String>,
-        event: &'a str,
-        data: Option<&'a RawValue>,
-    ) -> BoxFuture<'a, usize> {
+    fn publish<'a>(&'a self, out: Outgoing<'a>) -> BoxFuture<'a, Result<Delivery, Unavailable>> {
         Box::pin(async move {
-            let value = data
+            if let Some(once) = out.once {
+                let now = self.clock.now_ms();
+                if !self.seen.claim(once.key, now, now + once.window_ms) {
+                    return Ok(Delivery::Duplicate);
+                }
+            }
+            let value = out
+                .data
                 .and_then(|d| serde_json::from_str(d.get()).ok())
                 .unwrap_or(serde_json::Value::Null);
+            let except = out.except.as_deref();
             let reached = self
                 .sessions
-                .matching(|s| rooms.iter().any(|r| s.in_room(r)));
+                .matching(|s| out.rooms.iter().any(|r| s.in_room(r)));
+            let mut count = 0;
             for (_, conn) in &reached {
-                conn.emit_value(event, &value);
+                if except.is_some_and(|e| conn.transport_id() == e) {
+                    continue;
+                }
+                conn.emit_value(out.event, &value);
+                count += 1;
             }
-            reached.len()
+            Ok(Delivery::Reached(count))
         })
     }
 }

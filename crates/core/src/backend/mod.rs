@@ -41,16 +41,47 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[error("{0}")]
 pub struct Unavailable(pub String);
 
-/// Delivers server events to rooms.
+/// One delivery, as the node hands it to its [`Broker`]: checked already.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    /// The rooms it goes to; a socket in several gets it once.
+    pub rooms: Vec<String>,
+    /// The event name.
+    pub event: &'a str,
+    /// Its data, as it came.
+    pub data: Option<&'a RawValue>,
+    /// The transport id of a connection that does not get it (the
+    /// publisher of a `room:publish`).
+    pub except: Option<String>,
+    /// Deliver only if this key was not seen inside its window.
+    pub once: Option<Once<'a>>,
+}
+
+/// An idempotency key and how long it is remembered.
+#[derive(Debug, Clone, Copy)]
+pub struct Once<'a> {
+    /// The producer's key.
+    pub key: &'a str,
+    /// How long a second publish with it is a duplicate, in milliseconds.
+    pub window_ms: u64,
+}
+
+/// What a broker did with an [`Outgoing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Delivered; the connections it reached on this node.
+    Reached(usize),
+    /// Its key was seen inside the window: delivered to nobody.
+    Duplicate,
+}
+
+/// Delivers server events to rooms. Only [`crate::Node`] calls it.
 pub trait Broker: Send + Sync + 'static {
-    /// Emits `event` with `data` to every connection in `rooms`, on every
-    /// node. Returns how many connections it reached on this node.
-    fn publish<'a>(
-        &'a self,
-        rooms: Vec<String>,
-        event: &'a str,
-        data: Option<&'a RawValue>,
-    ) -> BoxFuture<'a, usize>;
+    /// Delivers `out` to every connection in its rooms, on every node.
+    /// With a key, recording the key and delivering are one step: a
+    /// duplicate reaches nobody, and a broker that cannot record the key
+    /// says [`Unavailable`] and delivers nothing.
+    fn publish<'a>(&'a self, out: Outgoing<'a>) -> BoxFuture<'a, Result<Delivery, Unavailable>>;
 }
 
 /// Who is in which room, on every node. The node tells it when a user

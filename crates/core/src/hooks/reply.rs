@@ -6,16 +6,17 @@
 //! { "ack": …, "error": { "code", "message" },
 //!   "join": ["room"], "leave": ["room"],
 //!   "emit": [{ "event", "data" }],
-//!   "publish": [{ "room" | "rooms" | "user", "event", "data" }],
+//!   "publish": [{ "room" | "rooms" | "user", "event", "data", "idempotencyKey" }],
 //!   "disconnect": { "message" } }
 //! ```
 
 use super::{Emit, Reply, is_app_code};
-use crate::publish::{PublishRequest, check_event};
+use crate::publish::{self, check_event};
 use crate::rooms::UserRoom;
 use serde::Deserialize;
 use serde_json::Value;
 use sockgate_auth::{AuthError, ErrorCode};
+use sockgate_protocol::publish::{Publish, PublishRequest};
 
 /// Most `emit` and most `publish` entries in one reply.
 pub const MAX_EFFECTS: usize = 100;
@@ -93,7 +94,7 @@ pub fn parse(body: &[u8], rules: &Rules) -> Result<Reply, AuthError> {
     let publish = raw
         .publish
         .into_iter()
-        .map(|p| p.check(&rules.user_room, rules.max_payload))
+        .map(|p| checked(p, rules))
         .collect::<Result<_, _>>()?;
     Ok(Reply {
         ack: match raw.error {
@@ -109,6 +110,15 @@ pub fn parse(body: &[u8], rules: &Rules) -> Result<Reply, AuthError> {
                 .map_or_else(|| "ended by the app".to_owned(), clip)
         }),
     })
+}
+
+/// A reply's publish, under the admin API's rules.
+fn checked(request: PublishRequest, rules: &Rules) -> Result<Publish, AuthError> {
+    let publish = request
+        .into_publish()
+        .map_err(|m| AuthError::new(ErrorCode::InvalidRequest, m))?;
+    publish::check(&publish, &rules.user_room, rules.max_payload)?;
+    Ok(publish)
 }
 
 /// `{ ok: false, code, message }` from the app's error: its code as it is
@@ -182,7 +192,10 @@ mod tests {
             (vec!["chat:1".to_owned()], vec!["chat:0".to_owned()])
         );
         assert_eq!(r.emit[0].event, "hello");
-        assert_eq!(r.publish[1].rooms, vec!["user:bob".to_owned()]);
+        assert_eq!(
+            r.publish[1].target,
+            sockgate_protocol::publish::Target::User("bob".to_owned())
+        );
         assert_eq!(r.disconnect.as_deref(), Some("bye"));
         assert_eq!(read(json!({})).unwrap().ack, Value::Null);
     }

@@ -221,8 +221,12 @@ impl Node {
             conn.emit_value(&emit.event, &emit.data);
         }
         for publish in reply.publish {
-            self.publish(publish.rooms, &publish.event, publish.data.as_deref())
-                .await;
+            // Checked with the reply; a key the broker cannot check now
+            // leaves this one out, as a broken Redis leaves out a publish
+            // without a key.
+            if let Err(e) = self.publish(publish).await {
+                tracing::warn!(target: "sockgate::app", code = e.code.as_str(), reason = %e.message, "a publish of the app's reply was not delivered");
+            }
         }
         if let Some(message) = &reply.disconnect {
             self.end(session, conn, ErrorCode::EndedByApp, message);

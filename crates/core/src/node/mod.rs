@@ -103,7 +103,13 @@ pub struct Node {
     max_calls_per_user: usize,
     /// Sessions of the connect hook due for renewal.
     renewals: calls::Renewals,
+    /// How long a publish's idempotency key is remembered.
+    idempotency_window: Duration,
 }
+
+/// How long a publish's idempotency key is remembered, unless the node is
+/// told otherwise (`SOCKGATE_IDEMPOTENCY_WINDOW`).
+pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(300);
 
 impl Node {
     /// A node verifying with `verifier` the credentials `sources` finds, on
@@ -142,7 +148,14 @@ impl Node {
             in_flight: InFlight::default(),
             max_calls_per_user: DEFAULT_CALLS_PER_USER,
             renewals: Default::default(),
+            idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
         }
+    }
+
+    /// Remembers publishes' idempotency keys for `window`.
+    pub fn with_idempotency_window(mut self, window: Duration) -> Self {
+        self.idempotency_window = window;
+        self
     }
 
     /// Sends the client events sockgate does not handle to `app`, at most

@@ -8,11 +8,12 @@ use sockgate_protocol::events::server;
 use sockgate_protocol::payloads::RoomRevoked;
 
 use super::{Node, json};
-use crate::backend::Control;
+use crate::backend::{Control, Delivery, Once, Outgoing};
 use crate::connection::Connection;
 use crate::policy::Action;
+use crate::publish::{Publish, Published};
 use crate::rooms::validate;
-use crate::session::{Session, SessionInfo};
+use crate::session::{Session, SessionId, SessionInfo};
 use crate::telemetry;
 
 /// What a room's members receive as `room:message`; `data` is forwarded
@@ -88,15 +89,17 @@ impl Node {
         Ok(())
     }
 
-    /// `room:publish`: checks that the session may publish `data` to
-    /// `room` and returns the message its members get. The transport layer
-    /// delivers it (to every member but the publisher).
-    pub async fn check_publish<'a>(
+    /// `room:publish`: publishes `data` to `room` for the session, if it
+    /// is in the room and the policy lets it publish there. The room's
+    /// other connections get `room:message { id, room, from, data, ts }`.
+    /// Returns the message's id.
+    pub async fn publish_from(
         &self,
-        session: &'a Session,
-        room: &'a str,
-        data: Option<&'a RawValue>,
-    ) -> Result<RoomMessage<'a>, AuthError> {
+        conn: &dyn Connection,
+        session: &Session,
+        room: &str,
+        data: Option<&RawValue>,
+    ) -> Result<String, AuthError> {
         validate(room)?;
         self.check_payload(data)?;
         if !session.in_room(room) {
@@ -109,13 +112,23 @@ impl Node {
             .authorize(&session.identity(), room, Action::Publish, false)
             .await?;
         telemetry::message_out("room", 1);
-        Ok(RoomMessage {
+        let message = RoomMessage {
             id: format!("{:016x}", rand::random::<u64>()),
             room,
             from: &session.user_id,
             data,
             ts: self.clock.now_ms(),
-        })
+        };
+        let body = serde_json::value::to_raw_value(&message).expect("payloads serialize");
+        let out = Outgoing {
+            rooms: vec![room.to_owned()],
+            event: server::ROOM_MESSAGE,
+            data: Some(&body),
+            except: Some(conn.transport_id()),
+            once: None,
+        };
+        self.deliver(out).await?;
+        Ok(message.id)
     }
 
     /// `PAYLOAD_TOO_LARGE` for data over the publish limit.
@@ -205,10 +218,52 @@ impl Node {
         moved
     }
 
-    /// Emits `event` with `data` to every connection in `rooms`, on every
-    /// node. Returns the connections reached on this node.
-    pub async fn publish(&self, rooms: Vec<String>, event: &str, data: Option<&RawValue>) -> usize {
-        self.broker.publish(rooms, event, data).await
+    /// Publishes to every connection of the target, on every node: the
+    /// one door of the admin API, the app's replies and the consumers. It
+    /// checks the publish ([`crate::publish::check`]) and, with an
+    /// idempotency key, delivers it only if the key was not seen inside
+    /// the window. `BACKEND_UNAVAILABLE` (retryable) when the key cannot be
+    /// checked.
+    pub async fn publish(&self, publish: Publish) -> Result<Published, AuthError> {
+        let rooms = crate::publish::check(&publish, &self.user_room, self.limits.max_payload)?;
+        let except = publish
+            .except_session
+            .as_deref()
+            .and_then(SessionId::parse)
+            .and_then(|id| self.sessions.get(id))
+            .map(|(_, conn)| conn.transport_id());
+        let out = Outgoing {
+            rooms,
+            event: &publish.event,
+            data: publish.data.as_deref(),
+            except,
+            once: publish.idempotency_key.as_deref().map(|key| Once {
+                key,
+                window_ms: self.idempotency_window.as_millis() as u64,
+            }),
+        };
+        self.deliver(out).await
+    }
+
+    /// Hands `out` to the broker: the only call to it.
+    async fn deliver(&self, out: Outgoing<'_>) -> Result<Published, AuthError> {
+        match self.broker.publish(out).await {
+            Ok(Delivery::Reached(delivered)) => Ok(Published {
+                delivered,
+                duplicate: false,
+            }),
+            Ok(Delivery::Duplicate) => {
+                telemetry::duplicate_publish();
+                Ok(Published {
+                    delivered: 0,
+                    duplicate: true,
+                })
+            }
+            Err(e) => Err(AuthError::new(
+                ErrorCode::BackendUnavailable,
+                format!("the publish's idempotency key cannot be checked now ({e}); retry"),
+            )),
+        }
     }
 
     /// The users in `room` on every node; this node's when the presence

@@ -151,12 +151,16 @@ end
 "#;
 
 /// Appends a message, trims, and publishes it. KEYS: the prelude's, then
-/// the channel; ARGV: the prelude's, then the most entries, the most
-/// bytes, the sealed message, the keys' lifetime (ms), the message's
-/// rooms (JSON) and its weight.
+/// the channel and the idempotency key's record; ARGV: the prelude's, then
+/// the most entries, the most bytes, the sealed message, the keys'
+/// lifetime (ms), the message's rooms (JSON), its weight, and the
+/// idempotency window (ms; 0 without a key). Returns the entry's id, or
+/// '' for a duplicate: the key is recorded in the same step.
 const APPEND: &str = r#"
 local max_entries, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
 local sealed, ttl, set, weight = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local once = tonumber(ARGV[9])
+if once > 0 and not redis.call('SET', KEYS[7], '1', 'NX', 'PX', once) then return '' end
 local id = redis.call('XADD', stream, '*', 'm', sealed, 'r', set, 'w', weight)
 redis.call('RPUSH', prefix .. set, id)
 redis.call('ZINCRBY', counts, 1, set)
@@ -253,7 +257,7 @@ impl RedisHistory {
         let this = self.clone();
         let again = mark.rooms.clone();
         let retry = Box::new(move || this.holes.lock().expect("holes lock").extend(again));
-        self.append(mark, retry).await;
+        let _ = self.append(mark, None, retry).await;
     }
 
     fn window_ms(&self) -> u64 {
@@ -261,15 +265,25 @@ impl RedisHistory {
     }
 
     /// Appends `message` and sends it to every node; `fallback` runs
-    /// (delivery here, without an offset) when Redis cannot take it.
-    pub async fn append(self: Arc<Self>, message: Message, fallback: Box<dyn FnOnce() + Send>) {
+    /// (delivery here, without an offset) when Redis cannot take it. With
+    /// `once` (a key and its window), only if the key was not recorded:
+    /// false then; and Redis away is [`Unavailable`], never a fallback.
+    pub async fn append(
+        self: Arc<Self>,
+        message: Message,
+        once: Option<(String, u64)>,
+        fallback: Box<dyn FnOnce() + Send>,
+    ) -> Result<bool, Unavailable> {
         if self.cluster.is_healthy() {
-            let append = self.invoke_append(&message);
+            let append = self.invoke_append(&message, once.as_ref());
             match tokio::time::timeout(BEAT_TIMEOUT, append).await {
-                Ok(Ok(_)) => return,
+                Ok(Ok(id)) => return Ok(!id.is_empty()),
                 Ok(Err(e)) => tracing::warn!(error = %e, "a room message was not logged"),
                 Err(_) => tracing::warn!("a room message was not logged in time"),
             }
+        }
+        if once.is_some() {
+            return Err(Unavailable("Redis cannot record the key now".into()));
         }
         let mut holes = self.holes.lock().expect("holes lock");
         for room in message.rooms {
@@ -279,25 +293,36 @@ impl RedisHistory {
         }
         drop(holes);
         fallback();
+        Ok(true)
     }
 
     /// Runs the append script for `message`, weighed as Redis keeps it:
     /// the sealed message, its rooms once more, the bookkeeping.
-    fn invoke_append(&self, message: &Message) -> impl Future<Output = redis::RedisResult<String>> {
+    fn invoke_append(
+        &self,
+        message: &Message,
+        once: Option<&(String, u64)>,
+    ) -> impl Future<Output = redis::RedisResult<String>> {
         let json = serde_json::to_vec(message).expect("messages serialize");
         let sealed = self.cluster.seal.seal(&json);
         let set = serde_json::to_string(&message.rooms).expect("room names serialize");
         let weight = sealed.len() + set.len() + recovery::ENTRY_OVERHEAD;
+        let (record, window) = match once {
+            Some((key, window)) => (super::rooms::idempotency_key(key), (*window).max(1)),
+            None => (super::rooms::idempotency_key(""), 0),
+        };
         let mut invocation = APPEND_SCRIPT.prepare_invoke();
         self.prelude(&mut invocation);
         invocation
             .key(LOGGED)
+            .key(record)
             .arg(self.settings.history)
             .arg(self.settings.history_bytes)
             .arg(sealed)
             .arg(2 * self.window_ms())
             .arg(set)
-            .arg(weight);
+            .arg(weight)
+            .arg(window);
         let mut conn = self.cluster.conn();
         async move { invocation.invoke_async::<String>(&mut conn).await }
     }

@@ -242,6 +242,11 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_payload: Option<usize>,
 
+    /// Seconds a publish's idempotencyKey is remembered: a second publish with it is a duplicate, delivered to nobody [default: 300].
+    #[arg(long, env = "SOCKGATE_IDEMPOTENCY_WINDOW")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_window: Option<u64>,
+
     /// Most rooms one socket may be in, its own user room not counted [default: 100].
     #[arg(long, env = "SOCKGATE_MAX_ROOMS_PER_SOCKET")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -613,6 +618,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// On SIGTERM, the sessions' ends are spread over this.
     pub drain_window: Duration,
+    /// How long a publish's idempotency key is remembered.
+    pub idempotency_window: Duration,
     /// Connection-state recovery; `None` when it is off.
     pub recovery: Option<RecoverySettings>,
     /// WebSocket compression; `None` when it is off.
@@ -879,6 +886,13 @@ impl Config {
         };
         let trusted_proxies = TrustedProxies::parse(s.trusted_proxies.as_deref().unwrap_or(""))
             .map_err(|e| invalid("SOCKGATE_TRUSTED_PROXIES", e))?;
+        let idempotency_window = s.idempotency_window.unwrap_or(300);
+        if !(1..=86_400).contains(&idempotency_window) {
+            return Err(invalid(
+                "SOCKGATE_IDEMPOTENCY_WINDOW",
+                "must be 1 to 86400 seconds",
+            ));
+        }
         let drain_window = s.drain_window.unwrap_or(3.0);
         if !(0.0..=3600.0).contains(&drain_window) {
             return Err(invalid(
@@ -922,6 +936,7 @@ impl Config {
                 }
             },
             drain_window: Duration::from_secs_f64(drain_window),
+            idempotency_window: Duration::from_secs(idempotency_window),
             recovery,
             ws_compression: s.ws_compression.unwrap_or(true).then(|| Compression {
                 threshold: s.ws_compression_threshold.unwrap_or(256),

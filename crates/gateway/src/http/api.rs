@@ -32,7 +32,7 @@ use sockgate_core::stats::Summary;
 
 use crate::Gateway;
 use crate::config::Secret;
-use sockgate_core::publish::PublishRequest;
+use sockgate_protocol::publish::{PublishRequest, Published, Target};
 
 /// Largest request body accepted (`/api/publish` allows the publish limit
 /// plus room for the envelope instead).
@@ -348,28 +348,27 @@ async fn list_revocations(State(gw): State<Arc<Gateway>>) -> Json<RevocationList
 async fn publish(
     State(gw): State<Arc<Gateway>>,
     body: Result<Json<PublishRequest>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Published>, ApiError> {
     let Json(req) = body?;
-    let max_payload = gw.node.limits().max_payload;
-    let publish = req
-        .check(gw.node.user_room(), max_payload)
-        .map_err(|error| ApiError {
-            status: match error.code {
-                ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::BAD_REQUEST,
-            },
-            error,
-        })?;
-    let foreign = foreign_user_room(&publish.rooms, gw.node.user_room());
-    let delivered = gw
-        .node
-        .publish(publish.rooms, &publish.event, publish.data.as_deref())
-        .await;
-    crate::telemetry::message_out("publish", delivered as u64);
-    if let Some(room) = foreign.filter(|_| delivered == 0) {
+    let publish = req.into_publish().map_err(ApiError::bad_request)?;
+    let foreign = match &publish.target {
+        Target::Room(room) => foreign_user_room(std::slice::from_ref(room), gw.node.user_room()),
+        Target::Rooms(rooms) => foreign_user_room(rooms, gw.node.user_room()),
+        Target::User(_) => None,
+    };
+    let published = gw.node.publish(publish).await.map_err(|error| ApiError {
+        status: match error.code {
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        },
+        error,
+    })?;
+    crate::telemetry::message_out("publish", published.delivered as u64);
+    if let Some(room) = foreign.filter(|_| published.delivered == 0 && !published.duplicate) {
         hint_user_room(&gw, &room);
     }
-    Ok(Json(json!({ "delivered": delivered })))
+    Ok(Json(published))
 }
 
 /// A publish that reached no one, to a room named like another server's

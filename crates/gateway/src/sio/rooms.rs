@@ -14,7 +14,6 @@
 use serde::Serialize;
 use sockgate_auth::AuthError;
 use sockgate_engine::io::Ack;
-use sockgate_protocol::events::server;
 use sockgate_protocol::requests::{
     Join, JoinAck, Leave, LeaveAck, Members, MembersAck, Publish, PublishAck,
 };
@@ -56,18 +55,14 @@ pub(super) async fn publish(gw: &Gateway, authed: Authed, request: Publish, ack:
             .data
             .as_ref()
             .map(|data| serde_json::value::to_raw_value(data).expect("JSON serializes"));
-        let room = &request.room;
-        let message = gw
-            .node
-            .check_publish(&authed.session, room, data.as_deref())
-            .await?;
-        let id = message.id.clone();
-        let message = serde_json::to_value(&message).expect("payloads serialize");
-        let rooms = [room.clone()];
-        gw.emitter
-            .emit(&rooms, Some(&authed.socket), server::ROOM_MESSAGE, message)
-            .await;
-        Ok::<_, AuthError>(id)
+        gw.node
+            .publish_from(
+                &authed.conn(),
+                &authed.session,
+                &request.room,
+                data.as_deref(),
+            )
+            .await
     }
     .await;
     match result {
