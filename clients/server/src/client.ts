@@ -1,5 +1,6 @@
 // The publish client: sockgate's admin API (docs/api.md) from the backend.
 // fetch keeps connections alive by itself (undici, Node 18+).
+import { randomUUID } from "node:crypto";
 import { SockgateApiError } from "./errors";
 import type { Publish, PublishTarget } from "./protocol";
 
@@ -10,7 +11,7 @@ export interface SockgateOptions {
   apiKey: string;
   /** How long one attempt may take, default 5000 ms; past it the call fails with `TIMEOUT`. */
   timeoutMs?: number;
-  /** Retries of idempotent calls after a network error or a 503, default 2. */
+  /** Retries of idempotent calls after a network error, a timeout or a 503, default 2. Publishes are retried with their idempotency key. */
   retries?: number;
 }
 
@@ -40,10 +41,28 @@ export interface Revocations {
   users: { userId: string; issuedBefore: number }[];
 }
 
+/** What a publish did. */
+export interface Published {
+  /** The sockets reached on the node that took the call. */
+  delivered: number;
+  /** True when its idempotency key was seen within the window: it reached nobody this time. */
+  duplicate?: boolean;
+}
+
+/** Options of one publish. */
+export interface PublishOptions {
+  /**
+   * The same key on every send of one message (1 to 128 bytes): sockgate
+   * delivers it once within `SOCKGATE_IDEMPOTENCY_WINDOW`. Default: a new
+   * random key per call, kept across its retries.
+   */
+  idempotencyKey?: string;
+}
+
 /** Emits to rooms or a user through `POST /api/publish`. */
 export interface PublishTo {
   /** Resolves with the sockets reached on the node that took the call. */
-  emit(event: string, data?: unknown): Promise<{ delivered: number }>;
+  emit(event: string, data?: unknown, options?: PublishOptions): Promise<Published>;
 }
 
 /**
@@ -68,7 +87,9 @@ const BACKOFF_MS = 100;
 
 /**
  * The admin API. Every method resolves with the API's answer or rejects
- * with a `SockgateApiError`; none retries a publish (see `publish`).
+ * with a `SockgateApiError`. Calls that do the same when sent twice are
+ * retried after a network error, a timeout or a 503; so are publishes,
+ * which always carry an idempotency key.
  */
 export class Sockgate {
   private readonly base: string;
@@ -88,20 +109,22 @@ export class Sockgate {
   /** Emits to every socket in `room` (or in any of `rooms`, once each), on every node. */
   to(room: string | readonly string[]): PublishTo {
     const target: PublishTarget = typeof room === "string" ? { room } : { rooms: [...room] };
-    return { emit: (event, data) => this.publish({ ...target, event, ...(data === undefined ? {} : { data }) }) };
+    return { emit: (event, data, options) => this.publish(publishBody(target, event, data, options)) };
   }
 
   /** Emits to every socket of the user. */
   toUser(userId: string | number): PublishTo {
-    return { emit: (event, data) => this.publish({ user: String(userId), event, ...(data === undefined ? {} : { data }) }) };
+    return { emit: (event, data, options) => this.publish(publishBody({ user: String(userId) }, event, data, options)) };
   }
 
   /**
-   * `POST /api/publish`. Never retried: sockgate has no idempotency key for
-   * publishes yet, so a retry after a lost answer could deliver twice.
+   * `POST /api/publish`. A body without `idempotencyKey` gets a random one,
+   * so that a retry after a lost answer is a duplicate, not a second
+   * delivery.
    */
-  publish(body: Publish): Promise<{ delivered: number }> {
-    return this.call("POST", "/publish", { body, idempotent: false });
+  publish(body: Publish): Promise<Published> {
+    const keyed = body.idempotencyKey === undefined ? { ...body, idempotencyKey: randomUUID() } : body;
+    return this.call("POST", "/publish", { body: keyed, idempotent: true });
   }
 
   /** Ends every session of the user with `KICKED`, on every node. Not a revocation: they may connect again. */
@@ -156,7 +179,7 @@ export class Sockgate {
       try {
         return await this.attempt<T>(method, path, options.body);
       } catch (err) {
-        const again = err instanceof SockgateApiError && (err.code === "UNREACHABLE" || err.status === 503);
+        const again = err instanceof SockgateApiError && (err.code === "UNREACHABLE" || err.code === "TIMEOUT" || err.status === 503);
         if (!again || attempt >= attempts) throw err;
         await sleep(BACKOFF_MS * 2 ** (attempt - 1) * (0.5 + Math.random() / 2));
       }
@@ -184,6 +207,15 @@ export class Sockgate {
     if (res.ok && parsed !== undefined) return parsed as T;
     throw apiError(res.status, parsed);
   }
+}
+
+function publishBody(target: PublishTarget, event: string, data: unknown, options: PublishOptions = {}): Publish {
+  return {
+    ...target,
+    event,
+    ...(data === undefined ? {} : { data }),
+    ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
+  };
 }
 
 /** A path segment: ids and rooms may hold `/`, `?`, `#`. */

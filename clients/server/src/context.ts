@@ -1,7 +1,7 @@
 // What an event handler gets: the call's fields, and helpers that build the
 // reply's effects (docs/events.md, "The answer"). sockgate applies them, in
 // the order of each list, before it sends the ack.
-import type { EventCall, EventReply, Publish, PublishTarget } from "./protocol";
+import type { EventCall, EventReply, PublishTarget, ReplyPublish } from "./protocol";
 
 /** Emits to rooms or a user, through sockgate's publish path. */
 export interface Target {
@@ -29,8 +29,10 @@ export interface EventContext {
   leave(room: string): void;
   /** Emits `event` to this socket only. */
   emit(event: string, data?: unknown): void;
-  /** Emits to every socket in `room` (or in any of `rooms`, once each), on every node. */
+  /** Emits to every socket in `room` (or in any of `rooms`, once each), on every node: Socket.IO's `io.to(room)`, the sender included. */
   to(room: string | readonly string[]): Target;
+  /** The same, but for the socket that sent the event: Socket.IO's `socket.to(room)` and `socket.broadcast.to(room)`. */
+  readonly broadcast: { to(room: string | readonly string[]): Target };
   /** Emits to every socket of the user `userId`. */
   toUser(userId: string | number): Target;
   /** Ends this session: the client gets `session:end { code: "ENDED_BY_APP", message }`. */
@@ -42,7 +44,7 @@ export interface Effects {
   join: string[];
   leave: string[];
   emit: { event: string; data?: unknown }[];
-  publish: Publish[];
+  publish: ReplyPublish[];
   disconnect?: { message: string };
 }
 
@@ -58,9 +60,11 @@ export function createContext(call: EventCall): { ctx: EventContext; effects: Ef
     if (sealed) throw new Error(`the reply to "${call.event}" (call ${call.id}) was already sent: this effect would be lost`);
     apply();
   };
-  const publishTo = (target: PublishTarget): Target => ({
-    emit: (event, data) => add(() => effects.publish.push({ ...target, event, ...withData(data) })),
+  const publishTo = (target: PublishTarget, but?: { exceptSession: string }): Target => ({
+    emit: (event, data) => add(() => effects.publish.push({ ...target, event, ...withData(data), ...but })),
   });
+  const rooms = (room: string | readonly string[]): PublishTarget =>
+    typeof room === "string" ? { room } : { rooms: [...room] };
   const ctx: EventContext = {
     id: call.id,
     event: call.event,
@@ -74,7 +78,8 @@ export function createContext(call: EventCall): { ctx: EventContext; effects: Ef
     join: (room) => add(() => effects.join.push(room)),
     leave: (room) => add(() => effects.leave.push(room)),
     emit: (event, data) => add(() => effects.emit.push({ event, ...withData(data) })),
-    to: (room) => publishTo(typeof room === "string" ? { room } : { rooms: [...room] }),
+    to: (room) => publishTo(rooms(room)),
+    broadcast: { to: (room) => publishTo(rooms(room), { exceptSession: call.sessionId }) },
     toUser: (userId) => publishTo({ user: String(userId) }),
     disconnect: (message = "ended by the app") => add(() => (effects.disconnect = { message })),
   };

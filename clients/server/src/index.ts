@@ -12,7 +12,7 @@ export type {
 export type { EventContext, Target } from "./context";
 export { SockgateApiError, SockgateError } from "./errors";
 export { Sockgate } from "./client";
-export type { PublishTo, Revocation, Revocations, RoomSockets, Session, SockgateOptions } from "./client";
+export type { PublishOptions, PublishTo, Published, Revocation, Revocations, RoomSockets, Session, SockgateOptions } from "./client";
 export { DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER, sign, verifySignature } from "./signature";
-export type { ConnectCall, ConnectReply, EventCall, EventReply, Identity, Publish, PublishTarget, RenewCall } from "./protocol";
+export type { ConnectCall, ConnectReply, EventCall, EventReply, Identity, Publish, PublishTarget, RenewCall, ReplyPublish } from "./protocol";
 export { APP_CODE } from "./protocol";

@@ -10,7 +10,7 @@
 // the `WebSocketAdapter` interface, structurally, so it works with the app's
 // own copy of Nest whatever its version.
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { EventCall, EventReply, Publish } from "./protocol";
+import type { EventCall, EventReply, Publish, ReplyPublish } from "./protocol";
 import { APP_CODE } from "./protocol";
 import { DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER, verifySignature } from "./signature";
 
@@ -79,7 +79,7 @@ interface CallState {
   /** Each room's last join or leave: the answer's `join` and `leave`. */
   rooms: Map<string, "join" | "leave">;
   emit: { event: string; data?: unknown }[];
-  publish: Publish[];
+  publish: ReplyPublish[];
   disconnect?: { message: string };
   /** What Nest bound to this call's client, set by `bindMessageHandlers`. */
   bound?: { handlers: MessageHandler[]; transform: Transform };
@@ -178,17 +178,23 @@ export class SockgateClient {
     return this;
   }
 
-  /** Not mapped: sockgate's publish cannot leave the sender out. Use `server.to(room).emit()`. */
-  to(_room: string | string[]): never {
-    throw new Error("sockgate: client.to() cannot leave the sender out; use server.to(room).emit() (the sender gets it too)");
+  /** `client.to(room).emit()`: every socket in the room but this one, in the call's answer. */
+  to(room: string | string[]): ClientRoomEmitter {
+    return new ClientRoomEmitter(this, states.get(this)!, []).to(room);
   }
 
-  in(room: string | string[]): never {
+  in(room: string | string[]): ClientRoomEmitter {
     return this.to(room);
   }
 
-  get broadcast(): never {
-    return this.to([]);
+  /** `client.broadcast.to(room).emit()`, the same as `client.to(room).emit()`. */
+  get broadcast(): { to(room: string | string[]): ClientRoomEmitter; in(room: string | string[]): ClientRoomEmitter } {
+    return { to: (room) => this.to(room), in: (room) => this.to(room) };
+  }
+
+  /** Whether an effect can still reach the answer (for the room emitter). */
+  canAdd(what: string): boolean {
+    return this.#effect(what);
   }
 
   /** Whether an effect can still reach the answer; warns once when it cannot. */
@@ -196,6 +202,32 @@ export class SockgateClient {
     if (states.get(this)!.open) return true;
     warnLate(`client.${what}()`);
     return false;
+  }
+}
+
+/** `client.to(room)`: the rooms an emit publishes to, the sender left out. */
+class ClientRoomEmitter {
+  constructor(
+    private readonly client: SockgateClient,
+    private readonly state: CallState,
+    private readonly rooms: string[],
+  ) {}
+
+  to(room: string | string[]): ClientRoomEmitter {
+    return new ClientRoomEmitter(this.client, this.state, [...new Set(this.rooms.concat(room))]);
+  }
+
+  in(room: string | string[]): ClientRoomEmitter {
+    return this.to(room);
+  }
+
+  /** Publishes `event` to the rooms but to the sender, in the call's answer. */
+  emit(event: string, ...args: unknown[]): boolean {
+    if (!this.client.canAdd("to().emit")) return false;
+    const data = oneArgument(args, "client.to().emit");
+    const target = this.rooms.length === 1 ? { room: this.rooms[0] } : { rooms: this.rooms };
+    this.state.publish.push({ ...target, event, data, exceptSession: this.state.call.sessionId });
+    return true;
   }
 }
 

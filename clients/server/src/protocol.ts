@@ -30,7 +30,11 @@ export interface RenewCall {
 
 /** `{ room | rooms | user, event, data }`: a publish, as `/api/publish` takes it. */
 export type PublishTarget = { room: string } | { rooms: string[] } | { user: string };
-export type Publish = PublishTarget & { event: string; data?: unknown };
+/** A publish: `idempotencyKey` (1 to 128 bytes) makes a repeat within sockgate's window a duplicate, delivered to nobody. */
+export type Publish = PublishTarget & { event: string; data?: unknown; idempotencyKey?: string };
+
+/** A publish in an event's reply: `exceptSession` (the call's `sessionId`) leaves that socket out. */
+export type ReplyPublish = Publish & { exceptSession?: string };
 
 /** The answer to an event. */
 export interface EventReply {
@@ -39,7 +43,7 @@ export interface EventReply {
   join?: string[];
   leave?: string[];
   emit?: { event: string; data?: unknown }[];
-  publish?: Publish[];
+  publish?: ReplyPublish[];
   disconnect?: { message: string };
 }
 

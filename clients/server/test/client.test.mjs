@@ -232,34 +232,77 @@ describe("a gateway that is down or frozen", () => {
     }
   });
 
-  test("a 503 is retried for idempotent calls only; a publish is sent once", async () => {
-    // A stand-in for a gateway between restarts: sockgate's own 503s cannot be had on demand.
+  test("a 503 is retried; a publish is retried with the same idempotency key", async () => {
+    // A stand-in for a gateway between restarts: sockgate's own 503s for
+    // these calls cannot be had on demand.
     const hits = { GET: 0, POST: 0 };
-    const flaky = await serve((req, res) => {
+    const keys = [];
+    const flaky = await serve(async (req, res) => {
       hits[req.method] += 1;
-      req.resume();
-      if (req.method === "GET" && hits.GET < 3) {
+      let body = "";
+      for await (const chunk of req) body += chunk;
+      if (req.method === "POST") keys.push(JSON.parse(body).idempotencyKey);
+      if (hits[req.method] < 3) {
         res.writeHead(503, { "content-type": "application/json" });
-        return res.end(JSON.stringify({ error: { code: "UNAVAILABLE", message: "starting" } }));
-      }
-      if (req.method === "POST") {
-        res.writeHead(503);
-        return res.end();
+        return res.end(JSON.stringify({ error: { code: "BACKEND_UNAVAILABLE", message: "Redis is away" } }));
       }
       res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ sessions: [] }));
+      res.end(JSON.stringify(req.method === "GET" ? { sessions: [] } : { delivered: 1 }));
     });
     try {
       const client = new Sockgate({ url: flaky.url, apiKey: API_KEY, retries: 2 });
       assert.deepEqual(await client.sessions(), []);
       assert.equal(hits.GET, 3, "two retries, then the answer");
-      const err = await refusal(client.to("chat:x").emit("e"));
-      assert.equal(err.status, 503);
-      assert.equal(err.code, "UNAVAILABLE");
-      assert.equal(hits.POST, 1, "a publish is never retried");
+      assert.deepEqual(await client.to("chat:x").emit("e"), { delivered: 1 });
+      assert.equal(hits.POST, 3);
+      assert.equal(keys.length, 3);
+      assert.match(keys[0], /^[0-9a-f-]{36}$/, "a random key");
+      assert.deepEqual(new Set(keys).size, 1, "the same key on every attempt");
+      // The next publish has a key of its own; a given key is kept.
+      await client.to("chat:x").emit("e", 2, { idempotencyKey: "mine" });
+      assert.notEqual(keys[3], keys[0]);
+      assert.equal(keys.at(-1), "mine");
+      // Past the retries, the last refusal with its code.
+      const stubborn = new Sockgate({ url: flaky.url, apiKey: API_KEY, retries: 0 });
+      hits.POST = 0;
+      const err = await refusal(stubborn.toUser("u").emit("e"));
+      assert.deepEqual([err.status, err.code, err.retryable], [503, "BACKEND_UNAVAILABLE", true]);
     } finally {
       await flaky.close();
     }
+  });
+
+  test("a publish whose answer is lost is retried and delivered once", async () => {
+    const frozen = await startGateway();
+    try {
+      const socket = await connect(frozen.url, { token: token("retry-me") });
+      sockets.push(socket);
+      const heard = collect(socket, "once");
+      const client = new Sockgate({ url: frozen.url, apiKey: API_KEY, timeoutMs: 400, retries: 5 });
+      // The gateway stops answering: the first attempt times out, and the
+      // retries wait in the kernel with it until it runs again.
+      frozen.child.kill("SIGSTOP");
+      const published = client.toUser("retry-me").emit("once", { n: 1 });
+      await new Promise((r) => setTimeout(r, 1000));
+      frozen.child.kill("SIGCONT");
+      const answer = await published;
+      assert.ok(answer.delivered === 1 || answer.duplicate === true, JSON.stringify(answer));
+      await ask(socket, "echo", "flush");
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(heard, [{ n: 1 }], "delivered once, whichever attempt got through");
+    } finally {
+      frozen.child.kill("SIGCONT");
+      await frozen.stop();
+    }
+  });
+
+  test("a duplicate says so", async () => {
+    const a = await client("dup-a");
+    const heard = collect(a, "dup");
+    assert.deepEqual(await sg.toUser("dup-a").emit("dup", 1, { idempotencyKey: "dup-1" }), { delivered: 1 });
+    assert.deepEqual(await sg.toUser("dup-a").emit("dup", 2, { idempotencyKey: "dup-1" }), { delivered: 0, duplicate: true });
+    await ask(a, "echo", "flush");
+    assert.deepEqual(heard, [1]);
   });
 });
 

@@ -13,6 +13,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { io } from "socket.io-client";
+import { collect, eventually } from "./support/gateway.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = join(here, "..");
@@ -238,8 +239,17 @@ describe("SockgateAdapter: a NestJS gateway behind sockgate", () => {
     const ack = await ask(alice, "chat:send", { room: "chat:lobby", text: "  hi bob  " });
     assert.deepEqual(ack, { sent: true, via: "interceptor" });
     assert.deepEqual(await atBob, { from: "alice", text: "hi bob" });
-    // sockgate's publish has no "except the sender": alice gets it too.
+    // server.to(room) is io.to(room): alice gets it too.
     assert.deepEqual(await atAlice, { from: "alice", text: "hi bob" });
+
+    // client.to(room) and client.broadcast.to(room) leave the sender out.
+    const typingAtBob = collect(bob, "chat:typing");
+    const typingAtAlice = collect(alice, "chat:typing");
+    assert.deepEqual(await ask(alice, "chat:typing", "chat:lobby"), { ok: true });
+    await eventually(() => typingAtBob.length === 2, 10000, "bob hearing alice type");
+    await ask(alice, "whoami");
+    assert.deepEqual(typingAtBob, [{ from: "alice" }, { from: "alice", again: true }]);
+    assert.deepEqual(typingAtAlice, [], "the sender is left out");
 
     assert.deepEqual(await ask(alice, "chat:leave", "chat:lobby"), { left: "chat:lobby" });
     assert.ok(!(await ask(alice, "whoami")).rooms.includes("chat:lobby"));

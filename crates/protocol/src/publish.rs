@@ -65,7 +65,10 @@ pub struct Published {
     pub duplicate: bool,
 }
 
-/// `{ room | user | rooms, event, data, idempotencyKey }`, as sent.
+/// `{ room | user | rooms, event, data, idempotencyKey, exceptSession }`,
+/// as sent. `exceptSession` is for the app's replies (the sender of the
+/// event, as Socket.IO's `socket.to(room)` leaves it out); the admin API
+/// refuses it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PublishRequest {
@@ -75,6 +78,7 @@ pub struct PublishRequest {
     event: String,
     data: Option<Box<RawValue>>,
     idempotency_key: Option<String>,
+    except_session: Option<String>,
 }
 
 impl PublishRequest {
@@ -91,7 +95,7 @@ impl PublishRequest {
             event: self.event,
             data: self.data,
             idempotency_key: self.idempotency_key,
-            except_session: None,
+            except_session: self.except_session,
         })
     }
 }
@@ -111,7 +115,8 @@ mod tests {
         assert_eq!(p.target, Target::User("7".into()));
         assert_eq!(p.idempotency_key.as_deref(), Some("k1"));
         assert_eq!(p.data.unwrap().get(), "[1]");
-        let p = parse(r#"{"rooms":["a","b"],"event":"e"}"#).unwrap();
+        let p = parse(r#"{"rooms":["a","b"],"event":"e","exceptSession":"s1"}"#).unwrap();
+        assert_eq!(p.except_session.as_deref(), Some("s1"));
         assert_eq!(p.target, Target::Rooms(vec!["a".into(), "b".into()]));
         assert!(p.idempotency_key.is_none());
     }

@@ -185,6 +185,21 @@ describe("admin API", () => {
     for (const s of [a, b, outsider]) s.close();
   });
 
+  test("POST /api/publish refuses exceptSession (it is for the app's replies) and delivers nothing", async () => {
+    const s = await gw.connect({ auth: { token: sign({ sub: "except-me" }) } });
+    const got = [];
+    s.on("note", (d) => got.push(d));
+    const sessionId = await sessionIdOf(s);
+    const res = await api(gw, "POST", "/api/publish", { body: { user: "except-me", event: "note", data: 1, exceptSession: sessionId } });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, "INVALID_REQUEST");
+    assert.match(res.body.error.message, /exceptSession/);
+    assert.deepEqual((await api(gw, "POST", "/api/publish", { body: { user: "except-me", event: "note", data: 2 } })).body, { delivered: 1 });
+    await eventually(() => got.length === 1);
+    assert.deepEqual(got, [2]);
+    s.close();
+  });
+
   test("unknown API paths are JSON 404s", async () => {
     const res = await api(gw, "GET", "/api/nothing-here");
     assert.equal(res.status, 404);

@@ -130,6 +130,15 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
     return { sent: true };
   }
 
+  // Socket.IO's "everyone in the room but me".
+  @SubscribeMessage("chat:typing")
+  typing(@MessageBody() room: string, @ConnectedSocket() client: SockgateClient) {
+    ran("chat:typing");
+    client.to(room).emit("chat:typing", { from: client.data.user.userId });
+    client.broadcast.to(room).emit("chat:typing", { from: client.data.user.userId, again: true });
+    return { ok: true };
+  }
+
   @SubscribeMessage("fail:plain")
   failPlain() {
     ran("fail:plain");

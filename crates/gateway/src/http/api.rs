@@ -351,6 +351,11 @@ async fn publish(
 ) -> Result<Json<Published>, ApiError> {
     let Json(req) = body?;
     let publish = req.into_publish().map_err(ApiError::bad_request)?;
+    if publish.except_session.is_some() {
+        return Err(ApiError::bad_request(
+            "exceptSession is for the app's replies (the sender of an event); a publish here reaches every socket of its target",
+        ));
+    }
     let foreign = match &publish.target {
         Target::Room(room) => foreign_user_room(std::slice::from_ref(room), gw.node.user_room()),
         Target::Rooms(rooms) => foreign_user_room(rooms, gw.node.user_room()),
