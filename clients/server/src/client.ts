@@ -169,7 +169,7 @@ export class Sockgate {
   /** The sockets of `room`, to move them all into another room or out of it. */
   in(room: string): RoomSockets {
     const move = (action: "join" | "leave", other: string) =>
-      this.call<{ moved: number }>("POST", `/rooms/${seg(room)}/${action}`, { body: { room: other }, idempotent: true });
+      this.call<{ moved: number }>("POST", `/rooms/${seg(other)}/${action}`, { body: { room }, idempotent: true });
     return { socketsJoin: (other) => move("join", other), socketsLeave: (other) => move("leave", other) };
   }
 

@@ -16,8 +16,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -221,6 +221,8 @@ pub struct Stats {
     app: Window,
     /// Calls to the app in the last whole second (set by [`Stats::tick`]).
     app_rate: AtomicU64,
+    /// The consumers of the app's queues on this node.
+    consumers: Mutex<Vec<Arc<ConsumerGauge>>>,
 }
 
 impl Default for Stats {
@@ -241,6 +243,113 @@ impl Default for Stats {
             app_failed: AtomicU64::new(0),
             app: Window::new(LATENCY_WINDOW),
             app_rate: AtomicU64::new(0),
+            consumers: Mutex::default(),
+        }
+    }
+}
+
+/// A consumer of one of the app's queues, as `/api/stats` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerFigures {
+    /// Its name (`redis:events`, or the `[[consumers]]` entry's).
+    pub name: String,
+    /// `redis`, `nats`, `amqp` or `postgres`.
+    pub kind: String,
+    /// `connecting`, `running`, `retrying` (the broker is away) or `stopped`.
+    pub state: String,
+    /// Messages handled: delivered, joins and leaves.
+    pub taken: u64,
+    /// Messages whose idempotency key was seen: acknowledged, delivered to nobody.
+    pub duplicates: u64,
+    /// Messages refused (not a message, a broken rule): logged, counted, acknowledged.
+    pub refused: u64,
+    /// Times the broker could not be reached or answered an error.
+    pub broker_errors: u64,
+    /// Messages waiting in the queue, when the broker says.
+    pub lag: Option<u64>,
+    /// The node it runs on (in `/api/stats`'s `consumers`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+}
+
+/// One consumer's live figures, updated as it works.
+#[derive(Debug)]
+pub struct ConsumerGauge {
+    name: String,
+    kind: &'static str,
+    state: Mutex<&'static str>,
+    taken: AtomicU64,
+    duplicates: AtomicU64,
+    refused: AtomicU64,
+    broker_errors: AtomicU64,
+    /// `u64::MAX`: not known.
+    lag: AtomicU64,
+}
+
+impl ConsumerGauge {
+    /// A consumer named `name` of a `kind` broker, connecting.
+    pub fn new(name: impl Into<String>, kind: &'static str) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            state: Mutex::new("connecting"),
+            taken: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            broker_errors: AtomicU64::new(0),
+            lag: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `connecting`, `running`, `retrying` or `stopped`.
+    pub fn set_state(&self, state: &'static str) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    /// A message handled.
+    pub fn took(&self) {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A message whose key was seen.
+    pub fn duplicate(&self) {
+        self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A message refused.
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The broker failed once.
+    pub fn broker_error(&self) {
+        self.broker_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What the broker says is waiting.
+    pub fn set_lag(&self, lag: Option<u64>) {
+        self.lag.store(lag.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Its figures now.
+    pub fn figures(&self) -> ConsumerFigures {
+        let lag = self.lag.load(Ordering::Relaxed);
+        ConsumerFigures {
+            name: self.name.clone(),
+            kind: self.kind.to_owned(),
+            state: (*self.state.lock().unwrap_or_else(|e| e.into_inner())).to_owned(),
+            taken: self.taken.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            broker_errors: self.broker_errors.load(Ordering::Relaxed),
+            lag: (lag != u64::MAX).then_some(lag),
+            node: String::new(),
         }
     }
 }
@@ -287,6 +396,9 @@ pub struct NodeStats {
     /// Calls to the app in the last whole second.
     #[serde(default)]
     pub app_calls_per_sec: u64,
+    /// The node's consumers of the app's queues.
+    #[serde(default)]
+    pub consumers: Vec<ConsumerFigures>,
 }
 
 impl Stats {
@@ -461,7 +573,21 @@ impl Stats {
             app_errors: self.app_failed.load(Ordering::Relaxed),
             app_latency_ms: self.app.percentiles(),
             app_calls_per_sec: self.app_rate.load(Ordering::Relaxed),
+            consumers: self.consumer_figures(),
         }
+    }
+
+    /// Shows `gauge` in the node's figures.
+    pub fn add_consumer(&self, gauge: Arc<ConsumerGauge>) {
+        self.consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(gauge);
+    }
+
+    fn consumer_figures(&self) -> Vec<ConsumerFigures> {
+        let gauges = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        gauges.iter().map(|g| g.figures()).collect()
     }
 
     /// Takes this second's point and keeps the last [`SERIES_POINTS`].
@@ -530,6 +656,8 @@ pub struct Summary {
     pub uptime_seconds: u64,
     /// The app's backend, as the nodes call it.
     pub app: AppFigures,
+    /// The consumers of the app's queues, on every node.
+    pub consumers: Vec<ConsumerFigures>,
     /// Each node's own figures, this node first.
     pub nodes: Vec<NodeStats>,
 }
@@ -613,6 +741,15 @@ impl Summary {
             ends,
             uptime_seconds: nodes.iter().map(|n| n.uptime_seconds).max().unwrap_or(0),
             app,
+            consumers: nodes
+                .iter()
+                .flat_map(|n| {
+                    n.consumers.iter().map(|c| ConsumerFigures {
+                        node: n.id.clone(),
+                        ..c.clone()
+                    })
+                })
+                .collect(),
             nodes,
         }
     }

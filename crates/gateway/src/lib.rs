@@ -19,7 +19,9 @@
 //! - [`cluster`]: Redis as the node's presence, directory and control bus,
 //!   and the channel of room messages between nodes;
 //! - [`store`]: SQLite as the revocation store;
-//! - [`outbound`]: JWKS and the authorization webhook;
+//! - [`outbound`]: JWKS, the authorization webhook and the app's backend;
+//! - [`consume`]: the app's queues (Redis Streams, NATS JetStream,
+//!   RabbitMQ, a PostgreSQL outbox) as one more way in to publishing;
 //! - [`telemetry`]: the metrics exporter and the logs;
 //! - [`config`]: settings from file, environment and flags;
 //! - [`cli`]: the `sockgate` command line.
@@ -31,6 +33,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod consume;
 pub mod gateway;
 pub mod http;
 pub mod outbound;

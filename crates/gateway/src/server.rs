@@ -19,6 +19,7 @@ use sockgate_core::backend::History;
 
 use crate::cluster::{Cluster, RedisHistory, Seal, follow_logged, redacted};
 use crate::config::{Config, ConfigError, Secret, TlsFiles};
+use crate::consume::Consumers;
 use crate::http::connections::{Connections, Http1Only};
 use crate::store::{OnDisk, Revocations};
 use crate::{Gateway, http, sio, telemetry};
@@ -188,7 +189,8 @@ pub async fn serve_until(
             };
             let gateway = Arc::new(gateway);
             let (router, io) = app(gateway.clone(), key);
-            serve(listener, router, io, gateway, &config, shutdown).await
+            let node = format!("{:016x}", rand::random::<u64>());
+            serve(listener, router, io, gateway, &config, &node, shutdown).await
         }
         Some(url) => {
             let seal = Seal::new(config.cluster_secret()?.expose().as_bytes());
@@ -216,8 +218,9 @@ pub async fn serve_until(
             let (router, io) = app(gateway.clone(), key);
             let bus = crate::cluster::RoomBus::new(cluster.clone(), history.clone());
             gateway.emitter.set_fanout(Arc::new(bus));
+            let node = cluster.node.clone();
             start_cluster(gateway.clone(), cluster, history).await;
-            serve(listener, router, io, gateway, &config, shutdown).await
+            serve(listener, router, io, gateway, &config, &node, shutdown).await
         }
     }
 }
@@ -271,9 +274,11 @@ async fn serve(
     io: Arc<sio::Server>,
     gateway: Arc<Gateway>,
     config: &Config,
+    node: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
+    let consumers = Consumers::start(&gateway, &config.consumers, node);
     let http2 = config.connections.http2;
     let tls = match &config.tls {
         Some(tls) => Some(tls_config(tls, http2).await?),
@@ -300,6 +305,9 @@ async fn serve(
         shutdown.await;
         let sessions = gateway.node.session_count();
         tracing::info!(sessions, drain_window = ?drain_window, "shutting down");
+        // The queues first: what a consumer holds is published and
+        // acknowledged while the sessions are still here to get it.
+        consumers.stop().await;
         // Every client learns why and reconnects by itself (to another node
         // or to the restarted one), spread over the drain window.
         gateway.node.shut_down(drain_window).await;

@@ -15,6 +15,7 @@ pub mod codes;
 pub mod events;
 pub mod payloads;
 pub mod publish;
+pub mod queue;
 pub mod requests;
 pub mod rooms;
 

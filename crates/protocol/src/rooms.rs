@@ -145,3 +145,48 @@ mod tests {
         }
     }
 }
+
+/// Whose sockets a server-side join or leave moves: `{ user }`, `{
+/// sessionId }`, or `{ room }` (every socket now in that room: Socket.IO's
+/// `io.in(room).socketsJoin(other)`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Sockets {
+    /// Every socket of a user.
+    User(String),
+    /// One session's socket, by its public id.
+    SessionId(String),
+    /// Every socket in a room.
+    Room(String),
+}
+
+/// `{ user | sessionId | room }`, as the admin API and the consumers take
+/// it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SocketsRequest {
+    user: Option<String>,
+    session_id: Option<String>,
+    room: Option<String>,
+}
+
+impl SocketsRequest {
+    /// A request from its three fields.
+    pub fn new(user: Option<String>, session_id: Option<String>, room: Option<String>) -> Self {
+        Self {
+            user,
+            session_id,
+            room,
+        }
+    }
+
+    /// The sockets named, if exactly one of the three is given.
+    pub fn into_sockets(self) -> Result<Sockets, &'static str> {
+        match (self.user, self.session_id, self.room) {
+            (Some(user), None, None) => Ok(Sockets::User(user)),
+            (None, Some(id), None) => Ok(Sockets::SessionId(id)),
+            (None, None, Some(room)) => Ok(Sockets::Room(room)),
+            _ => Err("give exactly one of user, sessionId or room"),
+        }
+    }
+}

@@ -151,7 +151,7 @@ describe("admin API", () => {
     assert.deepEqual(res.body.users, [{ userId: "listed-user", issuedBefore: 1000 }]);
   });
 
-  test("POST /api/rooms/{room}/join and /leave move every socket of a room into or out of another (socketsJoin/socketsLeave)", async () => {
+  test("POST /api/rooms/{room}/join and /leave: a room's sockets (socketsJoin/socketsLeave), a user's, a session's", async () => {
     const as = (sub) => gw.connect({ auth: { token: sign({ sub, rooms: ["team:*"] }) } });
     const [a, b, outsider] = await Promise.all([as("mover-a"), as("mover-b"), as("mover-c")]);
     for (const s of [a, b]) assert.equal((await s.emitWithAck("room:join", { room: "team:red" })).ok, true);
@@ -162,26 +162,38 @@ describe("admin API", () => {
     };
     const [ga, gb, gc] = [inbox(a), inbox(b), inbox(outsider)];
 
-    const joined = await api(gw, "POST", "/api/rooms/team:red/join", { body: { room: "team:all" } });
+    const joined = await api(gw, "POST", "/api/rooms/team:all/join", { body: { room: "team:red" } });
     assert.deepEqual(joined.body, { moved: 2 });
     assert.deepEqual((await api(gw, "GET", "/api/rooms/team:all/members")).body.members, ["mover-a", "mover-b"]);
     assert.deepEqual((await api(gw, "POST", "/api/publish", { body: { room: "team:all", event: "news", data: 1 } })).body, { delivered: 2 });
     await eventuallyEqual(() => [ga.length, gb.length], [1, 1]);
     assert.equal(gc.length, 0, "a socket outside team:red did not move");
 
-    // A user's own room moves its sockets too.
-    assert.deepEqual((await api(gw, "POST", "/api/rooms/user:mover-c/join", { body: { room: "team:all" } })).body, { moved: 1 });
-    const left = await api(gw, "POST", "/api/rooms/team:red/leave", { body: { room: "team:all" } });
+    // A user's sockets, by user or by their own room.
+    assert.deepEqual((await api(gw, "POST", "/api/rooms/team:all/join", { body: { user: "mover-c" } })).body, { moved: 1 });
+    assert.deepEqual((await api(gw, "POST", "/api/rooms/team:blue/join", { body: { room: "user:mover-c" } })).body, { moved: 1 });
+    const left = await api(gw, "POST", "/api/rooms/team:all/leave", { body: { room: "team:red" } });
     assert.deepEqual(left.body, { moved: 2 });
     assert.deepEqual((await api(gw, "GET", "/api/rooms/team:all/members")).body.members, ["mover-c"]);
+    // One session, by its id.
+    const sid = await sessionIdOf(a);
+    assert.deepEqual((await api(gw, "POST", "/api/rooms/team:solo/join", { body: { sessionId: sid } })).body, { moved: 1 });
+    assert.deepEqual((await api(gw, "GET", "/api/rooms/team:solo/members")).body.members, ["mover-a"]);
+    assert.deepEqual((await api(gw, "POST", "/api/rooms/team:solo/leave", { body: { sessionId: sid } })).body, { moved: 1 });
+    assert.deepEqual((await api(gw, "GET", "/api/rooms/team:solo/members")).body.members, []);
 
     // Users' own rooms are never joined or left this way; bad names and bodies are 400.
-    const own = await api(gw, "POST", "/api/rooms/team:red/join", { body: { room: "user:mover-c" } });
+    const own = await api(gw, "POST", "/api/rooms/user:mover-c/join", { body: { room: "team:red" } });
     assert.equal(own.status, 403);
     assert.equal(own.body.error.code, "FORBIDDEN");
-    assert.equal((await api(gw, "POST", "/api/rooms/team:red/join", { body: { room: "a b" } })).body.error.code, "ROOM_INVALID");
-    assert.equal((await api(gw, "POST", "/api/rooms/team:red/join", { body: { rooms: ["x"] } })).status, 400);
-    assert.equal((await api(gw, "POST", "/api/rooms/team:red/join", { body: { room: "x" }, key: null })).status, 401);
+    assert.equal((await api(gw, "POST", "/api/rooms/a b/join", { body: { room: "team:red" } })).body.error.code, "ROOM_INVALID");
+    assert.equal((await api(gw, "POST", "/api/rooms/team:x/join", { body: { room: "a b" } })).body.error.code, "ROOM_INVALID");
+    for (const body of [{ rooms: ["x"] }, { user: "u", room: "r" }, {}, { sessionId: "not-an-id" }, { user: "two words" }]) {
+      const res = await api(gw, "POST", "/api/rooms/team:x/join", { body });
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(res.body.error.code, "INVALID_REQUEST", JSON.stringify(body));
+    }
+    assert.equal((await api(gw, "POST", "/api/rooms/team:x/join", { body: { room: "x" }, key: null })).status, 401);
     for (const s of [a, b, outsider]) s.close();
   });
 

@@ -83,7 +83,7 @@ describe("two nodes", () => {
     const onA = await a.connect({ auth: { token: sign({ sub: "dora", ...caps }) } });
     const onB = await b.connect({ auth: { token: sign({ sub: "ed", ...caps }) } });
     for (const s of [onA, onB]) assert.equal((await s.emitWithAck("room:join", { room: "chat:move" })).ok, true);
-    const res = await api(a, "POST", "/api/rooms/chat:move/join", { body: { room: "chat:moved" } });
+    const res = await api(a, "POST", "/api/rooms/chat:moved/join", { body: { room: "chat:move" } });
     assert.deepEqual(res.body, { moved: 1 }, "moved counts this node's sockets");
     const members = await eventually(async () => {
       const m = (await api(b, "GET", "/api/rooms/chat:moved/members")).body.members;
@@ -93,6 +93,13 @@ describe("two nodes", () => {
     const got = next(onB, "news");
     await api(a, "POST", "/api/publish", { body: { room: "chat:moved", event: "news", data: "both" } });
     assert.equal(await got, "both");
+    // A user's sockets and one session, named on node A, held by node B.
+    assert.deepEqual((await api(a, "POST", "/api/rooms/chat:ed/join", { body: { user: "ed" } })).body, { moved: 0 });
+    const sid = await sessionIdOf(onB);
+    assert.deepEqual((await api(a, "POST", "/api/rooms/chat:one/join", { body: { sessionId: sid } })).body, { moved: 0 });
+    for (const room of ["chat:ed", "chat:one"]) {
+      await eventually(async () => (await api(b, "GET", `/api/rooms/${room}/members`)).body.members.join() === "ed", 10000, room);
+    }
     onA.close();
     onB.close();
   });

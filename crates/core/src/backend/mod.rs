@@ -32,6 +32,7 @@ use serde_json::value::RawValue;
 
 use crate::recovery::{Missed, Offset, Parked, Wanted};
 use crate::session::{SessionInfo, SessionLimit};
+use sockgate_protocol::rooms::Sockets;
 
 /// A boxed future, as the backend traits return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -185,10 +186,10 @@ pub enum Control {
         /// The user.
         user_id: String,
     },
-    /// Every socket in room `from` joins (or leaves) room `to`.
+    /// The sockets `who` names join (or leave) room `to`.
     MoveSockets {
-        /// The room whose sockets move.
-        from: String,
+        /// Whose sockets move.
+        who: Sockets,
         /// The room they join or leave.
         to: String,
         /// Join (`true`) or leave.

@@ -158,8 +158,8 @@ impl Node {
                 let kicked = ErrorCode::Kicked;
                 self.end_all(self.sessions.of_user(&user_id), kicked, end_reason(kicked));
             }
-            Control::MoveSockets { from, to, join } => {
-                self.move_here(&from, &to, join);
+            Control::MoveSockets { who, to, join } => {
+                self.move_here(&who, &to, join);
             }
         }
     }

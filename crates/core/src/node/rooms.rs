@@ -15,6 +15,7 @@ use crate::publish::{Publish, Published};
 use crate::rooms::validate;
 use crate::session::{Session, SessionId, SessionInfo};
 use crate::telemetry;
+use sockgate_protocol::rooms::Sockets;
 
 /// What a room's members receive as `room:message`; `data` is forwarded
 /// as it came, never re-parsed.
@@ -174,25 +175,46 @@ impl Node {
         }
     }
 
-    /// Every socket in room `from`, on every node, joins (`join`) or leaves
-    /// room `to`: the admin API's `socketsJoin` / `socketsLeave`. The
-    /// operator decides, so the room policy is not asked; the room-name
-    /// rules, users' own rooms (never joined or left this way) and the room
-    /// limit (a socket at it is skipped) still apply. Returns the sockets
-    /// moved on this node.
-    pub async fn move_sockets(&self, from: &str, to: &str, join: bool) -> Result<usize, AuthError> {
-        validate(from)?;
-        validate(to)?;
-        if self.user_room.is_user_room(to) {
+    /// The sockets `who` names, on every node, join (`join`) or leave
+    /// `room`: the admin API's and the consumers' server-side joins
+    /// (Socket.IO's `socketsJoin` / `socketsLeave`). The operator decides,
+    /// so the room policy is not asked; the room-name rules, users' own
+    /// rooms (never joined or left this way) and the room limit (a socket
+    /// at it is skipped) still apply. Returns the sockets moved on this
+    /// node.
+    pub async fn move_sockets(
+        &self,
+        who: Sockets,
+        room: &str,
+        join: bool,
+    ) -> Result<usize, AuthError> {
+        validate(room)?;
+        match &who {
+            Sockets::Room(from) => validate(from)?,
+            Sockets::User(user) if !sockgate_auth::identity::is_valid_user_id(user) => {
+                return Err(AuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "user must be 1 to 256 bytes, without whitespace or control characters",
+                ));
+            }
+            Sockets::SessionId(id) if SessionId::parse(id).is_none() => {
+                return Err(AuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "sessionId is not a session id",
+                ));
+            }
+            _ => {}
+        }
+        if self.user_room.is_user_room(room) {
             return Err(AuthError::new(
                 ErrorCode::Forbidden,
                 "users' own rooms are not joined or left: every socket is in its own",
             ));
         }
-        let moved = self.move_here(from, to, join);
+        let moved = self.move_here(&who, room, join);
         let msg = Control::MoveSockets {
-            from: from.to_owned(),
-            to: to.to_owned(),
+            who,
+            to: room.to_owned(),
             join,
         };
         self.control.announce(&msg).await;
@@ -200,18 +222,26 @@ impl Node {
     }
 
     /// [`Node::move_sockets`] on this node's sockets.
-    pub(crate) fn move_here(&self, from: &str, to: &str, join: bool) -> usize {
+    pub(crate) fn move_here(&self, who: &Sockets, room: &str, join: bool) -> usize {
         let max = self.limits.max_rooms_per_socket;
+        let targets = match who {
+            Sockets::Room(from) => self.sessions.matching(|s| s.in_room(from)),
+            Sockets::User(user) => self.sessions.of_user(user),
+            Sockets::SessionId(id) => SessionId::parse(id)
+                .and_then(|id| self.sessions.get(id))
+                .into_iter()
+                .collect(),
+        };
         let mut moved = 0;
-        for (session, conn) in self.sessions.matching(|s| s.in_room(from)) {
+        for (session, conn) in targets {
             if join {
                 // The own user room does not count towards the limit.
                 if session.room_count() > max {
                     continue;
                 }
-                self.enter(conn.as_ref(), &session, to);
+                self.enter(conn.as_ref(), &session, room);
             } else {
-                self.exit(conn.as_ref(), &session, to);
+                self.exit(conn.as_ref(), &session, room);
             }
             moved += 1;
         }

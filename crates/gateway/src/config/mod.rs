@@ -31,6 +31,7 @@ use crate::outbound::webhook::Webhook;
 pub use crate::telemetry::logging::LogFormat;
 pub use proxies::TrustedProxies;
 
+mod consumers;
 pub mod events;
 mod proxies;
 pub mod token;
@@ -236,6 +237,61 @@ pub struct Settings {
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<events::RouteSettings>>,
+
+    /// Redis URL of the stream consumer [default: SOCKGATE_REDIS_URL].
+    #[arg(long, env = "SOCKGATE_CONSUME_REDIS_URL", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consume_redis_url: Option<String>,
+
+    /// A Redis stream to publish from (consumer group `sockgate`, field `payload`); unset: off.
+    #[arg(long, env = "SOCKGATE_CONSUME_REDIS_STREAM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consume_redis_stream: Option<String>,
+
+    /// Seconds a message another node took stays unacknowledged before it is taken again (Redis XAUTOCLAIM, NATS ack wait) [default: 30].
+    #[arg(long, env = "SOCKGATE_CONSUME_CLAIM_IDLE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consume_claim_idle: Option<u64>,
+
+    /// NATS URL of the JetStream consumer.
+    #[arg(long, env = "SOCKGATE_CONSUME_NATS_URL", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consume_nats_url: Option<String>,
+
+    /// A JetStream stream to publish from (durable pull consumer `sockgate`); unset: off.
+    #[arg(long, env = "SOCKGATE_CONSUME_NATS_STREAM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consume_nats_stream: Option<String>,
+
+    /// The subject the stream takes, created with it when missing [default: the stream's name].
+    #[arg(long, env = "SOCKGATE_CONSUME_NATS_SUBJECT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consume_nats_subject: Option<String>,
+
+    /// AMQP URL of the RabbitMQ consumer (amqp://user:pass@host:5672/%2f).
+    #[arg(long, env = "SOCKGATE_CONSUME_AMQP_URL", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consume_amqp_url: Option<String>,
+
+    /// A RabbitMQ queue to publish from, declared durable when missing; unset: off.
+    #[arg(long, env = "SOCKGATE_CONSUME_AMQP_QUEUE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consume_amqp_queue: Option<String>,
+
+    /// PostgreSQL URL of the outbox consumer; unset: off.
+    #[arg(long, env = "SOCKGATE_CONSUME_POSTGRES_URL", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consume_postgres_url: Option<String>,
+
+    /// The outbox table, created when missing [default: sockgate_outbox].
+    #[arg(long, env = "SOCKGATE_CONSUME_POSTGRES_TABLE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consume_postgres_table: Option<String>,
+
+    /// Consumers of the app's queues; only in the config file (`[[consumers]]`).
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<Vec<crate::consume::ConsumerSettings>>,
 
     /// Largest `data` of room:publish and /api/publish, in bytes [default: 65536].
     #[arg(long, env = "SOCKGATE_MAX_PAYLOAD")]
@@ -620,6 +676,8 @@ pub struct Config {
     pub drain_window: Duration,
     /// How long a publish's idempotency key is remembered.
     pub idempotency_window: Duration,
+    /// The consumers of the app's queues.
+    pub consumers: Vec<crate::consume::ConsumerSettings>,
     /// Connection-state recovery; `None` when it is off.
     pub recovery: Option<RecoverySettings>,
     /// WebSocket compression; `None` when it is off.
@@ -744,6 +802,7 @@ impl Config {
     pub fn from_settings(s: Settings, dev: bool) -> Result<Config, ConfigError> {
         let session_cookies = session_cookies(&s)?;
         let events = events::Events::from_settings(&s)?;
+        let consumers = consumers::from_settings(&s)?;
         let recovery = recovery_settings(&s)?;
         let connections = connection_settings(&s)?;
         let body_timeout = connections.body_timeout;
@@ -937,6 +996,7 @@ impl Config {
             },
             drain_window: Duration::from_secs_f64(drain_window),
             idempotency_window: Duration::from_secs(idempotency_window),
+            consumers,
             recovery,
             ws_compression: s.ws_compression.unwrap_or(true).then(|| Compression {
                 threshold: s.ws_compression_threshold.unwrap_or(256),

@@ -33,6 +33,7 @@ use sockgate_core::stats::Summary;
 use crate::Gateway;
 use crate::config::Secret;
 use sockgate_protocol::publish::{PublishRequest, Published, Target};
+use sockgate_protocol::rooms::SocketsRequest;
 
 /// Largest request body accepted (`/api/publish` allows the publish limit
 /// plus room for the envelope instead).
@@ -424,43 +425,38 @@ fn room_error(e: AuthError) -> ApiError {
     }
 }
 
-/// `{ room }`: the room the sockets of the path's room join or leave.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MoveRequest {
-    room: String,
-}
-
-/// `POST /api/rooms/{room}/join { room }`: every socket in `{room}`, on
-/// every node, joins `room` (`socketsJoin`). Answers `{ moved }`, the
-/// sockets moved on this node.
+/// `POST /api/rooms/{room}/join { user | sessionId | room }`: the sockets
+/// named, on every node, join `{room}` (`{ room }`: every socket in that
+/// room, `socketsJoin`). Answers `{ moved }`, the sockets moved on this
+/// node.
 async fn sockets_join(
     State(gw): State<Arc<Gateway>>,
     Path(room): Path<String>,
-    body: Result<Json<MoveRequest>, JsonRejection>,
+    body: Result<Json<SocketsRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     move_sockets(&gw, &room, body?.0, true).await
 }
 
-/// `POST /api/rooms/{room}/leave { room }`: every socket in `{room}`, on
-/// every node, leaves `room` (`socketsLeave`).
+/// `POST /api/rooms/{room}/leave { user | sessionId | room }`: the sockets
+/// named, on every node, leave `{room}` (`socketsLeave`).
 async fn sockets_leave(
     State(gw): State<Arc<Gateway>>,
     Path(room): Path<String>,
-    body: Result<Json<MoveRequest>, JsonRejection>,
+    body: Result<Json<SocketsRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     move_sockets(&gw, &room, body?.0, false).await
 }
 
 async fn move_sockets(
     gw: &Gateway,
-    from: &str,
-    to: MoveRequest,
+    room: &str,
+    who: SocketsRequest,
     join: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = who.into_sockets().map_err(ApiError::bad_request)?;
     let moved = gw
         .node
-        .move_sockets(from, &to.room, join)
+        .move_sockets(who, room, join)
         .await
         .map_err(|error| ApiError {
             status: match error.code {

@@ -1,0 +1,208 @@
+//! A RabbitMQ queue (AMQP 0-9-1): declared durable when missing, consumed
+//! with manual acks and a prefetch bound, shared by every node. A message
+//! is acknowledged once it is published; a refused one is rejected without
+//! requeue, so the queue's dead-letter exchange gets it when one is
+//! configured. The broker gives back what a dead node held unacknowledged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use serde::{Deserialize, Serialize};
+use sockgate_core::BoxFuture;
+use tokio::sync::watch;
+
+use super::{Backoff, Consumer, Outcome, Sink, redacted};
+
+/// How often the queue's depth is read for the figures.
+const LAG_EVERY: Duration = Duration::from_secs(2);
+
+/// `SOCKGATE_CONSUME_AMQP_*`, or a `[[consumers]]` entry with
+/// `kind = "amqp"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The AMQP URL (`SOCKGATE_CONSUME_AMQP_URL`).
+    pub url: String,
+    /// The queue (`SOCKGATE_CONSUME_AMQP_QUEUE`).
+    pub queue: String,
+    /// Most messages a node holds unacknowledged [default: 100].
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+}
+
+/// 100: enough to keep a node busy while it acknowledges, few enough that
+/// a node that dies gives little back to redeliver.
+pub fn default_prefetch() -> u16 {
+    100
+}
+
+/// Consumes one queue.
+pub struct AmqpConsumer {
+    settings: Settings,
+}
+
+impl AmqpConsumer {
+    /// The consumer of `settings`.
+    pub fn new(settings: Settings) -> Self {
+        Self { settings }
+    }
+
+    /// A connection and a channel, with the queue in place.
+    async fn connect(&self) -> lapin::Result<(Connection, Channel)> {
+        let connect = Connection::connect(&self.settings.url, ConnectionProperties::default());
+        let conn = match tokio::time::timeout(Duration::from_secs(5), connect).await {
+            Ok(conn) => conn?,
+            Err(_) => {
+                return Err(lapin::Error::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer from the broker within 5 s",
+                )));
+            }
+        };
+        let channel = conn.create_channel().await?;
+        self.declare(&channel).await?;
+        channel
+            .basic_qos(self.settings.prefetch, BasicQosOptions::default())
+            .await?;
+        Ok((conn, channel))
+    }
+
+    /// Declares the queue durable when missing (a queue that exists keeps
+    /// its own arguments: its dead-letter exchange); returns its depth.
+    async fn declare(&self, channel: &Channel) -> lapin::Result<u32> {
+        let queue = channel
+            .queue_declare(
+                self.settings.queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(queue.message_count())
+    }
+
+    /// Consumes until `stop`, the connection fails, or a message is left
+    /// for later (`Ok(false)`).
+    async fn consume(
+        &self,
+        channel: &Channel,
+        sink: &Sink,
+        stop: &mut watch::Receiver<bool>,
+    ) -> lapin::Result<bool> {
+        let tag = format!("sockgate-{:08x}", rand::random::<u32>());
+        let mut deliveries = channel
+            .basic_consume(
+                self.settings.queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut lag_tick = tokio::time::interval(LAG_EVERY);
+        loop {
+            let delivery = tokio::select! {
+                _ = stop.changed() => {
+                    // What the broker sent but sockgate did not take goes
+                    // back to the queue when the channel closes.
+                    return Ok(true);
+                }
+                _ = lag_tick.tick() => {
+                    sink.gauge().set_lag(self.declare(channel).await.ok().map(u64::from));
+                    continue;
+                }
+                next = deliveries.next() => next,
+            };
+            let Some(delivery) = delivery else {
+                return Err(lapin::Error::from(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the broker cancelled the consumer",
+                )));
+            };
+            let delivery = delivery?;
+            let id = delivery.delivery_tag.to_string();
+            match sink.take(&id, &delivery.data).await {
+                Outcome::Done | Outcome::Duplicate => {
+                    delivery.ack(BasicAckOptions::default()).await?;
+                }
+                Outcome::Refused(_) => {
+                    delivery
+                        .reject(BasicRejectOptions { requeue: false })
+                        .await?;
+                }
+                Outcome::Later(_) => {
+                    delivery
+                        .nack(BasicNackOptions {
+                            multiple: false,
+                            requeue: true,
+                        })
+                        .await?;
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    fn failed(&self, sink: &Sink, e: &lapin::Error, away: &mut bool) {
+        sink.gauge().broker_error();
+        sink.gauge().set_state("retrying");
+        let url = redacted(&self.settings.url);
+        if *away {
+            tracing::debug!(target: "sockgate::consume", consumer = sink.gauge().name(), %url, error = %e, "RabbitMQ is still away");
+        } else {
+            *away = true;
+            tracing::warn!(target: "sockgate::consume", consumer = sink.gauge().name(), %url, error = %e, "RabbitMQ cannot be read; retrying");
+        }
+    }
+}
+
+impl Consumer for AmqpConsumer {
+    fn kind(&self) -> &'static str {
+        "amqp"
+    }
+
+    fn run(self: Arc<Self>, sink: Sink, mut stop: watch::Receiver<bool>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let mut backoff = Backoff::default();
+            let mut away = false;
+            while !*stop.borrow() {
+                let (conn, channel) = match self.connect().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.failed(&sink, &e, &mut away);
+                        backoff.wait(&mut stop).await;
+                        continue;
+                    }
+                };
+                if away {
+                    away = false;
+                    tracing::info!(target: "sockgate::consume", consumer = sink.gauge().name(), "RabbitMQ is back");
+                }
+                backoff.reset();
+                sink.gauge().set_state("running");
+                let result = self.consume(&channel, &sink, &mut stop).await;
+                let _ = channel.close(200, "sockgate".into()).await;
+                let _ = conn.close(200, "sockgate".into()).await;
+                match result {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        backoff.wait(&mut stop).await;
+                    }
+                    Err(e) => {
+                        self.failed(&sink, &e, &mut away);
+                        backoff.wait(&mut stop).await;
+                    }
+                }
+            }
+            sink.gauge().set_state("stopped");
+        })
+    }
+}

@@ -1,0 +1,176 @@
+//! A NATS JetStream stream as a queue: the durable pull consumer
+//! `sockgate` (created if missing, with the stream if that is missing too)
+//! with explicit acks, shared by every node. A message is acknowledged once
+//! it is published; one a node took and never acknowledged (the node died)
+//! is delivered again after `ack_wait` seconds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sockgate_core::BoxFuture;
+use tokio::sync::watch;
+
+use super::{Backoff, Consumer, Sink, redacted};
+
+/// The durable consumer every node pulls from.
+pub const DURABLE: &str = "sockgate";
+/// Messages pulled at once.
+const BATCH: usize = 100;
+/// How long one pull waits for messages: also how soon a stop is seen.
+const PULL_WAIT: Duration = Duration::from_secs(1);
+
+/// `SOCKGATE_CONSUME_NATS_*`, or a `[[consumers]]` entry with
+/// `kind = "nats"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The NATS URL (`SOCKGATE_CONSUME_NATS_URL`).
+    pub url: String,
+    /// The stream (`SOCKGATE_CONSUME_NATS_STREAM`).
+    pub stream: String,
+    /// The subject it takes, and the consumer's filter
+    /// (`SOCKGATE_CONSUME_NATS_SUBJECT`).
+    pub subject: String,
+    /// Seconds before a message taken and not acknowledged is delivered
+    /// again (`SOCKGATE_CONSUME_CLAIM_IDLE`, default 30).
+    #[serde(default = "super::redis::default_claim_idle")]
+    pub ack_wait: u64,
+}
+
+/// Pulls one stream through the durable consumer [`DURABLE`].
+pub struct NatsConsumer {
+    settings: Settings,
+}
+
+impl NatsConsumer {
+    /// The consumer of `settings`.
+    pub fn new(settings: Settings) -> Self {
+        Self { settings }
+    }
+
+    /// A connection, with the stream and the durable consumer in place.
+    async fn connect(&self) -> Result<PullConsumer, async_nats::Error> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            // sockgate reconnects itself, with its own backoff and figures.
+            .max_reconnects(Some(0))
+            .connect(self.settings.url.as_str())
+            .await?;
+        let js = jetstream::new(client);
+        let stream = js
+            .get_or_create_stream(jetstream::stream::Config {
+                name: self.settings.stream.clone(),
+                subjects: vec![self.settings.subject.clone()],
+                ..Default::default()
+            })
+            .await?;
+        let consumer = stream
+            .get_or_create_consumer(
+                DURABLE,
+                jetstream::consumer::pull::Config {
+                    durable_name: Some(DURABLE.to_owned()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(self.settings.ack_wait),
+                    filter_subject: self.settings.subject.clone(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(consumer)
+    }
+
+    /// One pull and the handling of what it brought: `Ok(false)` when a
+    /// message was left for later (the node cannot take it now).
+    async fn round(
+        &self,
+        consumer: &mut PullConsumer,
+        sink: &Sink,
+    ) -> Result<bool, async_nats::Error> {
+        if let Ok(info) = consumer.info().await {
+            sink.gauge()
+                .set_lag(Some(info.num_pending + info.num_ack_pending as u64));
+        }
+        let mut batch = consumer
+            .fetch()
+            .max_messages(BATCH)
+            .expires(PULL_WAIT)
+            .messages()
+            .await?;
+        while let Some(message) = batch.next().await {
+            let message = message?;
+            let id = message
+                .info()
+                .map(|i| i.stream_sequence.to_string())
+                .unwrap_or_default();
+            let outcome = sink.take(&id, &message.payload).await;
+            if !outcome.is_final() {
+                // Delivered again after the backoff, before what follows it.
+                message.ack_with(AckKind::Nak(None)).await?;
+                return Ok(false);
+            }
+            // Waits for the server's word: an acknowledgement lost to a
+            // broken connection would deliver the message twice.
+            message.double_ack().await?;
+        }
+        Ok(true)
+    }
+
+    fn failed(&self, sink: &Sink, e: &async_nats::Error, away: &mut bool) {
+        sink.gauge().broker_error();
+        sink.gauge().set_state("retrying");
+        let url = redacted(&self.settings.url);
+        if *away {
+            tracing::debug!(target: "sockgate::consume", consumer = sink.gauge().name(), %url, error = %e, "NATS is still away");
+        } else {
+            *away = true;
+            tracing::warn!(target: "sockgate::consume", consumer = sink.gauge().name(), %url, error = %e, "NATS cannot be read; retrying");
+        }
+    }
+}
+
+impl Consumer for NatsConsumer {
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
+    fn run(self: Arc<Self>, sink: Sink, mut stop: watch::Receiver<bool>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let mut backoff = Backoff::default();
+            let mut consumer: Option<PullConsumer> = None;
+            let mut away = false;
+            while !*stop.borrow() {
+                let c = match consumer.as_mut() {
+                    Some(c) => c,
+                    None => match self.connect().await {
+                        Ok(c) => consumer.insert(c),
+                        Err(e) => {
+                            self.failed(&sink, &e, &mut away);
+                            backoff.wait(&mut stop).await;
+                            continue;
+                        }
+                    },
+                };
+                if away {
+                    away = false;
+                    tracing::info!(target: "sockgate::consume", consumer = sink.gauge().name(), "NATS is back");
+                }
+                sink.gauge().set_state("running");
+                match self.round(c, &sink).await {
+                    Ok(true) => backoff.reset(),
+                    Ok(false) => {
+                        backoff.wait(&mut stop).await;
+                    }
+                    Err(e) => {
+                        consumer = None;
+                        self.failed(&sink, &e, &mut away);
+                        backoff.wait(&mut stop).await;
+                    }
+                }
+            }
+            sink.gauge().set_state("stopped");
+        })
+    }
+}
