@@ -5,13 +5,13 @@
 // (refreshed with UPDATE_SCREENSHOT=1).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
-import { api, API_KEY, binary, eventually, freePort, launchChromium, root, SECRET, sign, startGateway } from "./helpers.mjs";
+import { api, API_KEY, binary, eventually, freePort, launchChromium, root, SECRET, sign, startGateway, startRedis } from "./helpers.mjs";
 
 const COOKIE = "sockgate_dashboard";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -392,5 +392,33 @@ test("the dashboard under load: 50 connections, refusals, rooms (docs/dashboard.
   } finally {
     await context.close();
     await gw.stop();
+  }
+});
+
+test("the dashboard shows each queue consumer's state, what it took and refused, and its lag", async () => {
+  const redis = await startRedis();
+  const stream = "dash-" + Date.now();
+  const gw = await startGateway({
+    SOCKGATE_API_KEY: API_KEY,
+    SOCKGATE_CONSUME_REDIS_URL: redis.url,
+    SOCKGATE_CONSUME_REDIS_STREAM: stream,
+  });
+  const { context, page, errors } = await newPage();
+  try {
+    const xadd = (payload) => execFileSync("redis-cli", ["-p", String(redis.port), "XADD", stream, "*", "payload", payload]);
+    xadd(JSON.stringify({ user: "nobody", event: "note", data: 1 }));
+    xadd("not json");
+    xadd(JSON.stringify({ user: "nobody", event: "note", data: 2 }));
+    await logIn(page, gw);
+    const row = () => page.locator("#consumers tbody tr").evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent.trim())));
+    await eventually(async () => JSON.stringify(await row()) === JSON.stringify([[`redis:${stream}`, "✓ running", "2", "1", "0"]]), 8000, "the queues table");
+    // The broker goes away: the row says so.
+    await redis.stop();
+    await eventually(async () => (await row())[0]?.[1] === "✗ retrying", 10000, "the consumer retrying");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+    await gw.stop();
+    await redis.stop();
   }
 });

@@ -1,7 +1,7 @@
 //! The consumers of the app's queues: `SOCKGATE_CONSUME_*` for one of each
 //! kind, and `[[consumers]]` in the file for several.
 
-use super::{ConfigError, Settings, invalid};
+use super::{ConfigError, Secret, Settings, invalid};
 use crate::consume::{ConsumerSettings, amqp, nats, postgres, redis};
 
 /// Every consumer the settings name: the file's `[[consumers]]` first,
@@ -18,7 +18,7 @@ pub fn from_settings(s: &Settings) -> Result<Vec<ConsumerSettings>, ConfigError>
         ));
     }
     if let Some(stream) = non_empty(&s.consume_redis_stream) {
-        let url = non_empty(&s.consume_redis_url)
+        let url = url(&s.consume_redis_url)
             .or_else(|| non_empty(&s.redis_url))
             .ok_or_else(|| {
                 invalid(
@@ -33,7 +33,7 @@ pub fn from_settings(s: &Settings) -> Result<Vec<ConsumerSettings>, ConfigError>
         }));
     }
     if let Some(stream) = non_empty(&s.consume_nats_stream) {
-        let url = non_empty(&s.consume_nats_url).ok_or_else(|| {
+        let url = url(&s.consume_nats_url).ok_or_else(|| {
             invalid(
                 "SOCKGATE_CONSUME_NATS_STREAM",
                 "needs SOCKGATE_CONSUME_NATS_URL",
@@ -48,7 +48,7 @@ pub fn from_settings(s: &Settings) -> Result<Vec<ConsumerSettings>, ConfigError>
         }));
     }
     if let Some(queue) = non_empty(&s.consume_amqp_queue) {
-        let url = non_empty(&s.consume_amqp_url).ok_or_else(|| {
+        let url = url(&s.consume_amqp_url).ok_or_else(|| {
             invalid(
                 "SOCKGATE_CONSUME_AMQP_QUEUE",
                 "needs SOCKGATE_CONSUME_AMQP_URL",
@@ -60,7 +60,7 @@ pub fn from_settings(s: &Settings) -> Result<Vec<ConsumerSettings>, ConfigError>
             prefetch: amqp::default_prefetch(),
         }));
     }
-    if let Some(url) = non_empty(&s.consume_postgres_url) {
+    if let Some(url) = url(&s.consume_postgres_url) {
         let table = non_empty(&s.consume_postgres_table).unwrap_or_else(postgres::default_table);
         all.push(ConsumerSettings::Postgres(postgres::Settings {
             url,
@@ -76,6 +76,11 @@ pub fn from_settings(s: &Settings) -> Result<Vec<ConsumerSettings>, ConfigError>
 
 fn non_empty(value: &Option<String>) -> Option<String> {
     value.clone().filter(|v| !v.trim().is_empty())
+}
+
+/// A URL setting, which may carry a password.
+fn url(value: &Option<Secret>) -> Option<String> {
+    non_empty(&value.as_ref().map(|s| s.expose().to_owned()))
 }
 
 /// The names a consumer is given are used as they are: a table name is

@@ -241,7 +241,7 @@ pub struct Settings {
     /// Redis URL of the stream consumer [default: SOCKGATE_REDIS_URL].
     #[arg(long, env = "SOCKGATE_CONSUME_REDIS_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub consume_redis_url: Option<String>,
+    pub consume_redis_url: Option<Secret>,
 
     /// A Redis stream to publish from (consumer group `sockgate`, field `payload`); unset: off.
     #[arg(long, env = "SOCKGATE_CONSUME_REDIS_STREAM")]
@@ -256,7 +256,7 @@ pub struct Settings {
     /// NATS URL of the JetStream consumer.
     #[arg(long, env = "SOCKGATE_CONSUME_NATS_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub consume_nats_url: Option<String>,
+    pub consume_nats_url: Option<Secret>,
 
     /// A JetStream stream to publish from (durable pull consumer `sockgate`); unset: off.
     #[arg(long, env = "SOCKGATE_CONSUME_NATS_STREAM")]
@@ -271,7 +271,7 @@ pub struct Settings {
     /// AMQP URL of the RabbitMQ consumer (amqp://user:pass@host:5672/%2f).
     #[arg(long, env = "SOCKGATE_CONSUME_AMQP_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub consume_amqp_url: Option<String>,
+    pub consume_amqp_url: Option<Secret>,
 
     /// A RabbitMQ queue to publish from, declared durable when missing; unset: off.
     #[arg(long, env = "SOCKGATE_CONSUME_AMQP_QUEUE")]
@@ -281,7 +281,7 @@ pub struct Settings {
     /// PostgreSQL URL of the outbox consumer; unset: off.
     #[arg(long, env = "SOCKGATE_CONSUME_POSTGRES_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub consume_postgres_url: Option<String>,
+    pub consume_postgres_url: Option<Secret>,
 
     /// The outbox table, created when missing [default: sockgate_outbox].
     #[arg(long, env = "SOCKGATE_CONSUME_POSTGRES_TABLE")]
@@ -1224,6 +1224,69 @@ mod tests {
     use super::*;
 
     #[test]
+    fn consumers_come_from_the_file_and_the_settings() {
+        let dir = std::env::temp_dir().join(format!("sockgate-cfg-cons-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sockgate.toml");
+        std::fs::write(
+            &file,
+            "jwt_secret = \"cfg-secret-cfg-secret-cfg-secret-0123\"\n\
+             [[consumers]]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nstream = \"a\"\n\
+             [[consumers]]\nkind = \"postgres\"\nurl = \"postgres://127.0.0.1/test\"\n\
+             [[consumers]]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nstream = \"s\"\nsubject = \"s.>\"\n",
+        )
+        .unwrap();
+        let top = Settings {
+            consume_amqp_url: Some(Secret("amqp://127.0.0.1:5672/%2f".into())),
+            consume_amqp_queue: Some("q".into()),
+            ..Settings::default()
+        };
+        let config = Config::from_settings(top.resolve(Some(&file)).unwrap(), false).unwrap();
+        let names: Vec<String> = config.consumers.iter().map(|c| c.name()).collect();
+        assert_eq!(
+            names,
+            ["redis:a", "postgres:sockgate_outbox", "nats:s", "amqp:q"]
+        );
+        let crate::consume::ConsumerSettings::Redis(redis) = &config.consumers[0] else {
+            panic!("a redis consumer")
+        };
+        assert_eq!(redis.claim_idle, 30);
+
+        // An unknown field, a table that is not an identifier, a queue without its broker.
+        std::fs::write(
+            &file,
+            "[[consumers]]\nkind = \"redis\"\nurl = \"redis://x\"\nstream = \"a\"\nstrem = 1\n",
+        )
+        .unwrap();
+        assert!(Settings::default().resolve(Some(&file)).is_err());
+        let bad_table = Settings {
+            jwt_secret: Some(Secret("cfg-secret-cfg-secret-cfg-secret-0123".into())),
+            consume_postgres_url: Some(Secret("postgres://127.0.0.1/test".into())),
+            consume_postgres_table: Some("outbox; DROP TABLE users".into()),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            Config::from_settings(bad_table, false),
+            Err(ConfigError::Invalid {
+                setting: "SOCKGATE_CONSUME_POSTGRES_TABLE",
+                ..
+            })
+        ));
+        let no_url = Settings {
+            jwt_secret: Some(Secret("cfg-secret-cfg-secret-cfg-secret-0123".into())),
+            consume_redis_stream: Some("a".into()),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            Config::from_settings(no_url, false),
+            Err(ConfigError::Invalid {
+                setting: "SOCKGATE_CONSUME_REDIS_STREAM",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn flags_and_env_override_the_file() {
         let dir = std::env::temp_dir().join(format!("sockgate-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -1391,5 +1454,18 @@ mod tests {
             ..Settings::default()
         };
         assert!(!format!("{s:?}").contains("super-secret-value"));
+        let url = "amqp://app:broker-password@127.0.0.1:5672/%2f";
+        let s = Settings {
+            consume_amqp_url: Some(Secret(url.into())),
+            consumers: Some(vec![crate::consume::ConsumerSettings::Amqp(
+                crate::consume::amqp::Settings {
+                    url: url.into(),
+                    queue: "q".into(),
+                    prefetch: 1,
+                },
+            )]),
+            ..Settings::default()
+        };
+        assert!(!format!("{s:?}").contains("broker-password"));
     }
 }

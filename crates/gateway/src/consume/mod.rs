@@ -170,7 +170,7 @@ pub trait Consumer: Send + Sync + 'static {
 
 /// One consumer, as configured: by settings (`SOCKGATE_CONSUME_*`) or by a
 /// `[[consumers]]` entry of the config file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ConsumerSettings {
     /// A Redis stream, read by the consumer group `sockgate`.
@@ -181,6 +181,19 @@ pub enum ConsumerSettings {
     Amqp(amqp::Settings),
     /// A PostgreSQL outbox table.
     Postgres(postgres::Settings),
+}
+
+/// Names the consumer and its broker without the URL's credentials.
+impl std::fmt::Debug for ConsumerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = match self {
+            ConsumerSettings::Redis(s) => &s.url,
+            ConsumerSettings::Nats(s) => &s.url,
+            ConsumerSettings::Amqp(s) => &s.url,
+            ConsumerSettings::Postgres(s) => &s.url,
+        };
+        write!(f, "{} at {}", self.name(), redacted(url))
+    }
 }
 
 impl ConsumerSettings {
