@@ -3,9 +3,11 @@
 // socket in the room `user:{id}`, an `echo` event with ack, an `rpc` event
 // with ack (the app's own event, which sockgate hands to bench/app-backend
 // instead), and `POST /api/publish` (the same body as sockgate's) for the
-// fanout scenario.
+// fanout scenario. With REDIS_URL, the Redis adapter
+// (@socket.io/redis-adapter), so that @socket.io/redis-emitter (emit.mjs)
+// reaches its sockets from another process: the queue scenario's peer path.
 //
-//   JWT_SECRET=... API_KEY=... PORT=3002 node server.mjs
+//   JWT_SECRET=... API_KEY=... PORT=3002 [REDIS_URL=redis://...] node server.mjs
 //
 // Prints `listening on <port>` once it accepts connections (PORT=0 picks one).
 // One process, one core: the way this server is usually run.
@@ -107,6 +109,15 @@ io.on("connection", (socket) => {
     if (typeof ack === "function") ack(data);
   });
 });
+
+if (process.env.REDIS_URL) {
+  const { createClient } = await import("redis");
+  const { createAdapter } = await import("@socket.io/redis-adapter");
+  const pub = createClient({ url: process.env.REDIS_URL });
+  const sub = pub.duplicate();
+  await Promise.all([pub.connect(), sub.connect()]);
+  io.adapter(createAdapter(pub, sub));
+}
 
 httpServer.listen(port, host, () => {
   console.log(`listening on ${httpServer.address().port}`);

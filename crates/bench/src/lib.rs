@@ -24,6 +24,7 @@ pub mod compare;
 pub mod conn;
 pub mod fleet;
 pub mod http;
+pub mod produce;
 pub mod protocol;
 pub mod report;
 pub mod scenarios;

@@ -50,6 +50,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use sockgate_bench::compare::{Comparison, Run};
+use sockgate_bench::produce::Via;
 use sockgate_bench::fleet::Pace;
 use sockgate_bench::report::Metric;
 use sockgate_bench::scenarios::{self, *};
@@ -205,6 +206,42 @@ enum Command {
         /// Bytes of chat-like text in each message (0: none).
         #[arg(long, default_value_t = 0)]
         payload: usize,
+    },
+    /// N members of one user; K messages through a producer (the admin
+    /// API, a queue sockgate consumes, or an outside command such as the
+    /// Node peer's redis-emitter): messages/s and send→member latency.
+    Queue {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 10)]
+        members: usize,
+        #[arg(long, default_value_t = 2000)]
+        messages: usize,
+        /// The `sub` of every member (room `user:<user>`).
+        #[arg(long, default_value = "queue")]
+        user: String,
+        #[arg(long, default_value = "bench")]
+        event: String,
+        /// Messages per second; 0: as fast as the senders go.
+        #[arg(long, default_value_t = 0.0)]
+        send_rate: f64,
+        /// Concurrent senders when --send-rate is 0.
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+        /// api, redis:URL#STREAM, nats:URL#SUBJECT, amqp:URL#QUEUE,
+        /// postgres:URL#TABLE or command:CMD (one JSON message per line on
+        /// its standard input).
+        #[arg(long, default_value = "api")]
+        via: String,
+        /// Seconds to wait, after the last send, for every delivery.
+        #[arg(long, default_value_t = 30.0)]
+        drain_timeout: f64,
+        /// Admin API key (Bearer), for --via api.
+        #[arg(long, env = "SOCKGATE_API_KEY", hide_env_values = true, default_value = "")]
+        api_key: String,
+        /// Delete the stream, queue or table once the run is over.
+        #[arg(long)]
+        drop_after: bool,
     },
     /// C connections × R in-band `auth:refresh` (sockgate only).
     Refresh {
@@ -464,6 +501,38 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 payload,
             };
             let r = runtime(&common)?.block_on(scenarios::fanout(&s, &cfg));
+            finish(&common, r.report(&s, &cfg), &s)
+        }
+        Command::Queue {
+            common,
+            members,
+            messages,
+            user,
+            event,
+            send_rate,
+            in_flight,
+            via,
+            drain_timeout,
+            api_key,
+            drop_after,
+        } => {
+            let target = Via::parse(&via)?;
+            let s = setup(&common, members)?;
+            let cfg = QueueConfig {
+                members,
+                messages,
+                user,
+                event,
+                rate: send_rate,
+                in_flight,
+                via: target.label().to_owned(),
+                drain_timeout: secs(drain_timeout),
+                pace: pace(&common),
+                api_key,
+                target: Some(target),
+                drop_after,
+            };
+            let r = runtime(&common)?.block_on(scenarios::queue(&s, &cfg));
             finish(&common, r.report(&s, &cfg), &s)
         }
         Command::Refresh {

@@ -11,12 +11,14 @@
 //! | [`fanout`](mod@fanout) | `POST /api/publish` to a room until every member has it |
 //! | [`refresh`](mod@refresh) | in-band `auth:refresh`: refreshes/s and latency (sockgate only) |
 //! | [`revoke`](mod@revoke) | `POST /api/revocations` until every affected socket got `session:end` (sockgate only) |
+//! | [`queue`](mod@queue) | messages from a producer (the API, a queue sockgate consumes, the peer's redis-emitter) to every member: msgs/s and latency |
 //! | [`reconnect`](mod@reconnect) | a server restart: how many clients come back, and how fast, with socket.io-client's backoff |
 
 pub mod connect;
 pub mod echo;
 pub mod fanout;
 pub mod hold;
+pub mod queue;
 pub mod reconnect;
 pub mod refresh;
 pub mod reject;
@@ -34,6 +36,7 @@ pub use connect::{ConnectConfig, ConnectResult, connect};
 pub use echo::{EchoConfig, EchoResult, echo};
 pub use fanout::{FanoutConfig, FanoutResult, fanout};
 pub use hold::{HoldConfig, HoldResult, hold};
+pub use queue::{QueueConfig, QueueResult, queue};
 pub use reconnect::{ReconnectConfig, ReconnectResult, reconnect};
 pub use refresh::{RefreshConfig, RefreshResult, refresh};
 pub use reject::{RejectConfig, RejectResult, reject};
