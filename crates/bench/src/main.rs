@@ -50,8 +50,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use sockgate_bench::compare::{Comparison, Run};
-use sockgate_bench::produce::Via;
 use sockgate_bench::fleet::Pace;
+use sockgate_bench::produce::Via;
 use sockgate_bench::report::Metric;
 use sockgate_bench::scenarios::{self, *};
 use sockgate_bench::sys::{self, Machine};
@@ -237,7 +237,12 @@ enum Command {
         #[arg(long, default_value_t = 30.0)]
         drain_timeout: f64,
         /// Admin API key (Bearer), for --via api.
-        #[arg(long, env = "SOCKGATE_API_KEY", hide_env_values = true, default_value = "")]
+        #[arg(
+            long,
+            env = "SOCKGATE_API_KEY",
+            hide_env_values = true,
+            default_value = ""
+        )]
         api_key: String,
         /// Delete the stream, queue or table once the run is over.
         #[arg(long)]

@@ -181,7 +181,10 @@ impl Producer {
                     .stream_by_subject(subject.to_string())
                     .await
                     .map_err(|e| e.to_string())?;
-                js.delete_stream(name).await.map(drop).map_err(|e| e.to_string())
+                js.delete_stream(name)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
             }
             Producer::Amqp(channel, queue) => channel
                 .queue_delete((&**queue).into(), Default::default())

@@ -1,6 +1,6 @@
 // Shared helpers: start the real sockgate binary, connect real clients.
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
+import { connect as tcpConnect, createServer } from "node:net";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -88,7 +88,8 @@ export async function startGateway(env = {}, args = []) {
     },
     async stop() {
       for (const s of sockets) s.close();
-      if (child.exitCode === null) {
+      // A child killed by a signal (SIGKILL in a test) has exited already.
+      if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once("exit", r));
         const t = Date.now();
         child.kill("SIGTERM");
@@ -202,6 +203,56 @@ export async function startRedis(port) {
       child.kill("SIGKILL");
       await exited;
     },
+  };
+}
+
+/**
+ * A TCP proxy on a free port of 127.0.0.1 in front of `targetPort`: point a
+ * client at `port`, then `cut()` (every connection destroyed, new ones
+ * refused) and `resume()` (listening again on the same port) to make the
+ * service behind it go away and come back.
+ */
+export async function startProxy(targetPort) {
+  const conns = new Set();
+  const pipe = (client) => {
+    const upstream = tcpConnect(targetPort, "127.0.0.1");
+    const pair = [client, upstream];
+    for (const s of pair) {
+      conns.add(s);
+      s.on("error", () => {});
+      s.on("close", () => {
+        conns.delete(s);
+        for (const other of pair) other.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  };
+  const listen = (port) =>
+    new Promise((resolve, reject) => {
+      const server = createServer(pipe);
+      server.once("error", reject);
+      server.listen(port, "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve(server);
+      });
+    });
+  let server = await listen(0);
+  const { port } = server.address();
+  const cut = () => {
+    server?.close();
+    server = null;
+    for (const s of conns) s.destroy();
+  };
+  return {
+    port,
+    /** Destroys every connection and stops accepting (connections are refused). */
+    cut,
+    /** Accepts connections again, on the same port. */
+    async resume() {
+      server ??= await listen(port);
+    },
+    stop: cut,
   };
 }
 

@@ -184,7 +184,11 @@ pub async fn queue(setup: &Setup, cfg: &QueueConfig) -> QueueResult {
     let (_, mut errors) = launched.tally();
     let connected = launched.connected();
 
-    let senders = if cfg.rate > 0.0 { 1 } else { cfg.in_flight.max(1) };
+    let senders = if cfg.rate > 0.0 {
+        1
+    } else {
+        cfg.in_flight.max(1)
+    };
     let producer = match &cfg.target {
         None => Err("no producer".to_owned()),
         Some(via) => {
@@ -249,7 +253,10 @@ pub async fn queue(setup: &Setup, cfg: &QueueConfig) -> QueueResult {
         );
     }
     if duplicates > 0 {
-        errors.add_n("ERR_DUPLICATE: a member got a message twice", duplicates as u64);
+        errors.add_n(
+            "ERR_DUPLICATE: a member got a message twice",
+            duplicates as u64,
+        );
     }
     QueueResult {
         connected,
@@ -291,7 +298,8 @@ async fn send_all(
                         tokio::time::sleep_until(start + every * seq as u32).await;
                     }
                     let t = now_us();
-                    let body = json!({ "user": user, "event": event, "data": { "seq": seq, "t": t } });
+                    let body =
+                        json!({ "user": user, "event": event, "data": { "seq": seq, "t": t } });
                     match producer.send(&body).await {
                         Ok(()) => sent += 1,
                         Err(e) => errors.add(format!("ERR_SEND: {}", first_words(&e))),

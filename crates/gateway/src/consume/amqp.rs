@@ -1,4 +1,5 @@
-//! A RabbitMQ queue (AMQP 0-9-1): declared durable when missing, consumed
+//! A RabbitMQ queue (AMQP 0-9-1): used as the app declared it, or declared
+//! durable when missing; consumed
 //! with manual acks and a prefetch bound, shared by every node. A message
 //! is acknowledged once it is published; a refused one is rejected without
 //! requeue, so the queue's dead-letter exchange gets it when one is
@@ -66,22 +67,36 @@ impl AmqpConsumer {
                 )));
             }
         };
-        let channel = conn.create_channel().await?;
-        self.declare(&channel).await?;
+        let mut channel = conn.create_channel().await?;
+        if self.depth(&channel).await.is_err() {
+            // Not there (the broker closed that channel): declared durable.
+            channel = conn.create_channel().await?;
+            channel
+                .queue_declare(
+                    self.settings.queue.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         channel
             .basic_qos(self.settings.prefetch, BasicQosOptions::default())
             .await?;
         Ok((conn, channel))
     }
 
-    /// Declares the queue durable when missing (a queue that exists keeps
-    /// its own arguments: its dead-letter exchange); returns its depth.
-    async fn declare(&self, channel: &Channel) -> lapin::Result<u32> {
+    /// The queue's depth, by a passive declare: a queue the app declared
+    /// (with its dead-letter exchange, as a quorum queue) is used as it is,
+    /// since declaring it again with other arguments is an error.
+    async fn depth(&self, channel: &Channel) -> lapin::Result<u32> {
         let queue = channel
             .queue_declare(
                 self.settings.queue.as_str().into(),
                 QueueDeclareOptions {
-                    durable: true,
+                    passive: true,
                     ..Default::default()
                 },
                 FieldTable::default(),
@@ -116,7 +131,7 @@ impl AmqpConsumer {
                     return Ok(true);
                 }
                 _ = lag_tick.tick() => {
-                    sink.gauge().set_lag(self.declare(channel).await.ok().map(u64::from));
+                    sink.gauge().set_lag(self.depth(channel).await.ok().map(u64::from));
                     continue;
                 }
                 next = deliveries.next() => next,

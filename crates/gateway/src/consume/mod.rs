@@ -108,7 +108,7 @@ impl Sink {
                 tracing::warn!(
                     target: "sockgate::consume",
                     consumer = self.gauge.name(),
-                    message = id,
+                    id,
                     reason = %reason,
                     "a queued message was refused; it is acknowledged and the next one taken"
                 );
@@ -116,7 +116,7 @@ impl Sink {
             Outcome::Later(reason) => tracing::info!(
                 target: "sockgate::consume",
                 consumer = self.gauge.name(),
-                message = id,
+                id,
                 reason = %reason,
                 "a queued message is left for later"
             ),
@@ -138,6 +138,11 @@ impl Sink {
         };
         let node = &self.gateway.node;
         let result = match message {
+            QueueMessage::Publish(publish) if publish.except_session.is_some() => {
+                return Outcome::Refused(
+                    "exceptSession is for the app's replies; a queued publish reaches every socket of its target".into(),
+                );
+            }
             QueueMessage::Publish(publish) => node.publish(publish).await.map(|p| p.duplicate),
             QueueMessage::Move {
                 room,

@@ -5,8 +5,10 @@
 //! is delivered again after `ack_wait` seconds.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use async_nats::Client;
+use async_nats::connection::State;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,8 @@ pub const DURABLE: &str = "sockgate";
 const BATCH: usize = 100;
 /// How long one pull waits for messages: also how soon a stop is seen.
 const PULL_WAIT: Duration = Duration::from_secs(1);
+/// How often the consumer's pending count is read for the figures.
+const LAG_EVERY: Duration = Duration::from_secs(2);
 
 /// `SOCKGATE_CONSUME_NATS_*`, or a `[[consumers]]` entry with
 /// `kind = "nats"`.
@@ -52,14 +56,16 @@ impl NatsConsumer {
     }
 
     /// A connection, with the stream and the durable consumer in place.
-    async fn connect(&self) -> Result<PullConsumer, async_nats::Error> {
+    async fn connect(&self) -> Result<(Client, PullConsumer), async_nats::Error> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
-            // sockgate reconnects itself, with its own backoff and figures.
-            .max_reconnects(Some(0))
+            // The client reconnects by itself in the background (0 would
+            // mean "forever" to it); sockgate watches its state instead, and
+            // starts over with its own backoff and figures when it is lost.
+            .max_reconnects(Some(1))
             .connect(self.settings.url.as_str())
             .await?;
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         let stream = js
             .get_or_create_stream(jetstream::stream::Config {
                 name: self.settings.stream.clone(),
@@ -79,19 +85,28 @@ impl NatsConsumer {
                 },
             )
             .await?;
-        Ok(consumer)
+        Ok((client, consumer))
     }
 
     /// One pull and the handling of what it brought: `Ok(false)` when a
     /// message was left for later (the node cannot take it now).
     async fn round(
         &self,
-        consumer: &mut PullConsumer,
+        (client, consumer): &mut (Client, PullConsumer),
         sink: &Sink,
+        next_lag: &mut Instant,
     ) -> Result<bool, async_nats::Error> {
-        if let Ok(info) = consumer.info().await {
-            sink.gauge()
-                .set_lag(Some(info.num_pending + info.num_ack_pending as u64));
+        // A pull on a lost connection waits in the client's buffer and
+        // comes back empty: the state is the only sign of an outage.
+        if client.connection_state() != State::Connected {
+            return Err("the connection to NATS is lost".into());
+        }
+        if Instant::now() >= *next_lag {
+            *next_lag = Instant::now() + LAG_EVERY;
+            if let Ok(info) = consumer.info().await {
+                sink.gauge()
+                    .set_lag(Some(info.num_pending + info.num_ack_pending as u64));
+            }
         }
         let mut batch = consumer
             .fetch()
@@ -111,10 +126,13 @@ impl NatsConsumer {
                 message.ack_with(AckKind::Nak(None)).await?;
                 return Ok(false);
             }
-            // Waits for the server's word: an acknowledgement lost to a
-            // broken connection would deliver the message twice.
-            message.double_ack().await?;
+            // Not waited for one by one (the batch's are flushed at its
+            // end): an acknowledgement lost to a broken connection
+            // redelivers the message, as at-least-once allows (keyed
+            // publishes stay once to clients).
+            message.ack().await?;
         }
+        client.flush().await?;
         Ok(true)
     }
 
@@ -139,8 +157,9 @@ impl Consumer for NatsConsumer {
     fn run(self: Arc<Self>, sink: Sink, mut stop: watch::Receiver<bool>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let mut backoff = Backoff::default();
-            let mut consumer: Option<PullConsumer> = None;
+            let mut consumer: Option<(Client, PullConsumer)> = None;
             let mut away = false;
+            let mut next_lag = Instant::now();
             while !*stop.borrow() {
                 let c = match consumer.as_mut() {
                     Some(c) => c,
@@ -158,7 +177,7 @@ impl Consumer for NatsConsumer {
                     tracing::info!(target: "sockgate::consume", consumer = sink.gauge().name(), "NATS is back");
                 }
                 sink.gauge().set_state("running");
-                match self.round(c, &sink).await {
+                match self.round(c, &sink, &mut next_lag).await {
                     Ok(true) => backoff.reset(),
                     Ok(false) => {
                         backoff.wait(&mut stop).await;
@@ -169,6 +188,10 @@ impl Consumer for NatsConsumer {
                         backoff.wait(&mut stop).await;
                     }
                 }
+            }
+            // What was acknowledged leaves before the process does.
+            if let Some((client, _)) = &consumer {
+                let _ = client.flush().await;
             }
             sink.gauge().set_state("stopped");
         })

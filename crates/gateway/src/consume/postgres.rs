@@ -263,6 +263,9 @@ impl Consumer for PostgresConsumer {
                 backoff.reset();
                 sink.gauge().set_state("running");
                 let result = self.serve(&pool, &mut listener, &sink, &mut stop).await;
+                // The listener holds one of the pool's connections, which
+                // `close` would wait for.
+                drop(listener);
                 pool.close().await;
                 if let Err(e) = result {
                     self.failed(&sink, &e, &mut away);

@@ -187,20 +187,32 @@ impl RedisConsumer {
         if r.own_first && entries.is_empty() {
             r.own_first = false;
         }
-        for entry in entries {
-            let outcome = match payload(&entry) {
+        // Acknowledged together once the batch is done: one round trip per
+        // batch, not per entry. A crash before it redelivers the batch, as
+        // at-least-once allows (keyed publishes stay once to clients).
+        let mut done = Vec::with_capacity(entries.len());
+        let mut later = false;
+        for entry in &entries {
+            let outcome = match payload(entry) {
                 Ok(body) => sink.take(&entry.id, body).await,
                 Err(reason) => sink.take_refused(&entry.id, reason),
             };
             if !outcome.is_final() {
-                return Err(Stop::Later);
+                later = true;
+                break;
             }
+            done.push(entry.id.as_str());
+        }
+        if !done.is_empty() {
             let _: i64 = redis::cmd("XACK")
                 .arg(&self.settings.stream)
                 .arg(GROUP)
-                .arg(&entry.id)
+                .arg(&done)
                 .query_async(&mut r.conn)
                 .await?;
+        }
+        if later {
+            return Err(Stop::Later);
         }
         Ok(())
     }
