@@ -233,10 +233,10 @@ pub async fn queue(setup: &Setup, cfg: &QueueConfig) -> QueueResult {
     done.open();
     let (members, lost) = fleet::join_all(launched.tasks, Instant::now() + CLOSE_GRACE).await;
     errors.add_n("ERR_TASK_LOST", lost as u64);
-    if let (true, Ok(producer)) = (cfg.drop_after, &producer) {
-        if let Err(e) = producer.drop_target().await {
-            errors.add(format!("ERR_DROP: {}", first_words(&e)));
-        }
+    if let (true, Ok(producer)) = (cfg.drop_after, &producer)
+        && let Err(e) = producer.drop_target().await
+    {
+        errors.add(format!("ERR_DROP: {}", first_words(&e)));
     }
     let mut latencies = Vec::new();
     let mut duplicates = 0;
