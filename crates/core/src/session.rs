@@ -158,6 +158,8 @@ pub struct Session {
     /// `seq` of its parked `since`): it keeps the first session's, so that
     /// a client that drops again mid-replay still gets what it missed.
     pub(crate) recovered_since: OnceLock<(u64, u64)>,
+    /// Whether it takes back a dropped session's id (a recovery).
+    pub(crate) resumed: bool,
     /// The template of the user's own room.
     user_room: Arc<UserRoom>,
     /// The `exp` whose `auth:expiring` was sent (0: none yet): one warning
@@ -188,6 +190,7 @@ impl Session {
             registered: Instant::now(),
             ending: AtomicBool::new(false),
             recovered_since: OnceLock::new(),
+            resumed: false,
             user_room: DEFAULT_USER_ROOM.clone(),
             warned_exp: AtomicU64::new(0),
             calls: OnceLock::new(),
@@ -226,6 +229,7 @@ impl Session {
     /// The same session under id `id` (a recovered one's).
     pub fn with_id(mut self, id: SessionId) -> Self {
         self.id = id;
+        self.resumed = true;
         self
     }
 

@@ -790,7 +790,9 @@ async fn drop_and_recover(
     token: &str,
     offset: &str,
 ) -> (Arc<Session>, Vec<String>) {
-    node.lost(session.id).expect("recovery is on").await;
+    node.lost(session.id, sockgate_core::Gone::TransportLost)
+        .expect("recovery is on")
+        .await;
     let pid = node.pid(session.id).unwrap();
     let claim = node.claim(&pid, Some(offset)).unwrap();
     let identity = node.authenticate(&credential(token)).await.unwrap();

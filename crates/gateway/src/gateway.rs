@@ -50,6 +50,8 @@ pub struct Gateway {
     pub(crate) connect_hook: Option<Arc<ConnectHook>>,
     /// Whether clients may send binary arguments (for the app's events).
     pub(crate) binary_events: bool,
+    /// The lifecycle webhooks, when they are on.
+    pub(crate) webhooks: Option<Arc<crate::outbound::lifecycle::Webhooks>>,
 }
 
 impl Gateway {
@@ -74,6 +76,7 @@ impl Gateway {
             hinted_user_room: AtomicBool::new(false),
             connect_hook: None,
             binary_events: false,
+            webhooks: None,
         }
     }
 
@@ -130,6 +133,13 @@ impl Gateway {
     /// Sets the room authorization policy.
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.node = self.node.with_policy(policy);
+        self
+    }
+
+    /// Tells `webhooks` what happens to sessions, users and rooms.
+    pub fn with_webhooks(mut self, webhooks: Arc<crate::outbound::lifecycle::Webhooks>) -> Self {
+        self.node = self.node.with_watcher(webhooks.clone());
+        self.webhooks = Some(webhooks);
         self
     }
 

@@ -87,7 +87,12 @@ pub enum ServeError {
         /// Why it could not be reached.
         source: redis::RedisError,
     },
-    /// The Socket.IO Redis adapter could not subscribe to the cluster's channels.
+    /// The lifecycle webhook's URL cannot be used.
+    #[error("SOCKGATE_WEBHOOK_URL: {message}")]
+    Webhook {
+        /// Why.
+        message: String,
+    },
     /// The TLS certificate or key could not be loaded.
     #[error("cannot load the TLS certificate or key: {0}")]
     Tls(std::io::Error),
@@ -163,6 +168,17 @@ pub async fn serve_until(
     .with_transport_limits(config.transport_limits.clone())
     .with_user_room(config.user_room.clone())
     .with_exposed_claims(config.exposed_claims.clone());
+    let webhooks = match config.webhook.clone() {
+        Some(settings) => Some(
+            crate::outbound::lifecycle::Webhooks::start(settings)
+                .map_err(|message| ServeError::Webhook { message })?,
+        ),
+        None => None,
+    };
+    let gateway = match webhooks {
+        Some(w) => gateway.with_webhooks(w),
+        None => gateway,
+    };
     let gateway = match backend {
         Some(backend) => {
             let hook = backend.connect_hook().cloned();
@@ -311,6 +327,10 @@ async fn serve(
         // Every client learns why and reconnects by itself (to another node
         // or to the restarted one), spread over the drain window.
         gateway.node.shut_down(drain_window).await;
+        // The drain's `session.ended` events go out before the process does.
+        if let Some(webhooks) = &gateway.webhooks {
+            webhooks.flush(Duration::from_secs(2)).await;
+        }
         gateway.node.stats().save_awaited(&awaited_file);
         // A moment for the last closes, and for long-polling clients to
         // collect their last packets.

@@ -22,6 +22,7 @@ pub use crate::publish::Publish;
 use sockgate_auth::{AuthError, ErrorCode, Identity};
 use sockgate_protocol::rooms::Action;
 
+pub mod happened;
 pub mod reply;
 
 /// A call's future ([`crate::BoxFuture`]'s shape; spelled here so that

@@ -10,7 +10,7 @@ use sockgate_auth::{AuthError, Credential, ErrorCode, Identity};
 use sockgate_protocol::events::server;
 use sockgate_protocol::payloads::{Expiring, end_reason};
 
-use super::{Node, json};
+use super::{Gone, Node, json};
 use crate::backend::{Admission, Placed};
 use crate::connection::Conn;
 use crate::deadlines::{Deadline, Due};
@@ -99,6 +99,7 @@ impl Node {
         self.enter(conn.as_ref(), &session, &session.user_room());
         self.start_clock(&session);
         telemetry::sessions(self.sessions.len());
+        self.tell_started(&session);
         Ok(())
     }
 
@@ -294,6 +295,7 @@ impl Node {
         }
         self.sessions.remove(session.id);
         self.release(session);
+        self.tell_ended(session, code.as_str(), code.is_retryable());
         conn.end(code, message);
     }
 
@@ -331,10 +333,13 @@ impl Node {
         self.sessions.get(SessionId::parse(id)?)
     }
 
-    /// Forgets a session whose connection is gone, for any reason.
-    pub fn forget(&self, id: SessionId) {
+    /// Forgets a session whose connection is gone, for any reason but the
+    /// server's own end: `why` is how it went, for the watcher
+    /// ([`Gone`]).
+    pub fn forget(&self, id: SessionId, why: Gone) {
         if let Some(session) = self.sessions.remove(id) {
             self.release(&session);
+            self.tell_ended(&session, why.code(), why == Gone::TransportLost);
         }
     }
 
@@ -346,6 +351,7 @@ impl Node {
         self.stop_clock(session);
         for room in self.rooms.forget(session) {
             self.presence.left(&room, &session.user_id);
+            self.tell_left(&room, &session.user_id);
         }
         self.directory.left(session.id.as_str(), &session.user_id);
     }

@@ -7,13 +7,15 @@
 //! - `revoke`: revocations, kicks and the announcements of other nodes;
 //! - `rooms`: joining, leaving, publishing, members;
 //! - `figures`: what `/api/stats` and the dashboard show;
-//! - `recover`: parking dropped sessions and giving them back.
+//! - `recover`: parking dropped sessions and giving them back;
+//! - `happenings`: what the [`crate::hooks::happened::Watcher`] is told.
 //!
 //! A node runs on backends ([`crate::backend`]), in memory unless it is
 //! given others; it never asks which kind it has.
 
 mod calls;
 mod figures;
+mod happenings;
 mod lifecycle;
 mod recover;
 mod revoke;
@@ -31,6 +33,7 @@ use crate::backend::memory::{
 use crate::backend::{Broker, ControlBus, Directory, History, Presence};
 use crate::clock::{SharedClock, SystemClock};
 use crate::deadlines::Deadlines;
+use crate::hooks::happened::{NoWatcher, Watcher};
 use crate::hooks::{App, NoApp};
 use crate::limits::{AbuseLimits, Guard, Limits};
 use crate::ordering::InFlight;
@@ -43,6 +46,7 @@ use crate::stats::Stats;
 use crate::tickets::Tickets;
 
 pub use calls::DEFAULT_CALLS_PER_USER;
+pub use happenings::Gone;
 pub use recover::{Restored, Resumed};
 pub use revoke::Revoked;
 pub use rooms::RoomMessage;
@@ -105,6 +109,8 @@ pub struct Node {
     renewals: calls::Renewals,
     /// How long a publish's idempotency key is remembered.
     idempotency_window: Duration,
+    /// Hears what happens to sessions, users and rooms.
+    watcher: Arc<dyn Watcher>,
 }
 
 /// How long a publish's idempotency key is remembered, unless the node is
@@ -149,7 +155,14 @@ impl Node {
             max_calls_per_user: DEFAULT_CALLS_PER_USER,
             renewals: Default::default(),
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
+            watcher: Arc::new(NoWatcher),
         }
+    }
+
+    /// Tells `watcher` what happens to sessions, users and rooms.
+    pub fn with_watcher(mut self, watcher: Arc<dyn Watcher>) -> Self {
+        self.watcher = watcher;
+        self
     }
 
     /// Remembers publishes' idempotency keys for `window`.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use sockgate_auth::Identity;
 
-use super::Node;
+use super::{Gone, Node};
 use crate::backend::BoxFuture;
 use crate::connection::Connection;
 use crate::policy::Action;
@@ -86,12 +86,12 @@ impl Node {
     /// network failure, a closed transport): it is parked for recovery,
     /// then forgotten. Returns the write of the parked state, to run now
     /// (it finishes at once in memory) or in a task.
-    pub fn lost(&self, id: SessionId) -> Option<BoxFuture<'static, ()>> {
+    pub fn lost(&self, id: SessionId, why: Gone) -> Option<BoxFuture<'static, ()>> {
         let parked = self
             .sessions
             .get(id)
             .and_then(|(session, conn)| self.parked(&session, conn.as_ref()));
-        self.forget(id);
+        self.forget(id, why);
         parked.map(|parked| self.park(parked))
     }
 

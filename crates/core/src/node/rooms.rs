@@ -348,6 +348,7 @@ impl Node {
     pub(crate) fn enter(&self, conn: &dyn Connection, session: &Session, room: &str) {
         if self.rooms.enter(conn, session, room) == Some(true) {
             self.presence.arrived(room, &session.user_id);
+            self.tell_arrived(room, &session.user_id);
         }
     }
 
@@ -355,6 +356,7 @@ impl Node {
     pub(crate) fn exit(&self, conn: &dyn Connection, session: &Session, room: &str) {
         if self.rooms.exit(conn, session, room) == Some(true) {
             self.presence.left(room, &session.user_id);
+            self.tell_left(room, &session.user_id);
         }
     }
 }

@@ -487,16 +487,8 @@ fn with_resp3(url: &str) -> String {
     format!("{url}{sep}protocol=resp3")
 }
 
-/// The host part of a Redis URL, for messages (never the password).
-pub fn redacted(url: &str) -> String {
-    match url.rsplit_once('@') {
-        Some((scheme_and_creds, host)) => {
-            let scheme = scheme_and_creds.split("://").next().unwrap_or("redis");
-            format!("{scheme}://{host}")
-        }
-        None => url.to_owned(),
-    }
-}
+/// A URL without its credentials (see [`crate::telemetry::redacted`]).
+pub use crate::telemetry::redacted;
 
 #[cfg(test)]
 mod tests {

@@ -2,15 +2,147 @@
 //! kind, and `[[consumers]]` in the file for several.
 
 use super::{ConfigError, Secret, Settings, invalid};
-use crate::consume::{ConsumerSettings, amqp, nats, postgres, redis};
+use serde::{Deserialize, Serialize};
+
+/// One consumer, as configured: by settings (`SOCKGATE_CONSUME_*`) or by a
+/// `[[consumers]]` entry of the config file.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ConsumerSettings {
+    /// A Redis stream, read by the consumer group `sockgate`.
+    Redis(RedisSettings),
+    /// A NATS JetStream stream, read by the durable pull consumer `sockgate`.
+    Nats(NatsSettings),
+    /// A RabbitMQ queue.
+    Amqp(AmqpSettings),
+    /// A PostgreSQL outbox table.
+    Postgres(PostgresSettings),
+}
+
+/// Names the consumer and its broker without the URL's credentials.
+impl std::fmt::Debug for ConsumerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = match self {
+            ConsumerSettings::Redis(s) => &s.url,
+            ConsumerSettings::Nats(s) => &s.url,
+            ConsumerSettings::Amqp(s) => &s.url,
+            ConsumerSettings::Postgres(s) => &s.url,
+        };
+        write!(f, "{} at {}", self.name(), crate::telemetry::redacted(url))
+    }
+}
+
+impl ConsumerSettings {
+    /// The consumer's name in the figures and the log.
+    pub fn name(&self) -> String {
+        match self {
+            ConsumerSettings::Redis(s) => format!("redis:{}", s.stream),
+            ConsumerSettings::Nats(s) => format!("nats:{}", s.stream),
+            ConsumerSettings::Amqp(s) => format!("amqp:{}", s.queue),
+            ConsumerSettings::Postgres(s) => format!("postgres:{}", s.table),
+        }
+    }
+}
+
+/// `SOCKGATE_CONSUME_REDIS_*`, or a `[[consumers]]` entry with
+/// `kind = "redis"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// The Redis URL (`SOCKGATE_CONSUME_REDIS_URL`, default
+    /// `SOCKGATE_REDIS_URL`).
+    pub url: String,
+    /// The stream (`SOCKGATE_CONSUME_REDIS_STREAM`).
+    pub stream: String,
+    /// Seconds an entry a node took stays unacknowledged before another
+    /// node claims it (`SOCKGATE_CONSUME_CLAIM_IDLE`, default 30).
+    #[serde(default = "default_claim_idle")]
+    pub claim_idle: u64,
+}
+
+/// 30 s: long enough that a live node finishes what it holds.
+pub fn default_claim_idle() -> u64 {
+    30
+}
+
+/// `SOCKGATE_CONSUME_NATS_*`, or a `[[consumers]]` entry with
+/// `kind = "nats"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSettings {
+    /// The NATS URL (`SOCKGATE_CONSUME_NATS_URL`).
+    pub url: String,
+    /// The stream (`SOCKGATE_CONSUME_NATS_STREAM`).
+    pub stream: String,
+    /// The subject it takes, and the consumer's filter
+    /// (`SOCKGATE_CONSUME_NATS_SUBJECT`).
+    pub subject: String,
+    /// Seconds before a message taken and not acknowledged is delivered
+    /// again (`SOCKGATE_CONSUME_CLAIM_IDLE`, default 30).
+    #[serde(default = "default_claim_idle")]
+    pub ack_wait: u64,
+}
+
+/// `SOCKGATE_CONSUME_AMQP_*`, or a `[[consumers]]` entry with
+/// `kind = "amqp"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// The AMQP URL (`SOCKGATE_CONSUME_AMQP_URL`).
+    pub url: String,
+    /// The queue (`SOCKGATE_CONSUME_AMQP_QUEUE`).
+    pub queue: String,
+    /// Most messages a node holds unacknowledged [default: 100].
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+}
+
+/// 100: enough to keep a node busy while it acknowledges, few enough that
+/// a node that dies gives little back to redeliver.
+pub fn default_prefetch() -> u16 {
+    100
+}
+
+/// `SOCKGATE_CONSUME_POSTGRES_*`, or a `[[consumers]]` entry with
+/// `kind = "postgres"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// The PostgreSQL URL (`SOCKGATE_CONSUME_POSTGRES_URL`).
+    pub url: String,
+    /// The outbox table (`SOCKGATE_CONSUME_POSTGRES_TABLE`).
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// Milliseconds between polls when no notification comes [default: 1000].
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+/// `sockgate_outbox`.
+pub fn default_table() -> String {
+    "sockgate_outbox".to_owned()
+}
+
+/// A second: the notifications carry the latency; the poll only catches
+/// what they miss.
+pub fn default_poll_ms() -> u64 {
+    1000
+}
+
+/// Whether `name` can be put in SQL as it is: a letter or `_`, then
+/// letters, digits or `_`, at most 63 bytes (PostgreSQL's own limit).
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 63
+}
 
 /// Every consumer the settings name: the file's `[[consumers]]` first,
 /// then one per kind whose `SOCKGATE_CONSUME_*` settings are given.
 pub fn from_settings(s: &Settings) -> Result<Vec<ConsumerSettings>, ConfigError> {
     let mut all = s.consumers.clone().unwrap_or_default();
-    let claim_idle = s
-        .consume_claim_idle
-        .unwrap_or_else(redis::default_claim_idle);
+    let claim_idle = s.consume_claim_idle.unwrap_or_else(default_claim_idle);
     if claim_idle == 0 || claim_idle > 3600 {
         return Err(invalid(
             "SOCKGATE_CONSUME_CLAIM_IDLE",
@@ -26,7 +158,7 @@ pub fn from_settings(s: &Settings) -> Result<Vec<ConsumerSettings>, ConfigError>
                     "needs SOCKGATE_CONSUME_REDIS_URL (or SOCKGATE_REDIS_URL)",
                 )
             })?;
-        all.push(ConsumerSettings::Redis(redis::Settings {
+        all.push(ConsumerSettings::Redis(RedisSettings {
             url,
             stream,
             claim_idle,
@@ -40,7 +172,7 @@ pub fn from_settings(s: &Settings) -> Result<Vec<ConsumerSettings>, ConfigError>
             )
         })?;
         let subject = non_empty(&s.consume_nats_subject).unwrap_or_else(|| stream.clone());
-        all.push(ConsumerSettings::Nats(nats::Settings {
+        all.push(ConsumerSettings::Nats(NatsSettings {
             url,
             stream,
             subject,
@@ -54,18 +186,18 @@ pub fn from_settings(s: &Settings) -> Result<Vec<ConsumerSettings>, ConfigError>
                 "needs SOCKGATE_CONSUME_AMQP_URL",
             )
         })?;
-        all.push(ConsumerSettings::Amqp(amqp::Settings {
+        all.push(ConsumerSettings::Amqp(AmqpSettings {
             url,
             queue,
-            prefetch: amqp::default_prefetch(),
+            prefetch: default_prefetch(),
         }));
     }
     if let Some(url) = url(&s.consume_postgres_url) {
-        let table = non_empty(&s.consume_postgres_table).unwrap_or_else(postgres::default_table);
-        all.push(ConsumerSettings::Postgres(postgres::Settings {
+        let table = non_empty(&s.consume_postgres_table).unwrap_or_else(default_table);
+        all.push(ConsumerSettings::Postgres(PostgresSettings {
             url,
             table,
-            poll_ms: postgres::default_poll_ms(),
+            poll_ms: default_poll_ms(),
         }));
     }
     for consumer in &all {
@@ -106,7 +238,7 @@ fn check(consumer: &ConsumerSettings) -> Result<(), ConfigError> {
             setting,
             "an amqp consumer's prefetch must be at least 1",
         )),
-        ConsumerSettings::Postgres(p) if !postgres::is_identifier(&p.table) => Err(invalid(
+        ConsumerSettings::Postgres(p) if !is_identifier(&p.table) => Err(invalid(
             "SOCKGATE_CONSUME_POSTGRES_TABLE",
             "must be a plain identifier: a letter or _, then letters, digits or _, at most 63",
         )),

@@ -31,7 +31,7 @@ use crate::outbound::webhook::Webhook;
 pub use crate::telemetry::logging::LogFormat;
 pub use proxies::TrustedProxies;
 
-mod consumers;
+pub mod consumers;
 pub mod events;
 mod proxies;
 pub mod token;
@@ -238,6 +238,36 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<events::RouteSettings>>,
 
+    /// Where lifecycle events (sessions, users, rooms) are POSTed in signed batches; unset: off.
+    #[arg(long, env = "SOCKGATE_WEBHOOK_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+
+    /// The secret lifecycle webhooks are signed with (at least 32 bytes) [default: SOCKGATE_EVENTS_SECRET].
+    #[arg(long, env = "SOCKGATE_WEBHOOK_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<Secret>,
+
+    /// Comma-separated event types sent (session.started, session.ended, user.online, user.offline, room.occupied, room.vacated, member.joined, member.left) [default: all].
+    #[arg(long, env = "SOCKGATE_WEBHOOK_EVENTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_events: Option<String>,
+
+    /// Milliseconds events wait to go out together [default: 50].
+    #[arg(long, env = "SOCKGATE_WEBHOOK_BATCH_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_batch_ms: Option<u64>,
+
+    /// Seconds user.offline and room.vacated wait for a return that cancels them [default: 5].
+    #[arg(long, env = "SOCKGATE_WEBHOOK_OFFLINE_DELAY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_offline_delay: Option<f64>,
+
+    /// Seconds a batch is retried before it is given up [default: 300].
+    #[arg(long, env = "SOCKGATE_WEBHOOK_RETRY_FOR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_retry_for: Option<u64>,
+
     /// Redis URL of the stream consumer [default: SOCKGATE_REDIS_URL].
     #[arg(long, env = "SOCKGATE_CONSUME_REDIS_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -291,7 +321,7 @@ pub struct Settings {
     /// Consumers of the app's queues; only in the config file (`[[consumers]]`).
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub consumers: Option<Vec<crate::consume::ConsumerSettings>>,
+    pub consumers: Option<Vec<consumers::ConsumerSettings>>,
 
     /// Largest `data` of room:publish and /api/publish, in bytes [default: 65536].
     #[arg(long, env = "SOCKGATE_MAX_PAYLOAD")]
@@ -677,7 +707,9 @@ pub struct Config {
     /// How long a publish's idempotency key is remembered.
     pub idempotency_window: Duration,
     /// The consumers of the app's queues.
-    pub consumers: Vec<crate::consume::ConsumerSettings>,
+    pub consumers: Vec<consumers::ConsumerSettings>,
+    /// The lifecycle webhook; `None` when it is off.
+    pub webhook: Option<crate::outbound::lifecycle::Settings>,
     /// Connection-state recovery; `None` when it is off.
     pub recovery: Option<RecoverySettings>,
     /// WebSocket compression; `None` when it is off.
@@ -803,6 +835,7 @@ impl Config {
         let session_cookies = session_cookies(&s)?;
         let events = events::Events::from_settings(&s)?;
         let consumers = consumers::from_settings(&s)?;
+        let webhook = webhook_settings(&s)?;
         let recovery = recovery_settings(&s)?;
         let connections = connection_settings(&s)?;
         let body_timeout = connections.body_timeout;
@@ -997,6 +1030,7 @@ impl Config {
             drain_window: Duration::from_secs_f64(drain_window),
             idempotency_window: Duration::from_secs(idempotency_window),
             consumers,
+            webhook,
             recovery,
             ws_compression: s.ws_compression.unwrap_or(true).then(|| Compression {
                 threshold: s.ws_compression_threshold.unwrap_or(256),
@@ -1176,6 +1210,69 @@ fn connection_settings(s: &Settings) -> Result<ConnectionSettings, ConfigError> 
     })
 }
 
+/// The lifecycle webhook's settings; `None` without a URL.
+fn webhook_settings(
+    s: &Settings,
+) -> Result<Option<crate::outbound::lifecycle::Settings>, ConfigError> {
+    let Some(url) = s.webhook_url.clone().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let secret = s
+        .webhook_secret
+        .as_ref()
+        .or(s.events_secret.as_ref())
+        .ok_or_else(|| {
+            invalid(
+                "SOCKGATE_WEBHOOK_SECRET",
+                "required with SOCKGATE_WEBHOOK_URL (or SOCKGATE_EVENTS_SECRET)",
+            )
+        })?;
+    if secret.expose().len() < events::MIN_EVENTS_SECRET_BYTES {
+        return Err(invalid(
+            "SOCKGATE_WEBHOOK_SECRET",
+            format!(
+                "is {} bytes; at least {} are required",
+                secret.expose().len(),
+                events::MIN_EVENTS_SECRET_BYTES
+            ),
+        ));
+    }
+    let events = match s.webhook_events.as_deref().filter(|e| !e.trim().is_empty()) {
+        None => None,
+        Some(list) => {
+            let kinds: Vec<String> = list.split(',').map(|k| k.trim().to_owned()).collect();
+            if let Some(bad) = kinds
+                .iter()
+                .find(|k| !sockgate_core::hooks::happened::KINDS.contains(&k.as_str()))
+            {
+                return Err(invalid(
+                    "SOCKGATE_WEBHOOK_EVENTS",
+                    format!(
+                        "`{bad}` is not one of {}",
+                        sockgate_core::hooks::happened::KINDS.join(", ")
+                    ),
+                ));
+            }
+            Some(kinds)
+        }
+    };
+    let delay = s.webhook_offline_delay.unwrap_or(5.0);
+    if !(0.0..=3600.0).contains(&delay) {
+        return Err(invalid(
+            "SOCKGATE_WEBHOOK_OFFLINE_DELAY",
+            "must be 0 to 3600 seconds",
+        ));
+    }
+    Ok(Some(crate::outbound::lifecycle::Settings {
+        url,
+        secret: secret.expose().as_bytes().to_vec(),
+        events,
+        batch: Duration::from_millis(s.webhook_batch_ms.unwrap_or(50).min(60_000)),
+        offline_delay: Duration::from_secs_f64(delay),
+        retry_for: Duration::from_secs(s.webhook_retry_for.unwrap_or(300)),
+    }))
+}
+
 /// Recovery's settings; `None` for a window of 0.
 fn recovery_settings(s: &Settings) -> Result<Option<RecoverySettings>, ConfigError> {
     let defaults = RecoverySettings::default();
@@ -1247,7 +1344,7 @@ mod tests {
             names,
             ["redis:a", "postgres:sockgate_outbox", "nats:s", "amqp:q"]
         );
-        let crate::consume::ConsumerSettings::Redis(redis) = &config.consumers[0] else {
+        let consumers::ConsumerSettings::Redis(redis) = &config.consumers[0] else {
             panic!("a redis consumer")
         };
         assert_eq!(redis.claim_idle, 30);
@@ -1457,8 +1554,8 @@ mod tests {
         let url = "amqp://app:broker-password@127.0.0.1:5672/%2f";
         let s = Settings {
             consume_amqp_url: Some(Secret(url.into())),
-            consumers: Some(vec![crate::consume::ConsumerSettings::Amqp(
-                crate::consume::amqp::Settings {
+            consumers: Some(vec![consumers::ConsumerSettings::Amqp(
+                consumers::AmqpSettings {
                     url: url.into(),
                     queue: "q".into(),
                     prefetch: 1,

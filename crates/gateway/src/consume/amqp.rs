@@ -15,43 +15,24 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
-use serde::{Deserialize, Serialize};
 use sockgate_core::BoxFuture;
 use tokio::sync::watch;
+
+use crate::config::consumers::AmqpSettings;
 
 use super::{Backoff, Consumer, Outcome, Sink, redacted};
 
 /// How often the queue's depth is read for the figures.
 const LAG_EVERY: Duration = Duration::from_secs(2);
 
-/// `SOCKGATE_CONSUME_AMQP_*`, or a `[[consumers]]` entry with
-/// `kind = "amqp"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// The AMQP URL (`SOCKGATE_CONSUME_AMQP_URL`).
-    pub url: String,
-    /// The queue (`SOCKGATE_CONSUME_AMQP_QUEUE`).
-    pub queue: String,
-    /// Most messages a node holds unacknowledged [default: 100].
-    #[serde(default = "default_prefetch")]
-    pub prefetch: u16,
-}
-
-/// 100: enough to keep a node busy while it acknowledges, few enough that
-/// a node that dies gives little back to redeliver.
-pub fn default_prefetch() -> u16 {
-    100
-}
-
 /// Consumes one queue.
 pub struct AmqpConsumer {
-    settings: Settings,
+    settings: AmqpSettings,
 }
 
 impl AmqpConsumer {
     /// The consumer of `settings`.
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(settings: AmqpSettings) -> Self {
         Self { settings }
     }
 

@@ -31,7 +31,6 @@ pub mod redis;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use sockgate_core::BoxFuture;
 use sockgate_core::stats::ConsumerGauge;
 use sockgate_protocol::ErrorCode;
@@ -39,6 +38,7 @@ use sockgate_protocol::queue::QueueMessage;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::config::consumers::ConsumerSettings;
 use crate::gateway::Gateway;
 
 /// What became of one message.
@@ -173,52 +173,14 @@ pub trait Consumer: Send + Sync + 'static {
     fn run(self: Arc<Self>, sink: Sink, stop: watch::Receiver<bool>) -> BoxFuture<'static, ()>;
 }
 
-/// One consumer, as configured: by settings (`SOCKGATE_CONSUME_*`) or by a
-/// `[[consumers]]` entry of the config file.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum ConsumerSettings {
-    /// A Redis stream, read by the consumer group `sockgate`.
-    Redis(redis::Settings),
-    /// A NATS JetStream stream, read by the durable pull consumer `sockgate`.
-    Nats(nats::Settings),
-    /// A RabbitMQ queue.
-    Amqp(amqp::Settings),
-    /// A PostgreSQL outbox table.
-    Postgres(postgres::Settings),
-}
-
-/// Names the consumer and its broker without the URL's credentials.
-impl std::fmt::Debug for ConsumerSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let url = match self {
-            ConsumerSettings::Redis(s) => &s.url,
-            ConsumerSettings::Nats(s) => &s.url,
-            ConsumerSettings::Amqp(s) => &s.url,
-            ConsumerSettings::Postgres(s) => &s.url,
-        };
-        write!(f, "{} at {}", self.name(), redacted(url))
-    }
-}
-
-impl ConsumerSettings {
-    /// The consumer's name in the figures and the log.
-    pub fn name(&self) -> String {
-        match self {
-            ConsumerSettings::Redis(s) => format!("redis:{}", s.stream),
-            ConsumerSettings::Nats(s) => format!("nats:{}", s.stream),
-            ConsumerSettings::Amqp(s) => format!("amqp:{}", s.queue),
-            ConsumerSettings::Postgres(s) => format!("postgres:{}", s.table),
-        }
-    }
-
-    fn consumer(&self, node: &str) -> Arc<dyn Consumer> {
-        match self {
-            ConsumerSettings::Redis(s) => Arc::new(redis::RedisConsumer::new(s.clone(), node)),
-            ConsumerSettings::Nats(s) => Arc::new(nats::NatsConsumer::new(s.clone())),
-            ConsumerSettings::Amqp(s) => Arc::new(amqp::AmqpConsumer::new(s.clone())),
-            ConsumerSettings::Postgres(s) => Arc::new(postgres::PostgresConsumer::new(s.clone())),
-        }
+/// The consumer that `settings` describes, named `node` where the broker
+/// asks (a Redis consumer).
+fn consumer_for(settings: &ConsumerSettings, node: &str) -> Arc<dyn Consumer> {
+    match settings {
+        ConsumerSettings::Redis(s) => Arc::new(redis::RedisConsumer::new(s.clone(), node)),
+        ConsumerSettings::Nats(s) => Arc::new(nats::NatsConsumer::new(s.clone())),
+        ConsumerSettings::Amqp(s) => Arc::new(amqp::AmqpConsumer::new(s.clone())),
+        ConsumerSettings::Postgres(s) => Arc::new(postgres::PostgresConsumer::new(s.clone())),
     }
 }
 
@@ -239,7 +201,7 @@ impl Consumers {
         let tasks = settings
             .iter()
             .map(|s| {
-                let consumer = s.consumer(node);
+                let consumer = consumer_for(s, node);
                 let gauge = Arc::new(ConsumerGauge::new(s.name(), consumer.kind()));
                 gateway.node.stats().add_consumer(gauge.clone());
                 tracing::info!(target: "sockgate::consume", consumer = gauge.name(), "consuming");
@@ -250,7 +212,7 @@ impl Consumers {
         Self { stop, tasks }
     }
 
-    /// Stops taking messages, and waits (at most [`STOP_TIMEOUT`]) for the
+    /// Stops taking messages, and waits (at most 10 s) for the
     /// ones in hand to be finished and acknowledged.
     pub async fn stop(self) {
         if self.tasks.is_empty() {
@@ -307,5 +269,5 @@ pub async fn stopped_within(stop: &mut watch::Receiver<bool>, wait: Duration) ->
 
 /// A URL without its credentials, for the log.
 pub fn redacted(url: &str) -> String {
-    crate::cluster::redacted(url)
+    crate::telemetry::redacted(url)
 }

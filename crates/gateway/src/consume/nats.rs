@@ -11,9 +11,10 @@ use async_nats::Client;
 use async_nats::connection::State;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use sockgate_core::BoxFuture;
 use tokio::sync::watch;
+
+use crate::config::consumers::NatsSettings;
 
 use super::{Backoff, Consumer, Sink, redacted};
 
@@ -26,32 +27,14 @@ const PULL_WAIT: Duration = Duration::from_secs(1);
 /// How often the consumer's pending count is read for the figures.
 const LAG_EVERY: Duration = Duration::from_secs(2);
 
-/// `SOCKGATE_CONSUME_NATS_*`, or a `[[consumers]]` entry with
-/// `kind = "nats"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// The NATS URL (`SOCKGATE_CONSUME_NATS_URL`).
-    pub url: String,
-    /// The stream (`SOCKGATE_CONSUME_NATS_STREAM`).
-    pub stream: String,
-    /// The subject it takes, and the consumer's filter
-    /// (`SOCKGATE_CONSUME_NATS_SUBJECT`).
-    pub subject: String,
-    /// Seconds before a message taken and not acknowledged is delivered
-    /// again (`SOCKGATE_CONSUME_CLAIM_IDLE`, default 30).
-    #[serde(default = "super::redis::default_claim_idle")]
-    pub ack_wait: u64,
-}
-
 /// Pulls one stream through the durable consumer [`DURABLE`].
 pub struct NatsConsumer {
-    settings: Settings,
+    settings: NatsSettings,
 }
 
 impl NatsConsumer {
     /// The consumer of `settings`.
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(settings: NatsSettings) -> Self {
         Self { settings }
     }
 

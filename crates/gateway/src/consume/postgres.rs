@@ -19,51 +19,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use sockgate_core::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 use tokio::sync::watch;
 
+use crate::config::consumers::PostgresSettings;
+
 use super::{Backoff, Consumer, Sink, redacted, stopped_within};
 
 /// Rows taken in one transaction.
 const BATCH: i64 = 100;
-
-/// `SOCKGATE_CONSUME_POSTGRES_*`, or a `[[consumers]]` entry with
-/// `kind = "postgres"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// The PostgreSQL URL (`SOCKGATE_CONSUME_POSTGRES_URL`).
-    pub url: String,
-    /// The outbox table (`SOCKGATE_CONSUME_POSTGRES_TABLE`).
-    #[serde(default = "default_table")]
-    pub table: String,
-    /// Milliseconds between polls when no notification comes [default: 1000].
-    #[serde(default = "default_poll_ms")]
-    pub poll_ms: u64,
-}
-
-/// `sockgate_outbox`.
-pub fn default_table() -> String {
-    "sockgate_outbox".to_owned()
-}
-
-/// A second: the notifications carry the latency; the poll only catches
-/// what they miss.
-pub fn default_poll_ms() -> u64 {
-    1000
-}
-
-/// Whether `name` can be put in SQL as it is: a letter or `_`, then
-/// letters, digits or `_`, at most 63 bytes (PostgreSQL's own limit).
-pub fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 63
-}
 
 /// SQL with the table's name in it: the name was checked to be a plain
 /// identifier ([`is_identifier`], when the settings were read), and nothing
@@ -74,7 +40,7 @@ fn safe(sql: String) -> sqlx::AssertSqlSafe<String> {
 
 /// Publishes the rows of one outbox table.
 pub struct PostgresConsumer {
-    settings: Settings,
+    settings: PostgresSettings,
 }
 
 /// What a round did.
@@ -89,7 +55,7 @@ enum Round {
 
 impl PostgresConsumer {
     /// The consumer of `settings`.
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(settings: PostgresSettings) -> Self {
         Self { settings }
     }
 

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{AsyncConnectionConfig, Value};
-use serde::{Deserialize, Serialize};
 use sockgate_core::BoxFuture;
 use tokio::sync::watch;
+
+use crate::config::consumers::RedisSettings;
 
 use super::{Backoff, Consumer, Sink, redacted};
 
@@ -30,37 +31,16 @@ const BLOCK: Duration = Duration::from_secs(1);
 /// How often the queue's lag is read for the figures.
 const LAG_EVERY: Duration = Duration::from_secs(2);
 
-/// `SOCKGATE_CONSUME_REDIS_*`, or a `[[consumers]]` entry with
-/// `kind = "redis"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// The Redis URL (`SOCKGATE_CONSUME_REDIS_URL`, default
-    /// `SOCKGATE_REDIS_URL`).
-    pub url: String,
-    /// The stream (`SOCKGATE_CONSUME_REDIS_STREAM`).
-    pub stream: String,
-    /// Seconds an entry a node took stays unacknowledged before another
-    /// node claims it (`SOCKGATE_CONSUME_CLAIM_IDLE`, default 30).
-    #[serde(default = "default_claim_idle")]
-    pub claim_idle: u64,
-}
-
-/// 30 s: long enough that a live node finishes what it holds.
-pub fn default_claim_idle() -> u64 {
-    30
-}
-
 /// Reads one stream in the group [`GROUP`].
 pub struct RedisConsumer {
-    settings: Settings,
+    settings: RedisSettings,
     /// This node's name in the group.
     me: String,
 }
 
 impl RedisConsumer {
     /// The consumer of `settings`, named `node` in the group.
-    pub fn new(settings: Settings, node: &str) -> Self {
+    pub fn new(settings: RedisSettings, node: &str) -> Self {
         Self {
             settings,
             me: node.to_owned(),

@@ -5,4 +5,5 @@
 pub mod app;
 pub mod client;
 pub mod jwks;
+pub mod lifecycle;
 pub mod webhook;

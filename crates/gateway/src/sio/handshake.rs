@@ -16,7 +16,7 @@ use serde_json::Value;
 use sockgate_auth::{AuthError, Credential, ErrorCode, Handshake, Identity, TokenSource};
 use sockgate_core::hooks::{AppRefusal, Refused};
 use sockgate_core::recovery::Claim;
-use sockgate_core::{Origin, Resumed, Session};
+use sockgate_core::{Gone, Origin, Resumed, Session};
 use sockgate_engine::io::{Auth, ConnectError, Missed, RequestHead, SioSocket};
 
 use super::conn::{SocketConn, transport_of};
@@ -124,7 +124,7 @@ async fn restore(
     });
     if recovered.is_none() {
         socket.leave_all();
-        gw.node.forget(session.id);
+        gw.node.forget(session.id, Gone::HandshakeFailed);
         return Err(AuthError::new(
             ErrorCode::AuthUnavailable,
             "the recovered session's missed messages could not all be read",
@@ -247,7 +247,7 @@ async fn admit(
         let as_conn: sockgate_core::Conn = conn.clone();
         if let Err(e) = gw.node.enter_rooms(&as_conn, &session, &rooms) {
             s.leave_all();
-            gw.node.forget(session.id);
+            gw.node.forget(session.id, Gone::HandshakeFailed);
             return Err(AuthError::new(
                 ErrorCode::BackendError,
                 format!("the connect hook's rooms: {}", e.message),

@@ -30,6 +30,7 @@ use sockgate_protocol::events::client;
 use sockgate_protocol::requests::Request;
 
 use crate::{Gateway, telemetry};
+use sockgate_core::Gone;
 
 /// The Socket.IO server sockgate serves on `/socket.io/`.
 pub type Server = Engine<Io>;
@@ -187,9 +188,14 @@ fn on_disconnect(gw: &Gateway, socket: &Arc<SioSocket>, reason: DisconnectReason
     // Any close of the connection may be recovered from, a client's
     // `socket.disconnect()` (a namespace one) and the server's ends not.
     let recoverable = matches!(reason, DisconnectReason::Closed(_)) && !session.is_ending();
+    let why = if network {
+        Gone::TransportLost
+    } else {
+        Gone::ClientClosed
+    };
     if !recoverable {
-        node.forget(session.id);
-    } else if let Some(park) = node.lost(session.id) {
+        node.forget(session.id, why);
+    } else if let Some(park) = node.lost(session.id, why) {
         run_inline_or_spawn(park);
     }
     node.stats().overhead(started.elapsed());

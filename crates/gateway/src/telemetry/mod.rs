@@ -33,3 +33,15 @@ pub fn install() -> Option<PrometheusHandle> {
 }
 
 pub use sockgate_core::telemetry::*;
+
+/// A URL without its credentials, for messages and logs (never the
+/// password): `scheme://host…`.
+pub fn redacted(url: &str) -> String {
+    match url.rsplit_once('@') {
+        Some((scheme_and_creds, host)) => {
+            let scheme = scheme_and_creds.split("://").next().unwrap_or("redis");
+            format!("{scheme}://{host}")
+        }
+        None => url.to_owned(),
+    }
+}

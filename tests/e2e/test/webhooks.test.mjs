@@ -1,0 +1,242 @@
+// Lifecycle webhooks: sockgate POSTs what happens to sessions, users and
+// rooms in signed batches to a Node receiver that checks every signature.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { createServer } from "node:http";
+import { api, API_KEY, eventually, freePort, refusal, sessionIdOf, sign, startGateway } from "./helpers.mjs";
+
+const SECRET = "webhook-secret-webhook-secret-0123456789";
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The signature check a receiver does: `t=<s>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, within 5 minutes. */
+function verify(body, header, secret = SECRET) {
+  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header ?? "");
+  if (!m) return false;
+  if (Math.abs(Date.now() / 1000 - Number(m[1])) > 300) return false;
+  const want = createHmac("sha256", secret).update(`${m[1]}.`).update(body).digest();
+  return timingSafeEqual(want, Buffer.from(m[2], "hex"));
+}
+
+/**
+ * A webhook receiver on `port` (a free one unless given): every request's
+ * events, in order; `failNext(n)` answers the next n with 500.
+ */
+async function receiver(port) {
+  port ??= await freePort();
+  const state = { requests: 0, events: [], bad: 0, fail: 0 };
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      state.requests += 1;
+      const body = Buffer.concat(chunks);
+      if (!verify(body, req.headers["sockgate-signature"])) {
+        state.bad += 1;
+        res.writeHead(401).end();
+        return;
+      }
+      if (state.fail > 0) {
+        state.fail -= 1;
+        res.writeHead(500).end();
+        return;
+      }
+      const { events } = JSON.parse(body);
+      state.events.push(...events);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((r) => server.listen(port, "127.0.0.1", r));
+  return {
+    port,
+    url: `http://127.0.0.1:${port}/hooks`,
+    state,
+    of: (type, where = () => true) => state.events.filter((e) => e.type === type && where(e)),
+    failNext: (n) => (state.fail = n),
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+const env = (hook, extra = {}) => ({
+  SOCKGATE_API_KEY: API_KEY,
+  SOCKGATE_WEBHOOK_URL: hook.url,
+  SOCKGATE_WEBHOOK_SECRET: SECRET,
+  SOCKGATE_WEBHOOK_OFFLINE_DELAY: "0.6",
+  ...extra,
+});
+
+describe("lifecycle webhooks, one node", () => {
+  let hook;
+  let gw;
+  before(async () => {
+    hook = await receiver();
+    gw = await startGateway(env(hook, { SOCKGATE_WEBHOOK_BATCH_MS: "100" }));
+  });
+  after(async () => {
+    await gw.stop();
+    await hook.close();
+  });
+
+  test("every event type, with its fields, signed", async () => {
+    const ann = await gw.connect({ auth: { token: sign({ sub: "wh-ann", rooms: ["game:*"] }) } });
+    const sid = await sessionIdOf(ann);
+    assert.equal((await ann.emitWithAck("room:join", { room: "game:1" })).ok, true);
+    assert.equal((await ann.emitWithAck("room:leave", { room: "game:1" })).ok, true);
+    ann.close();
+    await eventually(() => hook.of("user.offline", (e) => e.userId === "wh-ann").length === 1, 10000, "user.offline");
+    const mine = hook.state.events.filter((e) => e.userId === "wh-ann" || e.room === "game:1");
+    assert.deepEqual(
+      mine.map((e) => e.type),
+      ["session.started", "user.online", "room.occupied", "member.joined", "member.left", "session.ended", "room.vacated", "user.offline"],
+    );
+    const [started] = hook.of("session.started", (e) => e.userId === "wh-ann");
+    assert.deepEqual(
+      { ...started, id: undefined, ts: undefined },
+      // The default transports: polling first, upgraded later.
+      { type: "session.started", userId: "wh-ann", sessionId: sid, transport: "polling", remoteAddr: "127.0.0.1", recovered: false, id: undefined, ts: undefined },
+    );
+    const [ended] = hook.of("session.ended", (e) => e.userId === "wh-ann");
+    assert.equal(ended.sessionId, sid);
+    assert.equal(ended.code, "CLIENT_CLOSED");
+    assert.equal(ended.reconnect, false);
+    assert.ok(Number.isInteger(ended.durationMs) && ended.durationMs >= 0 && ended.durationMs < 60000, String(ended.durationMs));
+    assert.deepEqual(hook.of("member.joined", (e) => e.room === "game:1").map((e) => e.userId), ["wh-ann"]);
+    for (const e of mine) {
+      assert.match(e.id, /^[0-9a-f]{32}$/);
+      assert.ok(Math.abs(e.ts - Date.now()) < 60000);
+    }
+    assert.equal(new Set(hook.state.events.map((e) => e.id)).size, hook.state.events.length, "ids are unique");
+    assert.equal(hook.state.bad, 0, "every request was signed");
+  });
+
+  test("a server end carries its code: a kick is KICKED, not reconnecting", async () => {
+    const bo = await gw.connect({ auth: { token: sign({ sub: "wh-bo" }) } });
+    const sid = await sessionIdOf(bo);
+    await api(gw, "DELETE", `/api/sessions/${sid}`);
+    await eventually(() => hook.of("session.ended", (e) => e.sessionId === sid).length === 1, 10000, "session.ended");
+    const [ended] = hook.of("session.ended", (e) => e.sessionId === sid);
+    assert.deepEqual([ended.code, ended.reconnect], ["KICKED", false]);
+  });
+
+  test("a transport lost is TRANSPORT_LOST, reconnecting; its recovery cancels the offline", async () => {
+    const cy = await gw.connect({ auth: { token: sign({ sub: "wh-cy" }) }, reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100, transports: ["websocket"] });
+    const sid = await sessionIdOf(cy);
+    // A message with its offset, as recovery needs.
+    const note = new Promise((r) => cy.once("note", r));
+    await api(gw, "POST", "/api/publish", { body: { user: "wh-cy", event: "note", data: 1 } });
+    await note;
+    const back = new Promise((r) => cy.once("connect", r));
+    cy.io.engine.close(); // the transport drops, as on a network failure
+    await back;
+    assert.equal(cy.recovered, true, "recovered");
+    await sleep(1500); // past the offline delay
+    const events = hook.state.events.filter((e) => e.userId === "wh-cy").map((e) => [e.type, e.code ?? e.recovered]);
+    assert.deepEqual(events, [
+      ["session.started", false],
+      ["user.online", undefined],
+      ["session.ended", "TRANSPORT_LOST"],
+      ["session.started", true],
+    ]);
+    assert.equal(hook.of("session.ended", (e) => e.userId === "wh-cy")[0].reconnect, true);
+    assert.equal(hook.of("session.started", (e) => e.userId === "wh-cy")[1].sessionId, sid, "the same session id");
+    cy.close();
+  });
+
+  test("a reconnect within the offline delay sends neither offline nor a second online", async () => {
+    const token = sign({ sub: "wh-di" });
+    const first = await gw.connect({ auth: { token } });
+    first.close();
+    await sleep(100);
+    const second = await gw.connect({ auth: { token } });
+    await sleep(1500);
+    assert.equal(hook.of("user.online", (e) => e.userId === "wh-di").length, 1);
+    assert.equal(hook.of("user.offline", (e) => e.userId === "wh-di").length, 0);
+    assert.equal(hook.of("session.started", (e) => e.userId === "wh-di").length, 2);
+    assert.equal(hook.of("session.ended", (e) => e.userId === "wh-di").length, 1);
+    second.close();
+    await eventually(() => hook.of("user.offline", (e) => e.userId === "wh-di").length === 1, 10000, "user.offline at last");
+  });
+
+  test("a refused handshake sends nothing", async () => {
+    const before = hook.state.events.length;
+    await refusal(gw, { auth: { token: sign({ sub: "wh-ex", exp: Math.floor(Date.now() / 1000) - 60 }) } });
+    await refusal(gw, { auth: { token: "not-a-token" } });
+    await sleep(400);
+    assert.equal(hook.state.events.length, before);
+  });
+
+  test("events go out in batches", async () => {
+    const requests = hook.state.requests;
+    const sockets = await Promise.all(Array.from({ length: 20 }, (_, i) => gw.connect({ auth: { token: sign({ sub: `wh-batch-${i}` }) } })));
+    await eventually(() => hook.of("user.online", (e) => e.userId.startsWith("wh-batch-")).length === 20, 10000, "20 online");
+    const sent = hook.state.requests - requests;
+    assert.ok(sent < 20, `40 events in ${sent} requests`);
+    sockets.forEach((s) => s.close());
+  });
+});
+
+describe("lifecycle webhooks, a receiver that fails", () => {
+  test("500s are retried until taken, in order", async () => {
+    const hook = await receiver();
+    const gw = await startGateway(env(hook));
+    try {
+      hook.failNext(3);
+      const s = await gw.connect({ auth: { token: sign({ sub: "wh-retry" }) } });
+      await eventually(() => hook.of("user.online", (e) => e.userId === "wh-retry").length === 1, 10000, "delivered after the 500s");
+      assert.ok(hook.state.requests >= 4, `${hook.state.requests} requests`);
+      assert.deepEqual(hook.state.events.map((e) => e.type), ["session.started", "user.online"]);
+      s.close();
+    } finally {
+      await gw.stop();
+      await hook.close();
+    }
+  });
+
+  test("a receiver down for a while gets what happened once it is back; retries end after SOCKGATE_WEBHOOK_RETRY_FOR", async () => {
+    const port = await freePort();
+    const gw = await startGateway(env({ url: `http://127.0.0.1:${port}/hooks` }, { SOCKGATE_WEBHOOK_RETRY_FOR: "3" }));
+    try {
+      const s = await gw.connect({ auth: { token: sign({ sub: "wh-down" }) } });
+      await sleep(800); // nobody listens: retried
+      const hook = await receiver(port);
+      await eventually(() => hook.of("session.started", (e) => e.userId === "wh-down").length === 1, 10000, "delivered after the outage");
+      await hook.close();
+      // Down for longer than the retry window: given up, counted in the log.
+      s.close();
+      await eventually(() => gw.logs.some((l) => l.includes("lifecycle events given up")), 15000, "the batch given up");
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  test("a bad SOCKGATE_WEBHOOK_EVENTS or a short secret refuses to start", async () => {
+    const { run } = await import("./helpers.mjs");
+    const base = { JWT_SECRET: "x".repeat(40), SOCKGATE_LISTEN: "127.0.0.1:0", SOCKGATE_WEBHOOK_URL: "http://127.0.0.1:9/x" };
+    let out = await run(["serve"], { ...base, SOCKGATE_WEBHOOK_SECRET: SECRET, SOCKGATE_WEBHOOK_EVENTS: "session.started,user.gone" });
+    assert.equal(out.code, 2);
+    assert.match(out.stderr, /SOCKGATE_WEBHOOK_EVENTS: `user.gone` is not one of/);
+    out = await run(["serve"], { ...base, SOCKGATE_WEBHOOK_SECRET: "short" });
+    assert.equal(out.code, 2);
+    assert.match(out.stderr, /SOCKGATE_WEBHOOK_SECRET: is 5 bytes/);
+  });
+});
+
+describe("lifecycle webhooks, filtered", () => {
+  test("SOCKGATE_WEBHOOK_EVENTS sends only the types it names", async () => {
+    const hook = await receiver();
+    const gw = await startGateway(env(hook, { SOCKGATE_WEBHOOK_EVENTS: "user.online,user.offline" }));
+    try {
+      const s = await gw.connect({ auth: { token: sign({ sub: "wh-only" }) } });
+      s.close();
+      await eventually(() => hook.of("user.offline").length === 1, 10000, "user.offline");
+      assert.deepEqual(hook.state.events.map((e) => e.type), ["user.online", "user.offline"]);
+    } finally {
+      await gw.stop();
+      await hook.close();
+    }
+  });
+});
