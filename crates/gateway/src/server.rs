@@ -21,6 +21,7 @@ use crate::cluster::{Cluster, RedisHistory, Seal, follow_logged, redacted};
 use crate::config::{Config, ConfigError, Secret, TlsFiles};
 use crate::consume::Consumers;
 use crate::http::connections::{Connections, Http1Only};
+use crate::store::live::{LIVE_FILE, keep_live_sessions, report_crashed_run, take_crashed_run};
 use crate::store::{OnDisk, Revocations};
 use crate::{Gateway, http, sio, telemetry};
 use sockgate_core::hooks::App;
@@ -205,6 +206,13 @@ pub async fn serve_until(
             };
             let gateway = Arc::new(gateway);
             let (router, io) = app(gateway.clone(), key);
+            // A single node reports its own crashed run; a cluster's live
+            // nodes report a dead one (`cluster::report_lost_nodes`).
+            if let Some(webhooks) = &gateway.webhooks {
+                let live = config.data_dir.join(LIVE_FILE);
+                report_crashed_run(webhooks.as_ref(), take_crashed_run(&live));
+                tokio::spawn(keep_live_sessions(gateway.clone(), live));
+            }
             let node = format!("{:016x}", rand::random::<u64>());
             serve(listener, router, io, gateway, &config, &node, shutdown).await
         }
@@ -235,6 +243,12 @@ pub async fn serve_until(
             let bus = crate::cluster::RoomBus::new(cluster.clone(), history.clone());
             gateway.emitter.set_fanout(Arc::new(bus));
             let node = cluster.node.clone();
+            if let Some(webhooks) = &gateway.webhooks {
+                tokio::spawn(crate::cluster::report_lost_nodes(
+                    cluster.clone(),
+                    webhooks.clone(),
+                ));
+            }
             start_cluster(gateway.clone(), cluster, history).await;
             serve(listener, router, io, gateway, &config, &node, shutdown).await
         }
@@ -316,6 +330,7 @@ async fn serve(
     let shutdown_timeout = config.shutdown_timeout;
     let drain_window = config.drain_window;
     let awaited_file = config.data_dir.join(AWAITED_FILE);
+    let live_file = config.data_dir.join(LIVE_FILE);
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -330,6 +345,8 @@ async fn serve(
         // The drain's `session.ended` events go out before the process does.
         if let Some(webhooks) = &gateway.webhooks {
             webhooks.flush(Duration::from_secs(2)).await;
+            // Every session ended and was told: nothing for the next start.
+            let _ = std::fs::remove_file(live_file);
         }
         gateway.node.stats().save_awaited(&awaited_file);
         // A moment for the last closes, and for long-polling clients to

@@ -3,8 +3,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { mkdtempSync } from "node:fs";
 import { createServer } from "node:http";
-import { api, API_KEY, eventually, freePort, refusal, sessionIdOf, sign, startGateway } from "./helpers.mjs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { api, API_KEY, eventually, freePort, refusal, sessionIdOf, sign, startGateway, startRedis } from "./helpers.mjs";
 
 const SECRET = "webhook-secret-webhook-secret-0123456789";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -236,6 +239,80 @@ describe("lifecycle webhooks, filtered", () => {
       assert.deepEqual(hook.state.events.map((e) => e.type), ["user.online", "user.offline"]);
     } finally {
       await gw.stop();
+      await hook.close();
+    }
+  });
+});
+
+describe("lifecycle webhooks, two nodes", () => {
+  test("a node killed with SIGKILL: a live node reports its sessions NODE_LOST, and their users offline", async () => {
+    const redis = await startRedis();
+    const hook = await receiver();
+    const cluster = { SOCKGATE_REDIS_URL: redis.url };
+    const a = await startGateway(env(hook, cluster));
+    const b = await startGateway(env(hook, cluster));
+    try {
+      const onB = await b.connect({ auth: { token: sign({ sub: "wh-lost", rooms: ["game:*"] }) } });
+      const sid = await sessionIdOf(onB);
+      assert.equal((await onB.emitWithAck("room:join", { room: "game:lost" })).ok, true);
+      const stays = await a.connect({ auth: { token: sign({ sub: "wh-stays" }) } });
+      await eventually(() => hook.of("member.joined", (e) => e.room === "game:lost").length === 1, 10000, "the join told");
+      const killed = Date.now();
+      b.child.kill("SIGKILL");
+      await eventually(() => hook.of("session.ended", (e) => e.sessionId === sid).length === 1, 20000, "NODE_LOST");
+      const took = Date.now() - killed;
+      const [ended] = hook.of("session.ended", (e) => e.sessionId === sid);
+      assert.deepEqual([ended.userId, ended.code, ended.reconnect], ["wh-lost", "NODE_LOST", true]);
+      assert.ok(took < 15000, `reported ${took} ms after the kill`);
+      await eventually(() => hook.of("user.offline", (e) => e.userId === "wh-lost").length === 1, 10000, "user.offline");
+      assert.deepEqual(hook.of("member.left", (e) => e.room === "game:lost").map((e) => e.userId), ["wh-lost"]);
+      assert.equal(hook.of("room.vacated", (e) => e.room === "game:lost").length, 1);
+      // Told once, and nothing about the users of the live node.
+      await sleep(3000);
+      assert.equal(hook.of("session.ended", (e) => e.sessionId === sid).length, 1, "told once");
+      assert.equal(hook.of("user.offline", (e) => e.userId === "wh-stays").length, 0);
+      stays.close();
+    } finally {
+      await a.stop();
+      await b.stop();
+      await hook.close();
+      await redis.stop();
+    }
+  });
+});
+
+describe("lifecycle webhooks, a single node that crashed", () => {
+  test("the next start reports the crashed run's sessions NODE_LOST; a clean stop leaves nothing to report", async () => {
+    const hook = await receiver();
+    const dataDir = mkdtempSync(join(tmpdir(), "sockgate-wh-crash-"));
+    const first = await startGateway(env(hook, { SOCKGATE_DATA_DIR: dataDir }));
+    const s = await first.connect({ auth: { token: sign({ sub: "wh-crash" }) } });
+    const sid = await sessionIdOf(s);
+    await sleep(1500); // the live sessions are written once a second
+    first.child.kill("SIGKILL");
+    s.close();
+    const second = await startGateway(env(hook, { SOCKGATE_DATA_DIR: dataDir }));
+    try {
+      await eventually(() => hook.of("session.ended", (e) => e.sessionId === sid).length === 1, 10000, "NODE_LOST at the next start");
+      const [ended] = hook.of("session.ended", (e) => e.sessionId === sid);
+      assert.deepEqual([ended.userId, ended.code, ended.reconnect], ["wh-crash", "NODE_LOST", true]);
+      await eventually(() => hook.of("user.offline", (e) => e.userId === "wh-crash").length === 1, 10000, "user.offline");
+      // A clean stop: its sessions end (SERVER_SHUTDOWN), told before it exits; nothing is reported again.
+      const t = await second.connect({ auth: { token: sign({ sub: "wh-clean" }) } });
+      const clean = await sessionIdOf(t);
+      await sleep(1500);
+      // SIGTERM with the client still there (gw.stop() would close it first).
+      const exited = new Promise((r) => second.child.once("exit", r));
+      second.child.kill("SIGTERM");
+      await exited;
+      await eventually(() => hook.of("session.ended", (e) => e.sessionId === clean).length === 1, 5000, "SERVER_SHUTDOWN told");
+      assert.equal(hook.of("session.ended", (e) => e.sessionId === clean)[0].code, "SERVER_SHUTDOWN");
+      const third = await startGateway(env(hook, { SOCKGATE_DATA_DIR: dataDir }));
+      await sleep(1000);
+      await third.stop();
+      assert.equal(hook.of("session.ended", (e) => e.code === "NODE_LOST").length, 1, "the crash reported once, the clean stop not at all");
+    } finally {
+      await second.stop();
       await hook.close();
     }
   });

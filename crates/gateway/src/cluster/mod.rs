@@ -19,6 +19,7 @@
 mod backends;
 pub mod driver;
 mod history;
+mod lost;
 mod rooms;
 pub mod seal;
 mod sync;
@@ -35,6 +36,7 @@ use tokio::sync::mpsc;
 
 pub use driver::ResilientDriver;
 pub use history::{RedisHistory, follow_logged};
+pub use lost::report_lost_nodes;
 pub use rooms::{RoomBus, follow_rooms};
 pub use seal::Seal;
 use sockgate_core::backend::Control;
@@ -252,6 +254,20 @@ impl Cluster {
     /// The nodes whose heartbeat is alive.
     pub async fn live_nodes(&self) -> redis::RedisResult<HashSet<String>> {
         let pattern = self.key(&["node", "*"]);
+        let mut conn = self.conn();
+        let mut keys: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
+        let mut nodes = HashSet::new();
+        while let Some(key) = keys.next_item().await {
+            if let Some(node) = key?.rsplit(':').next() {
+                nodes.insert(node.to_owned());
+            }
+        }
+        Ok(nodes)
+    }
+
+    /// The nodes that have a session hash, alive or not.
+    pub async fn nodes_with_sessions(&self) -> redis::RedisResult<HashSet<String>> {
+        let pattern = self.key(&["sessions", "*"]);
         let mut conn = self.conn();
         let mut keys: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
         let mut nodes = HashSet::new();

@@ -1,5 +1,6 @@
 //! What the gateway keeps on disk: revocations, in SQLite ([`sqlite`]).
 
+pub mod live;
 pub mod sqlite;
 
 pub use sockgate_core::Revocations;
