@@ -19,6 +19,7 @@ export type {
   RefreshAck,
   Refusal,
   RoomMessage,
+  RoomPresence,
   RoomRevoked,
   SessionEnd,
 } from "./protocol";

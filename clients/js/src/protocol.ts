@@ -67,6 +67,8 @@ export const SERVER_EVENTS = {
   message: "room:message",
   revoked: "room:revoked",
   end: "session:end",
+  joined: "room:joined",
+  left: "room:left",
 } as const;
 
 /** True for a code sockgate defines. */
@@ -104,6 +106,12 @@ export interface RoomMessage<T = unknown> {
   data: T;
   /** Unix milliseconds. */
   ts: number;
+}
+
+/** `room:joined` and `room:left`, in rooms with presence events. */
+export interface RoomPresence {
+  room: string;
+  userId: string;
 }
 
 /** `room:revoked`. */

@@ -47,7 +47,14 @@ test("the protocol names and classes", () => {
     members: "room:members",
     echo: "echo",
   });
-  assert.deepEqual(SERVER_EVENTS, { expiring: "auth:expiring", message: "room:message", revoked: "room:revoked", end: "session:end" });
+  assert.deepEqual(SERVER_EVENTS, {
+    expiring: "auth:expiring",
+    message: "room:message",
+    revoked: "room:revoked",
+    end: "session:end",
+    joined: "room:joined",
+    left: "room:left",
+  });
 });
 
 test("the CommonJS build exports the same API", () => {

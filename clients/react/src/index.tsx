@@ -16,6 +16,7 @@ import {
   type Identity,
   type PublishAck,
   type RoomMessage,
+  type RoomPresence,
   type RoomRevoked,
   type SockgateClient,
   type State,
@@ -185,7 +186,7 @@ export interface RoomValue<T> {
   joined: boolean;
   /** Messages of this room since the component mounted, the sender's own included. */
   messages: RoomMessage<T>[];
-  /** The users in the room, or null when unknown (no presence right). */
+  /** The users in the room, or null when unknown (no presence right); kept live by `room:joined` and `room:left` in rooms with presence events. */
   members: string[] | null;
   /** Publishes to the room; the message is added to `messages` once acked. Throws a SockgateError. */
   publish: (data: T) => Promise<PublishAck>;
@@ -233,11 +234,22 @@ export function useRoom<T = unknown>(room: string | null | undefined, options: U
       setJoined(false);
       setError(new SockgateError("FORBIDDEN", `the refreshed token no longer allows room ${room}`));
     };
+    // Rooms with presence events keep the member list live.
+    const onJoined = (p: RoomPresence) => {
+      if (p?.room === room) setMembers((prev) => (prev && !prev.includes(p.userId) ? [...prev, p.userId].sort() : prev));
+    };
+    const onLeft = (p: RoomPresence) => {
+      if (p?.room === room) setMembers((prev) => (prev ? prev.filter((u) => u !== p.userId) : prev));
+    };
     client.socket.on("room:message", onMessage);
     client.socket.on("room:revoked", onRevoked);
+    client.socket.on("room:joined", onJoined);
+    client.socket.on("room:left", onLeft);
     return () => {
       client.socket.off("room:message", onMessage);
       client.socket.off("room:revoked", onRevoked);
+      client.socket.off("room:joined", onJoined);
+      client.socket.off("room:left", onLeft);
     };
   }, [client, room, add]);
 

@@ -41,6 +41,10 @@ pub struct RoomRule {
     /// Only for users whose `roles` claim (a string or a list) holds this role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// The rooms it matches tell their members `room:joined` and
+    /// `room:left` (see `Node::with_presence_events`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub presence_events: bool,
 }
 
 /// The room authorization policy of a node.
@@ -52,6 +56,18 @@ pub struct Policy {
     /// The app, asked last when set ([`App::authorize`]: the gateway's
     /// authorization webhook).
     pub webhook: Option<Arc<dyn App>>,
+}
+
+impl Policy {
+    /// Whether `room` tells its members who comes and goes: `all`, or a
+    /// rule with `presence_events` matches it (for `id`, whose templates
+    /// the rule may use).
+    pub fn presence_events(&self, all: bool, id: &Identity, room: &str) -> bool {
+        all || self
+            .rules
+            .iter()
+            .any(|r| r.presence_events && rule_matches(&r.pattern, id, room))
+    }
 }
 
 impl Default for Policy {
@@ -225,6 +241,7 @@ mod tests {
             pattern: pattern.into(),
             allow: vec![Action::Join],
             role: None,
+            presence_events: false,
         }
     }
 
@@ -290,11 +307,13 @@ mod tests {
                     pattern: "team:{claims.team}:*".into(),
                     allow: vec![Action::Join, Action::Presence],
                     role: None,
+                    presence_events: false,
                 },
                 RoomRule {
                     pattern: "ops:*".into(),
                     allow: vec![Action::Join, Action::Publish],
                     role: Some("admin".into()),
+                    presence_events: false,
                 },
             ],
             ..Policy::default()

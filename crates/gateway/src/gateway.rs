@@ -143,6 +143,13 @@ impl Gateway {
         self
     }
 
+    /// Tells rooms who comes and goes (every room with `all`, else those of
+    /// rules with `presence_events`), a departure after `delay`.
+    pub fn with_presence_events(mut self, all: bool, delay: std::time::Duration) -> Self {
+        self.node = self.node.with_presence_events(all, delay);
+        self
+    }
+
     /// Remembers publishes' idempotency keys for `window`.
     pub fn with_idempotency_window(mut self, window: std::time::Duration) -> Self {
         self.node = self.node.with_idempotency_window(window);

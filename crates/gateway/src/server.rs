@@ -163,6 +163,7 @@ pub async fn serve_until(
     .with_policy(policy)
     .with_limits(config.limits.clone())
     .with_idempotency_window(config.idempotency_window)
+    .with_presence_events(config.room_presence_events, config.offline_delay)
     .with_abuse_limits(config.abuse.clone())
     .with_trusted_proxies(config.trusted_proxies.clone())
     .with_ws_compression(config.ws_compression.clone())

@@ -45,9 +45,22 @@ pub mod server {
     pub const ROOM_REVOKED: &str = "room:revoked";
     /// `session:end { code, message, reconnect }`: the server ends the session.
     pub const SESSION_END: &str = "session:end";
+    /// `room:joined { room, userId }`: a user's first socket joined a room
+    /// with presence events.
+    pub const ROOM_JOINED: &str = "room:joined";
+    /// `room:left { room, userId }`: a user's last socket left it, and did
+    /// not come back within the delay.
+    pub const ROOM_LEFT: &str = "room:left";
 
     /// Every server event.
-    pub const ALL: [&str; 4] = [EXPIRING, ROOM_MESSAGE, ROOM_REVOKED, SESSION_END];
+    pub const ALL: [&str; 6] = [
+        EXPIRING,
+        ROOM_MESSAGE,
+        ROOM_REVOKED,
+        SESSION_END,
+        ROOM_JOINED,
+        ROOM_LEFT,
+    ];
 }
 
 /// Prefixes the backend may not publish under (`/api/publish`): the

@@ -52,6 +52,16 @@ pub struct Expiring {
     pub seconds_left: u64,
 }
 
+/// `room:joined { room, userId }` and `room:left { room, userId }`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomPresence<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// The user who came or went.
+    pub user_id: &'a str,
+}
+
 /// `room:revoked { room }`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RoomRevoked<'a> {

@@ -68,11 +68,13 @@ impl Node {
         }
     }
 
-    /// `user`'s first socket here entered `room`.
-    pub(crate) fn tell_arrived(&self, room: &str, user: &str) {
+    /// `session`'s user's first socket here entered `room`.
+    pub(crate) fn tell_arrived(&self, room: &str, session: &Session) {
         if self.user_room.is_user_room(room) {
             return;
         }
+        self.note_presence(room, session, true);
+        let user = session.user_id.as_str();
         if self.rooms.count(room) == 1 {
             self.watcher.happened(Happened::RoomOccupied {
                 room: room.to_owned(),
@@ -84,11 +86,13 @@ impl Node {
         });
     }
 
-    /// `user`'s last socket here left `room`.
-    pub(crate) fn tell_left(&self, room: &str, user: &str) {
+    /// `session`'s user's last socket here left `room`.
+    pub(crate) fn tell_left(&self, room: &str, session: &Session) {
         if self.user_room.is_user_room(room) {
             return;
         }
+        self.note_presence(room, session, false);
+        let user = session.user_id.as_str();
         self.watcher.happened(Happened::MemberLeft {
             room: room.to_owned(),
             user_id: user.to_owned(),

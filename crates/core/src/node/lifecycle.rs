@@ -351,7 +351,7 @@ impl Node {
         self.stop_clock(session);
         for room in self.rooms.forget(session) {
             self.presence.left(&room, &session.user_id);
-            self.tell_left(&room, &session.user_id);
+            self.tell_left(&room, session);
         }
         self.directory.left(session.id.as_str(), &session.user_id);
     }
@@ -399,7 +399,12 @@ impl Node {
         let deadlines = self
             .deadlines
             .run(self.clock.as_ref(), |deadline| self.on_due(deadline));
-        tokio::join!(deadlines, self.trim_history(), self.run_renewals());
+        tokio::join!(
+            deadlines,
+            self.trim_history(),
+            self.run_renewals(),
+            self.run_presence_events()
+        );
     }
 
     /// Entries made stale by a racing refresh are recognised and ignored.

@@ -17,6 +17,7 @@ mod calls;
 mod figures;
 mod happenings;
 mod lifecycle;
+mod presence_events;
 mod recover;
 mod revoke;
 mod rooms;
@@ -47,6 +48,7 @@ use crate::tickets::Tickets;
 
 pub use calls::DEFAULT_CALLS_PER_USER;
 pub use happenings::Gone;
+pub use presence_events::DEFAULT_PRESENCE_DELAY;
 pub use recover::{Restored, Resumed};
 pub use revoke::Revoked;
 pub use rooms::RoomMessage;
@@ -111,6 +113,8 @@ pub struct Node {
     idempotency_window: Duration,
     /// Hears what happens to sessions, users and rooms.
     watcher: Arc<dyn Watcher>,
+    /// `room:joined` and `room:left` for the rooms that want them.
+    presence_events: presence_events::PresenceEvents,
 }
 
 /// How long a publish's idempotency key is remembered, unless the node is
@@ -156,6 +160,7 @@ impl Node {
             renewals: Default::default(),
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             watcher: Arc::new(NoWatcher),
+            presence_events: Default::default(),
         }
     }
 

@@ -276,7 +276,7 @@ impl Node {
     }
 
     /// Hands `out` to the broker: the only call to it.
-    async fn deliver(&self, out: Outgoing<'_>) -> Result<Published, AuthError> {
+    pub(super) async fn deliver(&self, out: Outgoing<'_>) -> Result<Published, AuthError> {
         match self.broker.publish(out).await {
             Ok(Delivery::Reached(delivered)) => Ok(Published {
                 delivered,
@@ -348,7 +348,7 @@ impl Node {
     pub(crate) fn enter(&self, conn: &dyn Connection, session: &Session, room: &str) {
         if self.rooms.enter(conn, session, room) == Some(true) {
             self.presence.arrived(room, &session.user_id);
-            self.tell_arrived(room, &session.user_id);
+            self.tell_arrived(room, session);
         }
     }
 
@@ -356,7 +356,7 @@ impl Node {
     pub(crate) fn exit(&self, conn: &dyn Connection, session: &Session, room: &str) {
         if self.rooms.exit(conn, session, room) == Some(true) {
             self.presence.left(room, &session.user_id);
-            self.tell_left(room, &session.user_id);
+            self.tell_left(room, session);
         }
     }
 }

@@ -238,6 +238,11 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<events::RouteSettings>>,
 
+    /// Every room tells its members room:joined and room:left (else only the rooms of room rules with presence_events = true) [default: false].
+    #[arg(long, env = "SOCKGATE_ROOM_PRESENCE_EVENTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_presence_events: Option<bool>,
+
     /// Where lifecycle events (sessions, users, rooms) are POSTed in signed batches; unset: off.
     #[arg(long, env = "SOCKGATE_WEBHOOK_URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -258,7 +263,7 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_batch_ms: Option<u64>,
 
-    /// Seconds user.offline and room.vacated wait for a return that cancels them [default: 5].
+    /// Seconds user.offline, room.vacated and room:left wait for a return that cancels them [default: 5].
     #[arg(long, env = "SOCKGATE_WEBHOOK_OFFLINE_DELAY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_offline_delay: Option<f64>,
@@ -710,6 +715,11 @@ pub struct Config {
     pub consumers: Vec<consumers::ConsumerSettings>,
     /// The lifecycle webhook; `None` when it is off.
     pub webhook: Option<crate::outbound::lifecycle::Settings>,
+    /// Whether every room tells its members `room:joined` and `room:left`.
+    pub room_presence_events: bool,
+    /// How long `room:left` (and the webhook's `user.offline`,
+    /// `room.vacated`) wait for a return.
+    pub offline_delay: Duration,
     /// Connection-state recovery; `None` when it is off.
     pub recovery: Option<RecoverySettings>,
     /// WebSocket compression; `None` when it is off.
@@ -836,6 +846,7 @@ impl Config {
         let events = events::Events::from_settings(&s)?;
         let consumers = consumers::from_settings(&s)?;
         let webhook = webhook_settings(&s)?;
+        let offline_delay = offline_delay(&s)?;
         let recovery = recovery_settings(&s)?;
         let connections = connection_settings(&s)?;
         let body_timeout = connections.body_timeout;
@@ -1031,6 +1042,8 @@ impl Config {
             idempotency_window: Duration::from_secs(idempotency_window),
             consumers,
             webhook,
+            room_presence_events: s.room_presence_events.unwrap_or(false),
+            offline_delay,
             recovery,
             ws_compression: s.ws_compression.unwrap_or(true).then(|| Compression {
                 threshold: s.ws_compression_threshold.unwrap_or(256),
@@ -1210,6 +1223,19 @@ fn connection_settings(s: &Settings) -> Result<ConnectionSettings, ConfigError> 
     })
 }
 
+/// `SOCKGATE_WEBHOOK_OFFLINE_DELAY`: how long a departure waits for a
+/// return, for the webhook and for `room:left`.
+fn offline_delay(s: &Settings) -> Result<Duration, ConfigError> {
+    let delay = s.webhook_offline_delay.unwrap_or(5.0);
+    if !(0.0..=3600.0).contains(&delay) {
+        return Err(invalid(
+            "SOCKGATE_WEBHOOK_OFFLINE_DELAY",
+            "must be 0 to 3600 seconds",
+        ));
+    }
+    Ok(Duration::from_secs_f64(delay))
+}
+
 /// The lifecycle webhook's settings; `None` without a URL.
 fn webhook_settings(
     s: &Settings,
@@ -1256,19 +1282,12 @@ fn webhook_settings(
             Some(kinds)
         }
     };
-    let delay = s.webhook_offline_delay.unwrap_or(5.0);
-    if !(0.0..=3600.0).contains(&delay) {
-        return Err(invalid(
-            "SOCKGATE_WEBHOOK_OFFLINE_DELAY",
-            "must be 0 to 3600 seconds",
-        ));
-    }
     Ok(Some(crate::outbound::lifecycle::Settings {
         url,
         secret: secret.expose().as_bytes().to_vec(),
         events,
         batch: Duration::from_millis(s.webhook_batch_ms.unwrap_or(50).min(60_000)),
-        offline_delay: Duration::from_secs_f64(delay),
+        offline_delay: offline_delay(s)?,
         retry_for: Duration::from_secs(s.webhook_retry_for.unwrap_or(300)),
     }))
 }
