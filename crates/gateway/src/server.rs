@@ -102,6 +102,9 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// Where a stopping node leaves its delayed lifecycle events, for the next one.
+const PENDING_WEBHOOKS_FILE: &str = "pending-webhooks.json";
+
 /// Where a stopping node leaves the sessions it lost, for the next one.
 const AWAITED_FILE: &str = "awaited-returns.json";
 
@@ -171,10 +174,11 @@ pub async fn serve_until(
     .with_user_room(config.user_room.clone())
     .with_exposed_claims(config.exposed_claims.clone());
     let webhooks = match config.webhook.clone() {
-        Some(settings) => Some(
+        Some(mut settings) => Some({
+            settings.pending_file = Some(config.data_dir.join(PENDING_WEBHOOKS_FILE));
             crate::outbound::lifecycle::Webhooks::start(settings)
-                .map_err(|message| ServeError::Webhook { message })?,
-        ),
+                .map_err(|message| ServeError::Webhook { message })?
+        }),
         None => None,
     };
     let gateway = match webhooks {
@@ -345,7 +349,7 @@ async fn serve(
         gateway.node.shut_down(drain_window).await;
         // The drain's `session.ended` events go out before the process does.
         if let Some(webhooks) = &gateway.webhooks {
-            webhooks.flush(Duration::from_secs(2)).await;
+            webhooks.shut_down(Duration::from_secs(2)).await;
             // Every session ended and was told: nothing for the next start.
             let _ = std::fs::remove_file(live_file);
         }

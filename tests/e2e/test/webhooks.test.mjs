@@ -317,3 +317,35 @@ describe("lifecycle webhooks, a single node that crashed", () => {
     }
   });
 });
+
+describe("lifecycle webhooks over a restart", () => {
+  test("a deploy does not flap: users back within the delay are neither offline nor online again", async () => {
+    const hook = await receiver();
+    const dataDir = mkdtempSync(join(tmpdir(), "sockgate-wh-deploy-"));
+    const port = await freePort();
+    const settings = env(hook, { SOCKGATE_DATA_DIR: dataDir, SOCKGATE_LISTEN: `127.0.0.1:${port}`, SOCKGATE_WEBHOOK_OFFLINE_DELAY: "5", SOCKGATE_DRAIN_WINDOW: "0" });
+    const first = await startGateway(settings);
+    const s = await first.connect({ auth: { token: sign({ sub: "wh-deploy" }) }, reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200, transports: ["websocket"] });
+    await eventually(() => hook.of("user.online", (e) => e.userId === "wh-deploy").length === 1, 10000, "online");
+    // SIGTERM with the client there: its session ends SERVER_SHUTDOWN, and it comes back to the new process.
+    const exited = new Promise((r) => first.child.once("exit", r));
+    first.child.kill("SIGTERM");
+    await exited;
+    const back = new Promise((r) => s.once("connect", r));
+    const second = await startGateway(settings);
+    try {
+      await back;
+      await eventually(() => hook.of("session.started", (e) => e.userId === "wh-deploy").length === 2, 10000, "the new session");
+      await sleep(6000); // past the offline delay
+      assert.deepEqual(hook.of("session.ended", (e) => e.userId === "wh-deploy").map((e) => e.code), ["SERVER_SHUTDOWN"]);
+      assert.equal(hook.of("user.offline", (e) => e.userId === "wh-deploy").length, 0, "no offline");
+      assert.equal(hook.of("user.online", (e) => e.userId === "wh-deploy").length, 1, "no second online");
+      s.close();
+      await eventually(() => hook.of("user.offline", (e) => e.userId === "wh-deploy").length === 1, 10000, "offline once it is gone for good");
+    } finally {
+      s.close();
+      await second.stop();
+      await hook.close();
+    }
+  });
+});

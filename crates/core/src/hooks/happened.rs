@@ -11,10 +11,10 @@
 //!
 //! A watcher must not block: it is called from the node's own paths.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Something that happened, as the webhook's events name it (`type`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all_fields = "camelCase")]
 pub enum Happened {
     /// A session was admitted (`recovered`: it took back a dropped one's

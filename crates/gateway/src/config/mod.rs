@@ -1289,6 +1289,7 @@ fn webhook_settings(
         batch: Duration::from_millis(s.webhook_batch_ms.unwrap_or(50).min(60_000)),
         offline_delay: offline_delay(s)?,
         retry_for: Duration::from_secs(s.webhook_retry_for.unwrap_or(300)),
+        pending_file: None,
     }))
 }
 

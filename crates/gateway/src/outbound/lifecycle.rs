@@ -22,12 +22,13 @@
 //! user with sessions on two nodes is online on each.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::hmac;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sockgate_core::hooks::happened::{Happened, Watcher};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -57,10 +58,13 @@ pub struct Settings {
     pub offline_delay: Duration,
     /// How long a batch is retried before it is given up.
     pub retry_for: Duration,
+    /// Where the delayed events wait over a restart (`user.offline` and
+    /// `room.vacated` not yet due at shutdown); `None`: sent at shutdown.
+    pub pending_file: Option<PathBuf>,
 }
 
 /// One event as sent.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Sent {
     id: String,
     ts: u64,
@@ -71,8 +75,17 @@ struct Sent {
 /// What the node's watcher hands the sender.
 enum Note {
     Event(Sent),
-    /// Send what is queued now, then answer.
-    Flush(oneshot::Sender<()>),
+    /// Send what is queued now, delayed events kept for the next start
+    /// (or sent, without a file), then answer.
+    ShutDown(oneshot::Sender<()>),
+}
+
+/// A delayed event kept over a restart.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    /// When it is due, Unix milliseconds.
+    due_ms: u64,
+    sent: Sent,
 }
 
 /// The node's [`Watcher`]: stamps each event and hands it to the sender
@@ -111,15 +124,20 @@ impl Webhooks {
             dropped: this.dropped.clone(),
             said_full: this.said_full.clone(),
         };
-        tokio::spawn(sender.run(rx));
+        let queue = sender.load_pending();
+        this.waiting
+            .fetch_add(queue.delayed.len() as u64, Ordering::Relaxed);
+        tokio::spawn(sender.run(rx, queue));
         Ok(this)
     }
 
-    /// Sends what is queued, delayed events included, waiting at most
-    /// `within`: on shutdown, after the sessions were ended.
-    pub async fn flush(&self, within: Duration) {
+    /// On shutdown, after the sessions were ended: sends what is ready,
+    /// keeps the delayed events for the next start (a deploy's users come
+    /// back within the delay: they are not told offline), waiting at most
+    /// `within`.
+    pub async fn shut_down(&self, within: Duration) {
         let (tx, rx) = oneshot::channel();
-        if self.notes.send(Note::Flush(tx)).is_ok() {
+        if self.notes.send(Note::ShutDown(tx)).is_ok() {
             let _ = tokio::time::timeout(within, rx).await;
         }
     }
@@ -182,8 +200,7 @@ struct Queue {
 }
 
 impl Sender {
-    async fn run(self, mut notes: mpsc::UnboundedReceiver<Note>) {
-        let mut queue = Queue::default();
+    async fn run(self, mut notes: mpsc::UnboundedReceiver<Note>, mut queue: Queue) {
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
         loop {
             if queue.ready.is_empty() {
@@ -219,19 +236,18 @@ impl Sender {
     /// key, a return cancelling it), a flush into `flushes`.
     fn take(&self, queue: &mut Queue, note: Note, flushes: &mut Vec<oneshot::Sender<()>>) {
         let sent = match note {
-            Note::Flush(done) => {
+            Note::ShutDown(done) => {
                 flushes.push(done);
-                self.release_due(queue, true);
+                if !self.save_pending(queue) {
+                    self.release_due(queue, true);
+                }
                 return;
             }
             Note::Event(sent) => sent,
         };
         match &sent.what {
-            Happened::UserOffline { user_id } => {
-                self.delay(queue, format!("user:{user_id}"), sent);
-            }
-            Happened::RoomVacated { room } => {
-                self.delay(queue, format!("room:{room}"), sent);
+            Happened::UserOffline { .. } | Happened::RoomVacated { .. } => {
+                self.delay(queue, delay_key(&sent.what), sent);
             }
             Happened::UserOnline { user_id } => {
                 if self.cancel(queue, &format!("user:{user_id}")) {
@@ -267,6 +283,57 @@ impl Sender {
             return true;
         }
         false
+    }
+
+    /// Writes the delayed events to the pending file and forgets them here;
+    /// false without a file (or when it cannot be written).
+    fn save_pending(&self, queue: &mut Queue) -> bool {
+        let Some(path) = &self.settings.pending_file else {
+            return false;
+        };
+        let now = Instant::now();
+        let now_ms = unix_ms();
+        let pending: Vec<Pending> = queue
+            .delayed
+            .drain()
+            .map(|(_, (at, sent))| Pending {
+                due_ms: now_ms + at.saturating_duration_since(now).as_millis() as u64,
+                sent,
+            })
+            .collect();
+        let n = pending.len() as u64;
+        let json = serde_json::to_string(&pending).expect("events serialize");
+        if let Err(e) = std::fs::write(path, json) {
+            tracing::warn!(target: "sockgate::webhook", error = %e, "the delayed lifecycle events could not be kept for the next start");
+            // Back into the queue: sent now rather than lost.
+            for p in pending {
+                let at = now + Duration::from_millis(p.due_ms.saturating_sub(now_ms));
+                queue.delayed.insert(delay_key(&p.sent.what), (at, p.sent));
+            }
+            return false;
+        }
+        self.gone(n);
+        true
+    }
+
+    /// The delayed events a previous run kept, still delayed until they are
+    /// due; the file is removed.
+    fn load_pending(&self) -> Queue {
+        let mut queue = Queue::default();
+        let Some(path) = &self.settings.pending_file else {
+            return queue;
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return queue;
+        };
+        let _ = std::fs::remove_file(path);
+        let pending: Vec<Pending> = serde_json::from_str(&text).unwrap_or_default();
+        let (now, now_ms) = (Instant::now(), unix_ms());
+        for p in pending {
+            let at = now + Duration::from_millis(p.due_ms.saturating_sub(now_ms));
+            queue.delayed.insert(delay_key(&p.sent.what), (at, p.sent));
+        }
+        queue
     }
 
     /// Moves the delayed events that are due (all of them with `all`) to
@@ -347,6 +414,17 @@ impl Sender {
         if self.waiting.load(Ordering::Relaxed) < MAX_QUEUED as u64 / 2 {
             self.said_full.store(false, Ordering::Relaxed);
         }
+    }
+}
+
+/// The key a delayed event waits under: its user's or its room's.
+fn delay_key(what: &Happened) -> String {
+    match what {
+        Happened::RoomVacated { room } | Happened::RoomOccupied { room } => format!("room:{room}"),
+        Happened::UserOffline { user_id } | Happened::UserOnline { user_id } => {
+            format!("user:{user_id}")
+        }
+        other => other.kind().to_owned(),
     }
 }
 
