@@ -52,6 +52,8 @@ pub struct Gateway {
     pub(crate) binary_events: bool,
     /// The lifecycle webhooks, when they are on.
     pub(crate) webhooks: Option<Arc<crate::outbound::lifecycle::Webhooks>>,
+    /// Run first on shutdown (a cluster node tells the others it stops).
+    pub(crate) on_stop: Option<Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>>,
 }
 
 impl Gateway {
@@ -77,6 +79,7 @@ impl Gateway {
             connect_hook: None,
             binary_events: false,
             webhooks: None,
+            on_stop: None,
         }
     }
 

@@ -230,7 +230,12 @@ pub async fn serve_until(
                         url: redacted(url),
                         source,
                     })?;
-            let gateway = gateway.with_cluster(cluster.clone());
+            let mut gateway = gateway.with_cluster(cluster.clone());
+            let stopping = cluster.clone();
+            gateway.on_stop = Some(Arc::new(move || {
+                let cluster = stopping.clone();
+                Box::pin(async move { cluster.stopping().await })
+            }));
             let (gateway, history) = match config.recovery.clone() {
                 Some(settings) => {
                     let history = Arc::new(RedisHistory::new(cluster.clone(), settings.clone()));
@@ -252,6 +257,7 @@ pub async fn serve_until(
                 tokio::spawn(crate::cluster::report_lost_nodes(
                     cluster.clone(),
                     webhooks.clone(),
+                    config.user_room.clone(),
                 ));
             }
             start_cluster(gateway.clone(), cluster, history).await;
@@ -341,6 +347,9 @@ async fn serve(
         shutdown.await;
         let sessions = gateway.node.session_count();
         tracing::info!(sessions, drain_window = ?drain_window, "shutting down");
+        if let Some(on_stop) = &gateway.on_stop {
+            on_stop().await;
+        }
         // The queues first: what a consumer holds is published and
         // acknowledged while the sessions are still here to get it.
         consumers.stop().await;

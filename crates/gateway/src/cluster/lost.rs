@@ -9,6 +9,10 @@
 //! session's id), `user.offline` for users left with no session on a live
 //! node, `member.left` and `room.vacated` for its presence, and removes
 //! what the dead node left in Redis.
+//!
+//! A node that stops cleanly takes itself first ([`Cluster::stopping`]):
+//! its sessions end with its own `SERVER_SHUTDOWN`, and what its last
+//! writes leave in Redis is not reported again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,6 +21,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use sockgate_core::clock::unix_now_ms;
 use sockgate_core::hooks::happened::{Happened, Watcher};
+use sockgate_core::rooms::UserRoom;
 use sockgate_core::session::SessionInfo;
 
 use super::Cluster;
@@ -29,20 +34,28 @@ const EVERY: Duration = Duration::from_secs(2);
 const TAKEN_FOR_MS: u64 = 24 * 3600 * 1000;
 
 /// Looks for dead nodes forever; spawn it once.
-pub async fn report_lost_nodes(cluster: Arc<Cluster>, watcher: Arc<dyn Watcher>) {
+pub async fn report_lost_nodes(
+    cluster: Arc<Cluster>,
+    watcher: Arc<dyn Watcher>,
+    user_room: UserRoom,
+) {
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tick.tick().await;
         if !cluster.is_healthy() {
             continue;
         }
-        if let Err(e) = report_once(&cluster, watcher.as_ref()).await {
+        if let Err(e) = report_once(&cluster, watcher.as_ref(), &user_room).await {
             tracing::debug!(error = %e, "looking for lost nodes failed; next round");
         }
     }
 }
 
-async fn report_once(cluster: &Cluster, watcher: &dyn Watcher) -> redis::RedisResult<()> {
+async fn report_once(
+    cluster: &Cluster,
+    watcher: &dyn Watcher,
+    user_room: &UserRoom,
+) -> redis::RedisResult<()> {
     let live = cluster.live_nodes().await?;
     for node in cluster.nodes_with_sessions().await? {
         if live.contains(&node) || node == cluster.node {
@@ -50,7 +63,7 @@ async fn report_once(cluster: &Cluster, watcher: &dyn Watcher) -> redis::RedisRe
         }
         let mut conn = cluster.conn();
         let taken: bool = redis::cmd("SET")
-            .arg(cluster.key(&["lost", &node]))
+            .arg(cluster.lost_key(&node))
             .arg(&cluster.node)
             .arg("NX")
             .arg("PX")
@@ -59,7 +72,7 @@ async fn report_once(cluster: &Cluster, watcher: &dyn Watcher) -> redis::RedisRe
             .await?
             .is_some();
         if taken {
-            report_node(cluster, watcher, &node, &live).await?;
+            report_node(cluster, watcher, &node, &live, user_room).await?;
         }
     }
     Ok(())
@@ -71,6 +84,7 @@ async fn report_node(
     watcher: &dyn Watcher,
     dead: &str,
     live: &HashSet<String>,
+    user_room: &UserRoom,
 ) -> redis::RedisResult<()> {
     let mut conn = cluster.conn();
     let sessions_key = cluster.key(&["sessions", dead]);
@@ -109,6 +123,11 @@ async fn report_node(
         }
     }
     for (room, members) in dead_presence(cluster, dead).await? {
+        // Users' own rooms have no room events.
+        if user_room.is_user_room(&room) {
+            let _: () = conn.del(cluster.key(&["presence", dead, &room])).await?;
+            continue;
+        }
         for user in &members {
             watcher.happened(Happened::MemberLeft {
                 room: room.clone(),

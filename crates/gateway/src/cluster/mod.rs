@@ -265,6 +265,26 @@ impl Cluster {
         Ok(nodes)
     }
 
+    /// The key that says a dead node was taken care of.
+    pub(crate) fn lost_key(&self, node: &str) -> String {
+        self.key(&["lost", node])
+    }
+
+    /// This node is stopping cleanly: no live node is to report its
+    /// sessions lost once its heartbeat expires.
+    pub async fn stopping(&self) {
+        let mut conn = self.conn();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.lost_key(&self.node))
+            .arg("stopped")
+            .arg("PX")
+            .arg(24 * 3600 * 1000u64);
+        let set = cmd.query_async::<()>(&mut conn);
+        if !matches!(tokio::time::timeout(BEAT_TIMEOUT, set).await, Ok(Ok(()))) {
+            tracing::warn!("could not tell the cluster this node is stopping; its sessions may be reported lost");
+        }
+    }
+
     /// The nodes that have a session hash, alive or not.
     pub async fn nodes_with_sessions(&self) -> redis::RedisResult<HashSet<String>> {
         let pattern = self.key(&["sessions", "*"]);
