@@ -281,7 +281,9 @@ impl Cluster {
             .arg(24 * 3600 * 1000u64);
         let set = cmd.query_async::<()>(&mut conn);
         if !matches!(tokio::time::timeout(BEAT_TIMEOUT, set).await, Ok(Ok(()))) {
-            tracing::warn!("could not tell the cluster this node is stopping; its sessions may be reported lost");
+            tracing::warn!(
+                "could not tell the cluster this node is stopping; its sessions may be reported lost"
+            );
         }
     }
 
