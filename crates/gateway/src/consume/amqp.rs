@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::config::consumers::AmqpSettings;
 
-use super::{Backoff, Consumer, Outcome, Sink, redacted};
+use super::{Backoff, Consumer, Outage, Outcome, Sink};
 
 /// How often the queue's depth is read for the figures.
 const LAG_EVERY: Duration = Duration::from_secs(2);
@@ -146,18 +146,6 @@ impl AmqpConsumer {
             }
         }
     }
-
-    fn failed(&self, sink: &Sink, e: &lapin::Error, away: &mut bool) {
-        sink.gauge().broker_error();
-        sink.gauge().set_state("retrying");
-        let url = redacted(&self.settings.url);
-        if *away {
-            tracing::debug!(target: "sockgate::consume", consumer = sink.gauge().name(), %url, error = %e, "RabbitMQ is still away");
-        } else {
-            *away = true;
-            tracing::warn!(target: "sockgate::consume", consumer = sink.gauge().name(), %url, error = %e, "RabbitMQ cannot be read; retrying");
-        }
-    }
 }
 
 impl Consumer for AmqpConsumer {
@@ -168,22 +156,18 @@ impl Consumer for AmqpConsumer {
     fn run(self: Arc<Self>, sink: Sink, mut stop: watch::Receiver<bool>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let mut backoff = Backoff::default();
-            let mut away = false;
+            let mut outage = Outage::new("RabbitMQ", &self.settings.url);
             while !*stop.borrow() {
                 let (conn, channel) = match self.connect().await {
                     Ok(c) => c,
                     Err(e) => {
-                        self.failed(&sink, &e, &mut away);
+                        outage.failed(&sink, &e);
                         backoff.wait(&mut stop).await;
                         continue;
                     }
                 };
-                if away {
-                    away = false;
-                    tracing::info!(target: "sockgate::consume", consumer = sink.gauge().name(), "RabbitMQ is back");
-                }
                 backoff.reset();
-                sink.gauge().set_state("running");
+                outage.running(&sink);
                 let result = self.consume(&channel, &sink, &mut stop).await;
                 let _ = channel.close(200, "sockgate".into()).await;
                 let _ = conn.close(200, "sockgate".into()).await;
@@ -193,7 +177,7 @@ impl Consumer for AmqpConsumer {
                         backoff.wait(&mut stop).await;
                     }
                     Err(e) => {
-                        self.failed(&sink, &e, &mut away);
+                        outage.failed(&sink, &e);
                         backoff.wait(&mut stop).await;
                     }
                 }

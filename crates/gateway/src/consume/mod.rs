@@ -267,6 +267,50 @@ pub async fn stopped_within(stop: &mut watch::Receiver<bool>, wait: Duration) ->
     }
 }
 
+/// A consumer's broker outages, in the log and the figures: one `WARN`
+/// when an outage starts, one `INFO` when it ends, the failures between at
+/// debug level; each failure counted, the state `retrying` meanwhile.
+pub struct Outage {
+    /// How the log names the broker (`RabbitMQ`, `the stream`).
+    broker: &'static str,
+    /// Its URL, without credentials.
+    url: String,
+    away: bool,
+}
+
+impl Outage {
+    /// No outage yet, of the broker at `url`.
+    pub fn new(broker: &'static str, url: &str) -> Self {
+        Self {
+            broker,
+            url: redacted(url),
+            away: false,
+        }
+    }
+
+    /// The broker failed with `error`.
+    pub fn failed(&mut self, sink: &Sink, error: &dyn std::fmt::Display) {
+        sink.gauge().broker_error();
+        sink.gauge().set_state("retrying");
+        let (consumer, url) = (sink.gauge().name(), &self.url);
+        if self.away {
+            tracing::debug!(target: "sockgate::consume", consumer, %url, error = %error, "{} is still away", self.broker);
+        } else {
+            self.away = true;
+            tracing::warn!(target: "sockgate::consume", consumer, %url, error = %error, "{} cannot be read; retrying", self.broker);
+        }
+    }
+
+    /// The broker answers: the consumer is running.
+    pub fn running(&mut self, sink: &Sink) {
+        if self.away {
+            self.away = false;
+            tracing::info!(target: "sockgate::consume", consumer = sink.gauge().name(), "{} is back", self.broker);
+        }
+        sink.gauge().set_state("running");
+    }
+}
+
 /// A URL without its credentials, for the log.
 pub fn redacted(url: &str) -> String {
     crate::telemetry::redacted(url)

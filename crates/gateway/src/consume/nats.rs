@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::config::consumers::NatsSettings;
 
-use super::{Backoff, Consumer, Sink, redacted};
+use super::{Backoff, Consumer, Outage, Sink};
 
 /// The durable consumer every node pulls from.
 pub const DURABLE: &str = "sockgate";
@@ -118,18 +118,6 @@ impl NatsConsumer {
         client.flush().await?;
         Ok(true)
     }
-
-    fn failed(&self, sink: &Sink, e: &async_nats::Error, away: &mut bool) {
-        sink.gauge().broker_error();
-        sink.gauge().set_state("retrying");
-        let url = redacted(&self.settings.url);
-        if *away {
-            tracing::debug!(target: "sockgate::consume", consumer = sink.gauge().name(), %url, error = %e, "NATS is still away");
-        } else {
-            *away = true;
-            tracing::warn!(target: "sockgate::consume", consumer = sink.gauge().name(), %url, error = %e, "NATS cannot be read; retrying");
-        }
-    }
 }
 
 impl Consumer for NatsConsumer {
@@ -141,7 +129,7 @@ impl Consumer for NatsConsumer {
         Box::pin(async move {
             let mut backoff = Backoff::default();
             let mut consumer: Option<(Client, PullConsumer)> = None;
-            let mut away = false;
+            let mut outage = Outage::new("NATS", &self.settings.url);
             let mut next_lag = Instant::now();
             while !*stop.borrow() {
                 let c = match consumer.as_mut() {
@@ -149,17 +137,13 @@ impl Consumer for NatsConsumer {
                     None => match self.connect().await {
                         Ok(c) => consumer.insert(c),
                         Err(e) => {
-                            self.failed(&sink, &e, &mut away);
+                            outage.failed(&sink, &e);
                             backoff.wait(&mut stop).await;
                             continue;
                         }
                     },
                 };
-                if away {
-                    away = false;
-                    tracing::info!(target: "sockgate::consume", consumer = sink.gauge().name(), "NATS is back");
-                }
-                sink.gauge().set_state("running");
+                outage.running(&sink);
                 match self.round(c, &sink, &mut next_lag).await {
                     Ok(true) => backoff.reset(),
                     Ok(false) => {
@@ -167,7 +151,7 @@ impl Consumer for NatsConsumer {
                     }
                     Err(e) => {
                         consumer = None;
-                        self.failed(&sink, &e, &mut away);
+                        outage.failed(&sink, &e);
                         backoff.wait(&mut stop).await;
                     }
                 }

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::config::consumers::PostgresSettings;
 
-use super::{Backoff, Consumer, Sink, redacted, stopped_within};
+use super::{Backoff, Consumer, Outage, Sink, stopped_within};
 
 /// Rows taken in one transaction.
 const BATCH: i64 = 100;
@@ -190,18 +190,6 @@ impl PostgresConsumer {
         }
         Ok(())
     }
-
-    fn failed(&self, sink: &Sink, e: &sqlx::Error, away: &mut bool) {
-        sink.gauge().broker_error();
-        sink.gauge().set_state("retrying");
-        let url = redacted(&self.settings.url);
-        if *away {
-            tracing::debug!(target: "sockgate::consume", consumer = sink.gauge().name(), %url, error = %e, "PostgreSQL is still away");
-        } else {
-            *away = true;
-            tracing::warn!(target: "sockgate::consume", consumer = sink.gauge().name(), %url, error = %e, "the outbox cannot be read; retrying");
-        }
-    }
 }
 
 impl Consumer for PostgresConsumer {
@@ -212,29 +200,25 @@ impl Consumer for PostgresConsumer {
     fn run(self: Arc<Self>, sink: Sink, mut stop: watch::Receiver<bool>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let mut backoff = Backoff::default();
-            let mut away = false;
+            let mut outage = Outage::new("the outbox", &self.settings.url);
             while !*stop.borrow() {
                 let (pool, mut listener) = match self.connect().await {
                     Ok(c) => c,
                     Err(e) => {
-                        self.failed(&sink, &e, &mut away);
+                        outage.failed(&sink, &e);
                         backoff.wait(&mut stop).await;
                         continue;
                     }
                 };
-                if away {
-                    away = false;
-                    tracing::info!(target: "sockgate::consume", consumer = sink.gauge().name(), "the outbox is back");
-                }
                 backoff.reset();
-                sink.gauge().set_state("running");
+                outage.running(&sink);
                 let result = self.serve(&pool, &mut listener, &sink, &mut stop).await;
                 // The listener holds one of the pool's connections, which
                 // `close` would wait for.
                 drop(listener);
                 pool.close().await;
                 if let Err(e) = result {
-                    self.failed(&sink, &e, &mut away);
+                    outage.failed(&sink, &e);
                     if stopped_within(&mut stop, Duration::from_millis(100)).await {
                         break;
                     }

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::config::consumers::RedisSettings;
 
-use super::{Backoff, Consumer, Sink, redacted};
+use super::{Backoff, Consumer, Outage, Sink};
 
 /// The consumer group every node reads in.
 pub const GROUP: &str = "sockgate";
@@ -106,7 +106,7 @@ impl Consumer for RedisConsumer {
         Box::pin(async move {
             let mut backoff = Backoff::default();
             let mut reader: Option<Reader> = None;
-            let mut away = false;
+            let mut outage = Outage::new("the stream", &self.settings.url);
             while !*stop.borrow() {
                 let r = match reader.as_mut() {
                     Some(r) => r,
@@ -119,17 +119,13 @@ impl Consumer for RedisConsumer {
                             next_lag: Instant::now(),
                         }),
                         Err(e) => {
-                            self.failed(&sink, &e, &mut away);
+                            outage.failed(&sink, &e);
                             backoff.wait(&mut stop).await;
                             continue;
                         }
                     },
                 };
-                if away {
-                    away = false;
-                    tracing::info!(target: "sockgate::consume", consumer = sink.gauge().name(), "the stream is back");
-                }
-                sink.gauge().set_state("running");
+                outage.running(&sink);
                 match self.round(r, &sink).await {
                     Ok(()) => backoff.reset(),
                     Err(Stop::Later) => {
@@ -138,7 +134,7 @@ impl Consumer for RedisConsumer {
                     }
                     Err(Stop::Broker(e)) => {
                         reader = None;
-                        self.failed(&sink, &e, &mut away);
+                        outage.failed(&sink, &e);
                         backoff.wait(&mut stop).await;
                     }
                 }
@@ -282,20 +278,6 @@ impl RedisConsumer {
             return Ok(number(field("lag")).map(|lag| lag + pending));
         }
         Ok(None)
-    }
-
-    /// Counts and logs a failure of the broker: a warning at the start of
-    /// an outage, quieter while it lasts.
-    fn failed(&self, sink: &Sink, e: &redis::RedisError, away: &mut bool) {
-        sink.gauge().broker_error();
-        sink.gauge().set_state("retrying");
-        let url = redacted(&self.settings.url);
-        if *away {
-            tracing::debug!(target: "sockgate::consume", consumer = sink.gauge().name(), %url, error = %e, "the stream is still away");
-        } else {
-            *away = true;
-            tracing::warn!(target: "sockgate::consume", consumer = sink.gauge().name(), %url, error = %e, "the stream cannot be read; retrying");
-        }
     }
 }
 
