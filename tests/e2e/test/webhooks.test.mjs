@@ -216,6 +216,45 @@ describe("lifecycle webhooks, a receiver that fails", () => {
     }
   });
 
+  test("a 3xx is retried like a 5xx (never followed), and a 64 MiB answer holds nothing up", async () => {
+    let requests = 0;
+    let redirected = 0;
+    const events = [];
+    // First a redirect (to a receiver that would take anything), then 200
+    // with 64 MiB that sockgate must not wait to read.
+    const huge = Buffer.alloc(64 * 1024 * 1024, 120);
+    const server = createServer((req, res) => {
+      const chunks = [];
+      req.on("data", (c) => chunks.push(c));
+      req.on("end", () => {
+        requests += 1;
+        if (requests === 1) {
+          res.writeHead(307, { location: "http://127.0.0.1:9/elsewhere" }).end();
+          return;
+        }
+        if (req.url !== "/hooks") redirected += 1;
+        events.push(...JSON.parse(Buffer.concat(chunks)).events);
+        res.writeHead(200, { "content-length": huge.length });
+        res.end(huge);
+      });
+    });
+    const port = await freePort();
+    await new Promise((r) => server.listen(port, "127.0.0.1", r));
+    const gw = await startGateway(env({ url: `http://127.0.0.1:${port}/hooks` }));
+    try {
+      const s = await gw.connect({ auth: { token: sign({ sub: "wh-3xx" }) } });
+      await eventually(() => events.some((e) => e.type === "user.online" && e.userId === "wh-3xx"), 10000, "delivered after the 307");
+      assert.equal(redirected, 0, "the redirect was not followed");
+      s.close();
+      // The next batch goes out at once: the 64 MiB answer held nothing up.
+      await eventually(() => events.some((e) => e.type === "session.ended" && e.userId === "wh-3xx"), 5000, "the next batch");
+    } finally {
+      await gw.stop();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   test("a bad SOCKGATE_WEBHOOK_EVENTS or a short secret refuses to start", async () => {
     const { run } = await import("./helpers.mjs");
     const base = { JWT_SECRET: "x".repeat(40), SOCKGATE_LISTEN: "127.0.0.1:0", SOCKGATE_WEBHOOK_URL: "http://127.0.0.1:9/x" };
