@@ -36,6 +36,9 @@ impl Node {
     /// `session` was admitted: `session.started`, and `user.online` for
     /// the user's first session here.
     pub(crate) fn tell_started(&self, session: &Session) {
+        if !self.watching {
+            return;
+        }
         self.watcher.happened(Happened::SessionStarted {
             user_id: session.user_id.clone(),
             session_id: session.id.to_string(),
@@ -53,6 +56,9 @@ impl Node {
     /// `session` left the registry with `code`: `session.ended`, and
     /// `user.offline` when it was the user's last here.
     pub(crate) fn tell_ended(&self, session: &Session, code: &str, reconnect: bool) {
+        if !self.watching {
+            return;
+        }
         let connected_ms = session.connected_at.saturating_mul(1000);
         self.watcher.happened(Happened::SessionEnded {
             user_id: session.user_id.clone(),
@@ -74,6 +80,9 @@ impl Node {
             return;
         }
         self.note_presence(room, session, true);
+        if !self.watching {
+            return;
+        }
         let user = session.user_id.as_str();
         if self.rooms.count(room) == 1 {
             self.watcher.happened(Happened::RoomOccupied {
@@ -92,6 +101,9 @@ impl Node {
             return;
         }
         self.note_presence(room, session, false);
+        if !self.watching {
+            return;
+        }
         let user = session.user_id.as_str();
         self.watcher.happened(Happened::MemberLeft {
             room: room.to_owned(),

@@ -113,6 +113,9 @@ pub struct Node {
     idempotency_window: Duration,
     /// Hears what happens to sessions, users and rooms.
     watcher: Arc<dyn Watcher>,
+    /// Whether a watcher was given: without one, the handshake and the
+    /// end of a session skip building events nobody hears.
+    watching: bool,
     /// `room:joined` and `room:left` for the rooms that want them.
     presence_events: presence_events::PresenceEvents,
 }
@@ -160,6 +163,7 @@ impl Node {
             renewals: Default::default(),
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             watcher: Arc::new(NoWatcher),
+            watching: false,
             presence_events: Default::default(),
         }
     }
@@ -167,6 +171,7 @@ impl Node {
     /// Tells `watcher` what happens to sessions, users and rooms.
     pub fn with_watcher(mut self, watcher: Arc<dyn Watcher>) -> Self {
         self.watcher = watcher;
+        self.watching = true;
         self
     }
 
