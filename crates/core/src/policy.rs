@@ -68,6 +68,11 @@ impl Policy {
             .iter()
             .any(|r| r.presence_events && rule_matches(&r.pattern, id, room))
     }
+
+    /// Whether any rule has `presence_events`.
+    pub fn any_presence_events(&self) -> bool {
+        self.rules.iter().any(|r| r.presence_events)
+    }
 }
 
 impl Default for Policy {

@@ -7,7 +7,8 @@ use std::sync::{Arc, OnceLock};
 use sockgate_auth::{Exposure, SourcePolicy, Verifier};
 use sockgate_core::backend::memory::MemoryHistory;
 use sockgate_core::backend::{
-    Broker, ControlBus, Delivery, Directory, History, Outgoing, Presence, Unavailable,
+    Broker, Census, ControlBus, Delivery, Directory, History, MemoryCensus, Outgoing, Presence,
+    Unavailable,
 };
 use sockgate_core::clock::unix_now_ms;
 use sockgate_core::hooks::App;
@@ -52,6 +53,8 @@ pub struct Gateway {
     pub(crate) binary_events: bool,
     /// The lifecycle webhooks, when they are on.
     pub(crate) webhooks: Option<Arc<crate::outbound::lifecycle::Webhooks>>,
+    /// A single node's census, whose pending departures outlive a restart.
+    pub(crate) departures: Option<Arc<MemoryCensus>>,
     /// Run first on shutdown (a cluster node tells the others it stops).
     pub(crate) on_stop: Option<Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>>,
 }
@@ -79,6 +82,7 @@ impl Gateway {
             connect_hook: None,
             binary_events: false,
             webhooks: None,
+            departures: None,
             on_stop: None,
         }
     }
@@ -180,12 +184,24 @@ impl Gateway {
 
     /// Shares presence, sessions and announcements through `backend`
     /// (the Redis cluster).
-    pub fn with_cluster<B: Presence + Directory + ControlBus>(mut self, backend: Arc<B>) -> Self {
+    pub fn with_cluster<B: Presence + Directory + ControlBus + Census>(
+        mut self,
+        backend: Arc<B>,
+    ) -> Self {
         self.node = self
             .node
             .with_presence(backend.clone())
             .with_directory(backend.clone())
+            .with_census(backend.clone())
             .with_control(backend);
+        self
+    }
+
+    /// Counts users and rooms in `census`, whose pending departures a
+    /// stopping single node keeps for the next start.
+    pub fn with_memory_census(mut self, census: Arc<MemoryCensus>) -> Self {
+        self.node = self.node.with_census(census.clone());
+        self.departures = Some(census);
         self
     }
 

@@ -6,6 +6,7 @@
 //! cluster) and SQLite (the revocation store).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +16,13 @@ use sockgate_auth::Jwks;
 use sockgate_core::StoreError;
 use tokio::net::TcpListener;
 
-use sockgate_core::backend::History;
+use sockgate_core::backend::{Counted, History, MemoryCensus};
 
 use crate::cluster::{Cluster, RedisHistory, Seal, follow_logged, redacted};
 use crate::config::{Config, ConfigError, Secret, TlsFiles};
 use crate::consume::Consumers;
 use crate::http::connections::{Connections, Http1Only};
+use crate::outbound::lifecycle::{SharedQueue, Webhooks};
 use crate::store::live::{LIVE_FILE, keep_live_sessions, report_crashed_run, take_crashed_run};
 use crate::store::{OnDisk, Revocations};
 use crate::{Gateway, http, sio, telemetry};
@@ -102,8 +104,9 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Where a stopping node leaves its delayed lifecycle events, for the next one.
-const PENDING_WEBHOOKS_FILE: &str = "pending-webhooks.json";
+/// Where a stopping single node leaves its pending departures (a
+/// `user.offline` not yet due), for the next one.
+const PENDING_DEPARTURES_FILE: &str = "pending-departures.json";
 
 /// Where a stopping node leaves the sessions it lost, for the next one.
 const AWAITED_FILE: &str = "awaited-returns.json";
@@ -173,18 +176,6 @@ pub async fn serve_until(
     .with_transport_limits(config.transport_limits.clone())
     .with_user_room(config.user_room.clone())
     .with_exposed_claims(config.exposed_claims.clone());
-    let webhooks = match config.webhook.clone() {
-        Some(mut settings) => Some({
-            settings.pending_file = Some(config.data_dir.join(PENDING_WEBHOOKS_FILE));
-            crate::outbound::lifecycle::Webhooks::start(settings)
-                .map_err(|message| ServeError::Webhook { message })?
-        }),
-        None => None,
-    };
-    let gateway = match webhooks {
-        Some(w) => gateway.with_webhooks(w),
-        None => gateway,
-    };
     let gateway = match backend {
         Some(backend) => {
             let hook = backend.connect_hook().cloned();
@@ -205,6 +196,9 @@ pub async fn serve_until(
     let key = config.api_key.clone();
     match &config.redis_url {
         None => {
+            let census = Arc::new(MemoryCensus::default());
+            census.restore(load_departures(&config.data_dir));
+            let gateway = with_webhooks(gateway.with_memory_census(census), &config, None)?;
             let gateway = match config.recovery.clone() {
                 Some(settings) => gateway.with_recovery(settings, config.pid_key()?, None),
                 None => gateway,
@@ -230,6 +224,8 @@ pub async fn serve_until(
                         url: redacted(url),
                         source,
                     })?;
+            let shared: Arc<dyn SharedQueue> = cluster.clone();
+            let gateway = with_webhooks(gateway, &config, Some(shared))?;
             let mut gateway = gateway.with_cluster(cluster.clone());
             let stopping = cluster.clone();
             gateway.on_stop = Some(Arc::new(move || {
@@ -253,16 +249,52 @@ pub async fn serve_until(
             let bus = crate::cluster::RoomBus::new(cluster.clone(), history.clone());
             gateway.emitter.set_fanout(Arc::new(bus));
             let node = cluster.node.clone();
-            if let Some(webhooks) = &gateway.webhooks {
-                tokio::spawn(crate::cluster::report_lost_nodes(
-                    cluster.clone(),
-                    webhooks.clone(),
-                    config.user_room.clone(),
-                ));
-            }
+            // Its departures come due, then some: see `cluster::lost`.
+            let settle = config.offline_delay + Duration::from_secs(10);
+            tokio::spawn(crate::cluster::report_lost_nodes(
+                cluster.clone(),
+                gateway.clone(),
+                settle,
+            ));
             start_cluster(gateway.clone(), cluster, history).await;
             serve(listener, router, io, gateway, &config, &node, shutdown).await
         }
+    }
+}
+
+/// Starts the lifecycle webhooks when they are configured, sent by this
+/// node or through the cluster's `shared` queue.
+fn with_webhooks(
+    gateway: Gateway,
+    config: &Config,
+    shared: Option<Arc<dyn SharedQueue>>,
+) -> Result<Gateway, ServeError> {
+    let Some(settings) = config.webhook.clone() else {
+        return Ok(gateway);
+    };
+    let webhooks =
+        Webhooks::start(settings, shared).map_err(|message| ServeError::Webhook { message })?;
+    Ok(gateway.with_webhooks(webhooks))
+}
+
+/// The departures a previous single-node run left pending (the file is
+/// removed: they are taken once).
+fn load_departures(data_dir: &Path) -> Vec<(Counted, u64)> {
+    let path = data_dir.join(PENDING_DEPARTURES_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Vec::new();
+    };
+    let _ = std::fs::remove_file(&path);
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+fn save_departures(path: &Path, pending: Vec<(Counted, u64)>) {
+    if pending.is_empty() {
+        return;
+    }
+    let json = serde_json::to_string(&pending).expect("departures serialize");
+    if let Err(e) = std::fs::write(path, json) {
+        tracing::warn!(error = %e, "the pending departures could not be kept for the next start; those users are not told offline");
     }
 }
 
@@ -342,6 +374,7 @@ async fn serve(
     let drain_window = config.drain_window;
     let awaited_file = config.data_dir.join(AWAITED_FILE);
     let live_file = config.data_dir.join(LIVE_FILE);
+    let departures_file = config.data_dir.join(PENDING_DEPARTURES_FILE);
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -356,7 +389,13 @@ async fn serve(
         // Every client learns why and reconnects by itself (to another node
         // or to the restarted one), spread over the drain window.
         gateway.node.shut_down(drain_window).await;
-        // The drain's `session.ended` events go out before the process does.
+        // The drain's events are told (its departures in the census), and
+        // go out before the process does.
+        let told = gateway.node.flush_happenings();
+        let _ = tokio::time::timeout(Duration::from_secs(2), told).await;
+        if let Some(census) = &gateway.departures {
+            save_departures(&departures_file, census.pending());
+        }
         if let Some(webhooks) = &gateway.webhooks {
             webhooks.shut_down(Duration::from_secs(2)).await;
             // Every session ended and was told: nothing for the next start.

@@ -1,6 +1,6 @@
 //! What a node shares with the other nodes, as traits.
 //!
-//! A [`crate::Node`] runs on four backends. Each has an in-memory
+//! A [`crate::Node`] runs on these backends. Each has an in-memory
 //! implementation ([`memory`]) that is the default: a single node, which
 //! shares with nobody. The gateway's Redis implementations sit in its
 //! `cluster` module and replace them all at once.
@@ -13,6 +13,8 @@
 //!   (revocations, kicks, evictions).
 //! - [`History`]: the room messages of the recovery window, and the
 //!   sessions parked until they recover (see [`crate::recovery`]).
+//! - [`Census`]: which nodes hold a user, a room, a user in a room: the
+//!   cluster's first arrival and last departure, told once ([`census`]).
 //!
 //! Revocations are kept across restarts by a [`crate::RevocationStore`],
 //! beside its index.
@@ -22,7 +24,10 @@
 //! knows itself. None of them is
 //! ever asked whether it is "clustered".
 
+pub mod census;
 pub mod memory;
+
+pub use census::{Census, Counted, MemoryCensus, Move};
 
 use std::future::Future;
 use std::pin::Pin;

@@ -2,12 +2,13 @@
 //! [`Watcher`] as it happens: the gateway's lifecycle webhooks
 //! (`outbound/lifecycle.rs`) batch, delay and deliver them.
 //!
-//! The node tells each one once, as it happens here: a session that starts
-//! or ends, the first and the last session of a user on this node
-//! (`user.online`, `user.offline`), the first and the last member of a room
-//! on this node (`room.occupied`, `room.vacated`) and a user's first and
-//! last socket in a room (`member.joined`, `member.left`). Users' own rooms
-//! are left out of the room events: every socket is in its own.
+//! The node tells each one once for the cluster: a session that starts or
+//! ends (where it happens), a user's first and last session on any node
+//! (`user.online`, `user.offline`), a room's first and last member
+//! (`room.occupied`, `room.vacated`) and a user's first and last socket in
+//! a room (`member.joined`, `member.left`), as the
+//! [`Census`](crate::backend::Census) counts them. Users' own rooms are
+//! left out of the room events: every socket is in its own.
 //!
 //! A watcher must not block: it is called from the node's own paths.
 
@@ -47,25 +48,27 @@ pub enum Happened {
         /// How long it lasted.
         duration_ms: u64,
     },
-    /// The user's first session on this node.
+    /// The user's first session, on any node.
     #[serde(rename = "user.online")]
     UserOnline {
         /// The user.
         user_id: String,
     },
-    /// The user's last session on this node ended.
+    /// The user's last session, on any node, ended (and stayed gone for
+    /// the offline delay).
     #[serde(rename = "user.offline")]
     UserOffline {
         /// The user.
         user_id: String,
     },
-    /// The room's first member on this node.
+    /// The room's first member, on any node.
     #[serde(rename = "room.occupied")]
     RoomOccupied {
         /// The room.
         room: String,
     },
-    /// The room's last member on this node left.
+    /// The room's last member, on any node, left (and none came for the
+    /// offline delay).
     #[serde(rename = "room.vacated")]
     RoomVacated {
         /// The room.

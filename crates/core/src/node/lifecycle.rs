@@ -403,7 +403,7 @@ impl Node {
             deadlines,
             self.trim_history(),
             self.run_renewals(),
-            self.run_presence_events()
+            self.run_happenings()
         );
     }
 

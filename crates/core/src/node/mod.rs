@@ -8,7 +8,9 @@
 //! - `rooms`: joining, leaving, publishing, members;
 //! - `figures`: what `/api/stats` and the dashboard show;
 //! - `recover`: parking dropped sessions and giving them back;
-//! - `happenings`: what the [`crate::hooks::happened::Watcher`] is told.
+//! - `happenings`: what the [`crate::hooks::happened::Watcher`] and the
+//!   rooms are told, once for the cluster ([`crate::backend::Census`]);
+//! - `presence_events`: which rooms tell their members who comes and goes.
 //!
 //! A node runs on backends ([`crate::backend`]), in memory unless it is
 //! given others; it never asks which kind it has.
@@ -31,7 +33,7 @@ use sockgate_auth::{SourcePolicy, Verifier};
 use crate::backend::memory::{
     MemoryBroker, MemoryControl, MemoryDirectory, MemoryHistory, MemoryPresence,
 };
-use crate::backend::{Broker, ControlBus, Directory, History, Presence};
+use crate::backend::{Broker, Census, ControlBus, Directory, History, MemoryCensus, Presence};
 use crate::clock::{SharedClock, SystemClock};
 use crate::deadlines::Deadlines;
 use crate::hooks::happened::{NoWatcher, Watcher};
@@ -118,6 +120,10 @@ pub struct Node {
     watching: bool,
     /// `room:joined` and `room:left` for the rooms that want them.
     presence_events: presence_events::PresenceEvents,
+    /// What happened here, on its way to the watcher and the rooms.
+    happenings: happenings::Happenings,
+    /// Which of this node's firsts and lasts are the cluster's.
+    census: Arc<dyn Census>,
 }
 
 /// How long a publish's idempotency key is remembered, unless the node is
@@ -165,6 +171,8 @@ impl Node {
             watcher: Arc::new(NoWatcher),
             watching: false,
             presence_events: Default::default(),
+            happenings: Default::default(),
+            census: Arc::new(MemoryCensus::default()),
         }
     }
 
@@ -248,6 +256,12 @@ impl Node {
     /// Announces to other nodes through `control`.
     pub fn with_control(mut self, control: Arc<dyn ControlBus>) -> Self {
         self.control = control;
+        self
+    }
+
+    /// Counts users, rooms and members across the cluster through `census`.
+    pub fn with_census(mut self, census: Arc<dyn Census>) -> Self {
+        self.census = census;
         self
     }
 

@@ -1,27 +1,28 @@
 //! The sessions of a node that died: a killed node says nothing, so a live
 //! one says it for it.
 //!
-//! Every node with lifecycle webhooks looks every [`EVERY`] for session
-//! hashes (`sockgate:sessions:{node}`) whose node's heartbeat has expired.
-//! One live node takes each dead node (`SET sockgate:lost:{node} NX`), tells
-//! its watcher `session.ended { code: "NODE_LOST" }` for each of its
-//! sessions not taken back on a live node meanwhile (a recovery keeps the
-//! session's id), `user.offline` for users left with no session on a live
-//! node, `member.left` and `room.vacated` for its presence, and removes
-//! what the dead node left in Redis.
+//! Every node looks every [`EVERY`] for session hashes
+//! (`sockgate:sessions:{node}`) whose node's heartbeat has expired. One
+//! live node takes each dead node (`SET sockgate:lost:{node} NX`), tells
+//! `session.ended { code: "NODE_LOST" }` for each of its sessions not taken
+//! back on a live node meanwhile (a recovery keeps the session's id), gives
+//! up what it held in the census (users left on no live node go offline,
+//! rooms left empty are vacated, members leave: `Node::tell_lost_node`),
+//! and removes what the dead node left in Redis.
 //!
 //! A node that stops cleanly takes itself first ([`Cluster::stopping`]):
-//! its sessions end with its own `SERVER_SHUTDOWN`, and what its last
-//! writes leave in Redis is not reported again.
+//! its sessions end with its own `SERVER_SHUTDOWN`. What its last writes
+//! may have left in Redis is removed by a live node once its departures
+//! had time to come due, without a word.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Script};
+use sockgate_core::Node;
 use sockgate_core::clock::unix_now_ms;
-use sockgate_core::hooks::happened::{Happened, Watcher};
-use sockgate_core::rooms::UserRoom;
+use sockgate_core::hooks::happened::Happened;
 use sockgate_core::session::SessionInfo;
 
 use super::Cluster;
@@ -33,11 +34,13 @@ const EVERY: Duration = Duration::from_secs(2);
 /// comes back (ids are random per process).
 const TAKEN_FOR_MS: u64 = 24 * 3600 * 1000;
 
-/// Looks for dead nodes forever; spawn it once.
+/// Looks for dead nodes forever; spawn it once. A cleanly stopped node's
+/// leftovers are removed `settle` after it stopped (its departures' delay,
+/// and then some).
 pub async fn report_lost_nodes(
     cluster: Arc<Cluster>,
-    watcher: Arc<dyn Watcher>,
-    user_room: UserRoom,
+    node: Arc<impl AsRef<Node> + Send + Sync + 'static>,
+    settle: Duration,
 ) {
     let mut tick = tokio::time::interval(EVERY);
     loop {
@@ -45,25 +48,34 @@ pub async fn report_lost_nodes(
         if !cluster.is_healthy() {
             continue;
         }
-        if let Err(e) = report_once(&cluster, watcher.as_ref(), &user_room).await {
+        if let Err(e) = report_once(&cluster, node.as_ref().as_ref(), settle).await {
             tracing::debug!(error = %e, "looking for lost nodes failed; next round");
         }
     }
 }
 
-async fn report_once(
-    cluster: &Cluster,
-    watcher: &dyn Watcher,
-    user_room: &UserRoom,
-) -> redis::RedisResult<()> {
+/// Takes a stopped node's leftovers once: `stopped:{ms}` becomes `cleaned`
+/// when `settle` ms have passed since. KEYS: the lost key; ARGV: settle,
+/// now, how long the mark is kept.
+const TAKE_STOPPED: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 8) == 'stopped:'
+   and tonumber(string.sub(v, 9)) + tonumber(ARGV[1]) < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[1], 'cleaned', 'PX', ARGV[3])
+  return 1
+end
+return 0
+"#;
+
+async fn report_once(cluster: &Cluster, node: &Node, settle: Duration) -> redis::RedisResult<()> {
     let live = cluster.live_nodes().await?;
-    for node in cluster.nodes_with_sessions().await? {
-        if live.contains(&node) || node == cluster.node {
+    for dead in cluster.nodes_with_sessions().await? {
+        if live.contains(&dead) || dead == cluster.node {
             continue;
         }
         let mut conn = cluster.conn();
         let taken: bool = redis::cmd("SET")
-            .arg(cluster.lost_key(&node))
+            .arg(cluster.lost_key(&dead))
             .arg(&cluster.node)
             .arg("NX")
             .arg("PX")
@@ -72,7 +84,19 @@ async fn report_once(
             .await?
             .is_some();
         if taken {
-            report_node(cluster, watcher, &node, &live, user_room).await?;
+            report_node(cluster, node, &dead, &live).await?;
+            continue;
+        }
+        let stopped: bool = Script::new(TAKE_STOPPED)
+            .key(cluster.lost_key(&dead))
+            .arg(settle.as_millis() as u64)
+            .arg(unix_now_ms())
+            .arg(TAKEN_FOR_MS)
+            .invoke_async(&mut conn)
+            .await?;
+        if stopped {
+            remove_traces(cluster, &dead).await?;
+            node.tell_lost_node(&dead, Vec::new());
         }
     }
     Ok(())
@@ -81,17 +105,14 @@ async fn report_once(
 /// Tells what went with `dead`, and removes its traces.
 async fn report_node(
     cluster: &Cluster,
-    watcher: &dyn Watcher,
+    node: &Node,
     dead: &str,
     live: &HashSet<String>,
-    user_room: &UserRoom,
 ) -> redis::RedisResult<()> {
     let mut conn = cluster.conn();
-    let sessions_key = cluster.key(&["sessions", dead]);
-    let sessions: HashMap<String, String> = conn.hgetall(&sessions_key).await?;
+    let sessions: HashMap<String, String> = conn.hgetall(cluster.key(&["sessions", dead])).await?;
     let now = unix_now_ms();
-    let mut users = HashSet::new();
-    let mut lost = 0;
+    let mut ended = Vec::new();
     for (sid, info) in &sessions {
         let Ok(info) = serde_json::from_str::<SessionInfo>(info) else {
             continue;
@@ -99,47 +120,17 @@ async fn report_node(
         if held_by_live_node(cluster, sid, live).await? {
             continue;
         }
-        lost += 1;
-        watcher.happened(Happened::SessionEnded {
+        ended.push(Happened::SessionEnded {
             user_id: info.user_id.clone(),
             session_id: info.session_id.clone(),
             code: "NODE_LOST".to_owned(),
             reconnect: true,
             duration_ms: now.saturating_sub(info.connected_at.saturating_mul(1000)),
         });
-        let _: () = conn
-            .zrem(
-                cluster.key(&["user", &info.user_id]),
-                format!("{dead}|{sid}"),
-            )
-            .await?;
-        users.insert(info.user_id);
     }
-    for user in &users {
-        if !user_on_live_node(cluster, user, live).await? {
-            watcher.happened(Happened::UserOffline {
-                user_id: user.clone(),
-            });
-        }
-    }
-    for (room, members) in dead_presence(cluster, dead).await? {
-        // Users' own rooms have no room events.
-        if user_room.is_user_room(&room) {
-            let _: () = conn.del(cluster.key(&["presence", dead, &room])).await?;
-            continue;
-        }
-        for user in &members {
-            watcher.happened(Happened::MemberLeft {
-                room: room.clone(),
-                user_id: user.clone(),
-            });
-        }
-        if !room_on_live_node(cluster, &room, live).await? {
-            watcher.happened(Happened::RoomVacated { room: room.clone() });
-        }
-        let _: () = conn.del(cluster.key(&["presence", dead, &room])).await?;
-    }
-    let _: () = conn.del(&sessions_key).await?;
+    let lost = ended.len();
+    node.tell_lost_node(dead, ended);
+    remove_traces(cluster, dead).await?;
     tracing::warn!(
         target: "sockgate::cluster",
         node = dead,
@@ -147,6 +138,26 @@ async fn report_node(
         "a node stopped without a word; its sessions are reported lost (NODE_LOST)"
     );
     Ok(())
+}
+
+/// Removes `dead`'s sessions (its hash and its users' entries) and its
+/// presence.
+async fn remove_traces(cluster: &Cluster, dead: &str) -> redis::RedisResult<()> {
+    let mut conn = cluster.conn();
+    let sessions_key = cluster.key(&["sessions", dead]);
+    let sessions: HashMap<String, String> = conn.hgetall(&sessions_key).await?;
+    for (sid, info) in &sessions {
+        if let Ok(info) = serde_json::from_str::<SessionInfo>(info) {
+            let member = format!("{dead}|{sid}");
+            let _: () = conn
+                .zrem(cluster.key(&["user", &info.user_id]), member)
+                .await?;
+        }
+    }
+    for key in presence_keys(cluster, dead).await? {
+        let _: () = conn.del(key).await?;
+    }
+    conn.del(&sessions_key).await
 }
 
 /// Whether a live node holds session `sid` (a recovery keeps its id).
@@ -165,58 +176,14 @@ async fn held_by_live_node(
     Ok(false)
 }
 
-/// Whether `user` has a session on a live node.
-async fn user_on_live_node(
-    cluster: &Cluster,
-    user: &str,
-    live: &HashSet<String>,
-) -> redis::RedisResult<bool> {
-    let members: Vec<String> = cluster
-        .conn()
-        .zrange(cluster.key(&["user", user]), 0, -1)
-        .await?;
-    Ok(members
-        .iter()
-        .filter_map(|m| m.split_once('|'))
-        .any(|(node, _)| live.contains(node)))
-}
-
-/// Whether a live node has a member in `room`.
-async fn room_on_live_node(
-    cluster: &Cluster,
-    room: &str,
-    live: &HashSet<String>,
-) -> redis::RedisResult<bool> {
-    let mut conn = cluster.conn();
-    for node in live {
-        let n: usize = conn.hlen(cluster.key(&["presence", node, room])).await?;
-        if n > 0 {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// The dead node's rooms and their members.
-async fn dead_presence(
-    cluster: &Cluster,
-    dead: &str,
-) -> redis::RedisResult<Vec<(String, Vec<String>)>> {
+/// The keys of `dead`'s presence, one per room.
+async fn presence_keys(cluster: &Cluster, dead: &str) -> redis::RedisResult<Vec<String>> {
     let prefix = cluster.key(&["presence", dead, ""]);
     let mut conn = cluster.conn();
-    let keys: Vec<String> = {
-        let mut iter: redis::AsyncIter<String> = conn.scan_match(format!("{prefix}*")).await?;
-        let mut keys = Vec::new();
-        while let Some(key) = iter.next_item().await {
-            keys.push(key?);
-        }
-        keys
-    };
-    let mut rooms = Vec::new();
-    for key in keys {
-        let members: Vec<String> = cluster.conn().hkeys(&key).await?;
-        let room = key[prefix.len()..].to_owned();
-        rooms.push((room, members));
+    let mut iter: redis::AsyncIter<String> = conn.scan_match(format!("{prefix}*")).await?;
+    let mut keys = Vec::new();
+    while let Some(key) = iter.next_item().await {
+        keys.push(key?);
     }
-    Ok(rooms)
+    Ok(keys)
 }

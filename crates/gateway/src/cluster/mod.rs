@@ -17,12 +17,14 @@
 //! its state again and exchanges revocations: see [`Cluster::heartbeat`].
 
 mod backends;
+mod census;
 pub mod driver;
 mod history;
 mod lost;
 mod rooms;
 pub mod seal;
 mod sync;
+mod webhook_queue;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -276,7 +278,7 @@ impl Cluster {
         let mut conn = self.conn();
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.lost_key(&self.node))
-            .arg("stopped")
+            .arg(format!("stopped:{}", unix_now_ms()))
             .arg("PX")
             .arg(24 * 3600 * 1000u64);
         let set = cmd.query_async::<()>(&mut conn);

@@ -80,5 +80,6 @@ async fn try_sync(node: &Node, cluster: &Cluster) -> redis::RedisResult<()> {
     for (room, user_id) in node.presence_here() {
         cluster.write(Write::PresenceUp { room, user_id });
     }
+    node.restate_census();
     Ok(())
 }

@@ -1287,9 +1287,7 @@ fn webhook_settings(
         secret: secret.expose().as_bytes().to_vec(),
         events,
         batch: Duration::from_millis(s.webhook_batch_ms.unwrap_or(50).min(60_000)),
-        offline_delay: offline_delay(s)?,
         retry_for: Duration::from_secs(s.webhook_retry_for.unwrap_or(300)),
-        pending_file: None,
     }))
 }
 

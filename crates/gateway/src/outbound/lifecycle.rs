@@ -13,22 +13,23 @@
 //! - **Bounded**: at most [`MAX_QUEUED`] events wait; past it new events
 //!   are counted, logged once per outage, and dropped, so a backend that
 //!   stays down costs a bounded amount of memory.
-//! - **Not flapping**: `user.offline` and `room.vacated` wait
-//!   `offline_delay` (`SOCKGATE_WEBHOOK_OFFLINE_DELAY`); a `user.online` or
-//!   `room.occupied` for the same user or room within it cancels both, so a
-//!   page reload or a deploy's reconnects send neither.
+//! - **Shared in a cluster**: the nodes append their events to one queue
+//!   in Redis ([`SharedQueue`]), and one node at a time (the holder of a
+//!   lease) sends it; when that node dies another takes the lease and
+//!   sends what is left, the dead node's events included.
 //!
-//! This node's events only: in a cluster each node sends its own, and a
-//! user with sessions on two nodes is online on each.
+//! The node tells its events once for the cluster, delays included
+//! (`user.offline` after the offline delay, cancelled by a return): see
+//! `sockgate_core::backend::census`.
 
-use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
+use sockgate_core::BoxFuture;
 use sockgate_core::hooks::happened::{Happened, Watcher};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -38,10 +39,17 @@ use super::client;
 
 /// Most events one request carries.
 pub const MAX_BATCH: usize = 500;
-/// Most events waiting (queued, delayed or in a batch being retried).
+/// Most events waiting (queued, or in a batch being retried); in a
+/// cluster, also the most the shared queue holds.
 pub const MAX_QUEUED: usize = 10_000;
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a node waits before it asks the shared queue again, when it is
+/// empty or another node sends it.
+const SHARED_IDLE: Duration = Duration::from_millis(200);
+/// How often the sending node renews its lease (which lasts three times
+/// as long).
+const LEASE_RENEWAL: Duration = Duration::from_secs(2);
 
 /// The webhook's settings (`SOCKGATE_WEBHOOK_*`).
 #[derive(Debug, Clone)]
@@ -54,13 +62,24 @@ pub struct Settings {
     pub events: Option<Vec<String>>,
     /// How long events wait to go out together.
     pub batch: Duration,
-    /// How long `user.offline` and `room.vacated` wait for a return.
-    pub offline_delay: Duration,
     /// How long a batch is retried before it is given up.
     pub retry_for: Duration,
-    /// Where the delayed events wait over a restart (`user.offline` and
-    /// `room.vacated` not yet due at shutdown); `None`: sent at shutdown.
-    pub pending_file: Option<PathBuf>,
+}
+
+/// The queue a cluster's nodes share, so that any of them sends what a
+/// dead one queued (the gateway's is a Redis stream).
+pub trait SharedQueue: Send + Sync + 'static {
+    /// Appends `events` (each as JSON) while the queue holds fewer than
+    /// `max`; how many were taken, in order.
+    fn push<'a>(&'a self, events: &'a [String], max: usize)
+    -> BoxFuture<'a, Result<usize, String>>;
+    /// Whether this node sends the queue now: takes or renews the lease.
+    fn lead(&self) -> BoxFuture<'_, Result<bool, String>>;
+    /// The oldest `n` events: their ids in the queue, and their JSON
+    /// (empty for an entry that is not an event).
+    fn peek(&self, n: usize) -> BoxFuture<'_, Result<Vec<(String, String)>, String>>;
+    /// Removes sent (or given up) events.
+    fn remove<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// One event as sent.
@@ -75,17 +94,8 @@ struct Sent {
 /// What the node's watcher hands the sender.
 enum Note {
     Event(Sent),
-    /// Send what is queued now, delayed events kept for the next start
-    /// (or sent, without a file), then answer.
+    /// Send (or queue, in a cluster) what is here now, then answer.
     ShutDown(oneshot::Sender<()>),
-}
-
-/// A delayed event kept over a restart.
-#[derive(Serialize, Deserialize)]
-struct Pending {
-    /// When it is due, Unix milliseconds.
-    due_ms: u64,
-    sent: Sent,
 }
 
 /// The node's [`Watcher`]: stamps each event and hands it to the sender
@@ -93,7 +103,7 @@ struct Pending {
 pub struct Webhooks {
     notes: mpsc::UnboundedSender<Note>,
     wanted: Option<Vec<String>>,
-    /// Events waiting, here or in the sender: the bound.
+    /// Events waiting here, in the sender: the bound.
     waiting: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
     /// Whether the drop of this outage was logged.
@@ -101,8 +111,12 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    /// The webhooks of `settings`; their sender runs in a task from now on.
-    pub fn start(settings: Settings) -> Result<Arc<Self>, String> {
+    /// The webhooks of `settings`, sent by this node, or through `shared`
+    /// in a cluster; their tasks run from now on.
+    pub fn start(
+        settings: Settings,
+        shared: Option<Arc<dyn SharedQueue>>,
+    ) -> Result<Arc<Self>, String> {
         let url = reqwest::Url::parse(&settings.url).map_err(|e| format!("not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("the scheme {} is not http or https", url.scheme()));
@@ -115,25 +129,28 @@ impl Webhooks {
             dropped: Arc::default(),
             said_full: Arc::default(),
         });
-        let sender = Sender {
+        let poster = Arc::new(Poster {
             client: client::build(REQUEST_TIMEOUT)?,
             url,
             key: hmac::Key::new(hmac::HMAC_SHA256, &settings.secret),
             settings,
-            waiting: this.waiting.clone(),
             dropped: this.dropped.clone(),
+        });
+        let sender = Sender {
+            poster: poster.clone(),
+            shared: shared.clone(),
+            waiting: this.waiting.clone(),
             said_full: this.said_full.clone(),
         };
-        let queue = sender.load_pending();
-        this.waiting
-            .fetch_add(queue.delayed.len() as u64, Ordering::Relaxed);
-        tokio::spawn(sender.run(rx, queue));
+        tokio::spawn(sender.run(rx));
+        if let Some(shared) = shared {
+            tokio::spawn(poster.send_shared(shared));
+        }
         Ok(this)
     }
 
-    /// On shutdown, after the sessions were ended: sends what is ready,
-    /// keeps the delayed events for the next start (a deploy's users come
-    /// back within the delay: they are not told offline), waiting at most
+    /// On shutdown, after the sessions were ended and their events told:
+    /// sends (or, in a cluster, queues) what is here, waiting at most
     /// `within`.
     pub async fn shut_down(&self, within: Duration) {
         let (tx, rx) = oneshot::channel();
@@ -156,14 +173,7 @@ impl Watcher for Webhooks {
             return;
         }
         if self.waiting.load(Ordering::Relaxed) >= MAX_QUEUED as u64 {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            if !self.said_full.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    target: "sockgate::webhook",
-                    max = MAX_QUEUED,
-                    "lifecycle events are dropped: {MAX_QUEUED} wait for the webhook already"
-                );
-            }
+            count_dropped(&self.dropped, &self.said_full, 1);
             return;
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -180,51 +190,49 @@ impl Watcher for Webhooks {
     }
 }
 
-/// The task that batches, delays and sends.
+/// Counts `n` events dropped at the bound, and says so once per outage.
+fn count_dropped(dropped: &AtomicU64, said_full: &AtomicBool, n: u64) {
+    dropped.fetch_add(n, Ordering::Relaxed);
+    if !said_full.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            target: "sockgate::webhook",
+            max = MAX_QUEUED,
+            "lifecycle events are dropped: {MAX_QUEUED} wait for the webhook already"
+        );
+    }
+}
+
+/// The task that gathers the events into batches, and sends them (or
+/// queues them, in a cluster).
 struct Sender {
-    client: reqwest::Client,
-    url: reqwest::Url,
-    key: hmac::Key,
-    settings: Settings,
+    poster: Arc<Poster>,
+    shared: Option<Arc<dyn SharedQueue>>,
     waiting: Arc<AtomicU64>,
-    dropped: Arc<AtomicU64>,
     said_full: Arc<AtomicBool>,
 }
 
-/// Events on their way: ready to go, and delayed ones by their key.
-#[derive(Default)]
-struct Queue {
-    ready: VecDeque<Sent>,
-    /// `user:<id>` or `room:<name>` → the delayed event and when it is due.
-    delayed: HashMap<String, (Instant, Sent)>,
-}
-
 impl Sender {
-    async fn run(self, mut notes: mpsc::UnboundedReceiver<Note>, mut queue: Queue) {
+    async fn run(self, mut notes: mpsc::UnboundedReceiver<Note>) {
+        let mut ready: VecDeque<Sent> = VecDeque::new();
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
         loop {
-            if queue.ready.is_empty() {
-                // Nothing to send: wait for a note, or for the next delayed
-                // event to be due.
-                let due = queue.delayed.values().map(|(at, _)| *at).min();
-                tokio::select! {
-                    note = notes.recv() => match note {
-                        Some(note) => self.take(&mut queue, note, &mut flushes),
-                        None => return,
-                    },
-                    () = sleep_until(due) => {}
+            if ready.is_empty() {
+                match notes.recv().await {
+                    Some(note) => take(&mut ready, note, &mut flushes),
+                    None => return,
                 }
-                self.release_due(&mut queue, false);
             } else {
                 // Gather what comes within the batch window, then send.
-                let until = Instant::now() + self.settings.batch;
+                let until = Instant::now() + self.poster.settings.batch;
                 while let Ok(Some(note)) = tokio::time::timeout_at(until, notes.recv()).await {
-                    self.take(&mut queue, note, &mut flushes);
+                    take(&mut ready, note, &mut flushes);
                 }
-                self.release_due(&mut queue, false);
-                self.send_ready(&mut queue).await;
+                match &self.shared {
+                    Some(shared) => self.queue_ready(shared.as_ref(), &mut ready).await,
+                    None => self.send_ready(&mut ready).await,
+                }
             }
-            if queue.ready.is_empty() {
+            if ready.is_empty() {
                 for done in flushes.drain(..) {
                     let _ = done.send(());
                 }
@@ -232,146 +240,118 @@ impl Sender {
         }
     }
 
-    /// Files one note: an event into the queue (a delayed one under its
-    /// key, a return cancelling it), a flush into `flushes`.
-    fn take(&self, queue: &mut Queue, note: Note, flushes: &mut Vec<oneshot::Sender<()>>) {
-        let sent = match note {
-            Note::ShutDown(done) => {
-                flushes.push(done);
-                if !self.save_pending(queue) {
-                    self.release_due(queue, true);
-                }
-                return;
-            }
-            Note::Event(sent) => sent,
-        };
-        match &sent.what {
-            Happened::UserOffline { .. } | Happened::RoomVacated { .. } => {
-                self.delay(queue, delay_key(&sent.what), sent);
-            }
-            Happened::UserOnline { user_id } => {
-                if self.cancel(queue, &format!("user:{user_id}")) {
-                    self.gone(1);
-                } else {
-                    queue.ready.push_back(sent);
-                }
-            }
-            Happened::RoomOccupied { room } => {
-                if self.cancel(queue, &format!("room:{room}")) {
-                    self.gone(1);
-                } else {
-                    queue.ready.push_back(sent);
-                }
-            }
-            _ => queue.ready.push_back(sent),
-        }
-    }
-
-    fn delay(&self, queue: &mut Queue, key: String, sent: Sent) {
-        let at = Instant::now() + self.settings.offline_delay;
-        // Cannot replace one (an offline needs an online between, which
-        // cancels it), but an older one replaced is one less waiting.
-        if queue.delayed.insert(key, (at, sent)).is_some() {
-            self.gone(1);
-        }
-    }
-
-    /// Drops the delayed event under `key`; true if there was one.
-    fn cancel(&self, queue: &mut Queue, key: &str) -> bool {
-        if queue.delayed.remove(key).is_some() {
-            self.gone(1);
-            return true;
-        }
-        false
-    }
-
-    /// Writes the delayed events to the pending file and forgets them here;
-    /// false without a file (or when it cannot be written).
-    fn save_pending(&self, queue: &mut Queue) -> bool {
-        let Some(path) = &self.settings.pending_file else {
-            return false;
-        };
-        let now = Instant::now();
-        let now_ms = unix_ms();
-        let pending: Vec<Pending> = queue
-            .delayed
-            .drain()
-            .map(|(_, (at, sent))| Pending {
-                due_ms: now_ms + at.saturating_duration_since(now).as_millis() as u64,
-                sent,
-            })
-            .collect();
-        let n = pending.len() as u64;
-        let json = serde_json::to_string(&pending).expect("events serialize");
-        if let Err(e) = std::fs::write(path, json) {
-            tracing::warn!(target: "sockgate::webhook", error = %e, "the delayed lifecycle events could not be kept for the next start");
-            // Back into the queue: sent now rather than lost.
-            for p in pending {
-                let at = now + Duration::from_millis(p.due_ms.saturating_sub(now_ms));
-                queue.delayed.insert(delay_key(&p.sent.what), (at, p.sent));
-            }
-            return false;
-        }
-        self.gone(n);
-        true
-    }
-
-    /// The delayed events a previous run kept, still delayed until they are
-    /// due; the file is removed.
-    fn load_pending(&self) -> Queue {
-        let mut queue = Queue::default();
-        let Some(path) = &self.settings.pending_file else {
-            return queue;
-        };
-        let Ok(text) = std::fs::read_to_string(path) else {
-            return queue;
-        };
-        let _ = std::fs::remove_file(path);
-        let pending: Vec<Pending> = serde_json::from_str(&text).unwrap_or_default();
-        let (now, now_ms) = (Instant::now(), unix_ms());
-        for p in pending {
-            let at = now + Duration::from_millis(p.due_ms.saturating_sub(now_ms));
-            queue.delayed.insert(delay_key(&p.sent.what), (at, p.sent));
-        }
-        queue
-    }
-
-    /// Moves the delayed events that are due (all of them with `all`) to
-    /// the ready ones, oldest first.
-    fn release_due(&self, queue: &mut Queue, all: bool) {
-        let now = Instant::now();
-        let mut due: Vec<(Instant, String)> = queue
-            .delayed
-            .iter()
-            .filter(|(_, (at, _))| all || *at <= now)
-            .map(|(key, (at, _))| (*at, key.clone()))
-            .collect();
-        due.sort();
-        for (_, key) in due {
-            if let Some((_, sent)) = queue.delayed.remove(&key) {
-                queue.ready.push_back(sent);
-            }
-        }
-    }
-
     /// Sends the ready events, a batch at a time, each until it is taken
     /// or given up on.
-    async fn send_ready(&self, queue: &mut Queue) {
-        while !queue.ready.is_empty() {
-            let n = queue.ready.len().min(MAX_BATCH);
-            let batch: Vec<Sent> = queue.ready.drain(..n).collect();
-            let body = serde_json::to_vec(&serde_json::json!({ "events": batch }))
-                .expect("events serialize");
-            if !self.deliver(&body).await {
-                self.dropped.fetch_add(n as u64, Ordering::Relaxed);
-                tracing::warn!(
-                    target: "sockgate::webhook",
-                    events = n,
-                    retry_for = ?self.settings.retry_for,
-                    "lifecycle events given up: the webhook did not take them"
-                );
-            }
+    async fn send_ready(&self, ready: &mut VecDeque<Sent>) {
+        while !ready.is_empty() {
+            let n = ready.len().min(MAX_BATCH);
+            let batch: Vec<String> = ready.drain(..n).map(|e| to_json(&e)).collect();
+            self.poster.post_or_give_up(&batch).await;
             self.gone(n as u64);
+        }
+    }
+
+    /// Appends the ready events to the cluster's queue; what it could not
+    /// take yet (Redis away) waits here for the next round.
+    async fn queue_ready(&self, shared: &dyn SharedQueue, ready: &mut VecDeque<Sent>) {
+        while !ready.is_empty() {
+            let n = ready.len().min(MAX_BATCH);
+            let batch: Vec<String> = ready.iter().take(n).map(to_json).collect();
+            match shared.push(&batch, MAX_QUEUED).await {
+                Ok(taken) => {
+                    ready.drain(..n);
+                    if taken < n {
+                        count_dropped(&self.poster.dropped, &self.said_full, (n - taken) as u64);
+                    }
+                    self.gone(n as u64);
+                }
+                Err(e) => {
+                    tracing::debug!(target: "sockgate::webhook", error = %e, "lifecycle events not queued yet; retrying");
+                    tokio::time::sleep(SHARED_IDLE).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// `n` events left this node (sent, queued or given up).
+    fn gone(&self, n: u64) {
+        self.waiting.fetch_sub(n, Ordering::Relaxed);
+        if self.waiting.load(Ordering::Relaxed) < MAX_QUEUED as u64 / 2 {
+            self.said_full.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Files one note: an event into the ready ones, a flush into `flushes`.
+fn take(ready: &mut VecDeque<Sent>, note: Note, flushes: &mut Vec<oneshot::Sender<()>>) {
+    match note {
+        Note::Event(sent) => ready.push_back(sent),
+        Note::ShutDown(done) => flushes.push(done),
+    }
+}
+
+fn to_json(sent: &Sent) -> String {
+    serde_json::to_string(sent).expect("events serialize")
+}
+
+/// Signs and POSTs batches.
+struct Poster {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    key: hmac::Key,
+    settings: Settings,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Poster {
+    /// POSTs `events` until taken; counts and logs them when given up.
+    async fn post_or_give_up(&self, events: &[String]) {
+        if events.is_empty() {
+            return;
+        }
+        let body = format!("{{\"events\":[{}]}}", events.join(","));
+        if !self.deliver(body.as_bytes()).await {
+            self.dropped
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            tracing::warn!(
+                target: "sockgate::webhook",
+                events = events.len(),
+                retry_for = ?self.settings.retry_for,
+                "lifecycle events given up: the webhook did not take them"
+            );
+        }
+    }
+
+    /// Sends the cluster's queue while this node holds the lease, forever.
+    /// A batch is removed once taken (or given up); a node that loses the
+    /// lease mid-batch stops, and the next holder sends the batch again
+    /// (at least once: receivers dedupe by `id`).
+    async fn send_shared(self: Arc<Self>, shared: Arc<dyn SharedQueue>) {
+        loop {
+            let batch = match shared.lead().await {
+                Ok(true) => shared.peek(MAX_BATCH).await.unwrap_or_default(),
+                Ok(false) => Vec::new(),
+                Err(e) => {
+                    tracing::debug!(target: "sockgate::webhook", error = %e, "the webhook lease was not read; next round");
+                    Vec::new()
+                }
+            };
+            if batch.is_empty() {
+                tokio::time::sleep(SHARED_IDLE).await;
+                continue;
+            }
+            let (ids, events): (Vec<String>, Vec<String>) = batch.into_iter().unzip();
+            // An entry that is not an event (written by hand) goes, unsent.
+            let events: Vec<String> = events.into_iter().filter(|e| !e.is_empty()).collect();
+            tokio::select! {
+                () = self.post_or_give_up(&events) => {
+                    if let Err(e) = shared.remove(&ids).await {
+                        tracing::debug!(target: "sockgate::webhook", error = %e, "sent lifecycle events not removed; they go again");
+                    }
+                }
+                () = keep_lease(shared.as_ref()) => {}
+            }
         }
     }
 
@@ -407,32 +387,16 @@ impl Sender {
             wait = (wait * 2).min(Duration::from_secs(10));
         }
     }
-
-    /// `n` events left the queue (sent, cancelled or given up).
-    fn gone(&self, n: u64) {
-        self.waiting.fetch_sub(n, Ordering::Relaxed);
-        if self.waiting.load(Ordering::Relaxed) < MAX_QUEUED as u64 / 2 {
-            self.said_full.store(false, Ordering::Relaxed);
-        }
-    }
 }
 
-/// The key a delayed event waits under: its user's or its room's.
-fn delay_key(what: &Happened) -> String {
-    match what {
-        Happened::RoomVacated { room } | Happened::RoomOccupied { room } => format!("room:{room}"),
-        Happened::UserOffline { user_id } | Happened::UserOnline { user_id } => {
-            format!("user:{user_id}")
+/// Renews the lease while a batch is sent; returns when it is lost.
+async fn keep_lease(shared: &dyn SharedQueue) {
+    loop {
+        tokio::time::sleep(LEASE_RENEWAL).await;
+        if !matches!(shared.lead().await, Ok(true)) {
+            tracing::debug!(target: "sockgate::webhook", "the webhook lease was lost mid-batch; its next holder sends it");
+            return;
         }
-        other => other.kind().to_owned(),
-    }
-}
-
-/// Sleeps until `at`, or forever without one.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
