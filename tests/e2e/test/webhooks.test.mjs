@@ -388,3 +388,191 @@ describe("lifecycle webhooks over a restart", () => {
     }
   });
 });
+
+/**
+ * A receiver that takes the connection and reads the request, then holds
+ * every answer until `release()`: a backend stuck for as long as the test
+ * wants. sockgate gives each request 5 s, then sends the same batch again,
+ * so `held` lists every attempt and `inFlight()` those still open (not
+ * given up by sockgate). On `release()` the open ones are taken (204), and
+ * every later request is taken at once; `events` has what was taken, in
+ * order, with the repeats of at-least-once delivery.
+ */
+async function holdingReceiver() {
+  const state = { held: [], answered: 0, bad: 0, events: [] };
+  let holding = true;
+  const take = (h) => {
+    h.answered = true;
+    state.answered += 1;
+    state.events.push(...h.events);
+    h.res.writeHead(204).end();
+  };
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      if (!verify(body, req.headers["sockgate-signature"])) {
+        state.bad += 1;
+        res.writeHead(401).end();
+        return;
+      }
+      const h = { res, events: JSON.parse(body).events, answered: false, closed: false };
+      // Closed before an answer: sockgate gave this attempt up.
+      res.on("close", () => (h.closed = !h.answered));
+      if (!holding) return take(h);
+      state.held.push(h);
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/hooks`,
+    state,
+    inFlight: () => state.held.filter((h) => !h.answered && !h.closed).length,
+    release() {
+      holding = false;
+      for (const h of state.held) if (!h.answered && !h.closed) take(h);
+    },
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+describe("lifecycle webhooks, a receiver that hangs", () => {
+  test("300 sessions connect, talk, churn and are listed while the first batch hangs unanswered; all their events arrive once it answers", async () => {
+    const hook = await holdingReceiver();
+    const gw = await startGateway(
+      // No handshake rate limit: 300 clients from one address.
+      env(hook, { SOCKGATE_WEBHOOK_BATCH_MS: "50", SOCKGATE_HANDSHAKE_RATE: "0", SOCKGATE_LOG: "info" }),
+    );
+    const N = 300;
+    const P = "wh-hang";
+    const ROOM = `game:${P}`;
+    const user = (i) => `${P}-${i}`;
+    const sessionOf = new Map(); // userId → sessionId (auth:whoami)
+    const transportOf = new Map(); // userId → handshake transport
+    try {
+      // The first batch (this session's events) goes out and hangs.
+      const first = await gw.connect({ auth: { token: sign({ sub: `${P}-first` }) }, transports: ["websocket"] });
+      sessionOf.set(`${P}-first`, await sessionIdOf(first));
+      transportOf.set(`${P}-first`, "websocket");
+      await eventually(() => hook.inFlight() === 1, 10000, "the first webhook request held");
+      const firstBatch = hook.state.held[0].events.map((e) => e.id);
+
+      // While it hangs: 300 clients (a third starting on long-polling, the
+      // rest on WebSocket), in waves of 50, each with a round trip of its own.
+      const sockets = [];
+      for (let start = 0; start < N; start += 50) {
+        const wave = await Promise.all(
+          Array.from({ length: 50 }, async (_, k) => {
+            const i = start + k;
+            const polling = i % 3 === 0;
+            const socket = await gw.connect({
+              auth: { token: sign({ sub: user(i), rooms: ["game:*"] }) },
+              timeout: 20000,
+              ...(polling ? {} : { transports: ["websocket"] }),
+            });
+            const who = await socket.emitWithAck("auth:whoami");
+            assert.equal(who.userId, user(i));
+            sessionOf.set(user(i), who.sessionId);
+            transportOf.set(user(i), polling ? "polling" : "websocket");
+            const joined = await socket.emitWithAck("room:join", { room: ROOM });
+            assert.deepEqual([joined.ok, joined.room], [true, ROOM], JSON.stringify(joined));
+            assert.deepEqual(await socket.emitWithAck("echo", { i, n: "x".repeat(i) }), { i, n: "x".repeat(i) });
+            return socket;
+          }),
+        );
+        sockets.push(...wave);
+      }
+      assert.equal(sockets.filter((s) => s.connected).length, N, "all connected");
+
+      // Churn: half of them leave; the others still answer.
+      const churned = sockets.filter((_, i) => i % 2 === 0);
+      const kept = sockets.filter((_, i) => i % 2 === 1);
+      for (const s of churned) s.close();
+      await Promise.all(kept.map(async (s, k) => assert.equal(await s.emitWithAck("echo", k), k)));
+      const keptUsers = [`${P}-first`, ...kept.map((_, k) => user(2 * k + 1))];
+
+      // The admin API sees exactly who is here.
+      const listed = await eventually(
+        async () => {
+          const res = await api(gw, "GET", "/api/sessions");
+          assert.equal(res.status, 200, JSON.stringify(res.body));
+          const mine = res.body.sessions.filter((s) => s.userId.startsWith(P));
+          return mine.length === keptUsers.length && mine;
+        },
+        10000,
+        "the churned sessions gone from /api/sessions",
+      );
+      assert.deepEqual(
+        new Map(listed.map((s) => [s.userId, [s.sessionId, s.transport]])),
+        new Map(keptUsers.map((u) => [u, [sessionOf.get(u), transportOf.get(u)]])),
+      );
+      await eventually(async () => (await api(gw, "GET", "/api/stats")).body.connections === keptUsers.length, 10000, "/api/stats connections");
+
+      // All of that happened with the first batch still not taken: no
+      // request was ever answered, every attempt sockgate made carried that
+      // same first batch (nothing overtook it), and one is open right now
+      // (sockgate gives each up after 5 s and retries, so we may catch
+      // it between two attempts, at most 10 s apart).
+      assert.equal(hook.state.answered, 0, "the receiver answered nothing");
+      await eventually(() => hook.inFlight() > 0, 11000, `a webhook request still in flight after the burst (${hook.state.held.length} attempts so far)`);
+      assert.equal(hook.state.answered, 0, "the receiver answered nothing");
+      for (const h of hook.state.held) assert.deepEqual(h.events.map((e) => e.id), firstBatch, "every attempt is the first batch");
+
+      // The receiver answers; the others leave too. Everything arrives.
+      hook.release();
+      first.close();
+      for (const s of kept) s.close();
+      const everyone = [`${P}-first`, ...Array.from({ length: N }, (_, i) => user(i))];
+      const unique = () => {
+        const byId = new Map();
+        for (const e of hook.state.events) {
+          if (!byId.has(e.id)) byId.set(e.id, e);
+          else assert.deepEqual(e, byId.get(e.id), "a repeat is the same event");
+        }
+        return [...byId.values()].filter((e) => e.userId?.startsWith(P) || e.room === ROOM);
+      };
+      await eventually(
+        () => unique().filter((e) => e.type === "user.offline").length === everyone.length && unique().some((e) => e.type === "room.vacated"),
+        20000,
+        "every session's events",
+      );
+      const events = unique();
+      assert.equal(hook.state.bad, 0, "every request was signed");
+      // In order: the first batch first, then what happened behind it.
+      assert.deepEqual(events.slice(0, firstBatch.length).map((e) => e.id), firstBatch);
+      for (const u of everyone) {
+        const mine = events.filter((e) => e.userId === u);
+        const inRoom = u !== `${P}-first`;
+        assert.deepEqual(
+          mine.map((e) => e.type),
+          inRoom
+            ? ["session.started", "user.online", "member.joined", "member.left", "session.ended", "user.offline"]
+            : ["session.started", "user.online", "session.ended", "user.offline"],
+          u,
+        );
+        const started = mine[0];
+        const ended = mine.find((e) => e.type === "session.ended");
+        assert.deepEqual([started.sessionId, started.transport, started.recovered], [sessionOf.get(u), transportOf.get(u), false], u);
+        assert.deepEqual([ended.sessionId, ended.code, ended.reconnect], [sessionOf.get(u), "CLIENT_CLOSED", false], u);
+      }
+      // Those that left during the hang ended before those that stayed.
+      const endedAt = new Map();
+      events.forEach((e, k) => e.type === "session.ended" && endedAt.set(e.userId, k));
+      const lastChurned = Math.max(...churned.map((_, k) => endedAt.get(user(2 * k))));
+      const firstKept = Math.min(...keptUsers.map((u) => endedAt.get(u)));
+      assert.ok(lastChurned < firstKept, "the churn's session.ended come first");
+      // 6 events for each of the 300, 4 for the first, the room's 2: nothing else, nothing twice.
+      assert.equal(events.length, N * 6 + 4 + 2);
+      assert.deepEqual(events.filter((e) => e.room === ROOM && !e.userId).map((e) => e.type), ["room.occupied", "room.vacated"]);
+    } finally {
+      hook.release();
+      await gw.stop();
+      await hook.close();
+    }
+  });
+});
