@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { createServer } from "node:http";
+import { execFileSync } from "node:child_process";
 import { API_KEY, eventually, freePort, sessionIdOf, sign, startGateway, startRedis } from "./helpers.mjs";
 
 const SECRET = "webhook-secret-webhook-secret-0123456789";
@@ -346,6 +347,101 @@ describe("lifecycle webhooks, a node that dies with events queued", () => {
         assert.equal(hook.of("session.ended", (e) => e.sessionId === sid).length, 1, "ended once");
       }
       for (const u of users) assert.equal(hook.of("user.offline", (e) => e.userId === u).length, 1, `one user.offline of ${u}`);
+      assert.equal(hook.state.bad, 0, "every request was signed");
+    } finally {
+      await a.stop();
+      await b.stop();
+      await hook.close();
+      await redis.stop();
+    }
+  });
+});
+
+describe("lifecycle webhooks, the cluster's shared queue and a deploy", () => {
+  test("entries in the shared queue that are not events are dropped unsent; the queue goes on", async () => {
+    const redis = await startRedis();
+    const hook = await receiver();
+    const a = await node(hook, redis, "a");
+    const cli = (...args) => execFileSync("redis-cli", ["-p", String(redis.port), ...args], { encoding: "utf8" }).trim();
+    try {
+      // Written by hand ahead of the nodes' events: another field, not JSON, JSON but no event.
+      cli("XADD", "sockgate:webhooks", "*", "junk", "1");
+      cli("XADD", "sockgate:webhooks", "*", "e", "not json {");
+      cli("XADD", "sockgate:webhooks", "*", "e", '{"type":"user.online"}');
+      const socket = await a.connect({ auth: { token: token("whc-poison") } });
+      const sid = await sessionIdOf(socket);
+      await eventually(() => hook.of("session.started", (e) => e.sessionId === sid).length === 1, 10000, "the session.started after the junk");
+      await eventually(() => cli("XLEN", "sockgate:webhooks") === "0", 10000, "the queue emptied");
+      assert.deepEqual(types(hook.state.events), ["session.started", "user.online"]);
+      assert.equal(hook.state.bad, 0, "every request was signed");
+      socket.close();
+    } finally {
+      await a.stop();
+      await hook.close();
+      await redis.stop();
+    }
+  });
+
+  test("what a cleanly stopped node's last writes left in Redis is removed by a live node, without NODE_LOST", async () => {
+    const redis = await startRedis();
+    const hook = await receiver();
+    const cli = (...args) => execFileSync("redis-cli", ["-p", String(redis.port), ...args], { encoding: "utf8" }).trim();
+    // A node that stopped a minute ago, marked stopped, whose last writes did
+    // not reach Redis: a session entry and a user it still holds in the count.
+    const gone = "00000000deadbeef";
+    const code = JSON.stringify({ u: "whc-leftover" });
+    cli("SET", `sockgate:lost:${gone}`, `stopped:${Date.now() - 60000}`);
+    const info = { sessionId: "leftover-sid", userId: "whc-leftover", connectedAt: Math.floor(Date.now() / 1000) - 120, expiresAt: null, remoteAddr: null, userAgent: null, transport: "websocket" };
+    cli("HSET", `sockgate:sessions:${gone}`, "leftover-sid", JSON.stringify(info));
+    cli("SADD", `sockgate:census:${code}`, gone);
+    cli("SADD", `sockgate:census-of:${gone}`, code);
+    const a = await node(hook, redis, "a");
+    try {
+      await eventually(() => cli("EXISTS", `sockgate:sessions:${gone}`) === "0", 15000, "the leftover session hash removed");
+      await eventually(() => hook.of("user.offline", (e) => e.userId === "whc-leftover").length === 1, 10000, "the leftover user told offline");
+      assert.equal(cli("EXISTS", `sockgate:census-of:${gone}`), "0");
+      assert.equal(cli("GET", `sockgate:lost:${gone}`), "cleaned");
+      await sleep(SETTLE_MS);
+      assert.equal(hook.of("session.ended").length, 0, "no NODE_LOST for a node that stopped cleanly");
+      assert.equal(hook.of("user.offline").length, 1);
+    } finally {
+      await a.stop();
+      await hook.close();
+      await redis.stop();
+    }
+  });
+
+  test("a node stopped cleanly (a deploy): its users, back on the other node within the delay, are neither offline nor online again", async () => {
+    const redis = await startRedis();
+    const hook = await receiver();
+    const a = await node(hook, redis, "a");
+    const b = await node(hook, redis, "b");
+    try {
+      const user = "whc-deploy";
+      const first = await a.connect({ auth: { token: token(user) } });
+      await join(first, "game:whc-deploy");
+      const sid = await sessionIdOf(first);
+      await eventually(() => hook.of("member.joined", (e) => e.userId === user).length === 1, 10000, "member.joined");
+      // SIGTERM with the client still there (a.stop() would close it first):
+      // its session ends SERVER_SHUTDOWN, its departures wait in Redis.
+      const exited = new Promise((r) => a.child.once("exit", r));
+      a.child.kill("SIGTERM");
+      await exited;
+      await eventually(() => hook.of("session.ended", (e) => e.sessionId === sid).length === 1, 10000, "session.ended");
+      assert.equal(hook.of("session.ended", (e) => e.sessionId === sid)[0].code, "SERVER_SHUTDOWN");
+      const second = await b.connect({ auth: { token: token(user) } });
+      await join(second, "game:whc-deploy");
+      const sid2 = await sessionIdOf(second);
+      await eventually(() => hook.of("session.started", (e) => e.sessionId === sid2).length === 1, 10000, "the new session.started");
+      await sleep(DELAY_MS + MARGIN_MS + 500); // A's departures came due (swept by B): no news
+      assert.equal(hook.of("user.offline", (e) => e.userId === user).length, 0, "no user.offline across the deploy");
+      assert.equal(hook.of("user.online", (e) => e.userId === user).length, 1, "online once");
+      assert.equal(hook.of("room.vacated").length, 0, "the room was never empty for longer than the delay");
+      // member.left is not delayed: A's member left, B's joined again.
+      second.close();
+      await eventually(() => hook.of("user.offline", (e) => e.userId === user).length === 1, 10000, "user.offline at the real end");
+      await sleep(SETTLE_MS);
+      assert.equal(hook.of("user.offline", (e) => e.userId === user).length, 1);
       assert.equal(hook.state.bad, 0, "every request was signed");
     } finally {
       await a.stop();

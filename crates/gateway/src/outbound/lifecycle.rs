@@ -342,8 +342,9 @@ impl Poster {
                 continue;
             }
             let (ids, events): (Vec<String>, Vec<String>) = batch.into_iter().unzip();
-            // An entry that is not an event (written by hand) goes, unsent.
-            let events: Vec<String> = events.into_iter().filter(|e| !e.is_empty()).collect();
+            // An entry that is not an event (written by hand: another field,
+            // not JSON) goes, unsent: it would spoil its whole batch.
+            let events: Vec<String> = events.into_iter().filter(|e| is_event(e)).collect();
             tokio::select! {
                 () = self.post_or_give_up(&events) => {
                     if let Err(e) = shared.remove(&ids).await {
@@ -387,6 +388,11 @@ impl Poster {
             wait = (wait * 2).min(Duration::from_secs(10));
         }
     }
+}
+
+/// Whether a queued entry is an event as this module writes them.
+fn is_event(json: &str) -> bool {
+    serde_json::from_str::<Sent>(json).is_ok()
 }
 
 /// Renews the lease while a batch is sent; returns when it is lost.
