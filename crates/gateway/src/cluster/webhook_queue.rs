@@ -39,6 +39,12 @@ end
 return 0
 "#;
 
+/// KEYS: the lease; ARGV: this node.
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
 fn said(e: redis::RedisError) -> String {
     e.to_string()
 }
@@ -94,6 +100,19 @@ impl SharedQueue for Cluster {
                     (entry.id, event)
                 })
                 .collect())
+        })
+    }
+
+    fn release(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let released = Script::new(RELEASE)
+                .key(self.key(&["webhooks", "lease"]))
+                .arg(&self.node)
+                .invoke_async::<()>(&mut self.conn())
+                .await;
+            if let Err(e) = released {
+                tracing::debug!(target: "sockgate::webhook", error = %e, "the webhook lease was not given up; it runs out");
+            }
         })
     }
 

@@ -10,7 +10,8 @@
 //! - **Retried** with a backoff (100 ms, doubling to 10 s) for `retry_for`
 //!   (`SOCKGATE_WEBHOOK_RETRY_FOR`): on a network error, a timeout, or any
 //!   status but 2xx. A batch given up on is counted and logged.
-//! - **Bounded**: at most [`MAX_QUEUED`] events wait; past it new events
+//! - **Bounded**: at most [`MAX_QUEUED`] events wait on a node, and
+//!   [`MAX_SHARED`] in a cluster's queue; past it new events
 //!   are counted, logged once per outage, and dropped, so a backend that
 //!   stays down costs a bounded amount of memory.
 //! - **Shared in a cluster**: the nodes append their events to one queue
@@ -39,9 +40,13 @@ use super::client;
 
 /// Most events one request carries.
 pub const MAX_BATCH: usize = 500;
-/// Most events waiting (queued, or in a batch being retried); in a
-/// cluster, also the most the shared queue holds.
+/// Most events waiting on a node (queued, or in a batch being retried).
 pub const MAX_QUEUED: usize = 10_000;
+/// Most events the cluster's shared queue holds (in Redis, about 300 bytes
+/// each). Larger than a node's: while a dead sender's lease runs out (6 s)
+/// nobody sends, and a rolling restart of 10,000 clients queued 20,000
+/// events meanwhile; a bound of 10,000 dropped a quarter of them.
+pub const MAX_SHARED: usize = 100_000;
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a node waits before it asks the shared queue again, when it is
@@ -80,6 +85,9 @@ pub trait SharedQueue: Send + Sync + 'static {
     fn peek(&self, n: usize) -> BoxFuture<'_, Result<Vec<(String, String)>, String>>;
     /// Removes sent (or given up) events.
     fn remove<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<(), String>>;
+    /// Gives the lease up, if this node holds it: a stopping node's
+    /// successor sends at once, not when the lease runs out.
+    fn release(&self) -> BoxFuture<'_, ()>;
 }
 
 /// One event as sent.
@@ -108,6 +116,10 @@ pub struct Webhooks {
     dropped: Arc<AtomicU64>,
     /// Whether the drop of this outage was logged.
     said_full: Arc<AtomicBool>,
+    /// The cluster's queue, when there is one.
+    shared: Option<Arc<dyn SharedQueue>>,
+    /// Set on shutdown: this node no longer takes the lease.
+    stopped: Arc<AtomicBool>,
 }
 
 impl Webhooks {
@@ -128,8 +140,11 @@ impl Webhooks {
             waiting: Arc::default(),
             dropped: Arc::default(),
             said_full: Arc::default(),
+            shared: shared.clone(),
+            stopped: Arc::default(),
         });
         let poster = Arc::new(Poster {
+            stopped: this.stopped.clone(),
             client: client::build(REQUEST_TIMEOUT)?,
             url,
             key: hmac::Key::new(hmac::HMAC_SHA256, &settings.secret),
@@ -156,6 +171,10 @@ impl Webhooks {
         let (tx, rx) = oneshot::channel();
         if self.notes.send(Note::ShutDown(tx)).is_ok() {
             let _ = tokio::time::timeout(within, rx).await;
+        }
+        if let Some(shared) = &self.shared {
+            self.stopped.store(true, Ordering::Relaxed);
+            shared.release().await;
         }
     }
 
@@ -257,7 +276,7 @@ impl Sender {
         while !ready.is_empty() {
             let n = ready.len().min(MAX_BATCH);
             let batch: Vec<String> = ready.iter().take(n).map(to_json).collect();
-            match shared.push(&batch, MAX_QUEUED).await {
+            match shared.push(&batch, MAX_SHARED).await {
                 Ok(taken) => {
                     ready.drain(..n);
                     if taken < n {
@@ -302,6 +321,7 @@ struct Poster {
     key: hmac::Key,
     settings: Settings,
     dropped: Arc<AtomicU64>,
+    stopped: Arc<AtomicBool>,
 }
 
 impl Poster {
@@ -329,6 +349,9 @@ impl Poster {
     /// (at least once: receivers dedupe by `id`).
     async fn send_shared(self: Arc<Self>, shared: Arc<dyn SharedQueue>) {
         loop {
+            if self.stopped.load(Ordering::Relaxed) {
+                return;
+            }
             let batch = match shared.lead().await {
                 Ok(true) => shared.peek(MAX_BATCH).await.unwrap_or_default(),
                 Ok(false) => Vec::new(),
