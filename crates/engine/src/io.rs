@@ -16,9 +16,11 @@ use serde_json::json;
 
 use bytes::Bytes;
 
-use crate::engine::{self, CloseReason, Handler, Intake, Message, Outgoing};
-use crate::rooms::Rooms;
-use crate::sio::{self, Decoded, Encoded, Kind, Packet, Partial, Value};
+use crate::engine::{self, CloseReason, Handler, Intake, Message};
+pub use crate::frames::Offset;
+use crate::frames::{Frames, encode, event_data};
+use crate::rooms::{Member, Rooms};
+use crate::sio::{self, Decoded, Kind, Packet, Partial, Value};
 
 /// The head of the request that opened a connection.
 pub type RequestHead = http::request::Parts;
@@ -145,21 +147,6 @@ struct Pending {
     deadline: Option<tokio::time::Instant>,
 }
 
-/// A connection-state-recovery offset: the place of a broadcast in the
-/// server's history. It goes out as the event's last argument; a client
-/// that reconnects sends the last one it saw back (in its CONNECT
-/// payload, as `offset`), and the server sends it what came after.
-///
-/// Ordered, and written `{0}-{1}`, as Redis stream ids are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Offset(pub u64, pub u64);
-
-impl std::fmt::Display for Offset {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.0, self.1)
-    }
-}
-
 /// A broadcast a recovering socket missed.
 #[derive(Debug, Clone)]
 pub struct Missed {
@@ -171,6 +158,9 @@ pub struct Missed {
     pub args: Vec<Value>,
 }
 
+/// The rooms of one namespace, holding its sockets.
+pub type SocketRooms = Rooms<SioSocket>;
+
 /// One socket: a connection's membership of one namespace.
 pub struct SioSocket {
     /// Its id (20 ASCII alphanumerics, held inline): drawn when first
@@ -178,7 +168,7 @@ pub struct SioSocket {
     id: std::sync::OnceLock<[u8; 20]>,
     eio: Arc<EioSocket>,
     /// The rooms of its namespace, which also name the namespace.
-    rooms: Arc<Rooms>,
+    rooms: Arc<SocketRooms>,
     /// The rooms it is in, by their shared names.
     joined: Mutex<Vec<Arc<str>>>,
     /// What the namespace attached to the socket (set once).
@@ -217,6 +207,20 @@ impl std::fmt::Debug for SioSocket {
         f.debug_struct("SioSocket")
             .field("namespace", &self.namespace())
             .finish_non_exhaustive()
+    }
+}
+
+impl Member for SioSocket {
+    /// Sends a packet in its wire form (after the CONNECT answer), a
+    /// broadcast with its offset; a broadcast's frames are shared.
+    fn send_frames(&self, frames: Frames, offset: Option<Offset>) {
+        if let Err(Early::Send(frames, _)) = self.defer(Early::Send(frames, offset)) {
+            write(&self.eio, &frames);
+        }
+    }
+
+    fn is(&self, id: &str) -> bool {
+        SioSocket::is(self, id)
     }
 }
 
@@ -386,21 +390,13 @@ impl SioSocket {
     }
 
     /// The rooms of the socket's namespace (for broadcasts).
-    pub fn rooms(&self) -> &Arc<Rooms> {
+    pub fn rooms(&self) -> &Arc<SocketRooms> {
         &self.rooms
     }
 
     fn send(&self, kind: Kind, id: Option<u64>, data: Option<Value>) {
         if let Some(encoded) = encode(kind, self.namespace(), id, data) {
             self.send_frames(Frames::from(encoded), None);
-        }
-    }
-
-    /// Sends a packet in its wire form (after the CONNECT answer), a
-    /// broadcast with its offset; a broadcast's frames are shared.
-    pub(crate) fn send_frames(&self, frames: Frames, offset: Option<Offset>) {
-        if let Err(Early::Send(frames, _)) = self.defer(Early::Send(frames, offset)) {
-            write(&self.eio, &frames);
         }
     }
 
@@ -494,7 +490,7 @@ impl Default for Config {
 /// A Socket.IO server: the engine's handler.
 pub struct Io {
     config: Config,
-    namespaces: HashMap<String, (Arc<dyn Namespace>, Arc<Rooms>)>,
+    namespaces: HashMap<String, (Arc<dyn Namespace>, Arc<SocketRooms>)>,
 }
 
 impl Io {
@@ -516,7 +512,7 @@ impl Io {
     }
 
     /// The rooms of `namespace`, for server-side broadcasts.
-    pub fn rooms(&self, namespace: &str) -> Option<&Arc<Rooms>> {
+    pub fn rooms(&self, namespace: &str) -> Option<&Arc<SocketRooms>> {
         self.namespaces.get(namespace).map(|(_, rooms)| rooms)
     }
 
@@ -795,23 +791,6 @@ impl Handler for Io {
     }
 }
 
-/// A packet's frames, shared: a broadcast is encoded once and every
-/// member's outbox holds the same bytes.
-#[derive(Debug, Clone)]
-pub(crate) struct Frames {
-    text: Outgoing,
-    attachments: Vec<Bytes>,
-}
-
-impl From<Encoded> for Frames {
-    fn from(encoded: Encoded) -> Self {
-        Self {
-            text: Outgoing::message(&encoded.text),
-            attachments: encoded.attachments,
-        }
-    }
-}
-
 fn send(eio: &EioSocket, kind: Kind, namespace: &str, id: Option<u64>, data: Option<Value>) {
     if let Some(encoded) = encode(kind, namespace, id, data) {
         write(eio, &Frames::from(encoded));
@@ -820,40 +799,10 @@ fn send(eio: &EioSocket, kind: Kind, namespace: &str, id: Option<u64>, data: Opt
 
 /// Queues a packet's text and attachments on the connection.
 fn write(eio: &EioSocket, frames: &Frames) {
-    eio.send(frames.text.clone());
-    for attachment in &frames.attachments {
+    eio.send(frames.text().clone());
+    for attachment in frames.attachments() {
         eio.send_binary(attachment.clone());
     }
-}
-
-/// The data of an event packet: its name, its arguments, and its offset
-/// last when it has one.
-pub(crate) fn event_data(event: &str, args: Vec<Value>, offset: Option<Offset>) -> Value {
-    let mut data = Vec::with_capacity(args.len() + 1 + usize::from(offset.is_some()));
-    data.push(Value::String(event.to_owned()));
-    data.extend(args);
-    if let Some(offset) = offset {
-        data.push(Value::String(offset.to_string()));
-    }
-    Value::Array(data)
-}
-
-/// A packet in its wire form; `None` (logged) when it cannot be encoded.
-pub(crate) fn encode(
-    kind: Kind,
-    namespace: &str,
-    id: Option<u64>,
-    data: Option<Value>,
-) -> Option<Encoded> {
-    let packet = Packet {
-        kind,
-        namespace: namespace.to_owned(),
-        id,
-        data,
-    };
-    sio::encode(&packet)
-        .map_err(|e| tracing::warn!(error = %e, "a packet could not be encoded; not sent"))
-        .ok()
 }
 
 /// A CONNECT the strict decoder refused for its payload: its namespace

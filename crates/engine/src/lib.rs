@@ -99,6 +99,7 @@
 
 pub mod eio;
 pub mod engine;
+pub mod frames;
 pub mod io;
 pub mod rooms;
 pub mod sio;

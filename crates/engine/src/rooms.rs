@@ -7,17 +7,27 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::io::{Frames, Offset, SioSocket, encode, event_data};
+use crate::frames::{Frames, Offset, encode, event_data};
 use crate::sio::{Kind, Value};
 
-/// The rooms of one namespace.
-#[derive(Debug, Default)]
-pub struct Rooms {
-    namespace: String,
-    map: Mutex<HashMap<Arc<str>, Vec<Arc<SioSocket>>>>,
+/// What a room holds: a socket that takes a broadcast's frames (the
+/// engine's is `io::SioSocket`).
+pub trait Member: Send + Sync + 'static {
+    /// Sends a broadcast's frames, shared with the other members, with its
+    /// recovery offset when it has one.
+    fn send_frames(&self, frames: Frames, offset: Option<Offset>);
+    /// Whether its id is `id`.
+    fn is(&self, id: &str) -> bool;
 }
 
-impl Rooms {
+/// The rooms of one namespace, holding sockets `S`.
+#[derive(Debug)]
+pub struct Rooms<S> {
+    namespace: String,
+    map: Mutex<HashMap<Arc<str>, Vec<Arc<S>>>>,
+}
+
+impl<S: Member> Rooms<S> {
     /// The rooms of `namespace`.
     pub fn new(namespace: &str) -> Self {
         Self {
@@ -34,7 +44,7 @@ impl Rooms {
     /// Puts `socket` in `room`, which it is not in (the socket's own list
     /// says, without a scan of the room); the name it is stored under
     /// (shared).
-    pub(crate) fn join(&self, socket: &Arc<SioSocket>, room: &str) -> Arc<str> {
+    pub(crate) fn join(&self, socket: &Arc<S>, room: &str) -> Arc<str> {
         let mut map = lock(&self.map);
         let name = match map.get_key_value(room) {
             Some((name, _)) => name.clone(),
@@ -46,7 +56,7 @@ impl Rooms {
     }
 
     /// Takes `socket` out of `room`.
-    pub(crate) fn leave(&self, socket: &SioSocket, room: &str) {
+    pub(crate) fn leave(&self, socket: &S, room: &str) {
         let mut map = lock(&self.map);
         let Some(members) = map.get_mut(room) else {
             return;
@@ -67,14 +77,8 @@ impl Rooms {
     /// Emits `event` with `args` to every socket in any of `rooms`, each
     /// once, but `except`. The packet is encoded once. Returns how many
     /// sockets it reached.
-    pub fn emit(
-        &self,
-        rooms: &[&str],
-        except: Option<&SioSocket>,
-        event: &str,
-        args: Vec<Value>,
-    ) -> usize {
-        let kept = |socket: &SioSocket| except.is_none_or(|e| !std::ptr::eq(e, socket));
+    pub fn emit(&self, rooms: &[&str], except: Option<&S>, event: &str, args: Vec<Value>) -> usize {
+        let kept = |socket: &S| except.is_none_or(|e| !std::ptr::eq(e, socket));
         self.send(self.members(rooms, kept), event, args, None)
     }
 
@@ -89,19 +93,19 @@ impl Rooms {
         args: Vec<Value>,
         offset: Option<Offset>,
     ) -> usize {
-        let kept = |socket: &SioSocket| except.is_none_or(|e| !socket.is(e));
+        let kept = |socket: &S| except.is_none_or(|e| !socket.is(e));
         self.send(self.members(rooms, kept), event, args, offset)
     }
 
     /// How many sockets are in any of `rooms`, but the one with id `except`.
     pub fn count(&self, rooms: &[&str], except: Option<&str>) -> usize {
-        let kept = |socket: &SioSocket| except.is_none_or(|e| !socket.is(e));
+        let kept = |socket: &S| except.is_none_or(|e| !socket.is(e));
         self.members(rooms, kept).len()
     }
 
     fn send(
         &self,
-        targets: Vec<Arc<SioSocket>>,
+        targets: Vec<Arc<S>>,
         event: &str,
         args: Vec<Value>,
         offset: Option<Offset>,
@@ -125,9 +129,9 @@ impl Rooms {
     /// The sockets in any of `rooms`, each once, that are `kept`. A room holds
     /// a socket once (see [`Rooms::join`]), so only several rooms need the
     /// set that makes each socket count once.
-    fn members(&self, rooms: &[&str], kept: impl Fn(&SioSocket) -> bool) -> Vec<Arc<SioSocket>> {
+    fn members(&self, rooms: &[&str], kept: impl Fn(&S) -> bool) -> Vec<Arc<S>> {
         let map = lock(&self.map);
-        let kept = |socket: &&Arc<SioSocket>| kept(socket);
+        let kept = |socket: &&Arc<S>| kept(socket);
         let [room] = rooms else {
             let mut seen = std::collections::HashSet::new();
             return rooms

@@ -20,7 +20,7 @@ use sockgate_core::rooms::UserRoom;
 use sockgate_core::{BoxFuture, Lifecycle, Node, Revocations};
 use sockgate_engine::engine::Compression;
 use sockgate_engine::io;
-use sockgate_engine::rooms::Rooms;
+use sockgate_engine::io::SocketRooms;
 use sockgate_engine::sio::Value;
 
 use crate::config::TrustedProxies;
@@ -279,7 +279,7 @@ pub trait Fanout: Send + Sync + 'static {
 /// cluster's, recorded by the script that sends, with one.
 #[derive(Default)]
 pub struct Emitter {
-    rooms: OnceLock<Arc<Rooms>>,
+    rooms: OnceLock<Arc<SocketRooms>>,
     fanout: OnceLock<Arc<dyn Fanout>>,
     /// Set when recovery is on.
     history: OnceLock<Logged>,
@@ -297,7 +297,7 @@ enum Logged {
 
 impl Emitter {
     /// The main namespace's rooms; false if they were set already.
-    pub(crate) fn set_rooms(&self, rooms: Arc<Rooms>) -> bool {
+    pub(crate) fn set_rooms(&self, rooms: Arc<SocketRooms>) -> bool {
         self.rooms.set(rooms).is_ok()
     }
 
@@ -397,7 +397,7 @@ impl Emitter {
         deliver_on(self.local(), rooms, except, event, data, offset)
     }
 
-    fn local(&self) -> &Arc<Rooms> {
+    fn local(&self) -> &Arc<SocketRooms> {
         self.rooms
             .get()
             .expect("the gateway is served by sockgate::app")
@@ -407,7 +407,7 @@ impl Emitter {
 /// Emits to `rooms` of `local` but to the socket with id `except`, with
 /// the broadcast's recovery `offset`.
 fn deliver_on(
-    local: &Rooms,
+    local: &SocketRooms,
     rooms: &[String],
     except: Option<&str>,
     event: &str,
