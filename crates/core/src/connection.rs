@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use sockgate_protocol::codes::ErrorCode;
 
+use crate::recovery::{Entry, Offset};
+
 /// A live connection.
 pub trait Connection: Send + Sync + 'static {
     /// Whether the transport still carries the connection.
@@ -28,6 +30,17 @@ pub trait Connection: Send + Sync + 'static {
     /// parked for recovery and given back to it then.
     fn transport_id(&self) -> String {
         String::new()
+    }
+    /// Takes the connection out of every room of the transport layer (a
+    /// handshake that failed after it was admitted).
+    fn leave_all(&self) {}
+    /// Recovers a dropped connection's transport id (`old_id`) on this new
+    /// one, before its client is told it is connected; `missed` goes out
+    /// first, and live room messages at or before `through` are dropped.
+    /// False when the transport cannot (the id is taken, or malformed).
+    fn recover(&self, old_id: &str, missed: Vec<Entry>, through: Offset) -> bool {
+        let _ = (old_id, missed, through);
+        false
     }
 }
 

@@ -60,6 +60,8 @@ pub mod tickets;
 pub use backend::BoxFuture;
 pub use clock::{Clock, SharedClock, SystemClock, TokioClock};
 pub use connection::{Conn, Connection};
-pub use node::{Gone, Lifecycle, Node, Restored, Resumed, Revoked, RoomMessage};
+pub use node::{
+    Accepted, Denied, Gone, Handshake, Lifecycle, Node, Restored, Resumed, Revoked, RoomMessage,
+};
 pub use revocation::{RevocationStore, Revocations, StoreError};
 pub use session::{Origin, Session, SessionId, SessionInfo, Transport};

@@ -845,3 +845,45 @@ async fn the_history_drops_what_the_window_passed_with_nothing_published() {
     advance_to(&node, node.clock().now_ms() + 2_500).await;
     assert_eq!(history.size(), (0, 0), "trimmed by the timer alone");
 }
+
+/// A handshake as an adapter hands it over: `auth` and no header.
+async fn handshake(node: &Node, auth: Value) -> Result<sockgate_core::Accepted, String> {
+    let no_header = |_: &str| None;
+    let hs = sockgate_core::Handshake {
+        auth: &auth,
+        header: &no_header,
+        query: None,
+        origin: origin(),
+    };
+    node.handshake(hs, Recorder::new(true) as Conn)
+        .await
+        .map_err(|denied| denied.code().to_owned())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handshake_runs_in_the_core_from_the_payload_to_a_registered_session() {
+    let node = node();
+    let now = node.clock().now();
+    let accepted = handshake(
+        &node,
+        json!({ "token": token("ann", "h1", now, now + 600) }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(accepted.session.user_id, "ann");
+    assert_eq!(accepted.source.as_str(), "auth");
+    assert_eq!(accepted.pid, None, "recovery is off");
+    assert_eq!(ids(&node), vec![accepted.session.id.to_string()]);
+
+    let missing = handshake(&node, Value::Null).await.unwrap_err();
+    assert_eq!(missing, "AUTH_REQUIRED");
+    node.revoke_token("h2", now + 600).await.unwrap();
+    let revoked = handshake(
+        &node,
+        json!({ "token": token("bob", "h2", now, now + 600) }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(revoked, "TOKEN_REVOKED");
+    assert_eq!(node.session_count(), 1, "a refusal leaves no session");
+}

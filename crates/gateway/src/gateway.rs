@@ -24,7 +24,6 @@ use sockgate_engine::io::SocketRooms;
 use sockgate_engine::sio::Value;
 
 use crate::config::TrustedProxies;
-use crate::outbound::app::connect::ConnectHook;
 use crate::transports::openings::Openings;
 
 /// One running gateway.
@@ -46,9 +45,6 @@ pub struct Gateway {
     pub(crate) exposed_claims: Exposure,
     /// Whether the hint about another app's user rooms was logged.
     pub(crate) hinted_user_room: AtomicBool,
-    /// The app's connect hook, for handshakes without a credential
-    /// sockgate verifies itself.
-    pub(crate) connect_hook: Option<Arc<ConnectHook>>,
     /// Whether clients may send binary arguments (for the app's events).
     pub(crate) binary_events: bool,
     /// The lifecycle webhooks, when they are on.
@@ -79,7 +75,6 @@ impl Gateway {
             transport_limits: Default::default(),
             exposed_claims: Exposure::all(),
             hinted_user_room: AtomicBool::new(false),
-            connect_hook: None,
             binary_events: false,
             webhooks: None,
             departures: None,
@@ -104,12 +99,6 @@ impl Gateway {
     /// own events stay JSON only).
     pub fn with_binary_events(mut self, on: bool) -> Self {
         self.binary_events = on;
-        self
-    }
-
-    /// Asks `hook` who a handshake without a credential sockgate verifies is.
-    pub fn with_connect_hook(mut self, hook: Option<Arc<ConnectHook>>) -> Self {
-        self.connect_hook = hook;
         self
     }
 

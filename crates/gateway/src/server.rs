@@ -178,11 +178,9 @@ pub async fn serve_until(
     .with_exposed_claims(config.exposed_claims.clone());
     let gateway = match backend {
         Some(backend) => {
-            let hook = backend.connect_hook().cloned();
             let binary = backend.routes_events();
             gateway
                 .with_app(backend, config.events.concurrency)
-                .with_connect_hook(hook)
                 .with_binary_events(binary)
         }
         None => gateway,

@@ -95,6 +95,19 @@ pub struct Renew<'a> {
     pub expires_at: Option<u64>,
 }
 
+/// A handshake the app's connect hook is asked about.
+pub struct Connect<'a> {
+    /// The CONNECT payload.
+    pub auth: &'a Value,
+    /// A request header, by its lower-case name (the hook forwards those
+    /// it was told to).
+    pub header: &'a (dyn Fn(&str) -> Option<String> + Send + Sync),
+    /// The client's address.
+    pub remote_addr: Option<String>,
+    /// `websocket` or `polling`.
+    pub transport: &'a str,
+}
+
 /// Who the app's connect hook says a connection is.
 #[derive(Debug, Clone, Default)]
 pub struct Admitted {
@@ -165,6 +178,23 @@ pub trait App: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<bool, AuthError>> {
         let _ = (id, room, action, fresh);
         Box::pin(async { Ok(false) })
+    }
+
+    /// Whether the app has a connect hook: handshakes without a credential
+    /// sockgate verifies itself are then the hook's.
+    fn has_connect_hook(&self) -> bool {
+        false
+    }
+
+    /// Asks the connect hook who a handshake is.
+    fn on_connect<'a>(&'a self, connect: Connect<'a>) -> BoxFuture<'a, Result<Admitted, Refused>> {
+        let _ = connect;
+        Box::pin(async {
+            Err(Refused::Sockgate(AuthError::new(
+                ErrorCode::AuthRequired,
+                "no connect hook",
+            )))
+        })
     }
 
     /// Renews a session the connect hook admitted, before its `expiresAt`.

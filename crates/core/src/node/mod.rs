@@ -2,6 +2,7 @@
 //!
 //! Everything a transport or the admin API can ask of sessions goes
 //! through a method here, in four files:
+//! - `handshake`: a handshake, in order, from the request to a session;
 //! - `lifecycle`: open, admit, events, refresh, the expiry clock, the end;
 //! - `calls`: client events for the app's backend, and its replies;
 //! - `revoke`: revocations, kicks and the announcements of other nodes;
@@ -17,6 +18,7 @@
 
 mod calls;
 mod figures;
+mod handshake;
 mod happenings;
 mod lifecycle;
 mod presence_events;
@@ -49,6 +51,7 @@ use crate::stats::Stats;
 use crate::tickets::Tickets;
 
 pub use calls::DEFAULT_CALLS_PER_USER;
+pub use handshake::{Accepted, Denied, Handshake};
 pub use happenings::Gone;
 pub use presence_events::DEFAULT_PRESENCE_DELAY;
 pub use recover::{Restored, Resumed};

@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use sockgate_auth::ErrorCode;
+use sockgate_core::recovery::{Entry, Offset};
 use sockgate_core::{Connection, Transport};
 use sockgate_engine::engine::Transport as EngineTransport;
-use sockgate_engine::io::SioSocket;
+use sockgate_engine::io::{Missed, SioSocket};
 use sockgate_engine::sio::Value;
 use sockgate_protocol::events::server;
 use sockgate_protocol::payloads::SessionEnd;
 
+use crate::gateway::engine_offset;
 use crate::telemetry;
 
 /// An engine socket as a [`Connection`].
@@ -43,6 +45,24 @@ impl Connection for SocketConn {
 
     fn transport_id(&self) -> String {
         self.socket.id().to_owned()
+    }
+
+    fn leave_all(&self) {
+        self.socket.leave_all();
+    }
+
+    fn recover(&self, old_id: &str, missed: Vec<Entry>, through: Offset) -> bool {
+        let missed = missed.into_iter().map(|e| Missed {
+            offset: engine_offset(e.offset),
+            event: e.message.event,
+            args: vec![
+                serde_json::from_str::<serde_json::Value>(e.message.data.get())
+                    .unwrap_or_default()
+                    .into(),
+            ],
+        });
+        self.socket
+            .recover(old_id, missed.collect(), engine_offset(through))
     }
 
     /// `session:end` goes out first; the close follows it a moment later:

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sockgate_auth::{AuthError, ErrorCode};
-use sockgate_core::hooks::{Admitted, AppRefusal, Refused, Renew, is_app_code};
+use sockgate_core::hooks::{self, Admitted, AppRefusal, Refused, Renew, is_app_code};
 
 use super::Endpoint;
 use super::grpc::{ConnectRequest, Renew as GrpcRenew};
@@ -34,7 +34,7 @@ pub struct ConnectHook {
 #[serde(rename_all = "camelCase")]
 struct Connect<'a> {
     auth: &'a Value,
-    headers: BTreeMap<&'a str, &'a str>,
+    headers: BTreeMap<&'a str, String>,
     remote_addr: Option<String>,
     transport: &'a str,
 }
@@ -82,24 +82,18 @@ impl ConnectHook {
         }
     }
 
-    /// Asks who the handshake is. `header` gives a request header's value.
-    pub async fn admit<'a>(
-        &self,
-        auth: &Value,
-        header: impl Fn(&str) -> Option<&'a str>,
-        remote_addr: Option<String>,
-        transport: &str,
-    ) -> Result<Admitted, Refused> {
+    /// Asks who the handshake is, showing it the headers it was told to.
+    pub async fn admit(&self, handshake: hooks::Connect<'_>) -> Result<Admitted, Refused> {
         let headers = self
             .headers
             .iter()
-            .filter_map(|name| Some((name.as_str(), header(name)?)))
+            .filter_map(|name| Some((name.as_str(), (handshake.header)(name)?)))
             .collect();
         let body = Connect {
-            auth,
+            auth: handshake.auth,
             headers,
-            remote_addr,
-            transport,
+            remote_addr: handshake.remote_addr,
+            transport: handshake.transport,
         };
         let sent = match &self.endpoint {
             Endpoint::Http(e) => e.post(&body).await,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use sockgate_auth::{AuthError, ErrorCode, Identity};
 use sockgate_core::hooks::reply;
-use sockgate_core::hooks::{Admitted, App, Event, Refused, Renew, Reply, unknown_event};
+use sockgate_core::hooks::{Admitted, App, Connect, Event, Refused, Renew, Reply, unknown_event};
 use sockgate_core::policy::Action;
 use sockgate_core::{BoxFuture, telemetry};
 use wildmatch::WildMatch;
@@ -120,11 +120,6 @@ impl Backend {
         self.authz.is_some()
     }
 
-    /// The connect hook, if any.
-    pub fn connect_hook(&self) -> Option<&Arc<connect::ConnectHook>> {
-        self.connect.as_ref()
-    }
-
     async fn handle(&self, event: Event<'_>) -> Result<Reply, AuthError> {
         let Some(route) = self.routes.iter().find(|r| r.matcher.matches(event.name)) else {
             return Err(unknown_event(event.name));
@@ -171,6 +166,22 @@ impl App for Backend {
             match &self.authz {
                 Some(webhook) => webhook.decide(id, room, action, fresh).await,
                 None => Ok(false),
+            }
+        })
+    }
+
+    fn has_connect_hook(&self) -> bool {
+        self.connect.is_some()
+    }
+
+    fn on_connect<'a>(&'a self, connect: Connect<'a>) -> BoxFuture<'a, Result<Admitted, Refused>> {
+        Box::pin(async move {
+            match &self.connect {
+                Some(hook) => hook.admit(connect).await,
+                None => Err(Refused::Sockgate(AuthError::new(
+                    ErrorCode::AuthRequired,
+                    "no connect hook",
+                ))),
             }
         })
     }
