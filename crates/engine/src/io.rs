@@ -487,10 +487,15 @@ impl Default for Config {
     }
 }
 
+/// What the server above is told when a connection opens: its engine
+/// session and the head of the request that opened it.
+pub type OnOpen = Box<dyn Fn(&Arc<EioSocket>, &RequestHead) + Send + Sync>;
+
 /// A Socket.IO server: the engine's handler.
 pub struct Io {
     config: Config,
     namespaces: HashMap<String, (Arc<dyn Namespace>, Arc<SocketRooms>)>,
+    on_open: Option<OnOpen>,
 }
 
 impl Io {
@@ -499,7 +504,18 @@ impl Io {
         Self {
             config,
             namespaces: HashMap::new(),
+            on_open: None,
         }
+    }
+
+    /// Tells `on_open` of every connection that opens (its sid, its
+    /// transport, the request's head), before the client is answered.
+    pub fn on_open(
+        mut self,
+        on_open: impl Fn(&Arc<EioSocket>, &RequestHead) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_open = Some(Box::new(on_open));
+        self
     }
 
     /// Serves `namespace` (`/` is the main one) with `handler`.
@@ -745,6 +761,9 @@ impl Handler for Io {
     type Data = Conn;
 
     fn open(&self, eio: &Arc<EioSocket>, request: RequestHead) {
+        if let Some(on_open) = &self.on_open {
+            on_open(eio, &request);
+        }
         *lock(&eio.data.request) = Some(Arc::new(request));
         // The transport's timer closes it if no namespace is joined in
         // time: no task or timer of its own per connection (one cost about

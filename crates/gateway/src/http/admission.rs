@@ -17,8 +17,9 @@
 //! (`xhr poll error`, `websocket error`) and retries with its own backoff, so
 //! a burst or a restart costs a client a delay, never its connection.
 //!
-//! A transport that opened carries a [`Ticket`] in its request's extensions
-//! (see [`crate::transports::openings`]).
+//! A transport that opened carries a `Ticket` in its request's extensions
+//! (see [`crate::transports::openings`]), and its `Opener`: the engine's
+//! open of a long-polling session binds its sid to them.
 //!
 //! Later requests of a long-polling session (its polls, posts and upgrade)
 //! carry its Engine.IO sid, a bearer credential: they are refused unless
@@ -32,7 +33,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -42,7 +42,7 @@ use sockgate_core::limits::{Retry, budget_key};
 use sockgate_core::origins::{Origins, is_cross_origin};
 use sockgate_engine::engine::{Query, QueryError, Sid};
 
-use crate::transports::openings::{ClientIp, Opener, Ticket};
+use crate::transports::openings::{ClientIp, Opener};
 use crate::{Gateway, telemetry};
 
 /// The prefix of every Socket.IO request.
@@ -93,15 +93,13 @@ pub async fn door(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) 
             return refused(&retry);
         }
     };
-    req.extensions_mut().insert(ticket.clone());
-    let answer = next.run(req).await;
-    match client {
-        Some(ip) if is_polling_open(&answer) => {
-            let opener = Opener { ip, origin_allowed };
-            bind_polling_open(&gw, answer, &ticket, opener).await
-        }
-        _ => answer,
+    req.extensions_mut().insert(ticket);
+    // For a long-polling session, its later requests are held to these
+    // (bound to its sid when the engine opens it: `sio::opened`).
+    if let Some(ip) = client {
+        req.extensions_mut().insert(Opener { ip, origin_allowed });
     }
+    next.run(req).await
 }
 
 /// Whether a request naming session `sid` may go on.
@@ -198,42 +196,6 @@ fn invalid_query(e: QueryError) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
-/// A long-polling open answers `0{"sid":...}` as text; a WebSocket open
-/// answers 101.
-fn is_polling_open(answer: &Response) -> bool {
-    answer.status() == StatusCode::OK
-}
-
-/// Notes which address opened a long-polling session, from the sid in the
-/// open packet it was answered.
-async fn bind_polling_open(
-    gw: &Gateway,
-    answer: Response,
-    ticket: &Ticket,
-    opener: Opener,
-) -> Response {
-    let (parts, body) = answer.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, OPEN_PACKET_MAX).await else {
-        return Response::from_parts(parts, Body::empty());
-    };
-    if let Some(sid) = open_packet_sid(&body) {
-        gw.openings.bind(ticket, sid, opener);
-    }
-    Response::from_parts(parts, Body::from(body))
-}
-
-/// An open packet is a few hundred bytes.
-const OPEN_PACKET_MAX: usize = 4096;
-
-fn open_packet_sid(body: &[u8]) -> Option<Sid> {
-    #[derive(serde::Deserialize)]
-    struct Open {
-        sid: String,
-    }
-    let open: Open = serde_json::from_slice(body.strip_prefix(b"0")?).ok()?;
-    Sid::parse(&open.sid)
-}
-
 fn refused(retry: &Retry) -> Response {
     let status = match retry.error.code {
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -255,14 +217,6 @@ fn refused(retry: &Retry) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_session_comes_from_the_open_packet() {
-        let sid = Sid::random();
-        let packet = format!("0{{\"sid\":\"{sid}\",\"upgrades\":[\"websocket\"]}}");
-        assert_eq!(open_packet_sid(packet.as_bytes()), Some(sid));
-        assert_eq!(open_packet_sid(b"{\"code\":\"RATE_LIMITED\"}"), None);
-    }
 
     #[tokio::test]
     async fn a_repeated_parameter_is_an_invalid_request() {

@@ -22,13 +22,14 @@ use std::time::Instant;
 use sockgate_auth::AuthError;
 use sockgate_engine::engine::{self, CloseReason, Engine};
 use sockgate_engine::io::{
-    self, Ack, Admission, Auth, BoxFuture, ConnectError, DisconnectReason, Io, Namespace,
-    RequestHead, SioSocket,
+    self, Ack, Admission, Auth, BoxFuture, ConnectError, DisconnectReason, EioSocket, Io,
+    Namespace, RequestHead, SioSocket,
 };
 use sockgate_engine::sio::Value;
 use sockgate_protocol::events::client;
 use sockgate_protocol::requests::Request;
 
+use crate::transports::openings::{Opener, Openings, Ticket};
 use crate::{Gateway, telemetry};
 use sockgate_core::Gone;
 
@@ -67,12 +68,30 @@ pub(crate) fn server(gateway: &Arc<Gateway>) -> Arc<Server> {
         max_packet: limits.max_message,
         ..io::Config::default()
     })
-    .namespace("/", Main(gateway.clone()));
+    .namespace("/", Main(gateway.clone()))
+    .on_open({
+        let openings = gateway.openings.clone();
+        move |eio, head| opened(&openings, eio, head)
+    });
     let rooms = io.rooms("/").expect("the main namespace").clone();
     if !gateway.emitter.set_rooms(rooms) {
         panic!("a Gateway can be served by one app only");
     }
     Engine::new(config, io)
+}
+
+/// A connection opened: a long-polling one's sid is bound to the address
+/// that opened it (and whether its origin was allowed), which its later
+/// requests must match (`http::admission`). The door put both in the
+/// request's extensions.
+fn opened(openings: &Openings, eio: &EioSocket, head: &RequestHead) {
+    if eio.transport() != engine::Transport::Polling {
+        return;
+    }
+    let ticket = head.extensions.get::<Arc<Ticket>>();
+    if let (Some(ticket), Some(opener)) = (ticket, head.extensions.get::<Opener>()) {
+        openings.bind(ticket, eio.sid(), *opener);
+    }
 }
 
 /// The main namespace.
