@@ -59,11 +59,6 @@ impl Deadlines {
         self.set.lock().expect("deadlines lock").len()
     }
 
-    /// Whether none is pending.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Runs forever, calling `on_due` for each entry as it falls due on
     /// `clock`.
     pub async fn run(&self, clock: &dyn Clock, on_due: impl Fn(Deadline)) {
@@ -113,7 +108,7 @@ mod tests {
         d.cancel(&(200, a, Due::Warn));
         assert_eq!(d.take_due(250), vec![(100, b, Due::Warn)]);
         assert_eq!(d.take_due(300), vec![(300, a, Due::Expire)]);
-        assert!(d.is_empty());
+        assert_eq!(d.len(), 0);
     }
 
     #[tokio::test(start_paused = true)]

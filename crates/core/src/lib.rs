@@ -9,16 +9,16 @@
 //! Read top-down:
 //! - [`node`]: the [`Node`] and its operations, the only way in;
 //! - [`session`]: a session, its id and what the admin API shows of it;
-//! - [`registry`]: this node's sessions, by id and by user;
+//! - `registry`: this node's sessions, by id and by user;
 //! - [`connection`]: what the core needs of a live connection;
-//! - [`deadlines`]: one task runs every session's expiry clock;
+//! - `deadlines`: one task runs every session's expiry clock;
 //! - [`clock`]: the time the core reads, injectable for tests;
 //! - [`rooms`]: room names and this node's room index;
 //! - [`hooks`]: the app's backend, which answers the client events
 //!   sockgate does not handle itself;
-//! - [`publish`]: a publish request, checked the same for the admin API
+//! - `publish`: a publish request, checked the same for the admin API
 //!   and the app's answers;
-//! - [`ordering`]: one socket's calls to the app in order, and a user's
+//! - `ordering`: one socket's calls to the app in order, and a user's
 //!   calls in flight;
 //! - [`policy`]: who may join, publish to and see the members of a room;
 //! - [`limits`]: size limits and abuse limits;
@@ -39,17 +39,17 @@
 pub mod backend;
 pub mod clock;
 pub mod connection;
-pub mod deadlines;
+pub(crate) mod deadlines;
 pub mod hooks;
 pub mod idempotency;
 pub mod limits;
 pub mod node;
-pub mod ordering;
+pub(crate) mod ordering;
 pub mod origins;
 pub mod policy;
-pub mod publish;
+pub(crate) mod publish;
 pub mod recovery;
-pub mod registry;
+pub(crate) mod registry;
 pub mod revocation;
 pub mod rooms;
 pub mod session;

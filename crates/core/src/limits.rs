@@ -168,7 +168,7 @@ impl Guard {
     }
 
     /// A fresh event budget for one socket.
-    pub fn event_budget(&self) -> EventBudget {
+    pub(crate) fn event_budget(&self) -> EventBudget {
         EventBudget {
             limiter: self
                 .limits
@@ -181,7 +181,7 @@ impl Guard {
     }
 
     /// Forgets addresses that have not handshaken lately.
-    pub fn shrink(&self) {
+    pub(crate) fn shrink(&self) {
         if let Some(limiter) = &self.handshakes {
             limiter.retain_recent();
         }
@@ -260,7 +260,7 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// `PAYLOAD_TOO_LARGE` for data over `max` bytes of JSON.
-pub fn check_payload(
+pub(crate) fn check_payload(
     data: Option<&serde_json::value::RawValue>,
     max: usize,
 ) -> Result<(), AuthError> {

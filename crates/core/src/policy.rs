@@ -70,7 +70,7 @@ impl Policy {
     }
 
     /// Whether any rule has `presence_events`.
-    pub fn any_presence_events(&self) -> bool {
+    pub(crate) fn any_presence_events(&self) -> bool {
         self.rules.iter().any(|r| r.presence_events)
     }
 }
@@ -148,7 +148,7 @@ impl Policy {
 /// `dm:bob:alice`, never into `dm:bob:smith:private` (the room of user
 /// `bob:smith`, or anything else), and a value can never span segments:
 /// [`fill_template`] refuses values holding `:`.
-pub fn rule_matches(pattern: &str, id: &Identity, room: &str) -> bool {
+pub(crate) fn rule_matches(pattern: &str, id: &Identity, room: &str) -> bool {
     if !pattern.contains('{') {
         return WildMatch::new(pattern).matches(room);
     }
@@ -178,7 +178,7 @@ fn has_role(id: &Identity, role: &str) -> bool {
 /// not a string or integer, holds a wildcard or a segment separator (`:`):
 /// a claim must never widen the pattern it fills, nor reach into another
 /// segment of the room name.
-pub fn fill_template(pattern: &str, id: &Identity) -> Option<String> {
+pub(crate) fn fill_template(pattern: &str, id: &Identity) -> Option<String> {
     let mut out = String::with_capacity(pattern.len());
     let mut rest = pattern;
     while let Some(start) = rest.find('{') {

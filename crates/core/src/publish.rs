@@ -74,7 +74,7 @@ fn check_key(key: Option<&str>) -> Result<(), AuthError> {
 /// An event name a backend may send: 1 to 100 printable characters, and
 /// none of Socket.IO's own names or sockgate's events, which a backend must
 /// not be able to forge.
-pub fn check_event(event: &str) -> Result<(), AuthError> {
+pub(crate) fn check_event(event: &str) -> Result<(), AuthError> {
     let chars = event.chars().count();
     if chars == 0 || chars > 100 || event.chars().any(char::is_control) {
         return Err(invalid("event must be 1 to 100 printable characters"));

@@ -332,7 +332,7 @@ impl PidKey {
     }
 
     /// The session `pid` names, if its MAC verifies.
-    pub fn session_of(&self, pid: &str) -> Option<SessionId> {
+    pub(crate) fn session_of(&self, pid: &str) -> Option<SessionId> {
         let (id, _) = pid.split_at_checked(SessionId::LEN)?;
         let session = SessionId::parse(id)?;
         let expected = self.pid(session);

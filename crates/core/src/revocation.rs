@@ -148,7 +148,12 @@ impl Revocations {
     }
 
     /// Whether the token of `user_id` with `jti` and `iat` is revoked.
-    pub fn is_revoked_token(&self, user_id: &str, jti: Option<&str>, iat: Option<u64>) -> bool {
+    pub(crate) fn is_revoked_token(
+        &self,
+        user_id: &str,
+        jti: Option<&str>,
+        iat: Option<u64>,
+    ) -> bool {
         if let Some(jti) = jti
             && self
                 .tokens

@@ -122,7 +122,7 @@ impl Users {
 impl Rooms {
     /// Names users' own rooms after `template`; once, before any use.
     /// False when a template was in use already.
-    pub fn set_user_room(&self, template: UserRoom) -> bool {
+    pub(crate) fn set_user_room(&self, template: UserRoom) -> bool {
         self.user_room.set(template).is_ok()
     }
 
@@ -134,7 +134,12 @@ impl Rooms {
     /// Puts the connection in `room`. Returns `None` when it already was,
     /// else whether its user just arrived in the room (the user's first
     /// socket there).
-    pub fn enter(&self, conn: &dyn Connection, session: &Session, room: &str) -> Option<bool> {
+    pub(crate) fn enter(
+        &self,
+        conn: &dyn Connection,
+        session: &Session,
+        room: &str,
+    ) -> Option<bool> {
         if !session.add_room(room) {
             return None;
         }

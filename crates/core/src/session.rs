@@ -199,13 +199,13 @@ impl Session {
     }
 
     /// The same session, admitted by the app's connect hook.
-    pub fn admitted_by_app(mut self) -> Self {
+    pub(crate) fn admitted_by_app(mut self) -> Self {
         self.by_app = true;
         self
     }
 
     /// Whether the app's connect hook admitted it.
-    pub fn is_by_app(&self) -> bool {
+    pub(crate) fn is_by_app(&self) -> bool {
         self.by_app
     }
 
@@ -291,7 +291,7 @@ impl Session {
     }
 
     /// How many rooms the socket is in, its own user room included.
-    pub fn room_count(&self) -> usize {
+    pub(crate) fn room_count(&self) -> usize {
         let rooms = self.rooms.lock().expect("rooms lock");
         rooms.others.len() + usize::from(rooms.own)
     }

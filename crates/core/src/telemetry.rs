@@ -88,13 +88,13 @@ pub fn revocation(kind: &'static str) {
 }
 
 /// A `room:join`, allowed or denied.
-pub fn room_join(allowed: bool) {
+pub(crate) fn room_join(allowed: bool) {
     let result = if allowed { "allowed" } else { "denied" };
     counter!("sockgate_room_joins_total", "result" => result).increment(1);
 }
 
 /// A client event received.
-pub fn message_in() {
+pub(crate) fn message_in() {
     counter!("sockgate_messages_in_total").increment(1);
 }
 
@@ -104,17 +104,17 @@ pub fn message_out(kind: &'static str, n: u64) {
 }
 
 /// A publish whose idempotency key was seen inside the window.
-pub fn duplicate_publish() {
+pub(crate) fn duplicate_publish() {
     counter!("sockgate_publish_duplicates_total").increment(1);
 }
 
 /// A refusal by an abuse limit of `scope`.
-pub fn rate_limited(scope: &'static str) {
+pub(crate) fn rate_limited(scope: &'static str) {
     counter!("sockgate_rate_limited_total", "scope" => scope).increment(1);
 }
 
 /// A session the server ended, with its code.
-pub fn session_ended(code: &'static str) {
+pub(crate) fn session_ended(code: &'static str) {
     counter!("sockgate_sessions_ended_total", "code" => code).increment(1);
 }
 
@@ -135,6 +135,6 @@ pub fn app_call(route: &str, outcome: &'static str, took: Duration) {
 /// A client event answered with `code` without a call to the app (no
 /// route, a reserved name, a full line, too many calls in flight), or a
 /// call whose reply could not be applied.
-pub fn call_refused(code: &'static str) {
+pub(crate) fn call_refused(code: &'static str) {
     counter!("sockgate_app_calls_refused_total", "code" => code).increment(1);
 }

@@ -32,7 +32,7 @@ struct Issued {
 impl Tickets {
     /// A new ticket for `session`, replacing any it had:
     /// `<session id>.<32 random alphanumerics>`.
-    pub fn issue(&self, session: SessionId) -> String {
+    pub(crate) fn issue(&self, session: SessionId) -> String {
         let secret = random_alphanumeric(32);
         let ticket = format!("{session}.{secret}");
         let issued = Issued {
@@ -45,7 +45,7 @@ impl Tickets {
 
     /// The session a ticket was issued to, once: a used, replaced or
     /// expired ticket names none.
-    pub fn redeem(&self, ticket: &str) -> Option<SessionId> {
+    pub(crate) fn redeem(&self, ticket: &str) -> Option<SessionId> {
         let (id, secret) = ticket.split_once('.')?;
         let id = SessionId::parse(id)?;
         let mut map = self.lock();

@@ -11,7 +11,7 @@
 //!
 //! The node keeps the promises around the call: one socket's calls reach
 //! the app in the order the client sent them, and their replies are
-//! applied in that order ([`crate::ordering`]); a user has at most so many
+//! applied in that order (`ordering`); a user has at most so many
 //! calls in flight; the side effects of a reply whose session has ended are
 //! dropped.
 

@@ -236,7 +236,7 @@ impl Node {
 
     /// Puts a session the connect hook admitted in the rooms it named,
     /// under the rules of a reply's `join`.
-    pub fn enter_rooms(
+    pub(crate) fn enter_rooms(
         &self,
         conn: &Conn,
         session: &Session,

@@ -281,7 +281,7 @@ impl Node {
     }
 
     /// Whether the node verifies JWTs itself (any key configured).
-    pub fn has_jwt_keys(&self) -> bool {
+    pub(crate) fn has_jwt_keys(&self) -> bool {
         self.verifier.has_keys()
     }
 

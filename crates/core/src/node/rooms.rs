@@ -133,7 +133,7 @@ impl Node {
     }
 
     /// `PAYLOAD_TOO_LARGE` for data over the publish limit.
-    pub fn check_payload(&self, data: Option<&RawValue>) -> Result<(), AuthError> {
+    pub(crate) fn check_payload(&self, data: Option<&RawValue>) -> Result<(), AuthError> {
         crate::limits::check_payload(data, self.limits.max_payload)
     }
 
@@ -250,7 +250,7 @@ impl Node {
 
     /// Publishes to every connection of the target, on every node: the
     /// one door of the admin API, the app's replies and the consumers. It
-    /// checks the publish ([`crate::publish::check`]) and, with an
+    /// checks the publish (`publish::check`) and, with an
     /// idempotency key, delivers it only if the key was not seen inside
     /// the window. `BACKEND_UNAVAILABLE` (retryable) when the key cannot be
     /// checked.
