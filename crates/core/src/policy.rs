@@ -178,7 +178,7 @@ fn has_role(id: &Identity, role: &str) -> bool {
 /// not a string or integer, holds a wildcard or a segment separator (`:`):
 /// a claim must never widen the pattern it fills, nor reach into another
 /// segment of the room name.
-pub(crate) fn fill_template(pattern: &str, id: &Identity) -> Option<String> {
+pub fn fill_template(pattern: &str, id: &Identity) -> Option<String> {
     let mut out = String::with_capacity(pattern.len());
     let mut rest = pattern;
     while let Some(start) = rest.find('{') {
