@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { createServer } from "node:http";
 import { execFileSync } from "node:child_process";
-import { API_KEY, eventually, freePort, sessionIdOf, sign, startGateway, startRedis } from "./helpers.mjs";
+import { API_KEY, eventually, freePort, sessionIdOf, sign, startGateway, startProxy, startRedis } from "./helpers.mjs";
 
 const SECRET = "webhook-secret-webhook-secret-0123456789";
 const DELAY_MS = 1000; // SOCKGATE_WEBHOOK_OFFLINE_DELAY
@@ -447,6 +447,43 @@ describe("lifecycle webhooks, the cluster's shared queue and a deploy", () => {
       await a.stop();
       await b.stop();
       await hook.close();
+      await redis.stop();
+    }
+  });
+});
+
+describe("lifecycle webhooks through a Redis outage", () => {
+  test("a user who leaves while Redis is away is told offline by the node alone (sent once Redis is back); the count is set right, and the next visit is online again", async () => {
+    const redis = await startRedis();
+    const proxy = await startProxy(redis.port);
+    const hook = await receiver();
+    const a = await node(hook, { url: `redis://127.0.0.1:${proxy.port}` }, "a");
+    const cli = (...args) => execFileSync("redis-cli", ["-p", String(redis.port), ...args], { encoding: "utf8" }).trim();
+    const user = "whc-outage";
+    const code = JSON.stringify({ u: user });
+    try {
+      const first = await a.connect({ auth: { token: token(user) } });
+      await eventually(() => hook.of("user.online", (e) => e.userId === user).length === 1, 10000, "online");
+      assert.equal(cli("SCARD", `sockgate:census:${code}`), "1", "the node holds the user in the count");
+      proxy.cut();
+      await eventually(async () => (await fetch(`${a.url}/readyz`)).status === 503, 15000, "the node saw Redis go");
+      first.close(); // the count cannot be asked: the node tells the departure alone
+      await sleep(DELAY_MS + MARGIN_MS);
+      assert.equal(cli("SCARD", `sockgate:census:${code}`), "1", "Redis still counts the node");
+      await proxy.resume();
+      await eventually(async () => (await fetch(`${a.url}/readyz`)).status === 200, 15000, "the node saw Redis come back");
+      // Its events waited on the node for the shared queue.
+      await eventually(() => hook.of("user.offline", (e) => e.userId === user).length === 1, 15000, "the offline told during the outage");
+      await eventually(() => cli("SCARD", `sockgate:census:${code}`) === "0", 10000, "the count set right");
+      const second = await a.connect({ auth: { token: token(user) } });
+      await eventually(() => hook.of("user.online", (e) => e.userId === user).length === 2, 10000, "online again");
+      assert.deepEqual(types(hook.of("user.online").concat(hook.of("user.offline")).filter((e) => e.userId === user).sort((x, y) => x.ts - y.ts)), ["user.online", "user.offline", "user.online"]);
+      assert.equal(hook.state.bad, 0, "every request was signed");
+      second.close();
+    } finally {
+      await a.stop();
+      await hook.close();
+      proxy.stop();
       await redis.stop();
     }
   });

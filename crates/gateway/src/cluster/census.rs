@@ -113,6 +113,21 @@ fn unavailable(e: redis::RedisError) -> Unavailable {
     Unavailable(format!("census: {e}"))
 }
 
+/// How long a census step may take: past it, the node tells its edges
+/// alone rather than hold every lifecycle event up (a Redis behind a
+/// partition answers nothing, and the connection retries for seconds).
+const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `step`, within [`STEP_TIMEOUT`].
+async fn bounded<T>(
+    step: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Unavailable> {
+    match tokio::time::timeout(STEP_TIMEOUT, step).await {
+        Ok(answer) => answer.map_err(unavailable),
+        Err(_) => Err(Unavailable("census: Redis did not answer in time".into())),
+    }
+}
+
 fn decode(codes: Vec<String>) -> Vec<Counted> {
     codes.iter().filter_map(|c| Counted::from_code(c)).collect()
 }
@@ -127,6 +142,9 @@ impl Census for Cluster {
             if moves.is_empty() {
                 return Ok(Vec::new());
             }
+            if !self.is_healthy() {
+                return Err(Unavailable("census: Redis is unreachable".into()));
+            }
             let script = script(APPLY);
             let mut call = script.prepare_invoke();
             call.arg(PREFIX).arg(&self.node).arg(now_ms);
@@ -138,10 +156,7 @@ impl Census for Cluster {
                     }
                 };
             }
-            let edges: Vec<u8> = call
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(unavailable)?;
+            let edges: Vec<u8> = bounded(call.invoke_async(&mut self.conn())).await?;
             Ok(edges.into_iter().map(|e| e == 1).collect())
         })
     }
@@ -151,13 +166,12 @@ impl Census for Cluster {
             if !self.is_healthy() {
                 return Ok(Vec::new());
             }
-            let codes: Vec<String> = script(DUE)
-                .arg(PREFIX)
+            let script = script(DUE);
+            let mut call = script.prepare_invoke();
+            call.arg(PREFIX)
                 .arg(now_ms.saturating_mul(1000).saturating_add(999))
-                .arg(MOST_DUE)
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(unavailable)?;
+                .arg(MOST_DUE);
+            let codes: Vec<String> = bounded(call.invoke_async(&mut self.conn())).await?;
             Ok(decode(codes))
         })
     }
@@ -165,24 +179,19 @@ impl Census for Cluster {
     fn restate<'a>(&'a self, holding: &'a [Counted]) -> BoxFuture<'a, Result<(), Unavailable>> {
         Box::pin(async move {
             let codes: Vec<String> = holding.iter().map(Counted::code).collect();
-            script(RESTATE)
-                .arg(PREFIX)
-                .arg(&self.node)
-                .arg(codes)
-                .invoke_async::<()>(&mut self.conn())
-                .await
-                .map_err(unavailable)
+            let script = script(RESTATE);
+            let mut call = script.prepare_invoke();
+            call.arg(PREFIX).arg(&self.node).arg(codes);
+            bounded(call.invoke_async::<()>(&mut self.conn())).await
         })
     }
 
     fn lost<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Vec<Counted>, Unavailable>> {
         Box::pin(async move {
-            let codes: Vec<String> = script(LOST)
-                .arg(PREFIX)
-                .arg(node)
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(unavailable)?;
+            let script = script(LOST);
+            let mut call = script.prepare_invoke();
+            call.arg(PREFIX).arg(node);
+            let codes: Vec<String> = bounded(call.invoke_async(&mut self.conn())).await?;
             Ok(decode(codes))
         })
     }
