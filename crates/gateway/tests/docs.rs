@@ -4,7 +4,7 @@
 fn every_setting_is_in_the_configuration_reference() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let source =
-        std::fs::read_to_string(format!("{root}/crates/gateway/src/config/mod.rs")).unwrap();
+        std::fs::read_to_string(format!("{root}/crates/gateway/src/config/settings.rs")).unwrap();
     let doc = std::fs::read_to_string(format!("{root}/docs/configuration.md")).unwrap();
     let settings: Vec<&str> = source
         .split("env = \"")
