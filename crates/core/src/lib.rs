@@ -14,6 +14,8 @@
 //! - `deadlines`: one task runs every session's expiry clock;
 //! - [`clock`]: the time the core reads, injectable for tests;
 //! - [`rooms`]: room names and this node's room index;
+//! - [`room_options`]: what a room does (`[[room_options]]`): client
+//!   publishes, its member list, its presence events;
 //! - [`hooks`]: the app's backend, which answers the client events
 //!   sockgate does not handle itself;
 //! - `publish`: a publish request, checked the same for the admin API
@@ -51,6 +53,7 @@ pub(crate) mod publish;
 pub mod recovery;
 pub(crate) mod registry;
 pub mod revocation;
+pub mod room_options;
 pub mod rooms;
 pub mod session;
 pub mod stats;

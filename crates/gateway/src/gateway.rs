@@ -16,6 +16,7 @@ use sockgate_core::idempotency::Seen;
 use sockgate_core::limits::{AbuseLimits, Limits};
 use sockgate_core::policy::Policy;
 use sockgate_core::recovery::{Message, Offset, PidKey, Settings as RecoverySettings};
+use sockgate_core::room_options::RoomOptionsList;
 use sockgate_core::rooms::UserRoom;
 use sockgate_core::{BoxFuture, Lifecycle, Node, Revocations};
 use sockgate_engine::engine::Compression;
@@ -124,6 +125,12 @@ impl Gateway {
     /// The node.
     pub fn node(&self) -> &Node {
         &self.node
+    }
+
+    /// Gives rooms their options (`[[room_options]]`).
+    pub fn with_room_options(mut self, options: RoomOptionsList) -> Self {
+        self.node = self.node.with_room_options(options);
+        self
     }
 
     /// Sets the room authorization policy.

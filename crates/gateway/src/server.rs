@@ -167,6 +167,7 @@ pub async fn serve_until(
         config.lifecycle.clone(),
     )
     .with_policy(policy)
+    .with_room_options(config.rooms.options())
     .with_limits(config.limits.clone())
     .with_idempotency_window(config.idempotency_window)
     .with_presence_events(config.room_presence_events, config.offline_delay)

@@ -249,7 +249,10 @@ impl Node {
     /// events. A node with neither leaves the cluster's due departures to
     /// the nodes that tell them.
     fn tells_anything(&self) -> bool {
-        self.watching || self.presence_events.all || self.policy.any_presence_events()
+        self.watching
+            || self.presence_events.all
+            || self.policy.any_presence_events()
+            || self.room_options.any_presence_events()
     }
 
     async fn tell_notes(&self, notes: &mut Vec<Note>) {

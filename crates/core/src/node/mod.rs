@@ -45,6 +45,7 @@ use crate::ordering::InFlight;
 use crate::policy::Policy;
 use crate::registry::Registry;
 use crate::revocation::Revocations;
+use crate::room_options::RoomOptionsList;
 use crate::rooms::{Rooms, UserRoom};
 use crate::session::SessionLimit;
 use crate::stats::Stats;
@@ -127,6 +128,8 @@ pub struct Node {
     happenings: happenings::Happenings,
     /// Which of this node's firsts and lasts are the cluster's.
     census: Arc<dyn Census>,
+    /// What each room does (`[[room_options]]`).
+    room_options: RoomOptionsList,
 }
 
 /// How long a publish's idempotency key is remembered, unless the node is
@@ -176,6 +179,7 @@ impl Node {
             presence_events: Default::default(),
             happenings: Default::default(),
             census: Arc::new(MemoryCensus::default()),
+            room_options: RoomOptionsList::default(),
         }
     }
 
@@ -216,6 +220,12 @@ impl Node {
     /// Sets the room authorization policy.
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Gives rooms their options (`[[room_options]]`).
+    pub fn with_room_options(mut self, options: RoomOptionsList) -> Self {
+        self.room_options = options;
         self
     }
 

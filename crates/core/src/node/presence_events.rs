@@ -50,6 +50,9 @@ impl Node {
     /// Whether `room` tells its members of `session`'s user coming and
     /// going.
     pub(crate) fn wants_presence_events(&self, room: &str, session: &Session) -> bool {
+        if let Some(on) = self.room_options.of(room).presence_events {
+            return on;
+        }
         let all = self.presence_events.all;
         // Most nodes have none: no identity built per join.
         (all || self.policy.any_presence_events())

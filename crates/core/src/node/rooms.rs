@@ -109,6 +109,7 @@ impl Node {
                 "join the room before publishing to it",
             ));
         }
+        self.room_options.of(room).check_client_publish()?;
         self.policy
             .authorize(&session.identity(), room, Action::Publish, false)
             .await?;
@@ -146,6 +147,7 @@ impl Node {
     ) -> Result<Vec<String>, AuthError> {
         validate(room)?;
         if room != session.user_room() {
+            self.room_options.of(room).check_presence()?;
             self.policy
                 .authorize(&session.identity(), room, Action::Presence, false)
                 .await?;

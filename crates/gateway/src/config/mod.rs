@@ -226,6 +226,7 @@ impl Config {
         let rooms = RoomSettings {
             claim: s.rooms_claim.unwrap_or_else(|| "rooms".to_owned()),
             rules: s.room_rules.unwrap_or_default(),
+            options: s.room_options.unwrap_or_default(),
             authz_url: s.authz_url.filter(|u| !u.is_empty()),
             authz_cache_ttl: Duration::from_secs(s.authz_cache_ttl.unwrap_or(30)),
             authz_timeout: Duration::from_millis(s.authz_timeout_ms.unwrap_or(2000)),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sockgate_core::hooks::App;
 use sockgate_core::policy::{Policy, RoomRule};
+use sockgate_core::room_options::{RoomOptions, RoomOptionsList};
 
 use super::{ConfigError, invalid};
 use crate::outbound::webhook::Webhook;
@@ -16,6 +17,8 @@ pub struct RoomSettings {
     pub claim: String,
     /// The room rules of the config file.
     pub rules: Vec<RoomRule>,
+    /// The room options of the config file, in its order.
+    pub options: Vec<RoomOptions>,
     /// URL of the authorization webhook; `None` turns it off.
     pub authz_url: Option<String>,
     /// How long the webhook's answers are cached.
@@ -33,6 +36,11 @@ impl RoomSettings {
         Webhook::new(url, self.authz_timeout, self.authz_cache_ttl)
             .map(Some)
             .map_err(|e| invalid("SOCKGATE_AUTHZ_URL", e))
+    }
+
+    /// What each room does.
+    pub fn options(&self) -> RoomOptionsList {
+        RoomOptionsList::new(self.options.clone())
     }
 
     /// The policy, asking `authority` last (the app holding the webhook).

@@ -9,6 +9,7 @@ use clap::builder::BoolishValueParser;
 use serde::{Deserialize, Serialize};
 
 use sockgate_core::policy::RoomRule;
+use sockgate_core::room_options::RoomOptions;
 use sockgate_core::session::LimitPolicy;
 
 use super::{ConfigError, LogFormat, consumers, events};
@@ -153,6 +154,11 @@ pub struct Settings {
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub room_rules: Option<Vec<RoomRule>>,
+
+    /// Room options; only in the config file (`[[room_options]]`).
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_options: Option<Vec<RoomOptions>>,
 
     /// URL of the authorization webhook; unset turns it off.
     #[arg(long, env = "SOCKGATE_AUTHZ_URL")]
