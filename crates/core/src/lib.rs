@@ -15,7 +15,7 @@
 //! - [`clock`]: the time the core reads, injectable for tests;
 //! - [`rooms`]: room names and this node's room index;
 //! - [`room_options`]: what a room does (`[[room_options]]`): client
-//!   publishes, its member list, its presence events;
+//!   publishes, its member list, its presence events, recovery;
 //! - [`hooks`]: the app's backend, which answers the client events
 //!   sockgate does not handle itself;
 //! - `publish`: a publish request, checked the same for the admin API

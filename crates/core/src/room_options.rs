@@ -32,6 +32,11 @@ pub struct RoomOptions {
     /// `SOCKGATE_ROOM_PRESENCE_EVENTS` say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presence_events: Option<bool>,
+    /// Whether the room's messages are kept for recovery (default yes,
+    /// where recovery is on). No: they carry no offset, and a session
+    /// that recovers does not get back the ones it missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recover: Option<bool>,
 }
 
 /// The options of one room.
@@ -44,6 +49,8 @@ pub struct Options {
     /// `room:joined` and `room:left` on (`Some(true)`), off
     /// (`Some(false)`), or as the rules say (`None`).
     pub presence_events: Option<bool>,
+    /// Its messages are kept for recovery.
+    pub recover: bool,
 }
 
 impl Default for Options {
@@ -52,6 +59,7 @@ impl Default for Options {
             client_publish: true,
             presence: true,
             presence_events: None,
+            recover: true,
         }
     }
 }
@@ -115,7 +123,14 @@ impl RoomOptionsList {
             client_publish: entry.client_publish.unwrap_or(defaults.client_publish),
             presence: entry.presence.unwrap_or(defaults.presence),
             presence_events: entry.presence_events,
+            recover: entry.recover.unwrap_or(defaults.recover),
         }
+    }
+
+    /// Whether a broadcast to `rooms` is kept for recovery: when any of
+    /// them keeps its messages.
+    pub fn keeps(&self, rooms: &[String]) -> bool {
+        self.entries.is_empty() || rooms.iter().any(|room| self.of(room).recover)
     }
 }
 
@@ -150,6 +165,20 @@ mod tests {
             ErrorCode::Forbidden
         );
         assert_eq!(RoomOptionsList::default().of("x"), Options::default());
+    }
+
+    #[test]
+    fn a_broadcast_is_kept_when_any_of_its_rooms_keeps_messages() {
+        let list = RoomOptionsList::new(vec![RoomOptions {
+            pattern: "live:*".into(),
+            recover: Some(false),
+            ..RoomOptions::default()
+        }]);
+        let rooms = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert!(!list.keeps(&rooms(&["live:1"])));
+        assert!(!list.keeps(&rooms(&["live:1", "live:2"])));
+        assert!(list.keeps(&rooms(&["live:1", "chat:1"])));
+        assert!(RoomOptionsList::default().keeps(&rooms(&["live:1"])));
     }
 
     #[test]

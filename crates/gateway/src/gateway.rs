@@ -331,7 +331,9 @@ impl Emitter {
             }
         }
         let once = out.once.map(|o| (o.key.to_owned(), o.window_ms));
-        let Some(logged) = self.history.get() else {
+        // Rooms whose messages are not kept (`recover = false`) are
+        // delivered as without recovery.
+        let Some(logged) = self.history.get().filter(|_| out.logged) else {
             if let Some(fanout) = fanout {
                 match once {
                     Some((key, window)) => {

@@ -1,5 +1,5 @@
 // [[room_options]]: what a room does, by pattern, beside who may enter it:
-// client publishes, its member list, its presence events. The first entry
+// client publishes, its member list, its presence events, recovery. The first entry
 // that matches a room gives its options.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -22,6 +22,10 @@ presence = false
 [[room_options]]
 match = "hush:*"
 presence_events = false
+
+[[room_options]]
+match = "live:*"
+recover = false
 
 [[room_options]]
 match = "*"
@@ -100,6 +104,51 @@ describe("room options", () => {
     await sleep(300);
     assert.ok(!di.heard.some(([e, p]) => e.startsWith("room:") && p.room === "hush:1"), "hush:1 says nothing");
     di.socket.close();
+  });
+});
+
+describe("room options and recovery", () => {
+  let gw;
+  before(async () => {
+    gw = await startGateway({ SOCKGATE_API_KEY: API_KEY }, ["--config", configFile(OPTIONS)]);
+  });
+  after(() => gw.stop());
+
+  test("recover = false: a recovered socket gets back what it missed in the rooms that keep messages only; that room's messages carry no offset", async () => {
+    const rooms = [{ match: "*", allow: ["join"] }];
+    const reconnecting = { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 };
+    const fay = await gw.connect({ ...reconnecting, auth: { token: sign({ sub: "ro-fay", rooms }) } });
+    await join_(fay, "live:score");
+    await join_(fay, "chat:fay");
+    const got = [];
+    fay.on("news", (data, offset) => got.push([data.room, data.n, offset]));
+    const publish = async (room, n) => {
+      const res = await api(gw, "POST", "/api/publish", { body: { rooms: [room], event: "news", data: { room, n } } });
+      assert.equal(res.status, 200);
+    };
+    await publish("live:score", 1);
+    await publish("chat:fay", 1);
+    await eventually(() => got.length === 2, 5000, "the first messages");
+    const [live, chat] = [got.find(([r]) => r === "live:score"), got.find(([r]) => r === "chat:fay")];
+    assert.equal(live[2], undefined, "no offset where messages are not kept");
+    assert.match(chat[2], /^\d+-\d+$/, "an offset where they are");
+
+    const back = new Promise((resolve) => fay.once("connect", resolve));
+    fay.io.engine.close();
+    for (const n of [2, 3]) {
+      await publish("live:score", n);
+      await publish("chat:fay", n);
+    }
+    await back;
+    assert.equal(fay.recovered, true, "recovered, rooms and id");
+    await eventually(() => got.some(([r, n]) => r === "chat:fay" && n === 3), 5000, "the kept room's missed messages");
+    await sleep(200);
+    assert.deepEqual(got.filter(([r]) => r === "chat:fay").map(([, n]) => n), [1, 2, 3]);
+    assert.deepEqual(got.filter(([r]) => r === "live:score").map(([, n]) => n), [1], "the live room's missed messages are not replayed");
+    // Still in both rooms.
+    await publish("live:score", 4);
+    await eventually(() => got.some(([r, n]) => r === "live:score" && n === 4), 5000, "the live room after recovery");
+    fay.close();
   });
 });
 

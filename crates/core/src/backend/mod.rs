@@ -61,6 +61,9 @@ pub struct Outgoing<'a> {
     pub except: Option<String>,
     /// Deliver only if this key was not seen inside its window.
     pub once: Option<Once<'a>>,
+    /// Whether it is kept in the recovery history (with an offset), as
+    /// its rooms' `recover` option says; the node sets it.
+    pub logged: bool,
 }
 
 /// An idempotency key and how long it is remembered.

@@ -365,6 +365,7 @@ impl Node {
             data: Some(&body),
             except: None,
             once: None,
+            logged: true,
         };
         if let Err(e) = self.deliver(out).await {
             tracing::debug!(room, event, error = %e.message, "a presence event was not delivered");

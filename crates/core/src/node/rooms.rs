@@ -128,6 +128,7 @@ impl Node {
             data: Some(&body),
             except: Some(conn.transport_id()),
             once: None,
+            logged: true,
         };
         self.deliver(out).await?;
         Ok(message.id)
@@ -273,12 +274,14 @@ impl Node {
                 key,
                 window_ms: self.idempotency_window.as_millis() as u64,
             }),
+            logged: true,
         };
         self.deliver(out).await
     }
 
     /// Hands `out` to the broker: the only call to it.
-    pub(super) async fn deliver(&self, out: Outgoing<'_>) -> Result<Published, AuthError> {
+    pub(super) async fn deliver(&self, mut out: Outgoing<'_>) -> Result<Published, AuthError> {
+        out.logged = self.room_options.keeps(&out.rooms);
         match self.broker.publish(out).await {
             Ok(Delivery::Reached(delivered)) => Ok(Published {
                 delivered,
