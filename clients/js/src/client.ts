@@ -12,6 +12,7 @@ import {
   type Identity,
   type JoinAck,
   type LeaveAck,
+  type HistoryAck,
   type MembersAck,
   type PublishAck,
   type RefreshAck,
@@ -239,6 +240,15 @@ export class SockgateClient extends Emitter<ClientEvents> {
   /** The users in a room: `{ ok: true, room, members }`, or throws a SockgateError. */
   members(room: string): Promise<MembersAck> {
     return this.request<MembersAck>(CLIENT_EVENTS.members, { room });
+  }
+
+  /**
+   * The newest messages the history keeps of a room you are in (at most
+   * `limit`, 100 by default; after `since` when given), oldest first; or
+   * throws a SockgateError (`NOT_FOUND` where nothing is kept).
+   */
+  history<T = unknown>(room: string, options: { since?: string; limit?: number } = {}): Promise<HistoryAck<T>> {
+    return this.request<HistoryAck<T>>(CLIENT_EVENTS.history, { room, ...options });
   }
 
   /** Asks `auth:whoami` again. */

@@ -14,6 +14,8 @@ export type {
   Identity,
   JoinAck,
   LeaveAck,
+  HistoryAck,
+  HistoryMessage,
   MembersAck,
   PublishAck,
   RefreshAck,

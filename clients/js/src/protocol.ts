@@ -58,6 +58,7 @@ export const CLIENT_EVENTS = {
   leave: "room:leave",
   publish: "room:publish",
   members: "room:members",
+  history: "room:history",
   echo: "echo",
 } as const;
 
@@ -159,4 +160,25 @@ export interface MembersAck {
   ok: true;
   room: string;
   members: string[];
+}
+
+/** One message the history keeps of a room. */
+export interface HistoryMessage<T = unknown> {
+  /** Its offset (`{ms}-{seq}`). */
+  offset: string;
+  event: string;
+  data: T;
+}
+
+/** `room:history`: the newest messages kept of a room, oldest first. */
+export interface HistoryAck<T = unknown> {
+  ok: true;
+  room: string;
+  messages: HistoryMessage<T>[];
+  /** The history's newest offset: the `since` of the next ask (null while empty). */
+  offset: string | null;
+  /** The history's identity: offsets of another epoch mean nothing. */
+  epoch: string;
+  /** Whether every message after `since` is still kept. */
+  complete: boolean;
 }

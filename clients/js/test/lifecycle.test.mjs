@@ -376,6 +376,13 @@ test("room helpers answer acks and throw SockgateError with the code", async (t)
   assert.equal(message.from, "alice");
   assert.deepEqual(message.data, { text: "hi" });
   assert.deepEqual(await alice.members("chat:lobby"), { ok: true, room: "chat:lobby", members: ["alice", "bob"] });
+  const history = await bob.history("chat:lobby", { limit: 5 });
+  assert.deepEqual(
+    history.messages.map((m) => [m.event, m.data.from, m.data.data]),
+    [["room:message", "alice", { text: "hi" }]],
+    "the room's kept messages",
+  );
+  assert.equal((await bob.history("chat:lobby", { since: history.offset })).messages.length, 0, "nothing after the newest offset");
   assert.deepEqual(await bob.leaveRoom("chat:lobby"), { ok: true });
 
   const refused = async (promise, code) => {
@@ -389,6 +396,7 @@ test("room helpers answer acks and throw SockgateError with the code", async (t)
   await refused(alice.joinRoom("secret:plans"), "FORBIDDEN");
   await refused(alice.joinRoom("has space"), "ROOM_INVALID");
   await refused(bob.publish("chat:lobby", "after leaving"), "FORBIDDEN");
+  await refused(bob.history("chat:lobby"), "FORBIDDEN");
   await refused(alice.joinRoom("user:bob"), "FORBIDDEN");
   bob.close();
   await refused(bob.joinRoom("chat:lobby"), "NOT_CONNECTED");

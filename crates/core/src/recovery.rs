@@ -209,6 +209,19 @@ pub fn missed_dropped(
     after < everywhere || in_its_rooms.into_iter().any(|at| after < at)
 }
 
+/// A room's kept messages, as the history API answers.
+#[derive(Debug, Clone)]
+pub struct RoomHistory {
+    /// The newest asked for, oldest first.
+    pub messages: Vec<Entry>,
+    /// The history's newest offset (`None` while it is empty).
+    pub last: Option<Offset>,
+    /// The history's identity (a single node's is drawn at its start).
+    pub epoch: String,
+    /// Whether every message of the room after the asked offset is kept.
+    pub complete: bool,
+}
+
 /// A message and its offset.
 #[derive(Debug, Clone)]
 pub struct Entry {

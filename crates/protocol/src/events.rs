@@ -19,11 +19,13 @@ pub mod client {
     pub const ROOM_PUBLISH: &str = "room:publish";
     /// `room:members { room }`.
     pub const ROOM_MEMBERS: &str = "room:members";
+    /// `room:history { room, since?, limit? }`: the room's kept messages.
+    pub const ROOM_HISTORY: &str = "room:history";
     /// `echo`: the payload back, unchanged (tests and benchmarks).
     pub const ECHO: &str = "echo";
 
     /// Every client event.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         WHOAMI,
         REFRESH,
         TICKET,
@@ -31,6 +33,7 @@ pub mod client {
         ROOM_LEAVE,
         ROOM_PUBLISH,
         ROOM_MEMBERS,
+        ROOM_HISTORY,
         ECHO,
     ];
 }

@@ -13,7 +13,9 @@ use super::{
 };
 use crate::clock::{SharedClock, SystemClock};
 use crate::idempotency::Seen;
-use crate::recovery::{self, Entry, Message, Missed, Offset, Parked, Settings, Wanted};
+use crate::recovery::{
+    self, Entry, Message, Missed, Offset, Parked, RoomHistory, Settings, Wanted,
+};
 use crate::registry::Registry;
 use crate::rooms::Rooms;
 use crate::session::{SessionInfo, SessionLimit};
@@ -170,6 +172,8 @@ pub struct MemoryHistory {
     settings: Settings,
     log: Mutex<Log>,
     parked: Mutex<Lot>,
+    /// Drawn at the start: offsets of another run mean nothing here.
+    epoch: String,
 }
 
 /// The room messages of the window, with what the bounds need to push
@@ -255,6 +259,22 @@ impl Log {
             self.forget_covered_marks();
         }
         true
+    }
+
+    /// The newest `limit` messages of `room` after `after`, oldest first.
+    fn room(&self, room: &str, after: Offset, limit: usize) -> (Vec<Entry>, bool) {
+        let mark = self.dropped_in.get(room).copied();
+        let complete = !recovery::missed_dropped(after, self.dropped, mark);
+        let later = self.entries.range((Excluded(after), Unbounded));
+        let mut newest: Vec<Entry> = later
+            .rev()
+            .map(|(_, e)| e)
+            .filter(|e| e.message.rooms.iter().any(|r| r == room))
+            .take(limit)
+            .cloned()
+            .collect();
+        newest.reverse();
+        (newest, complete)
     }
 
     fn since(&self, after: Offset, wanted: &Wanted<'_>) -> Missed {
@@ -393,6 +413,7 @@ impl MemoryHistory {
             settings,
             log: Mutex::default(),
             parked: Mutex::default(),
+            epoch: format!("{:016x}", rand::random::<u64>()),
         }
     }
 
@@ -436,6 +457,24 @@ impl History for MemoryHistory {
     ) -> BoxFuture<'a, Result<Missed, Unavailable>> {
         let missed = lock(&self.log).since(after, wanted);
         Box::pin(async { Ok(missed) })
+    }
+
+    fn room<'a>(
+        &'a self,
+        room: &'a str,
+        after: Offset,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<RoomHistory, Unavailable>> {
+        let log = lock(&self.log);
+        let (messages, complete) = log.room(room, after, limit);
+        let last = (log.last != Offset::default()).then_some(log.last);
+        let history = RoomHistory {
+            messages,
+            last,
+            epoch: self.epoch.clone(),
+            complete,
+        };
+        Box::pin(async { Ok(history) })
     }
 
     fn park<'a>(&'a self, parked: &'a Parked) -> BoxFuture<'a, ()> {

@@ -35,7 +35,7 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::recovery::{Missed, Offset, Parked, Wanted};
+use crate::recovery::{Missed, Offset, Parked, RoomHistory, Wanted};
 use crate::session::{SessionInfo, SessionLimit};
 use sockgate_protocol::rooms::Sockets;
 
@@ -248,6 +248,13 @@ pub trait History: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<Parked>, Unavailable>>;
     /// Drops every parked session of `user` (kicked, revoked).
     fn forget_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, ()>;
+    /// The newest `limit` messages of `room` after `after`, oldest first.
+    fn room<'a>(
+        &'a self,
+        room: &'a str,
+        after: Offset,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<RoomHistory, Unavailable>>;
     /// Drops the messages and parked sessions the window has passed at
     /// `now_ms`. The node runs it on a timer: what an append would push
     /// out goes even when nothing more is published.

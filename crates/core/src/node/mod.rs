@@ -9,6 +9,7 @@
 //! - `rooms`: joining, leaving, publishing, members;
 //! - `figures`: what `/api/stats` and the dashboard show;
 //! - `recover`: parking dropped sessions and giving them back;
+//! - `history`: a room's kept messages (the history API);
 //! - `happenings`: what the [`crate::hooks::happened::Watcher`] and the
 //!   rooms are told, once for the cluster ([`crate::backend::Census`]);
 //! - `presence_events`: which rooms tell their members who comes and goes.
@@ -20,6 +21,7 @@ mod calls;
 mod figures;
 mod handshake;
 mod happenings;
+mod history;
 mod lifecycle;
 mod presence_events;
 mod recover;

@@ -30,7 +30,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use redis::{Script, Value};
 use sockgate_core::backend::{BoxFuture, History, Unavailable};
-use sockgate_core::recovery::{self, Entry, Message, Missed, Offset, Parked, Settings, Wanted};
+use sockgate_core::recovery::{
+    self, Entry, Message, Missed, Offset, Parked, RoomHistory, Settings, Wanted,
+};
 
 use super::{BEAT_TIMEOUT, Cluster};
 use crate::gateway::Emitter;
@@ -43,6 +45,8 @@ const SIZES: &str = "sockgate:history:bytes";
 /// Followed by a room set's JSON: the list of its messages' ids.
 const SHARE: &str = "sockgate:history:share:";
 const LOGGED: &str = "sockgate:rooms:logged";
+/// The history's identity, drawn by the first node that reads it.
+const EPOCH: &str = "sockgate:history:epoch";
 
 /// Most rooms the history remembers one by one as pushed out of their
 /// share (as the memory history does).
@@ -387,7 +391,62 @@ impl RedisHistory {
     }
 }
 
+impl RedisHistory {
+    /// The newest `limit` messages of `room` after `after`, with the
+    /// history's newest offset and its epoch.
+    async fn read_room(
+        &self,
+        room: &str,
+        after: Offset,
+        limit: usize,
+    ) -> redis::RedisResult<RoomHistory> {
+        let (kept, dropped) = self.read_since(after, &[room.to_owned()]).await?;
+        let mut messages: Vec<Entry> = kept
+            .into_iter()
+            .filter(|e| e.message.rooms.iter().any(|r| r == room))
+            .collect();
+        let older = messages.len().saturating_sub(limit);
+        messages.drain(..older);
+        let drawn = format!("{:016x}", rand::random::<u64>());
+        let (epoch, newest): (String, Value) = redis::pipe()
+            .cmd("SET")
+            .arg(EPOCH)
+            .arg(drawn)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(EPOCH)
+            .cmd("XREVRANGE")
+            .arg(STREAM)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.cluster.conn())
+            .await?;
+        Ok(RoomHistory {
+            messages,
+            last: entries(&newest).next().map(|(offset, _)| offset),
+            epoch,
+            complete: !dropped,
+        })
+    }
+}
+
 impl History for RedisHistory {
+    fn room<'a>(
+        &'a self,
+        room: &'a str,
+        after: Offset,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<RoomHistory, Unavailable>> {
+        Box::pin(async move {
+            self.read_room(room, after, limit)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
     fn since<'a>(
         &'a self,
         after: Offset,

@@ -33,6 +33,7 @@ use sockgate_core::stats::Summary;
 use crate::Gateway;
 use crate::config::Secret;
 use sockgate_protocol::publish::{PublishRequest, Published, Target};
+use sockgate_protocol::requests::MAX_HISTORY_LIMIT;
 use sockgate_protocol::rooms::SocketsRequest;
 
 /// Largest request body accepted (`/api/publish` allows the publish limit
@@ -57,6 +58,7 @@ pub fn router(gateway: Arc<Gateway>, key: Secret) -> Router {
             post(publish).layer(DefaultBodyLimit::max(publish_limit)),
         )
         .route("/rooms/{room}/members", get(room_members))
+        .route("/rooms/{room}/history", get(room_history))
         .route("/rooms/{room}/join", post(sockets_join))
         .route("/rooms/{room}/leave", post(sockets_leave))
         .route("/stats", get(stats))
@@ -476,6 +478,42 @@ async fn room_members(
     Ok(Json(
         json!({ "room": room, "members": gw.node.room_members(&room).await }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/rooms/{room}/history?since=&limit=`: the newest messages kept
+/// of the room, as `room:history` answers its members (without `ok`).
+async fn room_history(
+    State(gw): State<Arc<Gateway>>,
+    Path(room): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let limit = query.limit.unwrap_or(MAX_HISTORY_LIMIT);
+    if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "limit must be an integer from 1 to 100",
+        ));
+    }
+    let history = gw
+        .node
+        .room_history(&room, query.since.as_deref(), limit)
+        .await
+        .map_err(|e| {
+            let status = match e.code {
+                ErrorCode::NotFound => StatusCode::NOT_FOUND,
+                ErrorCode::BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            ApiError { status, error: e }
+        })?;
+    Ok(Json(history.into_ack(&room, None)).into_response())
 }
 
 /// `GET /api/stats`: the figures of every node and their sum (see

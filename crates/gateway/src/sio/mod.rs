@@ -184,6 +184,7 @@ async fn dispatch(
         Request::Leave(leave) => rooms::leave(gw, authed, leave, ack).await,
         Request::Publish(publish) => rooms::publish(gw, authed, publish, ack).await,
         Request::Members(members) => rooms::members(gw, authed, members, ack).await,
+        Request::History(history) => rooms::history(gw, authed, history, ack).await,
     }
 }
 

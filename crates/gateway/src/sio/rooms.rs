@@ -6,6 +6,8 @@
 //! - `room:publish { room, data }` → `{ ok: true, id }`; the room's other
 //!   sockets get `room:message { id, room, from, data, ts }`.
 //! - `room:members { room }` → `{ ok: true, room, members: [userId] }`.
+//! - `room:history { room, since?, limit? }` → `{ ok: true, room, messages,
+//!   offset, epoch, complete }`.
 //!
 //! Errors are `{ ok: false, code, message }`. The requests and acks are
 //! the protocol's (`sockgate_protocol::requests`), the rules the node's
@@ -15,7 +17,7 @@ use serde::Serialize;
 use sockgate_auth::AuthError;
 use sockgate_engine::io::Ack;
 use sockgate_protocol::requests::{
-    Join, JoinAck, Leave, LeaveAck, Members, MembersAck, Publish, PublishAck,
+    History, Join, JoinAck, Leave, LeaveAck, Members, MembersAck, Publish, PublishAck,
 };
 
 use super::extract::{Authed, reply};
@@ -82,4 +84,14 @@ pub(super) async fn members(gw: &Gateway, authed: Authed, request: Members, ack:
             members,
         }),
     );
+}
+
+pub(super) async fn history(gw: &Gateway, authed: Authed, request: History, ack: Option<Ack>) {
+    let room = &request.room;
+    let since = request.since.as_deref();
+    let result = gw
+        .node
+        .room_history_for(&authed.session, room, since, request.limit)
+        .await;
+    answer(ack, result.map(|h| h.into_ack(room, Some(true))));
 }

@@ -8,6 +8,7 @@
 
 mod echo;
 mod refresh;
+mod room_history;
 mod room_join;
 mod room_leave;
 mod room_members;
@@ -17,6 +18,7 @@ mod whoami;
 
 pub use echo::Echo;
 pub use refresh::{Refresh, RefreshAck};
+pub use room_history::{History, HistoryAck, HistoryMessage, MAX_HISTORY_LIMIT};
 pub use room_join::{Join, JoinAck};
 pub use room_leave::{Leave, LeaveAck};
 pub use room_members::{Members, MembersAck};
@@ -63,6 +65,8 @@ pub enum Request {
     Publish(Publish),
     /// `room:members { room }`.
     Members(Members),
+    /// `room:history { room, since?, limit? }`.
+    History(History),
 }
 
 impl Request {
@@ -78,6 +82,7 @@ impl Request {
             client::ROOM_LEAVE => Leave::parse(payload).map(Request::Leave),
             client::ROOM_PUBLISH => Publish::parse(payload).map(Request::Publish),
             client::ROOM_MEMBERS => Members::parse(payload).map(Request::Members),
+            client::ROOM_HISTORY => History::parse(payload).map(Request::History),
             _ => return None,
         };
         Some(request)
