@@ -45,6 +45,7 @@ test("the protocol names and classes", () => {
     leave: "room:leave",
     publish: "room:publish",
     members: "room:members",
+    history: "room:history",
     echo: "echo",
   });
   assert.deepEqual(SERVER_EVENTS, {
