@@ -130,6 +130,15 @@ test("in a cluster, every node reads the same history, in the same epoch", async
     await join_(member, "chat:hc");
     const since = await member.emitWithAck("room:history", { room: "chat:hc", since: fromA.messages[1].offset });
     assert.deepEqual(ns(since), [3, 4]);
+    // A busy room after it: the quiet room's messages are further back
+    // than one page of the stream (read newest first), and still found.
+    await Promise.all(Array.from({ length: 300 }, (_, i) => publish(a, "chat:busy", i)));
+    const quiet = (await api(b, "GET", "/api/rooms/chat:hc/history?limit=4")).body;
+    assert.deepEqual(ns(quiet), [1, 2, 3, 4]);
+    assert.equal(quiet.complete, true);
+    const busy = (await api(b, "GET", "/api/rooms/chat:busy/history?limit=3")).body;
+    assert.equal(busy.messages.length, 3);
+    assert.equal(busy.offset, busy.messages[2].offset, "the history's newest is the busy room's last");
     member.close();
   } finally {
     await a.stop();

@@ -47,6 +47,8 @@ const SHARE: &str = "sockgate:history:share:";
 const LOGGED: &str = "sockgate:rooms:logged";
 /// The history's identity, drawn by the first node that reads it.
 const EPOCH: &str = "sockgate:history:epoch";
+/// How many entries the history API reads at once, newest first.
+const ROOM_PAGE: usize = 256;
 
 /// Most rooms the history remembers one by one as pushed out of their
 /// share (as the memory history does).
@@ -393,42 +395,82 @@ impl RedisHistory {
 
 impl RedisHistory {
     /// The newest `limit` messages of `room` after `after`, with the
-    /// history's newest offset and its epoch.
+    /// history's newest offset and its epoch. The stream is read newest
+    /// first, a page at a time, until `limit` of the room's are found or
+    /// `after` is reached: a busy room costs a page or two, not the whole
+    /// window.
     async fn read_room(
         &self,
         room: &str,
         after: Offset,
         limit: usize,
     ) -> redis::RedisResult<RoomHistory> {
-        let (kept, dropped) = self.read_since(after, &[room.to_owned()]).await?;
-        let mut messages: Vec<Entry> = kept
-            .into_iter()
-            .filter(|e| e.message.rooms.iter().any(|r| r == room))
-            .collect();
-        let older = messages.len().saturating_sub(limit);
-        messages.drain(..older);
+        let window = std::time::Duration::from_millis(2 * self.window_ms());
+        let mut found: Vec<Entry> = Vec::new();
+        let mut last = None;
+        let mut end = "+".to_owned();
+        loop {
+            let page: Value = redis::cmd("XREVRANGE")
+                .arg(STREAM)
+                .arg(&end)
+                .arg(format!("({after}"))
+                .arg("COUNT")
+                .arg(ROOM_PAGE)
+                .query_async(&mut self.cluster.conn())
+                .await?;
+            let mut read = 0;
+            for (offset, sealed) in entries(&page) {
+                read += 1;
+                last = last.or(Some(offset));
+                end = format!("({offset}");
+                let Some(json) = self.cluster.seal.open_within(sealed, window) else {
+                    continue;
+                };
+                let Ok(message) = serde_json::from_slice::<Message>(json) else {
+                    continue;
+                };
+                if message.rooms.iter().any(|r| r == room) && found.len() < limit {
+                    found.push(Entry { offset, message });
+                }
+            }
+            if read < ROOM_PAGE || found.len() >= limit {
+                break;
+            }
+        }
+        found.reverse();
         let drawn = format!("{:016x}", rand::random::<u64>());
-        let (epoch, newest): (String, Value) = redis::pipe()
-            .cmd("SET")
-            .arg(EPOCH)
-            .arg(drawn)
-            .arg("NX")
-            .ignore()
-            .cmd("GET")
-            .arg(EPOCH)
-            .cmd("XREVRANGE")
-            .arg(STREAM)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.cluster.conn())
-            .await?;
+        let (epoch, newest, everywhere, mark): (String, Value, Option<String>, Option<String>) =
+            redis::pipe()
+                .cmd("SET")
+                .arg(EPOCH)
+                .arg(drawn)
+                .arg("NX")
+                .ignore()
+                .cmd("GET")
+                .arg(EPOCH)
+                .cmd("XREVRANGE")
+                .arg(STREAM)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .cmd("HGET")
+                .arg(META)
+                .arg("dropped")
+                .cmd("HGET")
+                .arg(MARKS)
+                .arg(room)
+                .query_async(&mut self.cluster.conn())
+                .await?;
+        let everywhere = everywhere
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_default();
+        let mark = mark.and_then(|id| id.parse().ok());
         Ok(RoomHistory {
-            messages,
-            last: entries(&newest).next().map(|(offset, _)| offset),
+            messages: found,
+            last: entries(&newest).next().map(|(offset, _)| offset).or(last),
             epoch,
-            complete: !dropped,
+            complete: !recovery::missed_dropped(after, everywhere, mark),
         })
     }
 }
