@@ -179,12 +179,19 @@ export interface UseRoomOptions {
   presence?: boolean;
   /** Also ask it every this many ms while joined; 0 (default) for only at join. */
   membersIntervalMs?: number;
+  /**
+   * Load the room's last this many messages (`room:history`, at most 100)
+   * after the first join, before the live ones; 0 (default) for none. Read
+   * at that join. Where the gateway keeps nothing (`NOT_FOUND`) or the ask
+   * fails, `messages` holds only the live ones.
+   */
+  history?: number;
 }
 
 export interface RoomValue<T> {
   /** True while the socket is in the room. Rejoined after every reconnect. */
   joined: boolean;
-  /** Messages of this room since the component mounted, the sender's own included. */
+  /** Messages of this room since the component mounted (after the `history` loaded, if asked), the sender's own included. */
   messages: RoomMessage<T>[];
   /** The users in the room, or null when unknown (no presence right); kept live by `room:joined` and `room:left` in rooms with presence events. */
   members: string[] | null;
@@ -211,6 +218,11 @@ export function useRoom<T = unknown>(room: string | null | undefined, options: U
   const pendingLeave = useRef<{ client: SockgateClient; room: string; timer: ReturnType<typeof setTimeout> } | null>(null);
   const max = useRef(maxMessages);
   max.current = maxMessages;
+  const historyLimit = useRef(0);
+  historyLimit.current = Math.min(100, Math.max(0, Math.floor(Number(options.history) || 0)));
+  // Which client and room the history was asked for: once per pair, and a
+  // late answer for another pair is dropped.
+  const historyFor = useRef<{ client: SockgateClient; room: string } | null>(null);
 
   const add = useCallback((message: RoomMessage<T>) => {
     setMessages((prev) => (prev.some((m) => m.id === message.id) ? prev : [...prev, message].slice(-max.current)));
@@ -218,6 +230,7 @@ export function useRoom<T = unknown>(room: string | null | undefined, options: U
 
   // A new room or client starts from scratch.
   useEffect(() => {
+    historyFor.current = null;
     setMessages([]);
     setMembers(null);
     setJoined(false);
@@ -262,6 +275,35 @@ export function useRoom<T = unknown>(room: string | null | undefined, options: U
     }
   }, [client, room, presence]);
 
+  // The last `history` messages of the room, put before the live ones that
+  // came meanwhile; one that came both ways (published while the history
+  // was asked) is kept once, by its id.
+  const loadHistory = useCallback((client: SockgateClient, room: string) => {
+    const limit = historyLimit.current;
+    if (!limit || historyFor.current) return;
+    const asked = (historyFor.current = { client, room });
+    client.history<RoomMessage<T>>(room, { limit }).then(
+      (ack) => {
+        if (historyFor.current !== asked) return;
+        const older = (ack.messages ?? [])
+          .filter((m) => m.event === "room:message" && m.data && typeof m.data.id === "string")
+          .map((m) => m.data);
+        if (!older.length) return;
+        setMessages((prev) => {
+          const seen = new Set(prev.map((m) => m.id));
+          const missing = older.filter((m) => !seen.has(m.id) && (seen.add(m.id), true));
+          return missing.length ? [...missing, ...prev].slice(-max.current) : prev;
+        });
+      },
+      // Nothing kept (NOT_FOUND) or refused: the live messages only. Not
+      // answered (the connection dropped): asked again at the next join.
+      (err: unknown) => {
+        const code = err instanceof SockgateError ? err.code : null;
+        if (historyFor.current === asked && (code === "NOT_CONNECTED" || code === "TIMEOUT")) historyFor.current = null;
+      },
+    );
+  }, []);
+
   useEffect(() => {
     if (!client || !room || !connected) {
       setJoined(false);
@@ -282,6 +324,7 @@ export function useRoom<T = unknown>(room: string | null | undefined, options: U
         setJoined(true);
         setError(null);
         void refreshMembers();
+        loadHistory(client, room);
       },
       (err: unknown) => {
         if (!live) return;
@@ -297,7 +340,7 @@ export function useRoom<T = unknown>(room: string | null | undefined, options: U
       }, 0);
       pendingLeave.current = { client, room, timer };
     };
-  }, [client, room, connected, refreshMembers]);
+  }, [client, room, connected, refreshMembers, loadHistory]);
 
   useEffect(() => {
     if (!joined || !membersIntervalMs) return;
