@@ -40,6 +40,10 @@ pub fn describe() {
         "sockgate_sessions_ended_total",
         "Sessions the server ended, by code."
     );
+    metrics::describe_counter!(
+        "sockgate_webhook_events_dropped_total",
+        "Lifecycle webhook events dropped, by reason (full, given_up)."
+    );
     metrics::describe_gauge!(
         "sockgate_redis_up",
         "1 while this cluster node reaches Redis, else 0."
@@ -116,6 +120,12 @@ pub(crate) fn rate_limited(scope: &'static str) {
 /// A session the server ended, with its code.
 pub(crate) fn session_ended(code: &'static str) {
     counter!("sockgate_sessions_ended_total", "code" => code).increment(1);
+}
+
+/// `n` lifecycle webhook events dropped: past the queue's bound (`full`)
+/// or not taken within the retry window (`given_up`).
+pub fn webhook_events_dropped(reason: &'static str, n: u64) {
+    counter!("sockgate_webhook_events_dropped_total", "reason" => reason).increment(n);
 }
 
 /// Whether this cluster node reaches Redis.

@@ -211,6 +211,9 @@ describe("lifecycle webhooks, a receiver that fails", () => {
       // Down for longer than the retry window: given up, counted in the log.
       s.close();
       await eventually(() => gw.logs.some((l) => l.includes("lifecycle events given up")), 15000, "the batch given up");
+      const metrics = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } })).text();
+      const given = /^sockgate_webhook_events_dropped_total\{reason="given_up"\} (\d+)/m.exec(metrics);
+      assert.ok(given && Number(given[1]) >= 1, `the events given up are counted:\n${metrics.split("\n").filter((l) => l.includes("webhook")).join("\n")}`);
     } finally {
       await gw.stop();
     }

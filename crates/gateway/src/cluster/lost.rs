@@ -95,7 +95,8 @@ async fn report_once(cluster: &Cluster, node: &Node, settle: Duration) -> redis:
             .invoke_async(&mut conn)
             .await?;
         if stopped {
-            remove_traces(cluster, &dead).await?;
+            let sessions = sessions_of(cluster, &dead).await?;
+            remove_traces(cluster, &dead, &sessions).await?;
             node.tell_lost_node(&dead, Vec::new());
         }
     }
@@ -109,8 +110,7 @@ async fn report_node(
     dead: &str,
     live: &HashSet<String>,
 ) -> redis::RedisResult<()> {
-    let mut conn = cluster.conn();
-    let sessions: HashMap<String, String> = conn.hgetall(cluster.key(&["sessions", dead])).await?;
+    let sessions = sessions_of(cluster, dead).await?;
     let now = unix_now_ms();
     let mut ended = Vec::new();
     for (sid, info) in &sessions {
@@ -130,7 +130,7 @@ async fn report_node(
     }
     let lost = ended.len();
     node.tell_lost_node(dead, ended);
-    remove_traces(cluster, dead).await?;
+    remove_traces(cluster, dead, &sessions).await?;
     tracing::warn!(
         target: "sockgate::cluster",
         node = dead,
@@ -142,11 +142,13 @@ async fn report_node(
 
 /// Removes `dead`'s sessions (its hash and its users' entries) and its
 /// presence.
-async fn remove_traces(cluster: &Cluster, dead: &str) -> redis::RedisResult<()> {
+async fn remove_traces(
+    cluster: &Cluster,
+    dead: &str,
+    sessions: &HashMap<String, String>,
+) -> redis::RedisResult<()> {
     let mut conn = cluster.conn();
-    let sessions_key = cluster.key(&["sessions", dead]);
-    let sessions: HashMap<String, String> = conn.hgetall(&sessions_key).await?;
-    for (sid, info) in &sessions {
+    for (sid, info) in sessions {
         if let Ok(info) = serde_json::from_str::<SessionInfo>(info) {
             let member = format!("{dead}|{sid}");
             let _: () = conn
@@ -157,7 +159,15 @@ async fn remove_traces(cluster: &Cluster, dead: &str) -> redis::RedisResult<()> 
     for key in presence_keys(cluster, dead).await? {
         let _: () = conn.del(key).await?;
     }
-    conn.del(&sessions_key).await
+    conn.del(cluster.key(&["sessions", dead])).await
+}
+
+/// `dead`'s session hash: session id → its `SessionInfo` as JSON.
+async fn sessions_of(cluster: &Cluster, dead: &str) -> redis::RedisResult<HashMap<String, String>> {
+    cluster
+        .conn()
+        .hgetall(cluster.key(&["sessions", dead]))
+        .await
 }
 
 /// Whether a live node holds session `sid` (a recovery keeps its id).

@@ -255,9 +255,13 @@ impl Cluster {
 
     /// The nodes whose heartbeat is alive.
     pub async fn live_nodes(&self) -> redis::RedisResult<HashSet<String>> {
-        let pattern = self.key(&["node", "*"]);
+        self.nodes_named(&["node", "*"]).await
+    }
+
+    /// The node ids that end the keys matching `pattern` (`sockgate:node:{id}`).
+    async fn nodes_named(&self, pattern: &[&str]) -> redis::RedisResult<HashSet<String>> {
         let mut conn = self.conn();
-        let mut keys: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
+        let mut keys: redis::AsyncIter<String> = conn.scan_match(self.key(pattern)).await?;
         let mut nodes = HashSet::new();
         while let Some(key) = keys.next_item().await {
             if let Some(node) = key?.rsplit(':').next() {
@@ -291,16 +295,7 @@ impl Cluster {
 
     /// The nodes that have a session hash, alive or not.
     pub async fn nodes_with_sessions(&self) -> redis::RedisResult<HashSet<String>> {
-        let pattern = self.key(&["sessions", "*"]);
-        let mut conn = self.conn();
-        let mut keys: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
-        let mut nodes = HashSet::new();
-        while let Some(key) = keys.next_item().await {
-            if let Some(node) = key?.rsplit(':').next() {
-                nodes.insert(node.to_owned());
-            }
-        }
-        Ok(nodes)
+        self.nodes_named(&["sessions", "*"]).await
     }
 
     /// Admits a session under the cluster-wide per-user limit.

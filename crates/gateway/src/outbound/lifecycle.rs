@@ -9,11 +9,12 @@
 //!   taken, so nothing overtakes it.
 //! - **Retried** with a backoff (100 ms, doubling to 10 s) for `retry_for`
 //!   (`SOCKGATE_WEBHOOK_RETRY_FOR`): on a network error, a timeout, or any
-//!   status but 2xx. A batch given up on is counted and logged.
+//!   status but 2xx. A batch given up on is counted
+//!   (`sockgate_webhook_events_dropped_total{reason="given_up"}`) and logged.
 //! - **Bounded**: at most [`MAX_QUEUED`] events wait on a node, and
-//!   [`MAX_SHARED`] in a cluster's queue; past it new events
-//!   are counted, logged once per outage, and dropped, so a backend that
-//!   stays down costs a bounded amount of memory.
+//!   [`MAX_SHARED`] in a cluster's queue; past it new events are counted
+//!   (`reason="full"`), logged once per outage, and dropped, so a backend
+//!   that stays down costs a bounded amount of memory.
 //! - **Shared in a cluster**: the nodes append their events to one queue
 //!   in Redis ([`SharedQueue`]), and one node at a time (the holder of a
 //!   lease) sends it; when that node dies another takes the lease and
@@ -26,17 +27,19 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 use sockgate_core::BoxFuture;
+use sockgate_core::clock::unix_now_ms;
 use sockgate_core::hooks::happened::{Happened, Watcher};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::app::http::{SIGNATURE_HEADER, sign};
 use super::client;
+use crate::telemetry;
 
 /// Most events one request carries.
 pub const MAX_BATCH: usize = 500;
@@ -113,7 +116,6 @@ pub struct Webhooks {
     wanted: Option<Vec<String>>,
     /// Events waiting here, in the sender: the bound.
     waiting: Arc<AtomicU64>,
-    dropped: Arc<AtomicU64>,
     /// Whether the drop of this outage was logged.
     said_full: Arc<AtomicBool>,
     /// The cluster's queue, when there is one.
@@ -138,7 +140,6 @@ impl Webhooks {
             notes: tx,
             wanted: settings.events.clone(),
             waiting: Arc::default(),
-            dropped: Arc::default(),
             said_full: Arc::default(),
             shared: shared.clone(),
             stopped: Arc::default(),
@@ -149,7 +150,6 @@ impl Webhooks {
             url,
             key: hmac::Key::new(hmac::HMAC_SHA256, &settings.secret),
             settings,
-            dropped: this.dropped.clone(),
         });
         let sender = Sender {
             poster: poster.clone(),
@@ -177,11 +177,6 @@ impl Webhooks {
             shared.release().await;
         }
     }
-
-    /// Events dropped: past the bound, or given up after `retry_for`.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
 impl Watcher for Webhooks {
@@ -192,7 +187,7 @@ impl Watcher for Webhooks {
             return;
         }
         if self.waiting.load(Ordering::Relaxed) >= MAX_QUEUED as u64 {
-            count_dropped(&self.dropped, &self.said_full, 1);
+            count_dropped(&self.said_full, 1);
             return;
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -202,7 +197,7 @@ impl Watcher for Webhooks {
                 rand::random::<u64>(),
                 rand::random::<u64>()
             ),
-            ts: unix_ms(),
+            ts: unix_now_ms(),
             what,
         };
         let _ = self.notes.send(Note::Event(sent));
@@ -210,8 +205,8 @@ impl Watcher for Webhooks {
 }
 
 /// Counts `n` events dropped at the bound, and says so once per outage.
-fn count_dropped(dropped: &AtomicU64, said_full: &AtomicBool, n: u64) {
-    dropped.fetch_add(n, Ordering::Relaxed);
+fn count_dropped(said_full: &AtomicBool, n: u64) {
+    telemetry::webhook_events_dropped("full", n);
     if !said_full.swap(true, Ordering::Relaxed) {
         tracing::warn!(
             target: "sockgate::webhook",
@@ -280,7 +275,7 @@ impl Sender {
                 Ok(taken) => {
                     ready.drain(..n);
                     if taken < n {
-                        count_dropped(&self.poster.dropped, &self.said_full, (n - taken) as u64);
+                        count_dropped(&self.said_full, (n - taken) as u64);
                     }
                     self.gone(n as u64);
                 }
@@ -320,7 +315,6 @@ struct Poster {
     url: reqwest::Url,
     key: hmac::Key,
     settings: Settings,
-    dropped: Arc<AtomicU64>,
     stopped: Arc<AtomicBool>,
 }
 
@@ -332,8 +326,7 @@ impl Poster {
         }
         let body = format!("{{\"events\":[{}]}}", events.join(","));
         if !self.deliver(body.as_bytes()).await {
-            self.dropped
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            telemetry::webhook_events_dropped("given_up", events.len() as u64);
             tracing::warn!(
                 target: "sockgate::webhook",
                 events = events.len(),
@@ -385,7 +378,7 @@ impl Poster {
         let mut wait = Duration::from_millis(100);
         let mut said = false;
         loop {
-            let signature = sign(&self.key, unix_ms() / 1000, body);
+            let signature = sign(&self.key, unix_now_ms() / 1000, body);
             let answer = self
                 .client
                 .post(self.url.clone())
@@ -427,10 +420,4 @@ async fn keep_lease(shared: &dyn SharedQueue) {
             return;
         }
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
