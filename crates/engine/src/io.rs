@@ -158,7 +158,7 @@ pub struct Missed {
     pub args: Vec<Value>,
 }
 
-/// The rooms of one namespace, holding its sockets.
+/// The rooms of one namespace or more, holding their sockets.
 pub type SocketRooms = Rooms<SioSocket>;
 
 /// One socket: a connection's membership of one namespace.
@@ -167,7 +167,9 @@ pub struct SioSocket {
     /// read, unless a recovery gave the old one back before.
     id: std::sync::OnceLock<[u8; 20]>,
     eio: Arc<EioSocket>,
-    /// The rooms of its namespace, which also name the namespace.
+    /// Its namespace.
+    namespace: Arc<str>,
+    /// The rooms of its namespace (which may be shared with others).
     rooms: Arc<SocketRooms>,
     /// The rooms it is in, by their shared names.
     joined: Mutex<Vec<Arc<str>>>,
@@ -221,6 +223,10 @@ impl Member for SioSocket {
 
     fn is(&self, id: &str) -> bool {
         SioSocket::is(self, id)
+    }
+
+    fn namespace(&self) -> &str {
+        &self.namespace
     }
 }
 
@@ -283,7 +289,7 @@ impl SioSocket {
 
     /// Its namespace.
     pub fn namespace(&self) -> &str {
-        self.rooms.namespace()
+        &self.namespace
     }
 
     /// The engine session carrying it.
@@ -389,7 +395,8 @@ impl SioSocket {
         }
     }
 
-    /// The rooms of the socket's namespace (for broadcasts).
+    /// The rooms of the socket's namespace (for broadcasts), which other
+    /// namespaces may share.
     pub fn rooms(&self) -> &Arc<SocketRooms> {
         &self.rooms
     }
@@ -494,9 +501,18 @@ pub type OnOpen = Box<dyn Fn(&Arc<EioSocket>, &RequestHead) + Send + Sync>;
 /// A Socket.IO server: the engine's handler.
 pub struct Io {
     config: Config,
-    namespaces: HashMap<String, (Arc<dyn Namespace>, Arc<SocketRooms>)>,
+    namespaces: HashMap<Arc<str>, Served>,
+    /// Namespaces served by name pattern (`io.of(/^\/tenant-\w+$/)`), in
+    /// the order they were given; an exact name wins over them.
+    patterns: Vec<(Matcher, Served)>,
     on_open: Option<OnOpen>,
 }
+
+/// A namespace's handler and its rooms.
+type Served = (Arc<dyn Namespace>, Arc<SocketRooms>);
+
+/// Whether a namespace name is one of a pattern's.
+type Matcher = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl Io {
     /// A server with no namespace yet.
@@ -504,6 +520,7 @@ impl Io {
         Self {
             config,
             namespaces: HashMap::new(),
+            patterns: Vec::new(),
             on_open: None,
         }
     }
@@ -518,18 +535,59 @@ impl Io {
         self
     }
 
-    /// Serves `namespace` (`/` is the main one) with `handler`.
-    pub fn namespace(mut self, namespace: &str, handler: impl Namespace) -> Self {
-        let rooms = Arc::new(Rooms::new(namespace));
+    /// Serves `namespace` (`/` is the main one) with `handler`, in rooms
+    /// of its own.
+    pub fn namespace(self, namespace: &str, handler: impl Namespace) -> Self {
+        self.namespace_in(namespace, handler, Arc::new(Rooms::new()))
+    }
+
+    /// Serves `namespace` with `handler`, in `rooms`, which other
+    /// namespaces may share (their room names must then tell them apart).
+    pub fn namespace_in(
+        mut self,
+        namespace: &str,
+        handler: impl Namespace,
+        rooms: Arc<SocketRooms>,
+    ) -> Self {
         let handler: Arc<dyn Namespace> = Arc::new(handler);
-        self.namespaces
-            .insert(namespace.to_owned(), (handler, rooms));
+        self.namespaces.insert(namespace.into(), (handler, rooms));
+        self
+    }
+
+    /// Serves every namespace whose name `matches` (and that has no
+    /// handler of its own) with `handler`, in `rooms`: each is a namespace
+    /// of its own to its clients, with its own name in every packet.
+    pub fn namespaces_matching(
+        mut self,
+        matches: impl Fn(&str) -> bool + Send + Sync + 'static,
+        handler: impl Namespace,
+        rooms: Arc<SocketRooms>,
+    ) -> Self {
+        let handler: Arc<dyn Namespace> = Arc::new(handler);
+        self.patterns.push((Box::new(matches), (handler, rooms)));
         self
     }
 
     /// The rooms of `namespace`, for server-side broadcasts.
     pub fn rooms(&self, namespace: &str) -> Option<&Arc<SocketRooms>> {
-        self.namespaces.get(namespace).map(|(_, rooms)| rooms)
+        self.served(namespace).map(|(_, rooms)| rooms)
+    }
+
+    /// The handler and rooms of `namespace`, with its name as stored
+    /// (shared by its sockets) when it has a handler of its own.
+    fn served(&self, namespace: &str) -> Option<&Served> {
+        match self.namespaces.get(namespace) {
+            Some(served) => Some(served),
+            None => self
+                .patterns
+                .iter()
+                .find(|(matches, _)| matches(namespace))
+                .map(|(_, served)| served),
+        }
+    }
+
+    fn handler(&self, namespace: &str) -> Option<&Arc<dyn Namespace>> {
+        self.served(namespace).map(|(handler, _)| handler)
     }
 
     fn dispatch(&self, eio: &Arc<EioSocket>, packet: Packet) {
@@ -556,7 +614,7 @@ impl Io {
     }
 
     fn connect(&self, eio: &Arc<EioSocket>, namespace: String, auth: OwnedAuth) {
-        let Some((handler, rooms)) = self.namespaces.get(&namespace).cloned() else {
+        let Some((handler, rooms)) = self.served(&namespace).cloned() else {
             let error = json!({ "message": "Invalid namespace" });
             send(
                 eio,
@@ -567,9 +625,14 @@ impl Io {
             );
             return;
         };
+        let name = match self.namespaces.get_key_value(namespace.as_str()) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(namespace.as_str()),
+        };
         let socket = Arc::new(SioSocket {
             id: std::sync::OnceLock::new(),
             eio: eio.clone(),
+            namespace: name,
             rooms,
             joined: Mutex::default(),
             data: std::sync::OnceLock::new(),
@@ -592,7 +655,12 @@ impl Io {
         let request = lock(&eio.data.request)
             .clone()
             .unwrap_or_else(|| Arc::new(http::Request::new(()).into_parts().0));
-        let every = self.namespaces.len();
+        // With patterns, there is no knowing which namespace comes next:
+        // the head is kept for the connection's life.
+        let every = match self.patterns.is_empty() {
+            true => self.namespaces.len(),
+            false => usize::MAX,
+        };
         tokio::spawn(async move {
             let verdict = handler.connect(&socket, auth.borrow(), &request).await;
             drop(request);
@@ -624,7 +692,7 @@ impl Io {
         let Some(socket) = find_joined(eio, &packet.namespace) else {
             return;
         };
-        let Some((handler, _)) = self.namespaces.get(&packet.namespace) else {
+        let Some(handler) = self.handler(&packet.namespace) else {
             return;
         };
         let Some(Value::Array(mut args)) = packet.data else {
@@ -662,7 +730,7 @@ impl Io {
         let Some(socket) = find_joined(eio, head.namespace) else {
             return;
         };
-        let Some((handler, _)) = self.namespaces.get(head.namespace) else {
+        let Some(handler) = self.handler(head.namespace) else {
             return;
         };
         let ack = head.id.map(|id| Ack {
@@ -681,7 +749,7 @@ impl Io {
 
     fn left(&self, socket: &Arc<SioSocket>, reason: DisconnectReason) {
         socket.leave_all();
-        if let Some((handler, _)) = self.namespaces.get(socket.namespace()) {
+        if let Some(handler) = self.handler(socket.namespace()) {
             handler.disconnect(socket, reason);
         }
     }

@@ -1,4 +1,7 @@
-//! Rooms of one namespace: which sockets a broadcast reaches.
+//! Rooms: which sockets a broadcast reaches. A namespace has its own, or
+//! shares them with others (then the server above keeps their names apart:
+//! sockgate's are room keys that hold the namespace); a broadcast is
+//! written in the namespace of each socket it reaches.
 //!
 //! A room name is stored once, as an `Arc<str>` shared by the index and
 //! every socket in the room (a socket keeps the names it joined, so that
@@ -18,27 +21,28 @@ pub trait Member: Send + Sync + 'static {
     fn send_frames(&self, frames: Frames, offset: Option<Offset>);
     /// Whether its id is `id`.
     fn is(&self, id: &str) -> bool;
+    /// The namespace it is in, which the broadcast's packet names.
+    fn namespace(&self) -> &str;
 }
 
-/// The rooms of one namespace, holding sockets `S`.
+/// Rooms holding sockets `S`.
 #[derive(Debug)]
 pub struct Rooms<S> {
-    namespace: String,
     map: Mutex<HashMap<Arc<str>, Vec<Arc<S>>>>,
 }
 
-impl<S: Member> Rooms<S> {
-    /// The rooms of `namespace`.
-    pub fn new(namespace: &str) -> Self {
+impl<S> Default for Rooms<S> {
+    fn default() -> Self {
         Self {
-            namespace: namespace.to_owned(),
             map: Mutex::default(),
         }
     }
+}
 
-    /// The namespace.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
+impl<S: Member> Rooms<S> {
+    /// No rooms yet.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Puts `socket` in `room`, which it is not in (the socket's own list
@@ -114,16 +118,34 @@ impl<S: Member> Rooms<S> {
             return 0;
         }
         let data = event_data(event, args, offset);
-        let Some(encoded) = encode(Kind::Event, &self.namespace, None, Some(data)) else {
-            return 0;
-        };
-        // Encoded once, and shared: each member's outbox holds the same
-        // bytes.
-        let frames = Frames::from(encoded);
-        for socket in &targets {
-            socket.send_frames(frames.clone(), offset);
+        // Encoded once per namespace (a room's sockets are all in one, and
+        // the scan costs a comparison each), and shared: each member's
+        // outbox holds the same bytes.
+        let first = targets[0].namespace();
+        if targets.iter().all(|s| s.namespace() == first) {
+            let Some(encoded) = encode(Kind::Event, first, None, Some(data)) else {
+                return 0;
+            };
+            let frames = Frames::from(encoded);
+            for socket in &targets {
+                socket.send_frames(frames.clone(), offset);
+            }
+            return targets.len();
         }
-        targets.len()
+        let mut reached = 0;
+        let mut by_namespace: HashMap<&str, Option<Frames>> = HashMap::new();
+        for socket in &targets {
+            let frames = by_namespace
+                .entry(socket.namespace())
+                .or_insert_with_key(|ns| {
+                    encode(Kind::Event, ns, None, Some(data.clone())).map(Frames::from)
+                });
+            if let Some(frames) = frames {
+                socket.send_frames(frames.clone(), offset);
+                reached += 1;
+            }
+        }
+        reached
     }
 
     /// The sockets in any of `rooms`, each once, that are `kept`. A room holds

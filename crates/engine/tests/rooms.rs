@@ -107,14 +107,18 @@ impl Namespace for Recovering {
 }
 
 async fn start() -> (String, Arc<Engine<Io>>) {
+    let io = Io::new(io::Config::default())
+        .namespace("/", Chat)
+        .namespace("/recovering", Recovering);
+    serve(io).await
+}
+
+async fn serve(io: Io) -> (String, Arc<Engine<Io>>) {
     let config = engine::Config {
         ping_interval: Duration::from_secs(60),
         ping_timeout: Duration::from_secs(60),
         ..engine::Config::default()
     };
-    let io = Io::new(io::Config::default())
-        .namespace("/", Chat)
-        .namespace("/recovering", Recovering);
     let engine = Engine::new(config, io);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -254,4 +258,38 @@ async fn a_recovered_socket_gets_its_old_id_and_what_it_missed_before_the_rest_o
         let expected = format!(r#"42/recovering,["news",{n},"{n}-0"]"#);
         assert_eq!(next_text(&mut ws).await, expected);
     }
+}
+
+#[tokio::test]
+async fn namespaces_sharing_rooms_and_a_pattern_each_get_their_own_packets() {
+    let shared = Arc::new(io::SocketRooms::new());
+    let io = Io::new(io::Config::default())
+        .namespace_in("/", Chat, shared.clone())
+        .namespaces_matching(|ns| ns.starts_with("/t-"), Chat, shared.clone());
+    let (url, engine) = serve(io).await;
+    let mut main = client(&url).await;
+    let mut tenant = open(&url, "yes").await;
+    tenant.send(Frame::text("40/t-1,")).await.unwrap();
+    assert!(next_text(&mut tenant).await.starts_with("40/t-1,{\"sid\""));
+    // A name no pattern matches is refused, and the connection goes on.
+    tenant.send(Frame::text("40/other,")).await.unwrap();
+    assert_eq!(
+        next_text(&mut tenant).await,
+        r#"44/other,{"message":"Invalid namespace"}"#
+    );
+    call(&mut main, 1, "join", "lobby").await;
+    tenant
+        .send(Frame::text(r#"42/t-1,1["join","lobby"]"#))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut tenant).await, "43/t-1,1[]");
+    assert_eq!(shared.len("lobby"), 2);
+    assert!(Arc::ptr_eq(
+        engine.handler().rooms("/t-9").unwrap(),
+        &shared
+    ));
+    // One broadcast, written once in each namespace.
+    assert_eq!(shared.emit(&["lobby"], None, "news", vec![]), 2);
+    assert_eq!(next_text(&mut main).await, r#"42["news"]"#);
+    assert_eq!(next_text(&mut tenant).await, r#"42/t-1,["news"]"#);
 }
