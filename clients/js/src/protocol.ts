@@ -41,6 +41,7 @@ export const CODES = {
   BACKEND_UNAVAILABLE: "retryable",
   BACKEND_ERROR: "terminal",
   ENDED_BY_APP: "terminal",
+  NAMESPACE_FORBIDDEN: "terminal",
 } as const;
 
 /** A code sockgate sends. */

@@ -64,6 +64,8 @@ pub enum TokenSource {
     Query,
     /// The app's connect hook said who it is.
     ConnectHook,
+    /// None: a public namespace's socket without a credential.
+    Anonymous,
 }
 
 impl TokenSource {
@@ -76,6 +78,7 @@ impl TokenSource {
             TokenSource::SessionCookie => "session-cookie",
             TokenSource::Query => "query",
             TokenSource::ConnectHook => "connect-hook",
+            TokenSource::Anonymous => "anonymous",
         }
     }
 

@@ -31,6 +31,11 @@ pub trait Connection: Send + Sync + 'static {
     fn transport_id(&self) -> String {
         String::new()
     }
+    /// The transport connection it rides on, which several namespace
+    /// sockets may share; `None` when it is its own.
+    fn carrier(&self) -> Option<&str> {
+        None
+    }
     /// Takes the connection out of every room of the transport layer (a
     /// handshake that failed after it was admitted).
     fn leave_all(&self) {}

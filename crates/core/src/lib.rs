@@ -13,6 +13,8 @@
 //! - [`connection`]: what the core needs of a live connection;
 //! - `deadlines`: one task runs every session's expiry clock;
 //! - [`clock`]: the time the core reads, injectable for tests;
+//! - [`namespace`]: the namespaces one connection multiplexes, each with
+//!   its own credentials, claims, room rules and room options;
 //! - [`rooms`]: room names and this node's room index;
 //! - [`room_options`]: what a room does (`[[room_options]]`): client
 //!   publishes, its member list, its presence events, recovery;
@@ -45,6 +47,7 @@ pub(crate) mod deadlines;
 pub mod hooks;
 pub mod idempotency;
 pub mod limits;
+pub mod namespace;
 pub mod node;
 pub(crate) mod ordering;
 pub mod origins;

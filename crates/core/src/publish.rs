@@ -7,6 +7,7 @@ use crate::rooms::{self, UserRoom};
 use sockgate_auth::{AuthError, ErrorCode};
 use sockgate_protocol::events::{RESERVED_PREFIXES, SOCKET_IO_EVENTS};
 pub use sockgate_protocol::publish::{MAX_IDEMPOTENCY_KEY, Publish, Published, Target};
+use sockgate_protocol::rooms::{MAIN_NAMESPACE, RoomKey};
 
 /// Most rooms one publish may name.
 pub const MAX_PUBLISH_ROOMS: usize = 1000;
@@ -24,7 +25,21 @@ pub fn check(
     check_key(publish.idempotency_key.as_deref())?;
     let rooms = targets(&publish.target, user_room)?;
     check_payload(publish.data.as_deref(), max_payload)?;
-    Ok(rooms)
+    match publish.namespace.as_deref() {
+        None | Some(MAIN_NAMESPACE) => Ok(rooms),
+        Some(ns) => {
+            check_namespace(ns)?;
+            Ok(rooms
+                .iter()
+                .map(|room| RoomKey::new(ns, room).key())
+                .collect())
+        }
+    }
+}
+
+/// `INVALID_REQUEST` for a name that cannot be a namespace's.
+pub(crate) fn check_namespace(ns: &str) -> Result<(), AuthError> {
+    sockgate_protocol::rooms::check_namespace(ns).map_err(invalid)
 }
 
 /// The rooms a target names, checked.

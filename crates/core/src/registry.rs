@@ -47,7 +47,17 @@ impl Registry {
         inner.drop_stale(&session.user_id);
         let mut evicted = Vec::new();
         if let Some(limit) = limit {
-            let count = inner.by_user.get(&session.user_id).map_or(0, Vec::len);
+            // Connections count, not namespace sockets: a socket riding on
+            // a connection its user has counted already is not counted.
+            let counted: Vec<SessionId> = inner
+                .by_user
+                .get(&session.user_id)
+                .into_iter()
+                .flatten()
+                .filter(|sid| inner.by_id.get(sid).is_some_and(|e| !e.session.riding))
+                .copied()
+                .collect();
+            let count = counted.len();
             if count >= limit.max {
                 if limit.policy == LimitPolicy::Reject {
                     return Err(AuthError::new(
@@ -57,10 +67,9 @@ impl Registry {
                 }
                 // Ids are kept in admission order: the front is the oldest.
                 let excess = count + 1 - limit.max;
-                let oldest: Vec<SessionId> = inner.by_user[&session.user_id][..excess].to_vec();
-                evicted = oldest
-                    .into_iter()
-                    .filter_map(|sid| inner.remove(sid))
+                evicted = counted[..excess]
+                    .iter()
+                    .filter_map(|sid| inner.remove(*sid))
                     .map(|e| (e.session, e.socket))
                     .collect();
             }

@@ -132,6 +132,11 @@ impl RoomOptionsList {
     pub fn keeps(&self, rooms: &[String]) -> bool {
         self.entries.is_empty() || rooms.iter().any(|room| self.of(room).recover)
     }
+
+    /// Whether there are no entries (every room has the defaults).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 #[cfg(test)]

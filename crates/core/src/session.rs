@@ -15,7 +15,7 @@ use sockgate_auth::Identity;
 
 use crate::limits::EventBudget;
 use crate::ordering::Calls;
-use sockgate_protocol::rooms::UserRoom;
+use sockgate_protocol::rooms::{MAIN_NAMESPACE, RoomKey, UserRoom};
 
 /// `user:{id}`, shared by every session of a node that keeps the default.
 static DEFAULT_USER_ROOM: LazyLock<Arc<UserRoom>> = LazyLock::new(Default::default);
@@ -170,6 +170,12 @@ pub struct Session {
     /// Admitted by the app's connect hook: renewed by asking it again
     /// rather than by the client's `auth:refresh`.
     pub(crate) by_app: bool,
+    /// The namespace its socket is in (`/` unless it connected to
+    /// another): its rooms are that namespace's.
+    ns: Arc<str>,
+    /// Another socket of its user on the same connection was admitted
+    /// first: the per-user session limit counted that one only.
+    pub(crate) riding: bool,
 }
 
 impl Session {
@@ -195,7 +201,26 @@ impl Session {
             warned_exp: AtomicU64::new(0),
             calls: OnceLock::new(),
             by_app: false,
+            ns: Arc::from(MAIN_NAMESPACE),
+            riding: false,
         }
+    }
+
+    /// The same session, in namespace `ns`.
+    pub fn in_namespace(mut self, ns: &str) -> Self {
+        self.ns = Arc::from(ns);
+        self
+    }
+
+    /// The namespace its socket is in.
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    /// The key of its namespace's room `name`: what the session, the
+    /// node's rooms and every backend know the room by.
+    pub fn room_key(&self, name: &str) -> String {
+        RoomKey::new(&self.ns, name).key()
     }
 
     /// The same session, admitted by the app's connect hook.
@@ -302,18 +327,30 @@ impl Session {
         self.names(rooms)
     }
 
+    /// The rooms the socket is in, by their names in its namespace.
+    pub fn room_names(&self) -> Vec<String> {
+        let mut rooms = self.rooms();
+        if &*self.ns != MAIN_NAMESPACE {
+            for room in &mut rooms {
+                *room = RoomKey::parse(room).name.to_owned();
+            }
+        }
+        rooms
+    }
+
     fn names(&self, rooms: Joined) -> Vec<String> {
         let own = rooms.own.then(|| self.user_room());
         own.into_iter().chain(rooms.others).collect()
     }
 
     fn is_own(&self, room: &str) -> bool {
-        self.user_room.owner(room) == Some(self.user_id.as_str())
+        let room = RoomKey::parse(room);
+        room.ns == &*self.ns && self.user_room.owner(room.name) == Some(self.user_id.as_str())
     }
 
-    /// The room every socket of a user is in.
+    /// The room every socket of a user is in (in its namespace): its key.
     pub fn user_room(&self) -> String {
-        self.user_room.name(&self.user_id)
+        self.room_key(&self.user_room.name(&self.user_id))
     }
 
     /// The admin API's view of the session.

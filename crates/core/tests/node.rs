@@ -850,6 +850,7 @@ async fn the_history_drops_what_the_window_passed_with_nothing_published() {
 async fn handshake(node: &Node, auth: Value) -> Result<sockgate_core::Accepted, String> {
     let no_header = |_: &str| None;
     let hs = sockgate_core::Handshake {
+        namespace: "/",
         auth: &auth,
         header: &no_header,
         query: None,

@@ -133,6 +133,12 @@ impl Gateway {
         self
     }
 
+    /// Serves `namespaces` beside the main one (`[[namespaces]]`).
+    pub fn with_namespaces(mut self, namespaces: sockgate_core::namespace::Namespaces) -> Self {
+        self.node = self.node.with_namespaces(namespaces);
+        self
+    }
+
     /// Sets the room authorization policy.
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.node = self.node.with_policy(policy);

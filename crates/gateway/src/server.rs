@@ -159,7 +159,13 @@ pub async fn serve_until(
         .clone()
         .filter(|b| b.authorizes())
         .map(|b| b as Arc<dyn App>);
-    let policy = config.rooms.policy(authority);
+    let policy = config.rooms.policy(authority.clone());
+    let namespaces = crate::config::namespaces::assemble(
+        &config.namespaces,
+        &config.sources,
+        &policy,
+        authority,
+    );
     let gateway = Gateway::new(
         verifier,
         config.sources.clone(),
@@ -167,6 +173,7 @@ pub async fn serve_until(
         config.lifecycle.clone(),
     )
     .with_policy(policy)
+    .with_namespaces(namespaces)
     .with_room_options(config.rooms.options())
     .with_limits(config.limits.clone())
     .with_idempotency_window(config.idempotency_window)

@@ -79,11 +79,14 @@ pub enum ErrorCode {
     BackendError,
     /// `session:end`: the app's backend ended the session.
     EndedByApp,
+    /// The token is valid but its claims do not open this namespace (its
+    /// `claims` in `[[namespaces]]`).
+    NamespaceForbidden,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::AuthRequired,
         ErrorCode::TokenInvalid,
         ErrorCode::TokenExpired,
@@ -114,6 +117,7 @@ impl ErrorCode {
         ErrorCode::BackendUnavailable,
         ErrorCode::BackendError,
         ErrorCode::EndedByApp,
+        ErrorCode::NamespaceForbidden,
     ];
 
     /// Whether a client refused or ended with this code should come back by
@@ -182,6 +186,7 @@ impl ErrorCode {
             ErrorCode::BackendUnavailable => "BACKEND_UNAVAILABLE",
             ErrorCode::BackendError => "BACKEND_ERROR",
             ErrorCode::EndedByApp => "ENDED_BY_APP",
+            ErrorCode::NamespaceForbidden => "NAMESPACE_FORBIDDEN",
         }
     }
 }

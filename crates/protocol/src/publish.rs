@@ -39,6 +39,8 @@ pub struct Publish {
     /// A session that does not get it (the publisher's own, for
     /// `room:publish`), on the node that holds it.
     pub except_session: Option<String>,
+    /// The namespace whose rooms it goes to (`/` when not given).
+    pub namespace: Option<String>,
 }
 
 impl Publish {
@@ -50,6 +52,7 @@ impl Publish {
             data,
             idempotency_key: None,
             except_session: None,
+            namespace: None,
         }
     }
 }
@@ -65,7 +68,8 @@ pub struct Published {
     pub duplicate: bool,
 }
 
-/// `{ room | user | rooms, event, data, idempotencyKey, exceptSession }`,
+/// `{ room | user | rooms, event, data, idempotencyKey, exceptSession,
+/// namespace }`,
 /// as sent. `exceptSession` is for the app's replies (the sender of the
 /// event, as Socket.IO's `socket.to(room)` leaves it out); the admin API
 /// refuses it.
@@ -79,6 +83,7 @@ pub struct PublishRequest {
     data: Option<Box<RawValue>>,
     idempotency_key: Option<String>,
     except_session: Option<String>,
+    namespace: Option<String>,
 }
 
 impl PublishRequest {
@@ -96,6 +101,7 @@ impl PublishRequest {
             data: self.data,
             idempotency_key: self.idempotency_key,
             except_session: self.except_session,
+            namespace: self.namespace,
         })
     }
 }

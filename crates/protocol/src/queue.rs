@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::publish::{Publish, PublishRequest};
-use crate::rooms::{Sockets, SocketsRequest};
+use crate::rooms::{MAIN_NAMESPACE, RoomKey, Sockets, SocketsRequest, check_namespace};
 
 /// One message from a queue.
 #[derive(Debug, Clone)]
@@ -46,6 +46,7 @@ struct MoveRequest {
     user: Option<String>,
     session_id: Option<String>,
     room: Option<String>,
+    namespace: Option<String>,
 }
 
 impl QueueMessage {
@@ -71,6 +72,14 @@ impl QueueMessage {
             _ => return Err("give one of join or leave".into()),
         };
         let sockets = SocketsRequest::new(m.user, m.session_id, m.room).into_sockets()?;
+        // The rooms of another namespace go by their keys.
+        let ns = m.namespace.as_deref().unwrap_or(MAIN_NAMESPACE);
+        check_namespace(ns)?;
+        let sockets = match sockets {
+            Sockets::Room(from) => Sockets::Room(RoomKey::new(ns, &from).key()),
+            other => other,
+        };
+        let room = RoomKey::new(ns, &room).key();
         Ok(QueueMessage::Move {
             room,
             sockets,
@@ -111,6 +120,20 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn moves_in_a_namespace_name_its_rooms_by_key() {
+        let m =
+            QueueMessage::parse(br#"{"join":"ops","room":"team","namespace":"/admin"}"#).unwrap();
+        assert!(matches!(
+            m,
+            QueueMessage::Move { room, sockets: Sockets::Room(from), join: true }
+                if room == "/admin ops" && from == "/admin team"
+        ));
+        assert!(QueueMessage::parse(br#"{"join":"ops","user":"a","namespace":"admin"}"#).is_err());
+        let p = QueueMessage::parse(br#"{"room":"ops","event":"e","namespace":"/admin"}"#).unwrap();
+        assert!(matches!(p, QueueMessage::Publish(p) if p.namespace.as_deref() == Some("/admin")));
     }
 
     #[test]

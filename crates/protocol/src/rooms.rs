@@ -98,6 +98,67 @@ impl UserRoom {
     }
 }
 
+/// The main namespace, `/`: the one `io(url)` connects to.
+pub const MAIN_NAMESPACE: &str = "/";
+
+/// A room of a namespace: each namespace has rooms of its own, and the
+/// same name in two namespaces is two rooms.
+///
+/// Backends, the history and the cluster store a room by its key
+/// ([`RoomKey::key`]): the bare name in the main namespace (as before
+/// namespaces existed, so stored rooms and their histories keep their
+/// keys), and `"{ns} {name}"` in another. A room name never holds
+/// whitespace ([`check_name`]) and a namespace name never does
+/// (`[[namespaces]]`), so the space cannot be ambiguous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoomKey<'a> {
+    /// The namespace, `/` for the main one.
+    pub ns: &'a str,
+    /// The room's name in it.
+    pub name: &'a str,
+}
+
+impl<'a> RoomKey<'a> {
+    /// `name` in namespace `ns`.
+    pub fn new(ns: &'a str, name: &'a str) -> Self {
+        Self { ns, name }
+    }
+
+    /// `name` in the main namespace.
+    pub fn main(name: &'a str) -> Self {
+        Self::new(MAIN_NAMESPACE, name)
+    }
+
+    /// The room a stored key names.
+    pub fn parse(key: &'a str) -> Self {
+        match key.split_once(' ') {
+            Some((ns, name)) if ns.starts_with('/') => Self { ns, name },
+            _ => Self::main(key),
+        }
+    }
+
+    /// The key it is stored under.
+    pub fn key(&self) -> String {
+        match self.ns {
+            MAIN_NAMESPACE => self.name.to_owned(),
+            ns => format!("{ns} {}", self.name),
+        }
+    }
+}
+
+/// Whether `name` can name a namespace, or a pattern of them: `/` and up
+/// to 100 printable characters without whitespace. The sentence says why
+/// not.
+pub fn check_namespace(name: &str) -> Result<(), &'static str> {
+    let ok = name.starts_with('/')
+        && name.chars().count() <= 101
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control());
+    match ok {
+        true => Ok(()),
+        false => Err("a namespace is `/` and up to 100 printable characters without whitespace"),
+    }
+}
+
 /// Whether `room` is a valid name: 1 to [`MAX_ROOM_CHARS`] printable
 /// characters without whitespace. The sentence says why not.
 pub fn check_name(room: &str) -> Result<(), &'static str> {
@@ -123,6 +184,18 @@ mod tests {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
         assert!(check_name(&"x".repeat(MAX_ROOM_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn room_keys_keep_namespaces_apart() {
+        assert_eq!(RoomKey::main("chat:1").key(), "chat:1");
+        let admin = RoomKey::new("/admin", "chat:1");
+        assert_eq!(admin.key(), "/admin chat:1");
+        assert_eq!(RoomKey::parse("/admin chat:1"), admin);
+        assert_eq!(RoomKey::parse("chat:1"), RoomKey::main("chat:1"));
+        // A main-namespace room whose name starts with a slash stays one.
+        assert_eq!(RoomKey::parse("/feed"), RoomKey::main("/feed"));
+        assert_ne!(RoomKey::main("chat:1").key(), admin.key());
     }
 
     #[test]
@@ -168,6 +241,9 @@ pub struct SocketsRequest {
     user: Option<String>,
     session_id: Option<String>,
     room: Option<String>,
+    /// The namespace whose sockets move, and whose rooms (`/` when not
+    /// given).
+    namespace: Option<String>,
 }
 
 impl SocketsRequest {
@@ -177,7 +253,13 @@ impl SocketsRequest {
             user,
             session_id,
             room,
+            namespace: None,
         }
+    }
+
+    /// The namespace named, if any.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
     }
 
     /// The sockets named, if exactly one of the three is given.

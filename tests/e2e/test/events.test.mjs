@@ -182,7 +182,8 @@ describe("forwarding to the app's backend", () => {
     assert.equal(call.path, "/events");
     assert.equal(call.headers["content-type"], "application/json");
     assert.ok(verifySignature(Buffer.from(call.raw), call.headers["sockgate-signature"], EVENTS_SECRET));
-    assert.deepEqual(Object.keys(call.body).sort(), ["args", "claims", "event", "id", "remoteAddr", "rooms", "sessionId", "transport", "ts", "userId"]);
+    assert.deepEqual(Object.keys(call.body).sort(), ["args", "claims", "event", "id", "namespace", "remoteAddr", "rooms", "sessionId", "transport", "ts", "userId"]);
+    assert.equal(call.body.namespace, "/");
     assert.equal(call.body.event, "shape:check");
     assert.deepEqual(call.body.args, args);
     assert.equal(call.body.userId, "req-alice");

@@ -44,8 +44,11 @@ pub struct Event<'a> {
     pub session_id: &'a str,
     /// The claims of the session's token, without credentials.
     pub claims: serde_json::Map<String, Value>,
-    /// The rooms the socket is in, its own user room first.
+    /// The rooms the socket is in, its own user room first, by their
+    /// names in its namespace.
     pub rooms: Vec<String>,
+    /// The socket's namespace (`/`, or the one it connected to).
+    pub namespace: &'a str,
     /// `websocket` or `polling`.
     pub transport: &'static str,
     /// The client's address, behind trusted proxies.

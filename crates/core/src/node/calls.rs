@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use sockgate_auth::{AuthError, ErrorCode};
 use sockgate_protocol::events::RESERVED_PREFIXES;
+use sockgate_protocol::rooms::MAIN_NAMESPACE;
 use tokio::sync::mpsc;
 
 use super::Node;
@@ -193,7 +194,8 @@ impl Node {
             user_id: &session.user_id,
             session_id: session.id.as_str(),
             claims: session.identity().claims.without_credentials(),
-            rooms: session.rooms(),
+            rooms: session.room_names(),
+            namespace: session.namespace(),
             transport: session.transport.as_str(),
             remote_addr: session.remote_addr.map(|a| a.to_string()),
             ts: self.clock.now_ms(),
@@ -212,15 +214,19 @@ impl Node {
     ) -> Result<Value, AuthError> {
         self.check_rooms(session, &reply.join, &reply.leave)?;
         for room in &reply.join {
-            self.enter(conn.as_ref(), session, room);
+            self.enter(conn.as_ref(), session, &session.room_key(room));
         }
         for room in &reply.leave {
-            self.exit(conn.as_ref(), session, room);
+            self.exit(conn.as_ref(), session, &session.room_key(room));
         }
         for emit in &reply.emit {
             conn.emit_value(&emit.event, &emit.data);
         }
-        for publish in reply.publish {
+        for mut publish in reply.publish {
+            // The socket's namespace, unless the reply names another.
+            if publish.namespace.is_none() && session.namespace() != MAIN_NAMESPACE {
+                publish.namespace = Some(session.namespace().to_owned());
+            }
             // Checked with the reply; a key the broker cannot check now
             // leaves this one out, as a broken Redis leaves out a publish
             // without a key.
@@ -244,7 +250,7 @@ impl Node {
     ) -> Result<(), AuthError> {
         self.check_rooms(session, rooms, &[])?;
         for room in rooms {
-            self.enter(conn.as_ref(), session, room);
+            self.enter(conn.as_ref(), session, &session.room_key(room));
         }
         Ok(())
     }
@@ -267,8 +273,10 @@ impl Node {
             }
         }
         let max = self.limits.max_rooms_per_socket;
+        let key = |room: &String| session.room_key(room);
+        let leave: Vec<String> = leave.iter().map(key).collect();
         let mut rooms = session.rooms();
-        rooms.extend(join.iter().cloned());
+        rooms.extend(join.iter().map(key));
         rooms.sort_unstable();
         rooms.dedup();
         rooms.retain(|r| !leave.contains(r));

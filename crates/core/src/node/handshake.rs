@@ -14,11 +14,15 @@ use sockgate_auth::{AuthError, Credential, ErrorCode, Identity, TokenSource};
 use super::{Gone, Node, Resumed};
 use crate::connection::Conn;
 use crate::hooks::{AppRefusal, Connect, Refused};
+use crate::namespace::Namespace;
 use crate::recovery::Claim;
 use crate::session::{Origin, Session};
 
 /// A handshake, as the transport adapter hands it over.
 pub struct Handshake<'a> {
+    /// The namespace it connects to (`/`, the main one, or another of
+    /// [`crate::namespace::Namespaces`]).
+    pub namespace: &'a str,
     /// The CONNECT payload (`auth` of the official client, with its `pid`
     /// and `offset` when it recovers); `Null` without one.
     pub auth: &'a Value,
@@ -109,12 +113,21 @@ impl Node {
     /// session, or why not. On a refusal nothing of it is left.
     pub async fn handshake(&self, hs: Handshake<'_>, conn: Conn) -> Result<Accepted, Denied> {
         self.check_open()?;
-        let (identity, source, rooms) = self.who(&hs).await?;
+        let space = self.namespaces.find(hs.namespace).cloned().ok_or_else(|| {
+            AuthError::new(
+                ErrorCode::NamespaceForbidden,
+                "this namespace is not served",
+            )
+        })?;
+        let (identity, source, rooms) = self.who(&hs, &space).await?;
+        space.check_claims(&identity)?;
         let resumed = match recovery_claim(self, hs.auth) {
             Some(claim) => self.resume(&identity, &claim).await,
             None => None,
         };
-        let mut session = self.session(identity, hs.origin);
+        let riding = self.rides(&identity.user_id, &conn);
+        let mut session = self.session(identity, hs.origin).in_namespace(hs.namespace);
+        session.riding = riding;
         if let Some(resumed) = &resumed {
             session = session.with_id(resumed.session);
         }
@@ -145,18 +158,39 @@ impl Node {
         })
     }
 
+    /// Whether a socket of `user` on `conn` rides on a connection that
+    /// already carries a counted session of the user (another namespace
+    /// of the same `io()` Manager): the session limit counts connections.
+    fn rides(&self, user: &str, conn: &Conn) -> bool {
+        let Some(carrier) = conn.carrier() else {
+            return false;
+        };
+        self.sessions
+            .of_user(user)
+            .iter()
+            .any(|(s, other)| !s.riding && other.carrier() == Some(carrier))
+    }
+
     /// Who the handshake is: sockgate's own checks, or the connect hook's
-    /// answer; with the rooms the hook starts the session in.
+    /// answer; with the rooms the hook starts the session in. In a public
+    /// namespace, a handshake without a credential is anonymous.
     async fn who(
         &self,
         hs: &Handshake<'_>,
+        space: &Namespace,
     ) -> Result<(Identity, TokenSource, Vec<String>), Denied> {
-        let found = self.sources.find(&sockgate_auth::Handshake {
+        let sources = space.sources.as_ref().unwrap_or(&self.sources);
+        let found = sources.find(&sockgate_auth::Handshake {
             auth: Some(hs.auth),
             authorization: hs.header("authorization"),
             cookie: hs.header("cookie"),
             query: hs.query,
         });
+        if space.public && matches!(&found, Err(e) if e.code == ErrorCode::AuthRequired) {
+            // A page of another site may not open it either.
+            self.check_origin(hs, TokenSource::Anonymous)?;
+            return Ok((anonymous(), TokenSource::Anonymous, Vec::new()));
+        }
         if self.app.has_connect_hook() && hook_takes(self, &found) {
             return self.ask_hook(hs).await;
         }
@@ -282,6 +316,15 @@ impl Node {
             _ => e,
         }
     }
+}
+
+/// A public namespace's socket without a credential: `anon-` and a random
+/// id, with no `exp`.
+fn anonymous() -> Identity {
+    let user = format!("anon-{}", crate::session::random_alphanumeric(16));
+    let mut claims = serde_json::Map::new();
+    claims.insert("sub".into(), Value::String(user));
+    Identity::from_claims(claims, "sub").expect("an anonymous id is a valid user id")
 }
 
 /// The recovery claim of a CONNECT payload: the official client sends

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use sockgate_protocol::events::server;
 use sockgate_protocol::payloads::RoomPresence;
+use sockgate_protocol::rooms::RoomKey;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Node;
@@ -131,7 +132,7 @@ impl Node {
 
     /// `session`'s user's first socket here entered `room`.
     pub(crate) fn tell_arrived(&self, room: &str, session: &Session) {
-        if self.user_room.is_user_room(room) {
+        if self.user_room.is_user_room(RoomKey::parse(room).name) {
             return;
         }
         let user = &session.user_id;
@@ -152,7 +153,7 @@ impl Node {
 
     /// `session`'s user's last socket here left `room`.
     pub(crate) fn tell_left(&self, room: &str, session: &Session) {
-        if self.user_room.is_user_room(room) {
+        if self.user_room.is_user_room(RoomKey::parse(room).name) {
             return;
         }
         let user = &session.user_id;
@@ -198,7 +199,7 @@ impl Node {
         }
         let mut rooms = std::collections::BTreeSet::new();
         for (room, user) in self.presence_here() {
-            if self.user_room.is_user_room(&room) {
+            if self.user_room.is_user_room(RoomKey::parse(&room).name) {
                 continue;
             }
             let session = self.sessions.of_user(&user).into_iter().next();
@@ -253,6 +254,13 @@ impl Node {
             || self.presence_events.all
             || self.policy.any_presence_events()
             || self.room_options.any_presence_events()
+            || self.namespaces.all().iter().any(|ns| {
+                ns.policy.as_ref().is_some_and(|p| p.any_presence_events())
+                    || ns
+                        .room_options
+                        .as_ref()
+                        .is_some_and(|o| o.any_presence_events())
+            })
     }
 
     async fn tell_notes(&self, notes: &mut Vec<Note>) {
@@ -355,7 +363,7 @@ impl Node {
     /// `event { room, userId }` to the room's members, on every node.
     async fn tell_room(&self, event: &str, room: &str, user: &str) {
         let payload = RoomPresence {
-            room,
+            room: RoomKey::parse(room).name,
             user_id: user,
         };
         let body = serde_json::value::to_raw_value(&payload).expect("payloads serialize");

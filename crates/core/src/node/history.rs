@@ -6,6 +6,7 @@
 
 use sockgate_auth::{AuthError, ErrorCode};
 use sockgate_protocol::requests::{HistoryAck, HistoryMessage};
+use sockgate_protocol::rooms::RoomKey;
 
 use super::Node;
 use crate::recovery::{Offset, RoomHistory};
@@ -22,17 +23,18 @@ impl Node {
         limit: usize,
     ) -> Result<RoomHistory, AuthError> {
         validate(room)?;
-        if !session.in_room(room) {
+        let key = session.room_key(room);
+        if !session.in_room(&key) {
             return Err(AuthError::new(
                 ErrorCode::Forbidden,
                 "join the room to read its history",
             ));
         }
-        self.room_history(room, since, limit).await
+        self.room_history(&key, since, limit).await
     }
 
-    /// The newest `limit` messages kept of `room`, after `since` (an
-    /// offset) when given. `NOT_FOUND` where nothing is kept (recovery
+    /// The newest `limit` messages kept of the room stored under `room`
+    /// (its key), after `since` (an offset) when given. `NOT_FOUND` where nothing is kept (recovery
     /// off, or the room's `recover = false`).
     pub async fn room_history(
         &self,
@@ -40,14 +42,14 @@ impl Node {
         since: Option<&str>,
         limit: usize,
     ) -> Result<RoomHistory, AuthError> {
-        validate(room)?;
+        validate(RoomKey::parse(room).name)?;
         if self.recovery.is_none() {
             return Err(AuthError::new(
                 ErrorCode::NotFound,
                 "no history is kept: recovery is off (SOCKGATE_RECOVERY_WINDOW=0)",
             ));
         }
-        if !self.room_options.of(room).recover {
+        if !self.options_of(room).recover {
             return Err(AuthError::new(
                 ErrorCode::NotFound,
                 "this room's messages are not kept (recover = false)",

@@ -104,8 +104,14 @@ impl Node {
     }
 
     async fn register(&self, session: Arc<Session>, conn: Conn) -> Result<(), AuthError> {
-        let limit = self.lifecycle.session_limit;
-        let evicted = match self.directory.admit(&session.info(), limit).await {
+        // A namespace socket riding on a connection its user has counted
+        // already is not counted again, here or in the cluster.
+        let limit = self.lifecycle.session_limit.filter(|_| !session.riding);
+        let admitted = match session.riding {
+            true => Ok(Admission::Admitted(Vec::new())),
+            false => self.directory.admit(&session.info(), limit).await,
+        };
+        let evicted = match admitted {
             Ok(Admission::Admitted(evicted)) => evicted,
             Ok(Admission::Rejected(count)) => {
                 let max = limit.map_or(count, |l| l.max);
@@ -353,7 +359,9 @@ impl Node {
             self.presence.left(&room, &session.user_id);
             self.tell_left(&room, session);
         }
-        self.directory.left(session.id.as_str(), &session.user_id);
+        if !session.riding {
+            self.directory.left(session.id.as_str(), &session.user_id);
+        }
     }
 
     fn schedule_confirm(&self, session: &Session) {

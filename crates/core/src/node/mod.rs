@@ -43,15 +43,18 @@ use crate::deadlines::Deadlines;
 use crate::hooks::happened::{NoWatcher, Watcher};
 use crate::hooks::{App, NoApp};
 use crate::limits::{AbuseLimits, Guard, Limits};
+use crate::namespace::Namespaces;
 use crate::ordering::InFlight;
 use crate::policy::Policy;
 use crate::registry::Registry;
 use crate::revocation::Revocations;
 use crate::room_options::RoomOptionsList;
 use crate::rooms::{Rooms, UserRoom};
+use crate::session::Session;
 use crate::session::SessionLimit;
 use crate::stats::Stats;
 use crate::tickets::Tickets;
+use sockgate_protocol::rooms::RoomKey;
 
 pub use calls::DEFAULT_CALLS_PER_USER;
 pub use handshake::{Accepted, Denied, Handshake};
@@ -132,6 +135,8 @@ pub struct Node {
     census: Arc<dyn Census>,
     /// What each room does (`[[room_options]]`).
     room_options: RoomOptionsList,
+    /// The namespaces served, each with what it requires.
+    namespaces: Namespaces,
 }
 
 /// How long a publish's idempotency key is remembered, unless the node is
@@ -182,7 +187,35 @@ impl Node {
             happenings: Default::default(),
             census: Arc::new(MemoryCensus::default()),
             room_options: RoomOptionsList::default(),
+            namespaces: Namespaces::default(),
         }
+    }
+
+    /// Serves `namespaces` beside the main one (`[[namespaces]]`).
+    pub fn with_namespaces(mut self, namespaces: Namespaces) -> Self {
+        self.namespaces = namespaces;
+        self
+    }
+
+    /// The namespaces served.
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.namespaces
+    }
+
+    /// The room policy of `session`'s namespace.
+    fn policy_of(&self, session: &Session) -> &Policy {
+        let space = self.namespaces.find(session.namespace());
+        let own = space.and_then(|space| space.policy.as_ref());
+        own.unwrap_or(&self.policy)
+    }
+
+    /// The options of the room stored under `key`, from its namespace's
+    /// `[[room_options]]`.
+    pub(crate) fn options_of(&self, key: &str) -> crate::room_options::Options {
+        let room = RoomKey::parse(key);
+        let space = self.namespaces.find(room.ns);
+        let own = space.and_then(|space| space.room_options.as_ref());
+        own.unwrap_or(&self.room_options).of(room.name)
     }
 
     /// Tells `watcher` what happens to sessions, users and rooms.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::Node;
 use crate::session::Session;
+use sockgate_protocol::rooms::RoomKey;
 
 /// How long a user's last socket may be gone before `room:left` (and
 /// before `user.offline`, `room.vacated`), unless the node is told
@@ -50,12 +51,13 @@ impl Node {
     /// Whether `room` tells its members of `session`'s user coming and
     /// going.
     pub(crate) fn wants_presence_events(&self, room: &str, session: &Session) -> bool {
-        if let Some(on) = self.room_options.of(room).presence_events {
+        if let Some(on) = self.options_of(room).presence_events {
             return on;
         }
         let all = self.presence_events.all;
+        let policy = self.policy_of(session);
         // Most nodes have none: no identity built per join.
-        (all || self.policy.any_presence_events())
-            && self.policy.presence_events(all, &session.identity(), room)
+        (all || policy.any_presence_events())
+            && policy.presence_events(all, &session.identity(), RoomKey::parse(room).name)
     }
 }

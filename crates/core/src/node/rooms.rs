@@ -15,7 +15,7 @@ use crate::publish::{Publish, Published};
 use crate::rooms::validate;
 use crate::session::{Session, SessionId, SessionInfo};
 use crate::telemetry;
-use sockgate_protocol::rooms::Sockets;
+use sockgate_protocol::rooms::{RoomKey, Sockets};
 
 /// What a room's members receive as `room:message`; `data` is forwarded
 /// as it came, never re-parsed.
@@ -34,9 +34,9 @@ pub struct RoomMessage<'a> {
 }
 
 impl Node {
-    /// `room:join`: puts the session in `room` when the policy allows it
-    /// (its own user room always; another user's never). Returns how many
-    /// users are in the room.
+    /// `room:join`: puts the session in `room` of its namespace when the
+    /// policy allows it (its own user room always; another user's never).
+    /// Returns how many users are in the room.
     pub async fn join(
         &self,
         conn: &dyn Connection,
@@ -44,6 +44,7 @@ impl Node {
         room: &str,
     ) -> Result<usize, AuthError> {
         validate(room)?;
+        let key = session.room_key(room);
         if self.user_room.is_user_room(room) {
             if self.user_room.owner(room) != Some(session.user_id.as_str()) {
                 return Err(AuthError::new(
@@ -54,21 +55,21 @@ impl Node {
         } else {
             let max = self.limits.max_rooms_per_socket;
             // The own user room does not count towards the limit.
-            if !session.in_room(room) && session.room_count() > max {
+            if !session.in_room(&key) && session.room_count() > max {
                 return Err(AuthError::new(
                     ErrorCode::RoomLimit,
                     format!("a socket may be in at most {max} rooms"),
                 ));
             }
             let verdict = self
-                .policy
+                .policy_of(session)
                 .authorize(&session.identity(), room, Action::Join, false)
                 .await;
             telemetry::room_join(verdict.is_ok());
             verdict?;
-            self.enter(conn, session, room);
+            self.enter(conn, session, &key);
         }
-        Ok(self.room_member_count(room).await)
+        Ok(self.room_member_count(&key).await)
     }
 
     /// `room:leave`: takes the session out of `room`; never out of its own
@@ -80,13 +81,14 @@ impl Node {
         room: &str,
     ) -> Result<(), AuthError> {
         validate(room)?;
-        if room == session.user_room() {
+        let key = session.room_key(room);
+        if key == session.user_room() {
             return Err(AuthError::new(
                 ErrorCode::Forbidden,
                 "a socket always stays in its own user room",
             ));
         }
-        self.exit(conn, session, room);
+        self.exit(conn, session, &key);
         Ok(())
     }
 
@@ -103,14 +105,15 @@ impl Node {
     ) -> Result<String, AuthError> {
         validate(room)?;
         self.check_payload(data)?;
-        if !session.in_room(room) {
+        let key = session.room_key(room);
+        if !session.in_room(&key) {
             return Err(AuthError::new(
                 ErrorCode::Forbidden,
                 "join the room before publishing to it",
             ));
         }
-        self.room_options.of(room).check_client_publish()?;
-        self.policy
+        self.options_of(&key).check_client_publish()?;
+        self.policy_of(session)
             .authorize(&session.identity(), room, Action::Publish, false)
             .await?;
         telemetry::message_out("room", 1);
@@ -123,7 +126,7 @@ impl Node {
         };
         let body = serde_json::value::to_raw_value(&message).expect("payloads serialize");
         let out = Outgoing {
-            rooms: vec![room.to_owned()],
+            rooms: vec![key],
             event: server::ROOM_MESSAGE,
             data: Some(&body),
             except: Some(conn.transport_id()),
@@ -147,13 +150,14 @@ impl Node {
         room: &str,
     ) -> Result<Vec<String>, AuthError> {
         validate(room)?;
-        if room != session.user_room() {
-            self.room_options.of(room).check_presence()?;
-            self.policy
+        let key = session.room_key(room);
+        if key != session.user_room() {
+            self.options_of(&key).check_presence()?;
+            self.policy_of(session)
                 .authorize(&session.identity(), room, Action::Presence, false)
                 .await?;
         }
-        Ok(self.room_members(room).await)
+        Ok(self.room_members(&key).await)
     }
 
     /// After a refresh: rights are recomputed for every room the session is
@@ -165,14 +169,15 @@ impl Node {
         };
         let identity = session.identity();
         let own = session.user_room();
-        for room in session.rooms().into_iter().filter(|r| *r != own) {
+        for key in session.rooms().into_iter().filter(|r| *r != own) {
+            let room = RoomKey::parse(&key).name;
             let verdict = self
-                .policy
-                .authorize(&identity, &room, Action::Join, true)
+                .policy_of(session)
+                .authorize(&identity, room, Action::Join, true)
                 .await;
             if matches!(&verdict, Err(e) if e.code == ErrorCode::Forbidden) {
-                self.exit(conn.as_ref(), session, &room);
-                let revoked = RoomRevoked { room: &room };
+                self.exit(conn.as_ref(), session, &key);
+                let revoked = RoomRevoked { room };
                 conn.emit_value(server::ROOM_REVOKED, &json(&revoked));
             }
         }
@@ -191,9 +196,10 @@ impl Node {
         room: &str,
         join: bool,
     ) -> Result<usize, AuthError> {
-        validate(room)?;
+        let name = RoomKey::parse(room).name;
+        validate(name)?;
         match &who {
-            Sockets::Room(from) => validate(from)?,
+            Sockets::Room(from) => validate(RoomKey::parse(from).name)?,
             Sockets::User(user) if !sockgate_auth::identity::is_valid_user_id(user) => {
                 return Err(AuthError::new(
                     ErrorCode::InvalidRequest,
@@ -208,7 +214,7 @@ impl Node {
             }
             _ => {}
         }
-        if self.user_room.is_user_room(room) {
+        if self.user_room.is_user_room(name) {
             return Err(AuthError::new(
                 ErrorCode::Forbidden,
                 "users' own rooms are not joined or left: every socket is in its own",
@@ -224,9 +230,11 @@ impl Node {
         Ok(moved)
     }
 
-    /// [`Node::move_sockets`] on this node's sockets.
+    /// [`Node::move_sockets`] on this node's sockets: those of the room's
+    /// namespace.
     pub(crate) fn move_here(&self, who: &Sockets, room: &str, join: bool) -> usize {
         let max = self.limits.max_rooms_per_socket;
+        let ns = RoomKey::parse(room).ns;
         let targets = match who {
             Sockets::Room(from) => self.sessions.matching(|s| s.in_room(from)),
             Sockets::User(user) => self.sessions.of_user(user),
@@ -237,6 +245,9 @@ impl Node {
         };
         let mut moved = 0;
         for (session, conn) in targets {
+            if session.namespace() != ns {
+                continue;
+            }
             if join {
                 // The own user room does not count towards the limit.
                 if session.room_count() > max {
@@ -259,6 +270,14 @@ impl Node {
     /// checked.
     pub async fn publish(&self, publish: Publish) -> Result<Published, AuthError> {
         let rooms = crate::publish::check(&publish, &self.user_room, self.limits.max_payload)?;
+        if let Some(ns) = publish.namespace.as_deref()
+            && self.namespaces.find(ns).is_none()
+        {
+            return Err(AuthError::new(
+                ErrorCode::InvalidRequest,
+                format!("namespace {ns:?} is not served"),
+            ));
+        }
         let except = publish
             .except_session
             .as_deref()
@@ -281,7 +300,7 @@ impl Node {
 
     /// Hands `out` to the broker: the only call to it.
     pub(super) async fn deliver(&self, mut out: Outgoing<'_>) -> Result<Published, AuthError> {
-        out.logged = self.room_options.keeps(&out.rooms);
+        out.logged = self.keeps(&out.rooms);
         match self.broker.publish(out).await {
             Ok(Delivery::Reached(delivered)) => Ok(Published {
                 delivered,
@@ -299,6 +318,21 @@ impl Node {
                 format!("the publish's idempotency key cannot be checked now ({e}); retry"),
             )),
         }
+    }
+
+    /// Whether a broadcast to `rooms` (keys) is kept for recovery: when
+    /// any of them keeps its messages.
+    fn keeps(&self, rooms: &[String]) -> bool {
+        let configured = || {
+            let spaces = self.namespaces.all().iter();
+            spaces
+                .filter_map(|ns| ns.room_options.as_ref())
+                .any(|o| !o.is_empty())
+        };
+        if self.room_options.is_empty() && !configured() {
+            return true;
+        }
+        rooms.iter().any(|room| self.options_of(room).recover)
     }
 
     /// The users in `room` on every node; this node's when the presence

@@ -238,6 +238,11 @@ impl<D> Socket<D> {
         self.sid
     }
 
+    /// The session id as text.
+    pub fn sid_str(&self) -> &str {
+        self.sid.as_str()
+    }
+
     /// The transport now carrying it.
     pub fn transport(&self) -> Transport {
         self.lock().transport

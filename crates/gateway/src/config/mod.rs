@@ -31,6 +31,7 @@ pub mod consumers;
 pub mod events;
 mod keys;
 mod lifecycle;
+pub mod namespaces;
 mod proxies;
 mod recovery;
 mod rooms;
@@ -114,6 +115,8 @@ pub struct Config {
     pub lifecycle: Lifecycle,
     /// Room authorization settings.
     pub rooms: RoomSettings,
+    /// `[[namespaces]]`: the namespaces beside the main one.
+    pub namespaces: Vec<namespaces::NamespaceSettings>,
     /// The app's backend for client events (`SOCKGATE_EVENTS_*`, `[[events]]`).
     pub events: events::Events,
     /// Size limits, the handshake timeout and the allowed origins.
@@ -330,6 +333,8 @@ impl Config {
                 "must be between 0 and 3600 seconds",
             ));
         }
+        let namespaces = s.namespaces.unwrap_or_default();
+        namespaces::check(&namespaces)?;
         Ok(Config {
             listen: s
                 .listen
@@ -346,6 +351,7 @@ impl Config {
             keys,
             lifecycle,
             rooms,
+            namespaces,
             events,
             limits,
             abuse,

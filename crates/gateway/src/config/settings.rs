@@ -160,6 +160,11 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub room_options: Option<Vec<RoomOptions>>,
 
+    /// Namespaces beside the main one; only in the config file (`[[namespaces]]`).
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<super::namespaces::NamespaceSettings>>,
+
     /// URL of the authorization webhook; unset turns it off.
     #[arg(long, env = "SOCKGATE_AUTHZ_URL")]
     #[serde(skip_serializing_if = "Option::is_none")]

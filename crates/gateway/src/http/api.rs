@@ -34,7 +34,7 @@ use crate::Gateway;
 use crate::config::Secret;
 use sockgate_protocol::publish::{PublishRequest, Published, Target};
 use sockgate_protocol::requests::MAX_HISTORY_LIMIT;
-use sockgate_protocol::rooms::SocketsRequest;
+use sockgate_protocol::rooms::{MAIN_NAMESPACE, RoomKey, Sockets, SocketsRequest};
 
 /// Largest request body accepted (`/api/publish` allows the publish limit
 /// plus room for the envelope instead).
@@ -455,10 +455,15 @@ async fn move_sockets(
     who: SocketsRequest,
     join: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = who.into_sockets().map_err(ApiError::bad_request)?;
+    let ns = who.namespace().map(str::to_owned);
+    let key = room_key(gw, ns.as_deref(), room)?;
+    let who = match who.into_sockets().map_err(ApiError::bad_request)? {
+        Sockets::Room(from) => Sockets::Room(room_key(gw, ns.as_deref(), &from)?),
+        who => who,
+    };
     let moved = gw
         .node
-        .move_sockets(who, room, join)
+        .move_sockets(who, &key, join)
         .await
         .map_err(|error| ApiError {
             status: match error.code {
@@ -473,11 +478,34 @@ async fn move_sockets(
 async fn room_members(
     State(gw): State<Arc<Gateway>>,
     Path(room): Path<String>,
+    query: Result<Query<InNamespace>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    rooms::validate(&room).map_err(room_error)?;
+    let Query(query) = query?;
+    let key = room_key(&gw, query.namespace.as_deref(), &room)?;
     Ok(Json(
-        json!({ "room": room, "members": gw.node.room_members(&room).await }),
+        json!({ "room": room, "members": gw.node.room_members(&key).await }),
     ))
+}
+
+/// `?namespace=`: the namespace of the room named in the path (`/` when
+/// not given).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InNamespace {
+    namespace: Option<String>,
+}
+
+/// The key of `room` of namespace `ns`: `ROOM_INVALID` for a bad name,
+/// `INVALID_REQUEST` for a namespace that is not served.
+fn room_key(gw: &Gateway, ns: Option<&str>, room: &str) -> Result<String, ApiError> {
+    rooms::validate(room).map_err(room_error)?;
+    let ns = ns.unwrap_or(MAIN_NAMESPACE);
+    if gw.node.namespaces().find(ns).is_none() {
+        return Err(ApiError::bad_request(format!(
+            "namespace {ns:?} is not served"
+        )));
+    }
+    Ok(RoomKey::new(ns, room).key())
 }
 
 #[derive(Deserialize)]
@@ -485,6 +513,7 @@ async fn room_members(
 struct HistoryQuery {
     since: Option<String>,
     limit: Option<usize>,
+    namespace: Option<String>,
 }
 
 /// `GET /api/rooms/{room}/history?since=&limit=`: the newest messages kept
@@ -501,9 +530,10 @@ async fn room_history(
             "limit must be an integer from 1 to 100",
         ));
     }
+    let key = room_key(&gw, query.namespace.as_deref(), &room)?;
     let history = gw
         .node
-        .room_history(&room, query.since.as_deref(), limit)
+        .room_history(&key, query.since.as_deref(), limit)
         .await
         .map_err(|e| {
             let status = match e.code {

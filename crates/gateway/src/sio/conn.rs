@@ -51,6 +51,10 @@ impl Connection for SocketConn {
         self.socket.leave_all();
     }
 
+    fn carrier(&self) -> Option<&str> {
+        Some(self.socket.engine().sid_str())
+    }
+
     fn recover(&self, old_id: &str, missed: Vec<Entry>, through: Offset) -> bool {
         let missed = missed.into_iter().map(|e| Missed {
             offset: engine_offset(e.offset),

@@ -109,6 +109,7 @@ async fn admit(
 ) -> Result<(Arc<Session>, TokenSource), Denied> {
     let header = |name: &str| header(head, name);
     let handshake = Handshake {
+        namespace: s.namespace(),
         auth: &auth,
         header: &header,
         query: head.uri.query(),

@@ -68,16 +68,37 @@ pub(crate) fn server(gateway: &Arc<Gateway>) -> Arc<Server> {
         max_packet: limits.max_message,
         ..io::Config::default()
     })
-    .namespace("/", Main(gateway.clone()))
     .on_open({
         let openings = gateway.openings.clone();
         move |eio, head| opened(&openings, eio, head)
     });
-    let rooms = io.rooms("/").expect("the main namespace").clone();
+    // Every namespace's sockets are in the same rooms, which the core's
+    // room keys keep apart (`RoomKey`): a broadcast needs no namespace.
+    let rooms = Arc::new(io::SocketRooms::new());
+    let io = serve_namespaces(io, gateway, &rooms);
     if !gateway.emitter.set_rooms(rooms) {
         panic!("a Gateway can be served by one app only");
     }
     Engine::new(config, io)
+}
+
+/// The main namespace and every `[[namespaces]]` entry, exact names and
+/// patterns, all handled by [`Main`] (the core tells them apart).
+fn serve_namespaces(mut io: Io, gateway: &Arc<Gateway>, rooms: &Arc<io::SocketRooms>) -> Io {
+    io = io.namespace_in("/", Main(gateway.clone()), rooms.clone());
+    for space in gateway.node.namespaces().all() {
+        let handler = Main(gateway.clone());
+        if !space.name.contains(['*', '?']) {
+            io = io.namespace_in(&space.name, handler, rooms.clone());
+            continue;
+        }
+        let pattern = wildmatch::WildMatch::new(&space.name);
+        let matches = move |name: &str| {
+            sockgate_core::namespace::check_name(name).is_ok() && pattern.matches(name)
+        };
+        io = io.namespaces_matching(matches, handler, rooms.clone());
+    }
+    io
 }
 
 /// A connection opened: a long-polling one's sid is bound to the address
