@@ -57,6 +57,12 @@ export interface PublishOptions {
    * random key per call, kept across its retries.
    */
   idempotencyKey?: string;
+  /**
+   * The namespace whose rooms (or whose sockets of the user) it reaches,
+   * in full: `"/admin"`, `"/tenant-acme"`. Default: the main namespace,
+   * `/`. One that sockgate does not serve is `INVALID_REQUEST`.
+   */
+  namespace?: string;
 }
 
 /** Emits to rooms or a user through `POST /api/publish`. */
@@ -215,6 +221,7 @@ function publishBody(target: PublishTarget, event: string, data: unknown, option
     event,
     ...(data === undefined ? {} : { data }),
     ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
+    ...(options.namespace === undefined ? {} : { namespace: options.namespace }),
   };
 }
 

@@ -17,10 +17,16 @@ export interface EventContext {
   readonly sessionId: string;
   /** The session's claims, without credentials. */
   readonly claims: Record<string, unknown>;
-  /** The socket's rooms when it sent the event, its own user room first. */
+  /** The socket's rooms when it sent the event, its own user room first, by their names in its namespace. */
   readonly rooms: readonly string[];
   readonly transport: "websocket" | "polling";
   readonly remoteAddr: string | null;
+  /**
+   * The socket's Socket.IO namespace: `"/"` (the main one, and what a
+   * gateway older than namespaces means), or e.g. `"/admin"`. `join`,
+   * `leave` and the publishes of the answer apply to it.
+   */
+  readonly namespace: string;
   /** When sockgate received the event, Unix milliseconds. */
   readonly ts: number;
   /** This socket joins `room` (the room policy is not asked: your backend decides). */
@@ -74,6 +80,7 @@ export function createContext(call: EventCall): { ctx: EventContext; effects: Ef
     rooms: call.rooms ?? [],
     transport: call.transport,
     remoteAddr: call.remoteAddr ?? null,
+    namespace: typeof call.namespace === "string" && call.namespace !== "" ? call.namespace : "/",
     ts: call.ts,
     join: (room) => add(() => effects.join.push(room)),
     leave: (room) => add(() => effects.leave.push(room)),

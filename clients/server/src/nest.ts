@@ -110,6 +110,8 @@ export class SockgateClient {
   readonly rooms: Set<string>;
   /** Per-call data: starts as `{ user }`; does not outlive the call. */
   readonly data: Record<string, unknown> & { user: SockgateUser };
+  /** The socket's namespace, as Socket.IO's `socket.nsp.name`: `"/"`, or e.g. `"/admin"` (the call's `namespace`). */
+  readonly nsp: { readonly name: string };
   readonly handshake: {
     auth: SockgateUser;
     user: SockgateUser;
@@ -128,6 +130,7 @@ export class SockgateClient {
     this.call = call;
     this.rooms = new Set(call.rooms);
     this.data = { user };
+    this.nsp = { name: typeof call.namespace === "string" && call.namespace !== "" ? call.namespace : "/" };
     this.handshake = {
       auth: user,
       user,
@@ -278,7 +281,11 @@ export class SockgateServer {
     throw new Error("sockgate: server.emit() to every socket is not mapped; use server.to(room).emit() with a room every socket joins");
   }
 
-  /** Namespaces do not exist behind sockgate: every gateway shares one server. */
+  /**
+   * Not mapped: every gateway shares one server. Inside a call a publish
+   * goes to the calling socket's namespace; outside one, where the
+   * `publish` option sends it.
+   */
   of(_namespace: string): this {
     return this;
   }

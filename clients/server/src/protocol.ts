@@ -9,7 +9,14 @@ export interface EventCall {
   userId: string;
   sessionId: string;
   claims: Record<string, unknown>;
+  /** The socket's rooms, by their names in its namespace. */
   rooms: string[];
+  /**
+   * The socket's namespace: `"/"` for the main one, or one of
+   * `[[namespaces]]` in full (`"/admin"`, `"/tenant-acme"`). Gateways older
+   * than namespaces leave it out: read it as `"/"`.
+   */
+  namespace: string;
   transport: "websocket" | "polling";
   remoteAddr: string | null;
   ts: number;
@@ -30,10 +37,19 @@ export interface RenewCall {
 
 /** `{ room | rooms | user, event, data }`: a publish, as `/api/publish` takes it. */
 export type PublishTarget = { room: string } | { rooms: string[] } | { user: string };
-/** A publish: `idempotencyKey` (1 to 128 bytes) makes a repeat within sockgate's window a duplicate, delivered to nobody. */
-export type Publish = PublishTarget & { event: string; data?: unknown; idempotencyKey?: string };
+/**
+ * A publish: `idempotencyKey` (1 to 128 bytes) makes a repeat within
+ * sockgate's window a duplicate, delivered to nobody. `namespace` (`"/admin"`)
+ * names the namespace whose rooms and user sockets it reaches; without it,
+ * `/api/publish` sends to the main namespace, `/`.
+ */
+export type Publish = PublishTarget & { event: string; data?: unknown; idempotencyKey?: string; namespace?: string };
 
-/** A publish in an event's reply: `exceptSession` (the call's `sessionId`) leaves that socket out. */
+/**
+ * A publish in an event's reply: `exceptSession` (the call's `sessionId`)
+ * leaves that socket out. Without `namespace` it goes to the calling
+ * socket's namespace (`"namespace": "/"` sends it to the main one).
+ */
 export type ReplyPublish = Publish & { exceptSession?: string };
 
 /** The answer to an event. */

@@ -4,10 +4,13 @@
 // through the Web form in-process.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import express from "express";
-import { io } from "socket.io-client";
-import { createHandler, sign, SockgateError } from "../dist/index.js";
-import { ask, collect, connect, eventually, EVENTS_SECRET, next, nowSec, serve, sleep, startGateway, token } from "./support/gateway.mjs";
+import { io, Manager } from "socket.io-client";
+import { createHandler, sign, Sockgate, SockgateError } from "../dist/index.js";
+import { API_KEY, ask, collect, connect, eventually, EVENTS_SECRET, next, nowSec, serve, sleep, startGateway, token } from "./support/gateway.mjs";
 
 /** What the handlers saw: errors told to onError, and how often each ran. */
 const seen = { errors: [], runs: 0, lateEffect: null, renewals: [], connects: [] };
@@ -24,6 +27,7 @@ const events = {
     rooms: ctx.rooms,
     transport: ctx.transport,
     remoteAddr: ctx.remoteAddr,
+    namespace: ctx.namespace,
     ts: ctx.ts,
   }),
   "chat:join": (ctx, room) => {
@@ -166,6 +170,7 @@ describe("events", () => {
     assert.equal(ctx.rooms[0], "user:alice");
     assert.equal(ctx.transport, "websocket");
     assert.equal(ctx.remoteAddr, "127.0.0.1");
+    assert.equal(ctx.namespace, "/", "a socket of the main namespace");
     assert.match(ctx.id, /^[0-9a-f]{32}$/);
     assert.equal(typeof ctx.ts, "number");
     const again = await ask(alice, "chat:ctx");
@@ -304,6 +309,89 @@ describe("events", () => {
       assert.match(ack.message, /no handler for the event "/);
     }
     assert.equal(expressApp.hits(), hits + 4, "every one reached the backend");
+  });
+});
+
+describe("namespaces", () => {
+  // A gateway of its own, with /admin in its config file (SOCKGATE_CONFIG is `--config`).
+  let nsGw;
+  let configDir;
+  const opened = [];
+  before(async () => {
+    configDir = mkdtempSync(join(tmpdir(), "sockgate-server-sdk-ns-"));
+    const config = join(configDir, "sockgate.toml");
+    writeFileSync(config, '[[namespaces]]\nname = "/admin"\n');
+    nsGw = await startGateway({ SOCKGATE_EVENTS_URL: `${backend.url}/sockgate/events`, SOCKGATE_CONFIG: config });
+  });
+  after(async () => {
+    opened.forEach((s) => s.close());
+    await nsGw?.stop();
+    rmSync(configDir, { recursive: true, force: true });
+  });
+
+  /** A socket of `ns` on `manager` (one connection for all its namespaces), connected, or the connect_error. */
+  function nsSocket(manager, ns, auth) {
+    const socket = manager.socket(ns, { auth });
+    opened.push(socket);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no connection to ${ns} within 15 s`)), 15000);
+      socket.once("connect", () => (clearTimeout(timer), resolve(socket)));
+      socket.once("connect_error", (err) => (clearTimeout(timer), reject(err)));
+    });
+  }
+
+  test("ctx.namespace is the socket's namespace; a reply's join is a room of that namespace", async () => {
+    const manager = new Manager(nsGw.url, { transports: ["websocket"], reconnection: false });
+    const auth = { token: token("nadia") };
+    const main = await nsSocket(manager, "/", auth);
+    const admin = await nsSocket(manager, "/admin", auth);
+
+    assert.equal((await ask(main, "chat:ctx")).namespace, "/");
+    const first = await ask(admin, "chat:ctx");
+    assert.equal(first.namespace, "/admin");
+    assert.equal(first.rooms[0], "user:nadia", "rooms by their names in the namespace");
+    assert.ok(!first.rooms.includes("ops"), JSON.stringify(first.rooms));
+
+    // The reply's `join: ["ops"]` puts the /admin socket in /admin's "ops".
+    assert.deepEqual(await ask(admin, "chat:join", "ops"), { ok: true });
+    const second = await ask(admin, "chat:ctx");
+    assert.equal(second.namespace, "/admin");
+    assert.ok(second.rooms.includes("ops"), JSON.stringify(second.rooms));
+    assert.ok(!(await ask(main, "chat:ctx")).rooms.includes("ops"), "the / socket is not in a room of /admin");
+    const inAdmin = await nsGw.api("GET", "/api/rooms/ops/members?namespace=%2Fadmin");
+    assert.deepEqual(inAdmin.body.members, ["nadia"], JSON.stringify(inAdmin));
+    const inMain = await nsGw.api("GET", "/api/rooms/ops/members");
+    assert.ok(!(inMain.body.members ?? []).includes("nadia"), JSON.stringify(inMain));
+
+    // A reply's publish without `namespace` goes to the socket's namespace:
+    // the / socket, now in /'s own "ops", does not get it.
+    assert.deepEqual(await ask(main, "chat:join", "ops"), { ok: true });
+    const heardAdmin = collect(admin, "chat:message");
+    const heardMain = collect(main, "chat:message");
+    assert.deepEqual(await ask(admin, "chat:say", "ops", "to admin's ops"), { ok: true });
+    await eventually(() => heardAdmin.length === 1, 5000, "the publish in /admin");
+    await sleep(200);
+    assert.deepEqual(heardMain, [], "nothing reached the / socket");
+  });
+
+  test("Sockgate publishes to a namespace's room with { namespace }", async () => {
+    const manager = new Manager(nsGw.url, { transports: ["websocket"], reconnection: false });
+    const auth = { token: token("olga") };
+    const main = await nsSocket(manager, "/", auth);
+    const admin = await nsSocket(manager, "/admin", auth);
+    await ask(main, "chat:join", "alerts");
+    await ask(admin, "chat:join", "alerts");
+    const heardMain = collect(main, "alert");
+    const heardAdmin = collect(admin, "alert");
+    const sg = new Sockgate({ url: nsGw.url, apiKey: API_KEY });
+    assert.deepEqual(await sg.to("alerts").emit("alert", { n: 1 }, { namespace: "/admin" }), { delivered: 1 });
+    assert.deepEqual(await sg.toUser("olga").emit("alert", { n: 2 }, { namespace: "/admin" }), { delivered: 1 });
+    assert.deepEqual(await sg.to("alerts").emit("alert", { n: 3 }), { delivered: 1 });
+    await eventually(() => heardAdmin.length === 2 && heardMain.length === 1, 5000, "the three publishes");
+    await sleep(200);
+    assert.deepEqual(heardAdmin, [{ n: 1 }, { n: 2 }]);
+    assert.deepEqual(heardMain, [{ n: 3 }]);
+    await assert.rejects(sg.to("alerts").emit("alert", {}, { namespace: "/nowhere" }), { code: "INVALID_REQUEST", status: 400 });
   });
 });
 

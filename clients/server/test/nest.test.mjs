@@ -178,6 +178,7 @@ describe("SockgateAdapter: a NestJS gateway behind sockgate", () => {
     assert.deepEqual(ack.auth, ack.user);
     assert.deepEqual(ack.handshakeUser, ack.user);
     assert.equal(ack.rooms[0], "user:alice");
+    assert.equal(ack.namespace, "/", "client.nsp.name of a socket of the main namespace");
     assert.equal(nest.stats.inits, 1, "afterInit ran once, with the adapter's server");
   });
 

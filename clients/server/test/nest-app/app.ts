@@ -103,6 +103,7 @@ export class ChatGateway implements OnGatewayInit, OnGatewayConnection, OnGatewa
       auth: client.handshake.auth,
       handshakeUser: client.handshake.user,
       rooms: [...client.rooms],
+      namespace: client.nsp.name,
     };
   }
 
