@@ -166,6 +166,38 @@ pub struct Message {
     /// recover with a gap, so it starts fresh.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub gap: bool,
+    /// Its rooms' own bounds (`history_size`, `history_ttl`).
+    #[serde(default, skip_serializing_if = "Keep::is_unbounded")]
+    pub keep: Keep,
+}
+
+/// A room's own bounds in the history (`[[room_options]]`), beside the
+/// history's: past them, its oldest messages go, and a session that
+/// missed one starts fresh. A message to several rooms is bound by the
+/// most generous of theirs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keep {
+    /// Most messages of the room kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
+    /// Longest a message of the room is kept, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+}
+
+impl Keep {
+    /// Whether it bounds nothing.
+    pub fn is_unbounded(&self) -> bool {
+        self.size.is_none() && self.ttl_ms.is_none()
+    }
+
+    /// The most generous of `self` and `other`: unbounded wins.
+    pub fn widest(self, other: Keep) -> Keep {
+        Keep {
+            size: self.size.zip(other.size).map(|(a, b)| a.max(b)),
+            ttl_ms: self.ttl_ms.zip(other.ttl_ms).map(|(a, b)| a.max(b)),
+        }
+    }
 }
 
 impl Message {
@@ -377,6 +409,7 @@ mod tests {
                 event: "news".into(),
                 data: RawValue::from_string(data.into()).unwrap(),
                 gap: false,
+                keep: Default::default(),
             },
         }
     }

@@ -7,6 +7,7 @@
 //! as it is) and a field of [`Options`] (what it means for one room), and
 //! the node asks [`RoomOptionsList::of`] where it matters.
 
+use crate::recovery::Keep;
 use serde::{Deserialize, Serialize};
 use sockgate_auth::{AuthError, ErrorCode};
 use wildmatch::WildMatch;
@@ -37,6 +38,15 @@ pub struct RoomOptions {
     /// that recovers does not get back the ones it missed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recover: Option<bool>,
+    /// Most messages the history keeps of the room (default: as the
+    /// global bounds share it out). Past it, the room's oldest go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_size: Option<usize>,
+    /// Longest the history keeps a message of the room, in seconds
+    /// (default: the recovery window). Older ones are not served, and go
+    /// with the room's next message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_ttl: Option<u64>,
 }
 
 /// The options of one room.
@@ -51,6 +61,8 @@ pub struct Options {
     pub presence_events: Option<bool>,
     /// Its messages are kept for recovery.
     pub recover: bool,
+    /// Its own bounds in the history.
+    pub keep: Keep,
 }
 
 impl Default for Options {
@@ -60,6 +72,7 @@ impl Default for Options {
             presence: true,
             presence_events: None,
             recover: true,
+            keep: Keep::default(),
         }
     }
 }
@@ -124,6 +137,10 @@ impl RoomOptionsList {
             presence: entry.presence.unwrap_or(defaults.presence),
             presence_events: entry.presence_events,
             recover: entry.recover.unwrap_or(defaults.recover),
+            keep: Keep {
+                size: entry.history_size,
+                ttl_ms: entry.history_ttl.map(|s| s.saturating_mul(1000)),
+            },
         }
     }
 

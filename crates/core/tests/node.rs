@@ -777,6 +777,7 @@ fn note(node: &Node, history: &MemoryHistory, n: u32) {
         event: "note".to_owned(),
         data: RawValue::from_string(n.to_string()).unwrap(),
         gap: false,
+        keep: Default::default(),
     };
     history.append(message, node.clock().now_ms(), |_| ());
 }

@@ -52,6 +52,8 @@ pub struct Gateway {
     pub(crate) webhooks: Option<Arc<crate::outbound::lifecycle::Webhooks>>,
     /// A single node's census, whose pending departures outlive a restart.
     pub(crate) departures: Option<Arc<MemoryCensus>>,
+    /// A single node's history on disk, written before the process exits.
+    pub(crate) journal: Option<Arc<crate::store::history::DiskJournal>>,
     /// Run first on shutdown (a cluster node tells the others it stops).
     pub(crate) on_stop: Option<Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>>,
 }
@@ -79,6 +81,7 @@ impl Gateway {
             binary_events: false,
             webhooks: None,
             departures: None,
+            journal: None,
             on_stop: None,
         }
     }
@@ -204,6 +207,21 @@ impl Gateway {
     pub fn with_memory_census(mut self, census: Arc<MemoryCensus>) -> Self {
         self.node = self.node.with_census(census.clone());
         self.departures = Some(census);
+        self
+    }
+
+    /// Turns recovery on over `history`, this node's own, whose `pid`s
+    /// `key` seals (a single node's on disk: kept across restarts).
+    pub(crate) fn with_own_history(
+        mut self,
+        settings: RecoverySettings,
+        key: PidKey,
+        history: Arc<MemoryHistory>,
+        journal: Arc<crate::store::history::DiskJournal>,
+    ) -> Self {
+        self.emitter.log_here(history.clone());
+        self.node = self.node.with_recovery(settings, key).with_history(history);
+        self.journal = Some(journal);
         self
     }
 
@@ -361,6 +379,7 @@ impl Emitter {
             event: event.to_owned(),
             data: serde_json::value::to_raw_value(&data).expect("JSON values serialize"),
             gap: false,
+            keep: out.keep,
         };
         let reached = match (logged, fanout) {
             (Logged::Here(history), _) => history.append(message, unix_now_ms(), |offset| {

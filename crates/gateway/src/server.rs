@@ -23,11 +23,14 @@ use crate::config::{Config, ConfigError, Secret, TlsFiles};
 use crate::consume::Consumers;
 use crate::http::connections::{Connections, Http1Only};
 use crate::outbound::lifecycle::{SharedQueue, Webhooks};
+use crate::store::history::DiskJournal;
 use crate::store::live::{LIVE_FILE, keep_live_sessions, report_crashed_run, take_crashed_run};
 use crate::store::{OnDisk, Revocations};
 use crate::{Gateway, http, sio, telemetry};
+use sockgate_core::backend::memory::MemoryHistory;
 use sockgate_core::hooks::App;
 use sockgate_core::hooks::reply::Rules as ReplyRules;
+use sockgate_core::recovery::{PidKey, Settings as RecoverySettings};
 
 /// How often expired token revocations are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -206,7 +209,11 @@ pub async fn serve_until(
             census.restore(load_departures(&config.data_dir));
             let gateway = with_webhooks(gateway.with_memory_census(census), &config, None)?;
             let gateway = match config.recovery.clone() {
-                Some(settings) => gateway.with_recovery(settings, config.pid_key()?, None),
+                Some(settings) => {
+                    let (history, journal, key) =
+                        durable_history(&config.data_dir, &settings).await?;
+                    gateway.with_own_history(settings, key, history, journal)
+                }
                 None => gateway,
             };
             let gateway = Arc::new(gateway);
@@ -292,6 +299,27 @@ fn load_departures(data_dir: &Path) -> Vec<(Counted, u64)> {
     };
     let _ = std::fs::remove_file(&path);
     serde_json::from_str(&text).unwrap_or_default()
+}
+
+/// A single node's recovery history, taking back what the last run wrote
+/// to `history.db` ([`DiskJournal`]).
+async fn durable_history(
+    dir: &Path,
+    settings: &RecoverySettings,
+) -> Result<(Arc<MemoryHistory>, Arc<DiskJournal>, PidKey), ServeError> {
+    let now = sockgate_core::clock::unix_now_ms();
+    let opened = DiskJournal::open(dir, settings.window, settings.history, now).await;
+    let (journal, kept) = opened.map_err(|source| ServeError::Store {
+        dir: dir.display().to_string(),
+        source,
+    })?;
+    let (messages, parked) = (kept.entries.len(), kept.parked.len());
+    let history = MemoryHistory::new(settings.clone()).with_journal(journal.clone(), kept.epoch);
+    history.restore(kept.entries, kept.parked);
+    if messages + parked > 0 {
+        tracing::info!(messages, parked, "the last run's history is back");
+    }
+    Ok((Arc::new(history), journal, kept.key))
 }
 
 fn save_departures(path: &Path, pending: Vec<(Counted, u64)>) {
@@ -401,6 +429,11 @@ async fn serve(
         let _ = tokio::time::timeout(Duration::from_secs(2), told).await;
         if let Some(census) = &gateway.departures {
             save_departures(&departures_file, census.pending());
+        }
+        // The drain parked every session: on disk before the process goes,
+        // for the next start to recover them.
+        if let Some(journal) = &gateway.journal {
+            let _ = tokio::time::timeout(Duration::from_secs(5), journal.flush()).await;
         }
         if let Some(webhooks) = &gateway.webhooks {
             webhooks.shut_down(Duration::from_secs(2)).await;

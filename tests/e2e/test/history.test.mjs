@@ -98,19 +98,72 @@ test("without recovery no history is kept: NOT_FOUND", async () => {
   }
 });
 
-test("a single node's restart starts a new epoch", async () => {
-  const first = await startGateway({ SOCKGATE_API_KEY: API_KEY });
-  const a = (await api(first, "GET", "/api/rooms/chat:e/history")).body.epoch;
+test("a single node's restart keeps its epoch and history in its data directory; another directory starts a new epoch", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sockgate-history-dir-"));
+  const first = await startGateway({ SOCKGATE_API_KEY: API_KEY, SOCKGATE_DATA_DIR: dir });
+  await publish(first, "chat:e", 1);
+  const a = (await api(first, "GET", "/api/rooms/chat:e/history")).body;
   await first.stop();
-  const second = await startGateway({ SOCKGATE_API_KEY: API_KEY });
+  const second = await startGateway({ SOCKGATE_API_KEY: API_KEY, SOCKGATE_DATA_DIR: dir });
+  const elsewhere = await startGateway({ SOCKGATE_API_KEY: API_KEY });
   try {
-    const b = (await api(second, "GET", "/api/rooms/chat:e/history")).body.epoch;
-    assert.match(a, /^[0-9a-f]{16}$/);
-    assert.notEqual(a, b);
+    const b = (await api(second, "GET", "/api/rooms/chat:e/history")).body;
+    assert.match(a.epoch, /^[0-9a-f]{16}$/);
+    assert.equal(b.epoch, a.epoch);
+    assert.deepEqual(ns(b), [1]);
+    assert.equal(b.offset, a.offset);
+    const c = (await api(elsewhere, "GET", "/api/rooms/chat:e/history")).body;
+    assert.notEqual(c.epoch, a.epoch);
+    assert.deepEqual(ns(c), []);
   } finally {
     await second.stop();
+    await elsewhere.stop();
   }
 });
+
+const BOUNDS = `
+[[room_options]]
+match = "busy:*"
+history_size = 5
+
+[[room_options]]
+match = "brief:*"
+history_ttl = 1
+`;
+
+for (const where of ["one node", "a cluster"]) {
+  test(`per-room bounds (${where}): a busy room keeps its own history_size and evicts nobody else; history_ttl ages a room's messages out`, async () => {
+    const redis = where === "a cluster" ? await startRedis() : null;
+    const file = join(mkdtempSync(join(tmpdir(), "sockgate-bounds-")), "sockgate.toml");
+    writeFileSync(file, BOUNDS);
+    const env = { SOCKGATE_API_KEY: API_KEY, SOCKGATE_RECOVERY_HISTORY: "40", ...(redis ? { SOCKGATE_REDIS_URL: redis.url } : {}) };
+    const gw = await startGateway(env, ["--config", file]);
+    try {
+      for (const n of [1, 2, 3]) await publish(gw, "chat:quiet", n);
+      for (let n = 1; n <= 120; n++) await publish(gw, "busy:1", n);
+      const busy = (await api(gw, "GET", "/api/rooms/busy:1/history")).body;
+      assert.deepEqual(ns(busy), [116, 117, 118, 119, 120], "its own 5, the newest");
+      assert.equal(busy.complete, false);
+      const quiet = (await api(gw, "GET", "/api/rooms/chat:quiet/history")).body;
+      assert.deepEqual(ns(quiet), [1, 2, 3], "the quiet room keeps everything");
+      assert.equal(quiet.complete, true);
+      // A member that missed the busy room's older messages is told so.
+      const since = (await api(gw, "GET", `/api/rooms/busy:1/history?since=${busy.offset.replace(/-\d+$/, "-0").replace(/^\d+/, (ms) => String(Number(ms) - 60000))}`)).body;
+      assert.equal(since.complete, false);
+      await publish(gw, "brief:1", 1);
+      assert.deepEqual(ns((await api(gw, "GET", "/api/rooms/brief:1/history")).body), [1]);
+      await new Promise((r) => setTimeout(r, 1300));
+      const aged = (await api(gw, "GET", "/api/rooms/brief:1/history")).body;
+      assert.deepEqual(ns(aged), [], "older than history_ttl");
+      assert.equal(aged.complete, false);
+      await publish(gw, "brief:1", 2);
+      assert.deepEqual(ns((await api(gw, "GET", "/api/rooms/brief:1/history")).body), [2]);
+    } finally {
+      await gw.stop();
+      await redis?.stop();
+    }
+  });
+}
 
 test("in a cluster, every node reads the same history, in the same epoch", async () => {
   const redis = await startRedis();

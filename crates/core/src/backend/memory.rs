@@ -6,15 +6,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::{Arc, Mutex};
 
-use super::Unavailable;
 use super::{
     Admission, Announced, BoxFuture, Broker, Control, ControlBus, Delivery, Directory, History,
     Outgoing, Presence,
 };
+use super::{Journal, Unavailable};
 use crate::clock::{SharedClock, SystemClock};
 use crate::idempotency::Seen;
 use crate::recovery::{
-    self, Entry, Message, Missed, Offset, Parked, RoomHistory, Settings, Wanted,
+    self, Entry, Keep, Message, Missed, Offset, Parked, RoomHistory, Settings, Wanted,
 };
 use crate::registry::Registry;
 use crate::rooms::Rooms;
@@ -172,8 +172,11 @@ pub struct MemoryHistory {
     settings: Settings,
     log: Mutex<Log>,
     parked: Mutex<Lot>,
-    /// Drawn at the start: offsets of another run mean nothing here.
+    /// Drawn at the start (offsets of another run mean nothing here),
+    /// unless a journal kept the last run's.
     epoch: String,
+    /// Where what it keeps is written, to outlive the process.
+    journal: Option<Arc<dyn Journal>>,
 }
 
 /// The room messages of the window, with what the bounds need to push
@@ -244,10 +247,37 @@ impl Log {
     /// `measure`, and marks its rooms: a session in one of them that
     /// missed it starts fresh. False when there was none.
     fn push_out(&mut self, measure: Measure) -> bool {
-        let Some(entry) = self.shares.heaviest(measure).and_then(|o| self.take(o)) else {
+        match self.shares.heaviest(measure) {
+            Some(offset) => self.drop_marked(offset),
+            None => false,
+        }
+    }
+
+    /// While the room set `rooms` is over its own bounds (`keep`, at
+    /// `now_ms`), drops its oldest message, marking its rooms.
+    fn bound_own(&mut self, rooms: &[String], keep: Keep, now_ms: u64) {
+        let oldest_ms = keep.ttl_ms.map(|ttl| now_ms.saturating_sub(ttl));
+        loop {
+            let Some(share) = self.shares.of.get(rooms) else {
+                return;
+            };
+            let Some(&front) = share.offsets.front() else {
+                return;
+            };
+            let over = keep.size.is_some_and(|max| share.offsets.len() > max);
+            let old = oldest_ms.is_some_and(|oldest| front.ms < oldest);
+            if !(over || old) || !self.drop_marked(front) {
+                return;
+            }
+        }
+    }
+
+    /// Drops the message at `offset` and marks its rooms: a session in
+    /// one of them that missed it starts fresh.
+    fn drop_marked(&mut self, offset: Offset) -> bool {
+        let Some(entry) = self.take(offset) else {
             return false;
         };
-        let offset = entry.offset;
         for room in entry.message.rooms {
             let mark = self.dropped_in.entry(room).or_default();
             *mark = (*mark).max(offset);
@@ -278,6 +308,11 @@ impl Log {
     }
 
     fn since(&self, after: Offset, wanted: &Wanted<'_>) -> Missed {
+        // An offset this history never gave: a message of an earlier run
+        // that did not reach the journal before the process died.
+        if after > self.last {
+            return Missed::Gap;
+        }
         let marks = wanted.rooms.iter().filter_map(|r| self.dropped_in.get(r));
         if recovery::missed_dropped(after, self.dropped, marks.copied()) {
             return Missed::Gap;
@@ -414,6 +449,49 @@ impl MemoryHistory {
             log: Mutex::default(),
             parked: Mutex::default(),
             epoch: format!("{:016x}", rand::random::<u64>()),
+            journal: None,
+        }
+    }
+
+    /// The same history, writing what it keeps to `journal`, under the
+    /// `epoch` of the run whose history it continues.
+    pub fn with_journal(mut self, journal: Arc<dyn Journal>, epoch: String) -> Self {
+        self.journal = Some(journal);
+        self.epoch = epoch;
+        self
+    }
+
+    /// Takes back what a journal kept of an earlier run: its messages,
+    /// oldest first, and its parked sessions. Later appends follow the
+    /// last message. Nothing is written back to the journal.
+    pub fn restore(&self, entries: Vec<Entry>, parked: Vec<Parked>) {
+        let mut log = lock(&self.log);
+        // What came before the first message kept may be gone: the bounds
+        // of the earlier run pushed it out, or the window.
+        if let Some(first) = entries.first() {
+            let Offset { ms, seq } = first.offset;
+            log.dropped = match seq {
+                0 => Offset::before(ms),
+                seq => Offset { ms, seq: seq - 1 },
+            };
+        }
+        for entry in entries {
+            if entry.offset <= log.last {
+                continue;
+            }
+            log.last = entry.offset;
+            let keep = entry.message.keep;
+            let own = (!keep.is_unbounded()).then(|| entry.message.rooms.clone());
+            log.push(entry.offset, entry.message);
+            if let Some(rooms) = own {
+                log.bound_own(&rooms, keep, entry.offset.ms);
+            }
+        }
+        log.bound(&self.settings);
+        drop(log);
+        let mut lot = lock(&self.parked);
+        for p in parked {
+            lot.sessions.insert(p.session.clone(), p);
         }
     }
 
@@ -426,10 +504,22 @@ impl MemoryHistory {
         let mut log = lock(&self.log);
         let offset = log.last.next(now_ms);
         log.last = offset;
+        let kept = self.journal.as_ref().map(|_| message.clone());
+        let keep = message.keep;
+        let own = (!keep.is_unbounded()).then(|| message.rooms.clone());
         log.push(offset, message);
         log.expire(self.oldest(now_ms));
+        if let Some(rooms) = own {
+            log.bound_own(&rooms, keep, now_ms);
+        }
         log.bound(&self.settings);
-        deliver(offset)
+        let delivered = deliver(offset);
+        // Queued while the log is held: the journal gets the messages in
+        // their offsets' order.
+        if let (Some(journal), Some(message)) = (&self.journal, kept) {
+            journal.appended(Entry { offset, message });
+        }
+        delivered
     }
 
     /// How many messages it holds, and their weight in bytes
@@ -485,6 +575,9 @@ impl History for MemoryHistory {
             lot.sweep(parked.parked_at, self.window_ms());
         }
         lot.sessions.insert(parked.session.clone(), parked.clone());
+        if let Some(journal) = &self.journal {
+            journal.parked(parked);
+        }
         Box::pin(async {})
     }
 
@@ -498,11 +591,17 @@ impl History for MemoryHistory {
             Some(p) if p.user_id == user => lot.sessions.remove(session),
             _ => None,
         };
+        if let (Some(journal), Some(_)) = (&self.journal, &taken) {
+            journal.unparked(session);
+        }
         Box::pin(async { Ok(taken) })
     }
 
     fn forget_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, ()> {
         lock(&self.parked).sessions.retain(|_, p| p.user_id != user);
+        if let Some(journal) = &self.journal {
+            journal.forgot_user(user);
+        }
         Box::pin(async {})
     }
 
@@ -512,6 +611,10 @@ impl History for MemoryHistory {
         log.forget_covered_marks();
         drop(log);
         lock(&self.parked).sweep(now_ms, self.window_ms());
+        if let Some(journal) = &self.journal {
+            let oldest = self.oldest(now_ms);
+            journal.trimmed(oldest, oldest);
+        }
         Box::pin(async {})
     }
 }
@@ -535,6 +638,7 @@ mod tests {
             event: "news".into(),
             data: RawValue::from_string(n.to_string()).unwrap(),
             gap: false,
+            keep: Keep::default(),
         }
     }
 
@@ -660,6 +764,81 @@ mod tests {
         let one = big("spam", 64 << 10);
         let stored = (64 << 10) + "news".len() + "spam".len();
         assert_eq!(one.weight(), stored + 24 + recovery::ENTRY_OVERHEAD);
+    }
+
+    #[test]
+    fn a_room_with_its_own_bounds_keeps_within_them_and_marks_what_went() {
+        let history = MemoryHistory::new(Settings::default());
+        let bounded = |room: &str, n: u32, keep: Keep| Message {
+            keep,
+            ..message(room, n)
+        };
+        let five = Keep {
+            size: Some(5),
+            ttl_ms: None,
+        };
+        let start = history.append(message("quiet", 0), 1000, |o| o);
+        for n in 1..=20 {
+            history.append(bounded("busy", n, five), 1000 + u64::from(n), |_| ());
+        }
+        let room = |name: &str| now(history.room(name, Offset::default(), 100)).unwrap();
+        let busy = room("busy");
+        let kept: Vec<&str> = busy.messages.iter().map(|e| e.message.data.get()).collect();
+        assert_eq!(kept, ["16", "17", "18", "19", "20"]);
+        assert!(!busy.complete, "its older messages went");
+        assert!(room("quiet").complete);
+        assert_eq!(room("quiet").messages.len(), 1);
+        let busy_room = ["busy".to_string()];
+        assert!(matches!(
+            now(history.since(start, &wanted(&busy_room))),
+            Ok(Missed::Gap)
+        ));
+        // By age: older than the room's ttl at its next message.
+        let brief = Keep {
+            size: None,
+            ttl_ms: Some(100),
+        };
+        history.append(bounded("brief", 1, brief), 2000, |_| ());
+        history.append(bounded("brief", 2, brief), 2050, |_| ());
+        history.append(bounded("brief", 3, brief), 2140, |_| ());
+        let kept = room("brief");
+        let kept: Vec<&str> = kept.messages.iter().map(|e| e.message.data.get()).collect();
+        assert_eq!(kept, ["2", "3"]);
+    }
+
+    #[test]
+    fn a_restored_history_goes_on_after_its_last_offset_and_refuses_offsets_past_it() {
+        let first = MemoryHistory::new(Settings::default());
+        let mut entries = Vec::new();
+        for n in 0..3 {
+            first.append(message("chat", n), 1000 + u64::from(n), |offset| {
+                entries.push(Entry {
+                    offset,
+                    message: message("chat", n),
+                })
+            });
+        }
+        let second = MemoryHistory::new(Settings::default());
+        second.restore(entries.clone(), Vec::new());
+        let chat = ["chat".to_string()];
+        let after_first = numbers(now(second.since(entries[0].offset, &wanted(&chat))));
+        assert_eq!(after_first, ["1", "2"]);
+        let next = second.append(message("chat", 3), 1001, |o| o);
+        assert!(
+            next > entries[2].offset,
+            "offsets go on after the restored ones"
+        );
+        // An offset the restored history never held: a lost write.
+        let past = Offset { ms: 5000, seq: 0 };
+        assert!(matches!(
+            now(second.since(past, &wanted(&chat))),
+            Ok(Missed::Gap)
+        ));
+        // Before the first restored message: maybe dropped, so a gap.
+        assert!(matches!(
+            now(second.since(Offset::at(10), &wanted(&chat))),
+            Ok(Missed::Gap)
+        ));
     }
 
     #[test]

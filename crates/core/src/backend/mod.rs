@@ -64,6 +64,8 @@ pub struct Outgoing<'a> {
     /// Whether it is kept in the recovery history (with an offset), as
     /// its rooms' `recover` option says; the node sets it.
     pub logged: bool,
+    /// Its rooms' own bounds in the history; the node sets it.
+    pub keep: crate::recovery::Keep,
 }
 
 /// An idempotency key and how long it is remembered.
@@ -259,4 +261,22 @@ pub trait History: Send + Sync + 'static {
     /// `now_ms`. The node runs it on a timer: what an append would push
     /// out goes even when nothing more is published.
     fn trim(&self, now_ms: u64) -> BoxFuture<'_, ()>;
+}
+
+/// Where a single node's history ([`memory::MemoryHistory`]) writes what
+/// it keeps, so that a restart finds it again (the gateway's is SQLite).
+/// Called as things happen, in their order, and never waited for: a
+/// journal queues the writes and does them off the delivery path.
+pub trait Journal: Send + Sync + 'static {
+    /// A message was kept.
+    fn appended(&self, entry: crate::recovery::Entry);
+    /// A dropped session was parked.
+    fn parked(&self, parked: &Parked);
+    /// A parked session was taken back (or forgotten).
+    fn unparked(&self, session: &str);
+    /// Every parked session of `user` was forgotten.
+    fn forgot_user(&self, user: &str);
+    /// Messages before `oldest_ms` and sessions parked before
+    /// `parked_before_ms` are past the window.
+    fn trimmed(&self, oldest_ms: u64, parked_before_ms: u64);
 }

@@ -374,6 +374,7 @@ impl Node {
             except: None,
             once: None,
             logged: true,
+            keep: Default::default(),
         };
         if let Err(e) = self.deliver(out).await {
             tracing::debug!(room, event, error = %e.message, "a presence event was not delivered");

@@ -49,7 +49,8 @@ impl Node {
                 "no history is kept: recovery is off (SOCKGATE_RECOVERY_WINDOW=0)",
             ));
         }
-        if !self.options_of(room).recover {
+        let options = self.options_of(room);
+        if !options.recover {
             return Err(AuthError::new(
                 ErrorCode::NotFound,
                 "this room's messages are not kept (recover = false)",
@@ -64,7 +65,8 @@ impl Node {
             })?,
             None => Offset::default(),
         };
-        self.history
+        let mut history = self
+            .history
             .room(room, after, limit.max(1))
             .await
             .map_err(|e| {
@@ -72,7 +74,18 @@ impl Node {
                     ErrorCode::BackendUnavailable,
                     format!("the history cannot be read now ({}); retry", e.0),
                 )
-            })
+            })?;
+        // Older than the room's `history_ttl`: gone, though the room had no
+        // message since to push it out.
+        if let Some(ttl) = options.keep.ttl_ms {
+            let oldest = self.clock.now_ms().saturating_sub(ttl);
+            let before = history.messages.len();
+            history.messages.retain(|e| e.offset.ms >= oldest);
+            if history.messages.len() < before {
+                history.complete = false;
+            }
+        }
+        Ok(history)
     }
 }
 

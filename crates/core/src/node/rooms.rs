@@ -12,6 +12,7 @@ use crate::backend::{Control, Delivery, Once, Outgoing};
 use crate::connection::Connection;
 use crate::policy::Action;
 use crate::publish::{Publish, Published};
+use crate::recovery::Keep;
 use crate::rooms::validate;
 use crate::session::{Session, SessionId, SessionInfo};
 use crate::telemetry;
@@ -132,6 +133,7 @@ impl Node {
             except: Some(conn.transport_id()),
             once: None,
             logged: true,
+            keep: Default::default(),
         };
         self.deliver(out).await?;
         Ok(message.id)
@@ -294,6 +296,7 @@ impl Node {
                 window_ms: self.idempotency_window.as_millis() as u64,
             }),
             logged: true,
+            keep: Default::default(),
         };
         self.deliver(out).await
     }
@@ -301,6 +304,7 @@ impl Node {
     /// Hands `out` to the broker: the only call to it.
     pub(super) async fn deliver(&self, mut out: Outgoing<'_>) -> Result<Published, AuthError> {
         out.logged = self.keeps(&out.rooms);
+        out.keep = self.bounds_of(&out.rooms);
         match self.broker.publish(out).await {
             Ok(Delivery::Reached(delivered)) => Ok(Published {
                 delivered,
@@ -323,16 +327,28 @@ impl Node {
     /// Whether a broadcast to `rooms` (keys) is kept for recovery: when
     /// any of them keeps its messages.
     fn keeps(&self, rooms: &[String]) -> bool {
-        let configured = || {
-            let spaces = self.namespaces.all().iter();
-            spaces
+        !self.any_room_options() || rooms.iter().any(|room| self.options_of(room).recover)
+    }
+
+    /// Whether any room has options (most nodes have none: every publish
+    /// then skips looking them up).
+    fn any_room_options(&self) -> bool {
+        let spaces = self.namespaces.all().iter();
+        !self.room_options.is_empty()
+            || spaces
                 .filter_map(|ns| ns.room_options.as_ref())
                 .any(|o| !o.is_empty())
-        };
-        if self.room_options.is_empty() && !configured() {
-            return true;
+    }
+
+    /// The history's bounds of a broadcast to `rooms` (keys): the most
+    /// generous of theirs.
+    fn bounds_of(&self, rooms: &[String]) -> Keep {
+        if !self.any_room_options() {
+            return Keep::default();
         }
-        rooms.iter().any(|room| self.options_of(room).recover)
+        let mut keeps = rooms.iter().map(|room| self.options_of(room).keep);
+        let first = keeps.next().unwrap_or_default();
+        keeps.fold(first, Keep::widest)
     }
 
     /// The users in `room` on every node; this node's when the presence

@@ -130,11 +130,9 @@ local function heaviest(ranking)
   return best
 end
 
--- Pushes out the oldest message of the room set that holds the most in
--- `ranking`, and marks its rooms; false when there is nothing to push.
-local function push_out(ranking)
-  local top = heaviest(ranking)
-  if not top then return false end
+-- Pushes out the oldest message of room set `top`, and marks its rooms;
+-- false when there is nothing to push.
+local function push_out_of(top)
   local id = redis.call('LINDEX', prefix .. top, 0)
   if not id then
     redis.call('ZREM', counts, top)
@@ -154,18 +152,28 @@ local function push_out(ranking)
   end
   return true
 end
+
+-- Pushes out the oldest message of the room set that holds the most in
+-- `ranking`; false when there is nothing to push.
+local function push_out(ranking)
+  local top = heaviest(ranking)
+  if not top then return false end
+  return push_out_of(top)
+end
 "#;
 
 /// Appends a message, trims, and publishes it. KEYS: the prelude's, then
 /// the channel and the idempotency key's record; ARGV: the prelude's, then
 /// the most entries, the most bytes, the sealed message, the keys'
-/// lifetime (ms), the message's rooms (JSON), its weight, and the
-/// idempotency window (ms; 0 without a key). Returns the entry's id, or
+/// lifetime (ms), the message's rooms (JSON), its weight, the
+/// idempotency window (ms; 0 without a key), and the room set's own most
+/// entries and longest age (ms; 0 for none). Returns the entry's id, or
 /// '' for a duplicate: the key is recorded in the same step.
 const APPEND: &str = r#"
 local max_entries, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
 local sealed, ttl, set, weight = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local once = tonumber(ARGV[9])
+local own_size, own_ttl = tonumber(ARGV[10]), tonumber(ARGV[11])
 if once > 0 and not redis.call('SET', KEYS[7], '1', 'NX', 'PX', once) then return '' end
 local id = redis.call('XADD', stream, '*', 'm', sealed, 'r', set, 'w', weight)
 redis.call('RPUSH', prefix .. set, id)
@@ -173,6 +181,15 @@ redis.call('ZINCRBY', counts, 1, set)
 redis.call('ZINCRBY', sizes, weight, set)
 redis.call('HINCRBY', meta, 'bytes', weight)
 expire(parse(id))
+-- The room set's own bounds (`history_size`, `history_ttl`; 0: none).
+local now = parse(id)
+for _ = 1, 100000 do
+  local head = redis.call('LINDEX', prefix .. set, 0)
+  if not head then break end
+  local over = own_size > 0 and redis.call('LLEN', prefix .. set) > own_size
+  local old = own_ttl > 0 and parse(head) < now - own_ttl
+  if not (over or old) or not push_out_of(set) then break end
+end
 for _ = 1, 100000 do
   if redis.call('XLEN', stream) <= max_entries or not push_out(counts) then break end
 end
@@ -259,6 +276,7 @@ impl RedisHistory {
             event: String::new(),
             data: serde_json::value::to_raw_value(&()).expect("null serializes"),
             gap: true,
+            keep: Default::default(),
         };
         let this = self.clone();
         let again = mark.rooms.clone();
@@ -328,7 +346,9 @@ impl RedisHistory {
             .arg(2 * self.window_ms())
             .arg(set)
             .arg(weight)
-            .arg(window);
+            .arg(window)
+            .arg(message.keep.size.unwrap_or(0))
+            .arg(message.keep.ttl_ms.unwrap_or(0));
         let mut conn = self.cluster.conn();
         async move { invocation.invoke_async::<String>(&mut conn).await }
     }

@@ -335,6 +335,22 @@ impl Config {
         }
         let namespaces = s.namespaces.unwrap_or_default();
         namespaces::check(&namespaces)?;
+        let every_option = rooms.options.iter().chain(
+            namespaces
+                .iter()
+                .flat_map(|ns| ns.room_options.iter().flatten()),
+        );
+        for option in every_option {
+            if option.history_size == Some(0) || option.history_ttl == Some(0) {
+                return Err(invalid(
+                    "room_options",
+                    format!(
+                        "{:?}: history_size and history_ttl are at least 1 (recover = false keeps nothing)",
+                        option.pattern
+                    ),
+                ));
+            }
+        }
         Ok(Config {
             listen: s
                 .listen

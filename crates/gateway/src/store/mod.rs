@@ -1,5 +1,7 @@
-//! What the gateway keeps on disk: revocations, in SQLite ([`sqlite`]).
+//! What the gateway keeps on disk, in SQLite: revocations ([`sqlite`]),
+//! and a single node's recovery history ([`history`]).
 
+pub mod history;
 pub mod live;
 pub mod sqlite;
 
