@@ -169,14 +169,17 @@ impl Guard {
 
     /// A fresh event budget for one socket.
     pub(crate) fn event_budget(&self) -> EventBudget {
+        self.event_budget_at(self.limits.events_per_socket)
+    }
+
+    /// A fresh event budget for one socket, at `rate` (a namespace's own).
+    pub(crate) fn event_budget_at(&self, rate: Rate) -> EventBudget {
         EventBudget {
-            limiter: self
-                .limits
-                .events_per_socket
+            limiter: rate
                 .quota()
                 .map(|quota| RateLimiter::direct_with_clock(quota, MonotonicClock)),
             refused_in_a_row: AtomicU32::new(0),
-            tolerance: self.limits.events_per_socket.burst.max(1).saturating_mul(2),
+            tolerance: rate.burst.max(1).saturating_mul(2),
         }
     }
 

@@ -13,6 +13,7 @@ use sockgate_protocol::rooms::MAIN_NAMESPACE;
 pub use sockgate_protocol::rooms::check_namespace as check_name;
 use wildmatch::WildMatch;
 
+use crate::limits::Rate;
 use crate::policy::Policy;
 use crate::room_options::RoomOptionsList;
 
@@ -36,6 +37,9 @@ pub struct Namespace {
     pub policy: Option<Policy>,
     /// Its room options, when not the main namespace's.
     pub room_options: Option<RoomOptionsList>,
+    /// The events one of its sockets may send, when not as everywhere
+    /// (`SOCKGATE_EVENT_RATE`, `SOCKGATE_EVENT_BURST`).
+    pub event_rate: Option<Rate>,
 }
 
 /// The main namespace's own settings: none, the node's apply.

@@ -11,6 +11,8 @@
 //! `sockgate-protocol`. Read top-down (the map is `docs/architecture.md`):
 //! - [`server`]: [`app`], [`run`] and [`serve_until`]: the one place that
 //!   names the concrete backends;
+//! - [`assemble`]: the one step from a [`Config`] (data) to the live parts
+//!   of a gateway (the verifier, the app's backend, policy, namespaces);
 //! - [`gateway`]: the [`Gateway`], a node with the transport-side state;
 //! - [`sio`]: the Socket.IO layer, on `sockgate-engine`: the handshake,
 //!   the connection adapter, `Authed`, one handler file per event family;
@@ -18,18 +20,20 @@
 //! - [`transports`]: the transports not yet authenticated;
 //! - [`cluster`]: Redis as the node's presence, directory and control bus,
 //!   and the channel of room messages between nodes;
-//! - [`store`]: SQLite as the revocation store;
+//! - [`store`]: SQLite as the revocation store and a single node's
+//!   recovery history;
 //! - [`outbound`]: JWKS, the authorization webhook and the app's backend;
 //! - [`consume`]: the app's queues (Redis Streams, NATS JetStream,
 //!   RabbitMQ, a PostgreSQL outbox) as one more way in to publishing;
 //! - [`telemetry`]: the metrics exporter and the logs;
-//! - [`config`]: settings from file, environment and flags;
+//! - [`config`]: settings from file, environment and flags, as data;
 //! - [`cli`]: the `sockgate` command line.
 //!
 //! `sio` and `http` never import each other.
 
 #![warn(missing_docs)]
 
+pub mod assemble;
 pub mod cli;
 pub mod cluster;
 pub mod config;

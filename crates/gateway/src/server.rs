@@ -28,8 +28,6 @@ use crate::store::live::{LIVE_FILE, keep_live_sessions, report_crashed_run, take
 use crate::store::{OnDisk, Revocations};
 use crate::{Gateway, http, sio, telemetry};
 use sockgate_core::backend::memory::MemoryHistory;
-use sockgate_core::hooks::App;
-use sockgate_core::hooks::reply::Rules as ReplyRules;
 use sockgate_core::recovery::{PidKey, Settings as RecoverySettings};
 
 /// How often expired token revocations are pruned.
@@ -69,8 +67,8 @@ pub enum ServeError {
     /// The configuration cannot run.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The revocation store could not be opened.
-    #[error("cannot open the revocation store in {dir}: {source}")]
+    /// The revocation store or the history could not be opened.
+    #[error("cannot open the data store in {dir}: {source}")]
     Store {
         /// The data directory, as shown.
         dir: String,
@@ -139,63 +137,17 @@ pub async fn serve_until(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let (verifier, jwks) = config.verifier()?;
-    if let Some(jwks) = jwks {
-        keep_jwks_fresh(jwks, config.keys.jwks_refresh).await;
-    }
     let revocations = Revocations::open(&config.data_dir)
         .await
         .map_err(|source| ServeError::Store {
             dir: config.data_dir.display().to_string(),
             source,
         })?;
-    let rules = ReplyRules {
-        user_room: config.user_room.clone(),
-        max_payload: config.limits.max_payload,
-    };
-    let webhook = config.rooms.webhook()?;
-    let backend = config
-        .events
-        .backend(rules, config.limits.max_message, webhook)?
-        .map(Arc::new);
-    let authority = backend
-        .clone()
-        .filter(|b| b.authorizes())
-        .map(|b| b as Arc<dyn App>);
-    let policy = config.rooms.policy(authority.clone());
-    let namespaces = crate::config::namespaces::assemble(
-        &config.namespaces,
-        &config.sources,
-        &policy,
-        authority,
-    );
-    let gateway = Gateway::new(
-        verifier,
-        config.sources.clone(),
-        revocations,
-        config.lifecycle.clone(),
-    )
-    .with_policy(policy)
-    .with_namespaces(namespaces)
-    .with_room_options(config.rooms.options())
-    .with_limits(config.limits.clone())
-    .with_idempotency_window(config.idempotency_window)
-    .with_presence_events(config.room_presence_events, config.offline_delay)
-    .with_abuse_limits(config.abuse.clone())
-    .with_trusted_proxies(config.trusted_proxies.clone())
-    .with_ws_compression(config.ws_compression.clone())
-    .with_transport_limits(config.transport_limits.clone())
-    .with_user_room(config.user_room.clone())
-    .with_exposed_claims(config.exposed_claims.clone());
-    let gateway = match backend {
-        Some(backend) => {
-            let binary = backend.routes_events();
-            gateway
-                .with_app(backend, config.events.concurrency)
-                .with_binary_events(binary)
-        }
-        None => gateway,
-    };
+    let assembled = crate::assemble::gateway(&config, revocations)?;
+    if let Some(jwks) = assembled.jwks {
+        keep_jwks_fresh(jwks, config.keys.jwks_refresh).await;
+    }
+    let gateway = assembled.gateway;
     // Sessions a previous process lost at its shutdown are awaited back
     // here (the reconnection success rate, see `stats`).
     gateway
@@ -249,7 +201,7 @@ pub async fn serve_until(
                 Some(settings) => {
                     let history = Arc::new(RedisHistory::new(cluster.clone(), settings.clone()));
                     let shared: Arc<dyn History> = history.clone();
-                    let key = config.pid_key()?;
+                    let key = crate::assemble::pid_key(&config)?;
                     (
                         gateway.with_recovery(settings, key, Some(shared)),
                         Some(history),

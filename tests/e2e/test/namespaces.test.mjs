@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import express from "express";
 import { Manager } from "socket.io-client";
 import { API_KEY, api, eventually, sign, startGateway } from "./helpers.mjs";
 
@@ -251,5 +252,76 @@ describe("namespaces and the session limit", () => {
       }
     }, 5000, "a new connection after the first closed");
     second.close();
+  });
+});
+
+describe("namespaces: their own event routes and rate limits", () => {
+  const SECRET = "namespace-events-secret-namespace-events";
+  let gw;
+  let server;
+  const calls = [];
+  before(async () => {
+    const app = express();
+    app.use(express.json());
+    for (const path of ["/main", "/ops"]) {
+      app.post(path, (req, res) => {
+        calls.push({ path, body: req.body });
+        res.json({ ack: { path, namespace: req.body.namespace } });
+      });
+    }
+    server = app.listen(0, "127.0.0.1");
+    await new Promise((r) => server.once("listening", r));
+    const base = `http://127.0.0.1:${server.address().port}`;
+    const config = `
+[[events]]
+match = "*"
+url = "${base}/main"
+
+[[namespaces]]
+name = "/ops"
+event_rate = 1
+event_burst = 2
+
+[[namespaces.events]]
+match = "deploy:*"
+url = "${base}/ops"
+
+[[namespaces]]
+name = "/tenant-*"
+`;
+    gw = await startGateway({ SOCKGATE_API_KEY: API_KEY, SOCKGATE_EVENTS_SECRET: SECRET }, ["--config", configFile(config)]);
+  });
+  after(async () => {
+    await gw.stop();
+    server.close();
+  });
+
+  test("a namespace's routes take its events; a namespace without routes uses the main ones", async () => {
+    const token = sign({ sub: "ns-fay" });
+    const fay = manager(gw);
+    const main = await fay.socket("/", { token });
+    const ops = await fay.socket("/ops", { token });
+    const tenant = await fay.socket("/tenant-q", { token });
+    assert.deepEqual(await main.emitWithAck("hello", 1), { path: "/main", namespace: "/" });
+    assert.deepEqual(await ops.emitWithAck("deploy:start", 1), { path: "/ops", namespace: "/ops" });
+    assert.deepEqual(await tenant.emitWithAck("hello", 1), { path: "/main", namespace: "/tenant-q" });
+    // Its own routes only: the main namespace's catch-all does not take it.
+    const unknown = await ops.emitWithAck("hello", 1);
+    assert.equal(unknown.code, "UNKNOWN_EVENT", JSON.stringify(unknown));
+    assert.ok(!calls.some((c) => c.path === "/main" && c.body.namespace === "/ops"));
+    fay.close();
+  });
+
+  test("a namespace's own event rate: its sockets are held to it, the main namespace's are not", async () => {
+    const token = sign({ sub: "ns-gus" });
+    const gus = manager(gw);
+    const main = await gus.socket("/", { token });
+    const ops = await gus.socket("/ops", { token });
+    const opsAcks = await Promise.all(Array.from({ length: 5 }, (_, i) => ops.emitWithAck("deploy:step", i)));
+    const limited = opsAcks.filter((a) => a?.code === "RATE_LIMITED").length;
+    assert.ok(limited >= 2, `burst 2 at 1/s: ${JSON.stringify(opsAcks)}`);
+    const mainAcks = await Promise.all(Array.from({ length: 5 }, (_, i) => main.emitWithAck("hello", i)));
+    assert.ok(mainAcks.every((a) => a.path === "/main"), JSON.stringify(mainAcks));
+    gus.close();
   });
 });

@@ -126,7 +126,13 @@ impl Node {
             None => None,
         };
         let riding = self.rides(&identity.user_id, &conn);
-        let mut session = self.session(identity, hs.origin).in_namespace(hs.namespace);
+        let events = match space.event_rate {
+            Some(rate) => self.guard.event_budget_at(rate),
+            None => self.guard.event_budget(),
+        };
+        let mut session = Session::new(identity, hs.origin, events, self.clock.now())
+            .with_user_room(self.user_room.clone())
+            .in_namespace(hs.namespace);
         session.riding = riding;
         if let Some(resumed) = &resumed {
             session = session.with_id(resumed.session);

@@ -161,16 +161,19 @@ impl Node {
     }
 
     /// In-band refresh: verifies `credential` like a handshake and, when it
-    /// names the same user, swaps it in and moves the expiry clock. Returns
-    /// the new `exp`. The caller then rechecks the rooms
-    /// ([`Node::recheck_rooms`]).
+    /// names the same user, swaps it in, moves the expiry clock and
+    /// rechecks the session's rooms with the new token's rights (a room it
+    /// may no longer join is left, with `room:revoked`). Returns the new
+    /// `exp`.
     pub async fn refresh(
         &self,
         session: &Session,
         credential: &Credential<'_>,
     ) -> Result<Option<u64>, AuthError> {
         let identity = self.authenticate(credential).await?;
-        self.install(session, identity)
+        let expires_at = self.install(session, identity)?;
+        self.recheck_rooms(session).await;
+        Ok(expires_at)
     }
 
     /// Puts a newly verified `identity` in force on `session`: same user,

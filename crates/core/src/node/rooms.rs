@@ -165,7 +165,7 @@ impl Node {
     /// After a refresh: rights are recomputed for every room the session is
     /// in; a room it may no longer join is left, with `room:revoked { room }`.
     /// A room whose answer is unavailable (webhook down) is kept.
-    pub async fn recheck_rooms(&self, session: &Session) {
+    pub(crate) async fn recheck_rooms(&self, session: &Session) {
         let Some((_, conn)) = self.sessions.get(session.id) else {
             return;
         };

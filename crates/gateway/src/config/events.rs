@@ -2,17 +2,12 @@
 //! `SOCKGATE_EVENTS_SECRET`, `SOCKGATE_EVENTS_TIMEOUT_MS`,
 //! `SOCKGATE_EVENTS_CONCURRENCY`, and `[[events]]` routes in the file.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sockgate_core::node::DEFAULT_CALLS_PER_USER;
 
 use super::{ConfigError, Secret, Settings, invalid};
-use crate::outbound::app::connect::ConnectHook;
-use crate::outbound::app::{Backend, Endpoint, Route};
-use crate::outbound::webhook::Webhook;
-use sockgate_core::hooks::reply::Rules;
 
 /// Shortest signing secret, in bytes: HMAC-SHA256's own output size.
 pub const MIN_EVENTS_SECRET_BYTES: usize = 32;
@@ -45,6 +40,11 @@ pub struct RouteConfig {
     pub timeout: Duration,
     /// The signing secret.
     pub secret: Secret,
+    /// The namespace (or pattern of them) whose events it takes, when it
+    /// is a namespace's own (`[[namespaces.events]]`); `None` for the
+    /// main namespace's, which also take the events of every namespace
+    /// without routes of its own.
+    pub namespace: Option<String>,
 }
 
 /// The checked event settings: routes, first match first, and the
@@ -68,7 +68,12 @@ impl Events {
         let timeout = Duration::from_millis(s.events_timeout_ms.unwrap_or(5000).max(1));
         let default_secret = s.events_secret.clone();
         let mut routes = Vec::new();
-        for r in s.events.iter().flatten() {
+        let own = s.namespaces.iter().flatten().flat_map(|ns| {
+            let routes = ns.events.iter().flatten();
+            routes.map(|r| (Some(ns.name.clone()), r))
+        });
+        let main = s.events.iter().flatten().map(|r| (None, r));
+        for (namespace, r) in own.chain(main) {
             routes.push(RouteConfig {
                 pattern: r.pattern.clone(),
                 url: r.url.clone(),
@@ -76,6 +81,7 @@ impl Events {
                     .timeout_ms
                     .map_or(timeout, |ms| Duration::from_millis(ms.max(1))),
                 secret: secret(r.secret.as_ref().or(default_secret.as_ref()), "events")?,
+                namespace,
             });
         }
         if let Some(url) = s.events_url.as_deref().filter(|u| !u.is_empty()) {
@@ -84,6 +90,7 @@ impl Events {
                 url: url.to_owned(),
                 timeout,
                 secret: secret(default_secret.as_ref(), "SOCKGATE_EVENTS_URL")?,
+                namespace: None,
             });
         }
         let connect = match s.connect_url.as_deref().filter(|u| !u.is_empty()) {
@@ -103,6 +110,7 @@ impl Events {
                     url: url.to_owned(),
                     timeout,
                     secret: secret_for(secret, "SOCKGATE_CONNECT_SECRET", "SOCKGATE_CONNECT_URL")?,
+                    namespace: None,
                 };
                 Some((route, headers))
             }
@@ -117,37 +125,6 @@ impl Events {
             concurrency,
             connect,
         })
-    }
-
-    /// The app's backend, when any route, the connect hook or the
-    /// authorization webhook `authz` is configured; its replies' publishes
-    /// obey `rules` and are read up to `max_reply` bytes.
-    pub fn backend(
-        &self,
-        rules: Rules,
-        max_reply: usize,
-        authz: Option<Webhook>,
-    ) -> Result<Option<Backend>, ConfigError> {
-        if self.routes.is_empty() && self.connect.is_none() && authz.is_none() {
-            return Ok(None);
-        }
-        let connect = match &self.connect {
-            None => None,
-            Some((r, headers)) => {
-                let endpoint =
-                    Endpoint::new(&r.url, r.secret.expose().as_bytes(), r.timeout, max_reply)
-                        .map_err(|e| invalid("SOCKGATE_CONNECT_URL", e))?;
-                Some(Arc::new(ConnectHook::new(endpoint, headers.clone())))
-            }
-        };
-        let mut routes = Vec::with_capacity(self.routes.len());
-        for r in &self.routes {
-            let endpoint =
-                Endpoint::new(&r.url, r.secret.expose().as_bytes(), r.timeout, max_reply)
-                    .map_err(|e| invalid("SOCKGATE_EVENTS_URL", format!("{}: {e}", r.pattern)))?;
-            routes.push(Route::new(&r.pattern, endpoint));
-        }
-        Ok(Some(Backend::new(routes, rules, connect, authz)))
     }
 }
 

@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sockgate_auth::SessionCookies;
 use sockgate_auth::keys::MIN_SECRET_BYTES;
-use sockgate_auth::{Jwks, SessionCookies, SessionIdentity, Verifier, VerifyKey};
 
-use super::{Config, ConfigError, Secret, Settings, invalid, list};
-use crate::outbound::jwks::HttpJwks;
+use super::{ConfigError, Secret, Settings, invalid, list};
 
 /// Where verification keys come from.
 #[derive(Debug, Clone, Default)]
@@ -33,55 +32,6 @@ impl KeySettings {
     /// previous secret alone does not count).
     pub fn is_empty(&self) -> bool {
         self.secret.is_none() && self.public_key.is_none() && self.jwks_url.is_none()
-    }
-}
-
-impl Config {
-    /// Loads every configured key and returns the verifier, plus the JWKS set
-    /// when one is configured (the server keeps it fresh).
-    pub fn verifier(&self) -> Result<(Verifier, Option<Arc<Jwks>>), ConfigError> {
-        let k = &self.keys;
-        // Session cookies alone need no JWT key, unless they carry a backend token.
-        let cookies_alone = self.sources.session_cookies.is_some()
-            && !matches!(self.session_identity, SessionIdentity::TokenIn(_));
-        // The connect hook alone needs no key either: the app says who it is.
-        let hook_alone = self.events.connect.is_some();
-        if k.is_empty() && !cookies_alone && !hook_alone {
-            return Err(ConfigError::NoKeys);
-        }
-        let mut verifier = Verifier::new(self.rules.clone());
-        if let Some(jar) = &self.sources.session_cookies {
-            verifier = verifier.with_session_cookies(jar.clone(), self.session_identity.clone());
-        }
-        for (setting, secret) in [
-            ("JWT_SECRET", &k.secret),
-            ("SOCKGATE_JWT_PREVIOUS_SECRET", &k.previous_secret),
-        ] {
-            if let Some(secret) = secret {
-                let key = VerifyKey::hmac(secret.expose().as_bytes(), &self.rules)
-                    .map_err(|e| invalid(setting, e))?;
-                verifier = verifier.with_hmac(key);
-            }
-        }
-        if let Some(path) = &k.public_key {
-            let pem = std::fs::read(path).map_err(|e| {
-                invalid(
-                    "SOCKGATE_JWT_PUBLIC_KEY",
-                    format!("{}: {e}", path.display()),
-                )
-            })?;
-            let key = VerifyKey::from_pem(&pem, &self.rules)
-                .map_err(|e| invalid("SOCKGATE_JWT_PUBLIC_KEY", e))?;
-            verifier = verifier.with_public_key(key);
-        }
-        let mut jwks = None;
-        if let Some(url) = &k.jwks_url {
-            let fetcher = HttpJwks::new(url).map_err(|e| invalid("SOCKGATE_JWKS_URL", e))?;
-            let set = Arc::new(Jwks::new(fetcher, self.rules.clone(), k.jwks_min_refetch));
-            verifier = verifier.with_jwks(set.clone());
-            jwks = Some(set);
-        }
-        Ok((verifier, jwks))
     }
 }
 

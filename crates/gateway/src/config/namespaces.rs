@@ -5,17 +5,14 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sockgate_auth::SourcePolicy;
-use sockgate_core::hooks::App;
-use sockgate_core::namespace::{Namespace, Namespaces, check_name};
-use sockgate_core::policy::{Policy, RoomRule};
-use sockgate_core::room_options::{RoomOptions, RoomOptionsList};
-use std::sync::Arc;
+use sockgate_core::namespace::check_name;
+use sockgate_core::policy::RoomRule;
+use sockgate_core::room_options::RoomOptions;
 
 use super::{ConfigError, invalid};
 
 /// One `[[namespaces]]` entry, as the config file has it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceSettings {
     /// `/admin`, or a pattern: `/tenant-*`.
@@ -39,6 +36,17 @@ pub struct NamespaceSettings {
     /// Its room options, instead of the main namespace's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_options: Option<Vec<RoomOptions>>,
+    /// Its event routes (`[[namespaces.events]]`), instead of the main
+    /// namespace's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<super::events::RouteSettings>>,
+    /// Events one of its sockets may send per second (default:
+    /// `SOCKGATE_EVENT_RATE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_rate: Option<u32>,
+    /// At once (default: `SOCKGATE_EVENT_BURST`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_burst: Option<u32>,
 }
 
 /// Checks every entry: a valid name, each once.
@@ -55,45 +63,4 @@ pub fn check(entries: &[NamespaceSettings]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-/// The namespaces served, from `entries`, on top of the main namespace's
-/// sources, room claim and webhook authority.
-pub fn assemble(
-    entries: &[NamespaceSettings],
-    sources: &SourcePolicy,
-    main_policy: &Policy,
-    authority: Option<Arc<dyn App>>,
-) -> Namespaces {
-    let list = entries
-        .iter()
-        .map(|entry| Namespace {
-            name: entry.name.clone(),
-            public: entry.public,
-            claims: entry.claims.clone(),
-            sources: sources_of(entry, sources),
-            policy: entry.room_rules.as_ref().map(|rules| Policy {
-                claim: main_policy.claim.clone(),
-                rules: rules.clone(),
-                webhook: authority.clone(),
-            }),
-            room_options: entry
-                .room_options
-                .as_ref()
-                .map(|o| RoomOptionsList::new(o.clone())),
-        })
-        .collect();
-    Namespaces::new(list)
-}
-
-fn sources_of(entry: &NamespaceSettings, main: &SourcePolicy) -> Option<SourcePolicy> {
-    if entry.cookies.is_none() && entry.query.is_none() {
-        return None;
-    }
-    let cookies = entry.cookies.unwrap_or(true);
-    Some(SourcePolicy {
-        cookie: main.cookie.clone().filter(|_| cookies),
-        session_cookies: main.session_cookies.clone().filter(|_| cookies),
-        query: entry.query.unwrap_or(main.query),
-    })
 }

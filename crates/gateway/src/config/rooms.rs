@@ -1,14 +1,9 @@
 //! Room authorization: the capabilities claim, the rules, the webhook.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use sockgate_core::hooks::App;
-use sockgate_core::policy::{Policy, RoomRule};
-use sockgate_core::room_options::{RoomOptions, RoomOptionsList};
-
-use super::{ConfigError, invalid};
-use crate::outbound::webhook::Webhook;
+use sockgate_core::policy::RoomRule;
+use sockgate_core::room_options::RoomOptions;
 
 /// Room authorization settings.
 #[derive(Debug, Clone)]
@@ -25,30 +20,4 @@ pub struct RoomSettings {
     pub authz_cache_ttl: Duration,
     /// How long to wait for the webhook before answering `AUTH_UNAVAILABLE`.
     pub authz_timeout: Duration,
-}
-
-impl RoomSettings {
-    /// The authorization webhook, when set, its URL checked.
-    pub fn webhook(&self) -> Result<Option<Webhook>, ConfigError> {
-        let Some(url) = &self.authz_url else {
-            return Ok(None);
-        };
-        Webhook::new(url, self.authz_timeout, self.authz_cache_ttl)
-            .map(Some)
-            .map_err(|e| invalid("SOCKGATE_AUTHZ_URL", e))
-    }
-
-    /// What each room does.
-    pub fn options(&self) -> RoomOptionsList {
-        RoomOptionsList::new(self.options.clone())
-    }
-
-    /// The policy, asking `authority` last (the app holding the webhook).
-    pub fn policy(&self, authority: Option<Arc<dyn App>>) -> Policy {
-        Policy {
-            claim: self.claim.clone(),
-            rules: self.rules.clone(),
-            webhook: authority,
-        }
-    }
 }

@@ -91,7 +91,6 @@ async fn apply(
         return Err(AuthError::new(ErrorCode::AuthRequired, "no session cookie"));
     }
     let expires_at = gw.node.refresh(&session, &credential).await?;
-    gw.node.recheck_rooms(&session).await;
     Ok((session.id, expires_at))
 }
 

@@ -35,7 +35,6 @@ pub(super) async fn refresh(gw: &Gateway, authed: Authed, request: Refresh, ack:
     let outcome = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "OK");
     telemetry::refresh(outcome);
     tracing::info!(target: "sockgate::auth", outcome, user = %session.user_id, session = %session.id, "refresh");
-    let refreshed = result.is_ok();
     match result {
         Ok(expires_at) => reply(
             ack,
@@ -45,9 +44,6 @@ pub(super) async fn refresh(gw: &Gateway, authed: Authed, request: Refresh, ack:
             },
         ),
         Err(e) => reply(ack, &e.to_ack()),
-    }
-    if refreshed {
-        gw.node.recheck_rooms(session).await;
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Route {
     /// The pattern, as configured (a metric label).
     pub pattern: String,
     matcher: WildMatch,
+    /// The namespaces whose events it takes, when it is theirs only.
+    namespace: Option<WildMatch>,
     endpoint: Endpoint,
     circuit: Circuit,
 }
@@ -75,9 +77,17 @@ impl Route {
         Self {
             pattern: pattern.to_owned(),
             matcher: WildMatch::new(pattern),
+            namespace: None,
             endpoint,
             circuit: Circuit::default(),
         }
+    }
+
+    /// The same route, for the events of `namespace` (a name or a
+    /// pattern) only; `None` leaves it the main namespace's.
+    pub fn in_namespace(mut self, namespace: Option<&str>) -> Self {
+        self.namespace = namespace.map(WildMatch::new);
+        self
     }
 }
 
@@ -120,8 +130,23 @@ impl Backend {
         self.authz.is_some()
     }
 
+    /// The route of `event`: its namespace's own routes, when it has
+    /// some; else the main namespace's. First match wins.
+    fn route_of(&self, event: &Event<'_>) -> Option<&Route> {
+        let ns = event.namespace;
+        let own = |r: &&Route| r.namespace.as_ref().is_some_and(|m| m.matches(ns));
+        let has_own = ns != "/" && self.routes.iter().any(|r| own(&r));
+        self.routes
+            .iter()
+            .filter(|r| match has_own {
+                true => own(r),
+                false => r.namespace.is_none(),
+            })
+            .find(|r| r.matcher.matches(event.name))
+    }
+
     async fn handle(&self, event: Event<'_>) -> Result<Reply, AuthError> {
-        let Some(route) = self.routes.iter().find(|r| r.matcher.matches(event.name)) else {
+        let Some(route) = self.route_of(&event) else {
             return Err(unknown_event(event.name));
         };
         let started = Instant::now();
