@@ -169,7 +169,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Applies defaults. Keys are only checked by [`Config::verifier`].
+    /// Applies defaults. Keys are only checked by [`crate::assemble::verifier`].
     pub fn from_settings(s: Settings, dev: bool) -> Result<Config, ConfigError> {
         let session_cookies = session_cookies(&s)?;
         let events = events::Events::from_settings(&s)?;
