@@ -137,6 +137,29 @@ describe("namespaces", () => {
     bob.close();
   });
 
+  test("a namespace socket whose transport drops recovers its rooms and what it missed", async () => {
+    const token = sign({ sub: "ns-hal", role: "admin", rooms: EVERYWHERE });
+    const hal = manager(gw, { reconnection: true, reconnectionDelay: 300, reconnectionDelayMax: 300, randomizationFactor: 0 });
+    const ops = await hal.socket("/admin", { token });
+    const got = [];
+    ops.on("alert", (p) => got.push(p.n));
+    await joined(ops, "ops-r");
+    const alert = (n) => api(gw, "POST", "/api/publish", { body: { namespace: "/admin", room: "ops-r", event: "alert", data: { n } } });
+    await alert(1);
+    await eventually(() => got.length === 1, 5000, "the first alert");
+    const id = ops.id;
+    const back = new Promise((resolve) => ops.once("connect", resolve));
+    hal.m.engine.close();
+    await alert(2);
+    await back;
+    assert.equal(ops.recovered, true, "recovered");
+    assert.equal(ops.id, id);
+    await alert(3);
+    await eventually(() => got.length === 3, 5000, "the missed and the next alert");
+    assert.deepEqual(got, [1, 2, 3]);
+    hal.close();
+  });
+
   test("a refused admin namespace leaves / connected", async () => {
     const token = sign({ sub: "ns-carl", role: "user", rooms: EVERYWHERE });
     const carl = manager(gw);

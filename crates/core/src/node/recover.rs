@@ -24,6 +24,7 @@ use crate::policy::Action;
 use crate::recovery::{Claim, Entry, Missed, Offset, Parked, PidKey, Settings, Wanted};
 use crate::rooms::validate;
 use crate::session::{Session, SessionId};
+use sockgate_protocol::rooms::RoomKey;
 
 /// How often the history drops what the window has passed: a message
 /// stays at most this long after its window.
@@ -183,11 +184,15 @@ impl Node {
         let identity = session.identity();
         let max = self.limits.max_rooms_per_socket;
         for room in resumed.parked.rooms.iter().filter(|r| **r != own) {
-            let allowed = validate(room).is_ok()
+            // A room of the session's namespace only: a pid presented on
+            // another namespace's CONNECT brings none of its rooms there.
+            let key = RoomKey::parse(room);
+            let allowed = key.ns == session.namespace()
+                && validate(key.name).is_ok()
                 && rooms.len() <= max
                 && self
-                    .policy
-                    .authorize(&identity, room, Action::Join, true)
+                    .policy_of(session)
+                    .authorize(&identity, key.name, Action::Join, true)
                     .await
                     .is_ok();
             if allowed {
