@@ -479,6 +479,11 @@ pub struct Config {
     /// else, so this bounds what a stranger can make the server read
     /// before it is authenticated.
     pub max_connect: usize,
+    /// Most namespaces one connection may be in (or be joining) at once.
+    /// Each is a session to the server above: without a bound, one client
+    /// on one transport could open a namespace of a pattern per CONNECT,
+    /// past every per-address and per-transport budget.
+    pub max_namespaces: usize,
 }
 
 impl Default for Config {
@@ -490,6 +495,7 @@ impl Default for Config {
             max_packet: 1_000_000,
             attachment_timeout: Duration::from_secs(10),
             max_connect: 16 * 1024,
+            max_namespaces: 16,
         }
     }
 }
@@ -643,7 +649,9 @@ impl Io {
         // following the protocol (one body once carried 500, each a
         // handshake).
         let mut sockets = lock(&eio.data.sockets);
-        if sockets.iter().any(|s| s.namespace() == namespace) {
+        if sockets.len() >= self.config.max_namespaces
+            || sockets.iter().any(|s| s.namespace() == namespace)
+        {
             drop(sockets);
             eio.close_for(CloseReason::ProtocolError);
             return;

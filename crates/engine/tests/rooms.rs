@@ -293,3 +293,36 @@ async fn namespaces_sharing_rooms_and_a_pattern_each_get_their_own_packets() {
     assert_eq!(next_text(&mut main).await, r#"42["news"]"#);
     assert_eq!(next_text(&mut tenant).await, r#"42/t-1,["news"]"#);
 }
+
+#[tokio::test]
+async fn a_connection_may_not_open_more_namespaces_than_its_bound() {
+    let shared = Arc::new(io::SocketRooms::new());
+    let config = io::Config {
+        max_namespaces: 3,
+        ..io::Config::default()
+    };
+    let io = Io::new(config).namespaces_matching(|ns| ns.starts_with("/t-"), Chat, shared);
+    let (url, _) = serve(io).await;
+    let mut ws = open(&url, "yes").await;
+    for n in 1..=3 {
+        ws.send(Frame::text(format!("40/t-{n},"))).await.unwrap();
+        assert!(
+            next_text(&mut ws)
+                .await
+                .starts_with(&format!("40/t-{n},{{\"sid\""))
+        );
+    }
+    // A fourth namespace on the same connection: the transport is closed.
+    ws.send(Frame::text("40/t-4,")).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Frame::Close(_))) => return,
+                Some(Ok(Frame::Text(text))) => assert!(!text.starts_with("40/t-4"), "{text}"),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection was closed");
+}

@@ -232,6 +232,20 @@ describe("namespaces", () => {
     app.close();
   });
 
+  test("one connection may be in at most 16 namespaces: a 17th CONNECT closes it, and the node serves others", async () => {
+    const token = sign({ sub: "ns-ivy" });
+    const ivy = manager(gw);
+    const first = await ivy.socket("/tenant-0", { token });
+    for (let n = 1; n < 16; n++) await ivy.socket(`/tenant-${n}`, { token });
+    const dropped = new Promise((resolve) => first.once("disconnect", resolve));
+    ivy.socket("/tenant-16", { token }).catch(() => {});
+    assert.equal(await dropped, "transport close");
+    ivy.close();
+    const other = manager(gw);
+    await other.socket("/tenant-x", { token: sign({ sub: "ns-jo" }) });
+    other.close();
+  });
+
   test("a publish to a namespace nobody serves is refused", async () => {
     const res = await api(gw, "POST", "/api/publish", { body: { namespace: "/nowhere", room: "r", event: "e" } });
     assert.equal(res.status, 400);
