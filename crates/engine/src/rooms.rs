@@ -25,16 +25,28 @@ pub trait Member: Send + Sync + 'static {
     fn namespace(&self) -> &str;
 }
 
+/// Told when a room gains its first socket (`true`) or loses its last
+/// (`false`), in the order it happens for each room: called under the
+/// rooms' lock, so it must be quick and must not touch the rooms.
+pub type Watcher = Box<dyn Fn(&str, bool) + Send + Sync>;
+
 /// Rooms holding sockets `S`.
-#[derive(Debug)]
 pub struct Rooms<S> {
     map: Mutex<HashMap<Arc<str>, Vec<Arc<S>>>>,
+    watcher: std::sync::OnceLock<Watcher>,
+}
+
+impl<S> std::fmt::Debug for Rooms<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rooms").finish_non_exhaustive()
+    }
 }
 
 impl<S> Default for Rooms<S> {
     fn default() -> Self {
         Self {
             map: Mutex::default(),
+            watcher: std::sync::OnceLock::new(),
         }
     }
 }
@@ -43,6 +55,18 @@ impl<S: Member> Rooms<S> {
     /// No rooms yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Has `watcher` told of each room's first and last socket from now
+    /// on; false when a watcher was set already.
+    pub fn watch(&self, watcher: Watcher) -> bool {
+        self.watcher.set(watcher).is_ok()
+    }
+
+    fn tell(&self, room: &str, occupied: bool) {
+        if let Some(watcher) = self.watcher.get() {
+            watcher(room, occupied);
+        }
     }
 
     /// Puts `socket` in `room`, which it is not in (the socket's own list
@@ -56,6 +80,9 @@ impl<S: Member> Rooms<S> {
         };
         let members = map.entry(name.clone()).or_default();
         push_first_exact(members, socket.clone());
+        if members.len() == 1 {
+            self.tell(&name, true);
+        }
         name
     }
 
@@ -70,6 +97,7 @@ impl<S: Member> Rooms<S> {
         }
         if members.is_empty() {
             map.remove(room);
+            self.tell(room, false);
         }
     }
 
@@ -99,6 +127,42 @@ impl<S: Member> Rooms<S> {
     ) -> usize {
         let kept = |socket: &S| except.is_none_or(|e| !socket.is(e));
         self.send(self.members(rooms, kept), event, args, offset)
+    }
+
+    /// [`Rooms::emit_at`] for the share of `rooms[at]`: its sockets that
+    /// are in none of the rooms before it. A broadcast to several rooms
+    /// that arrives once per room (a cluster's per-room channels) reaches
+    /// each socket once: from the first of its rooms in the list.
+    pub fn emit_share(
+        &self,
+        rooms: &[&str],
+        at: usize,
+        except: Option<&str>,
+        event: &str,
+        args: Vec<Value>,
+        offset: Option<Offset>,
+    ) -> usize {
+        let Some(room) = rooms.get(at) else {
+            return 0;
+        };
+        let earlier = &rooms[..at];
+        let targets = {
+            let map = lock(&self.map);
+            let in_earlier = |socket: &Arc<S>| {
+                earlier.iter().any(|r| {
+                    map.get(*r)
+                        .is_some_and(|m| m.iter().any(|s| Arc::ptr_eq(s, socket)))
+                })
+            };
+            map.get(*room)
+                .into_iter()
+                .flatten()
+                .filter(|s| except.is_none_or(|e| !s.is(e)))
+                .filter(|s| earlier.is_empty() || !in_earlier(s))
+                .cloned()
+                .collect()
+        };
+        self.send(targets, event, args, offset)
     }
 
     /// How many sockets are in any of `rooms`, but the one with id `except`.
@@ -184,4 +248,73 @@ pub(crate) fn push_first_exact<T>(list: &mut Vec<T>, item: T) {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Probe {
+        id: &'static str,
+        got: AtomicUsize,
+    }
+
+    impl Member for Probe {
+        fn send_frames(&self, _: Frames, _: Option<Offset>) {
+            self.got.fetch_add(1, Ordering::Relaxed);
+        }
+        fn is(&self, id: &str) -> bool {
+            self.id == id
+        }
+        fn namespace(&self) -> &str {
+            "/"
+        }
+    }
+
+    fn probe(id: &'static str) -> Arc<Probe> {
+        Arc::new(Probe {
+            id,
+            got: AtomicUsize::new(0),
+        })
+    }
+
+    #[test]
+    fn the_watcher_hears_first_and_last_members_in_order() {
+        let rooms = Rooms::<Probe>::new();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        assert!(rooms.watch(Box::new(move |room, up| {
+            log.lock()
+                .unwrap()
+                .push(format!("{room}{}", if up { '+' } else { '-' }))
+        })));
+        let (a, b) = (probe("a"), probe("b"));
+        rooms.join(&a, "r");
+        rooms.join(&b, "r");
+        rooms.leave(&a, "r");
+        rooms.leave(&b, "r");
+        rooms.join(&a, "r");
+        rooms.leave(&a, "s");
+        assert_eq!(*heard.lock().unwrap(), ["r+", "r-", "r+"]);
+    }
+
+    #[test]
+    fn shares_reach_each_socket_once_across_the_copies() {
+        let rooms = Rooms::<Probe>::new();
+        let (a, b, c) = (probe("a"), probe("b"), probe("c"));
+        rooms.join(&a, "x");
+        rooms.join(&a, "y");
+        rooms.join(&b, "y");
+        rooms.join(&c, "y");
+        let list = ["x", "y", "z"];
+        let mut reached = 0;
+        for at in 0..=list.len() {
+            reached += rooms.emit_share(&list, at, Some("c"), "e", Vec::new(), None);
+        }
+        assert_eq!(reached, 2);
+        assert_eq!(a.got.load(Ordering::Relaxed), 1);
+        assert_eq!(b.got.load(Ordering::Relaxed), 1);
+        assert_eq!(c.got.load(Ordering::Relaxed), 0);
+    }
 }

@@ -285,6 +285,12 @@ pub trait Fanout: Send + Sync + 'static {
         once: Option<(String, u64)>,
         fallback: Box<dyn FnOnce() + Send>,
     ) -> BoxFuture<'static, Result<bool, Unavailable>>;
+    /// Done once what is sent to `rooms` from now on reaches this node
+    /// (see `Broker::listening`); at once by default.
+    fn listening(&self, rooms: &[String]) -> BoxFuture<'static, ()> {
+        let _ = rooms;
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Room delivery: to this node's sockets through the engine's rooms, and
@@ -420,6 +426,31 @@ impl Emitter {
         deliver_on(self.local(), rooms, except, event, data, offset)
     }
 
+    /// [`Emitter::deliver_at`] for the share of `rooms[at]`: its sockets
+    /// in none of the rooms before it (a copy that came on that room's
+    /// channel).
+    pub(crate) fn deliver_share(
+        &self,
+        rooms: &[String],
+        at: usize,
+        except: Option<&str>,
+        event: &str,
+        data: serde_json::Value,
+        offset: Option<Offset>,
+    ) -> usize {
+        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+        let args = vec![Value::from(data)];
+        let offset = offset.map(engine_offset);
+        self.local()
+            .emit_share(&rooms, at, except, event, args, offset)
+    }
+
+    /// Has `watcher` told of each room's first and last socket on this
+    /// node; false when one was set already.
+    pub(crate) fn watch_rooms(&self, watcher: sockgate_engine::rooms::Watcher) -> bool {
+        self.local().watch(watcher)
+    }
+
     fn local(&self) -> &Arc<SocketRooms> {
         self.rooms
             .get()
@@ -454,5 +485,12 @@ impl Broker for Emitter {
             .and_then(|d| serde_json::from_str(d.get()).ok())
             .unwrap_or(serde_json::Value::Null);
         Box::pin(async move { self.emit(&out, data).await })
+    }
+
+    fn listening<'a>(&'a self, rooms: &'a [String]) -> BoxFuture<'a, ()> {
+        match self.fanout.get() {
+            Some(fanout) => fanout.listening(rooms),
+            None => Box::pin(std::future::ready(())),
+        }
     }
 }

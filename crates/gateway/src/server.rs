@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 
 use sockgate_core::backend::{Counted, History, MemoryCensus};
 
-use crate::cluster::{Cluster, RedisHistory, Seal, follow_logged, redacted};
+use crate::cluster::{Cluster, Listening, RedisHistory, Seal, redacted};
 use crate::config::{Config, ConfigError, Secret, TlsFiles};
 use crate::consume::Consumers;
 use crate::http::connections::{Connections, Http1Only};
@@ -211,7 +211,16 @@ pub async fn serve_until(
             };
             let gateway = Arc::new(gateway);
             let (router, io) = app(gateway.clone(), key);
-            let bus = crate::cluster::RoomBus::new(cluster.clone(), history.clone());
+            let listening = Listening::new();
+            let edges = listening.clone();
+            if !gateway
+                .emitter
+                .watch_rooms(Box::new(move |room, up| edges.edge(room, up)))
+            {
+                panic!("a Gateway's rooms are watched by one cluster only");
+            }
+            tokio::spawn(listening.clone().run(cluster.driver.clone()));
+            let bus = crate::cluster::RoomBus::new(cluster.clone(), history.clone(), listening);
             gateway.emitter.set_fanout(Arc::new(bus));
             let node = cluster.node.clone();
             // Its departures come due, then some: see `cluster::lost`.
@@ -311,9 +320,6 @@ async fn start_cluster(
         gateway.emitter.clone(),
         cluster.clone(),
     ));
-    if history.is_some() {
-        tokio::spawn(follow_logged(gateway.emitter.clone(), cluster.clone()));
-    }
     let resync = cluster.clone();
     tokio::spawn(cluster.heartbeat(move || {
         let (gateway, cluster) = (gateway.clone(), resync.clone());

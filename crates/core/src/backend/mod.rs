@@ -93,6 +93,18 @@ pub trait Broker: Send + Sync + 'static {
     /// duplicate reaches nobody, and a broker that cannot record the key
     /// says [`Unavailable`] and delivers nothing.
     fn publish<'a>(&'a self, out: Outgoing<'a>) -> BoxFuture<'a, Result<Delivery, Unavailable>>;
+    /// Done once what is published to `rooms` (keys) from now on, on any
+    /// node, reaches this node's sockets there. The node waits for it
+    /// after putting a socket in rooms and before telling anyone it is
+    /// there (the join's ack, the CONNECT, a recovery's second read), so
+    /// that a message sent after that is never missed. At once where
+    /// every message reaches every node, as here; a cluster that listens
+    /// per room waits for its subscriptions (bounded: a Redis away or
+    /// slow is not waited for).
+    fn listening<'a>(&'a self, rooms: &'a [String]) -> BoxFuture<'a, ()> {
+        let _ = rooms;
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Who is in which room, on every node. The node tells it when a user

@@ -213,9 +213,13 @@ impl Node {
         reply: Reply,
     ) -> Result<Value, AuthError> {
         self.check_rooms(session, &reply.join, &reply.leave)?;
-        for room in &reply.join {
-            self.enter(conn.as_ref(), session, &session.room_key(room));
+        let joined: Vec<String> = reply.join.iter().map(|r| session.room_key(r)).collect();
+        for key in &joined {
+            self.enter(conn.as_ref(), session, key);
         }
+        // Before the reply's publishes and its ack: both may count on the
+        // socket hearing its new rooms.
+        self.broker.listening(&joined).await;
         for room in &reply.leave {
             self.exit(conn.as_ref(), session, &session.room_key(room));
         }

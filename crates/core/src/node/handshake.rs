@@ -153,8 +153,11 @@ impl Node {
             )
             .into());
         }
-        if let Some(resumed) = resumed {
-            self.give_back(&conn, &session, resumed).await?;
+        match resumed {
+            Some(resumed) => self.give_back(&conn, &session, resumed).await?,
+            // Before the CONNECT: a message to the user sent once it is
+            // connected reaches it.
+            None => self.broker.listening(&session.rooms()).await,
         }
         self.stats.overhead(admitting.elapsed());
         Ok(Accepted {

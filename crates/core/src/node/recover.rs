@@ -200,6 +200,9 @@ impl Node {
                 rooms.push(room.clone());
             }
         }
+        // Listening first: what the second read does not see yet arrives
+        // live, and what it does, live after `through`, is dropped.
+        self.broker.listening(&rooms).await;
         let wanted = self.wanted(&rooms, &resumed.parked.socket);
         let Ok(Missed::Messages(later)) = self.history.since(resumed.read_to, &wanted).await else {
             return None;

@@ -69,6 +69,7 @@ impl Node {
             telemetry::room_join(verdict.is_ok());
             verdict?;
             self.enter(conn, session, &key);
+            self.broker.listening(std::slice::from_ref(&key)).await;
         }
         Ok(self.room_member_count(&key).await)
     }

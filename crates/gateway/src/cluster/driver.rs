@@ -20,7 +20,27 @@ use tokio::sync::mpsc;
 /// A message of a channel: its name and its body.
 pub type ChanItem = (String, Vec<u8>);
 
-type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
+/// Where pushed messages go: a channel's own subscriber, or the one of
+/// every channel under a prefix (the room channels).
+#[derive(Default)]
+struct Routes {
+    exact: HashMap<String, mpsc::Sender<ChanItem>>,
+    prefixed: Vec<(String, mpsc::Sender<ChanItem>)>,
+}
+
+impl Routes {
+    fn of(&self, chan: &str) -> Option<mpsc::Sender<ChanItem>> {
+        if let Some(tx) = self.exact.get(chan) {
+            return Some(tx.clone());
+        }
+        let mut under = self.prefixed.iter();
+        under
+            .find(|(prefix, _)| chan.starts_with(prefix.as_str()))
+            .map(|(_, tx)| tx.clone())
+    }
+}
+
+type Handlers = Arc<RwLock<Routes>>;
 
 /// The cluster's pub/sub on a reconnecting Redis connection: pushed
 /// messages are never dropped, and publishes are skipped while degraded.
@@ -64,6 +84,11 @@ impl ResilientDriver {
 }
 
 impl ResilientDriver {
+    /// Whether Redis answered the last heartbeat.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
     /// The underlying connection, for plain commands.
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
@@ -77,7 +102,7 @@ async fn route(mut pushes: mpsc::UnboundedReceiver<PushInfo>, handlers: Handlers
         let Some((chan, msg)) = message_of(push) else {
             continue;
         };
-        let tx = handlers.read().expect("handlers lock").get(&chan).cloned();
+        let tx = handlers.read().expect("handlers lock").of(&chan);
         if let Some(tx) = tx {
             let _ = tx.send((chan, msg)).await;
         }
@@ -125,8 +150,47 @@ impl ResilientDriver {
         self.handlers
             .write()
             .expect("handlers lock")
+            .exact
             .insert(chan.clone(), tx);
         self.conn.clone().subscribe(chan).await?;
         Ok(rx)
+    }
+
+    /// The messages of every channel whose name starts with `prefix`, as
+    /// they arrive (`size` wait at most); subscribing to them is left to
+    /// [`ResilientDriver::subscribe_rooms`].
+    pub fn route_prefix(&self, prefix: &str, size: usize) -> mpsc::Receiver<ChanItem> {
+        let (tx, rx) = mpsc::channel(size.max(1));
+        let mut routes = self.handlers.write().expect("handlers lock");
+        routes.prefixed.push((prefix.to_owned(), tx));
+        rx
+    }
+
+    /// Subscribes to `channels` in one command (kept across reconnects).
+    pub async fn subscribe_rooms(&self, channels: Vec<String>) -> Result<(), DriverError> {
+        Ok(self.conn.clone().subscribe(channels).await?)
+    }
+
+    /// Unsubscribes from `channels` in one command.
+    pub async fn unsubscribe(&self, channels: Vec<String>) -> Result<(), DriverError> {
+        Ok(self.conn.clone().unsubscribe(channels).await?)
+    }
+
+    /// Publishes `val` on each of `channels`, in one round trip (skipped,
+    /// and counted, while degraded).
+    pub async fn publish_each(&self, channels: &[String], val: &[u8]) -> Result<(), DriverError> {
+        if !self.healthy.load(Ordering::Relaxed) {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for chan in channels {
+            pipe.publish(chan, val).ignore();
+        }
+        if let Err(e) = pipe.query_async::<()>(&mut self.conn.clone()).await {
+            tracing::warn!(error = %e, "publish to the cluster failed");
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 }

@@ -16,10 +16,18 @@
 //! - `sockgate:history:count`, `sockgate:history:bytes`: each room set's
 //!   count and bytes, ranked; `sockgate:history:share:{rooms}`: a list of
 //!   the ids of the room set's messages, oldest first.
-//! - `sockgate:rooms:logged`: the channel the messages go out on, each
-//!   as `{id} {sealed}`. One script appends and publishes, so that the
-//!   channel's order is the stream's: every node, this one included,
-//!   delivers from the channel, and every client sees offsets in order.
+//! - The messages go out on their rooms' channels (`cluster::rooms`), each
+//!   as `L{id} {sealed}`, published by the script that appends them.
+//!   Where the order comes from: Redis runs one script at a time, and
+//!   writes what it publishes to each subscriber connection in the order
+//!   it published it; a node listens on all its rooms on one connection.
+//!   So every node, this one included, gets the messages of its rooms in
+//!   the stream's order, whichever rooms they are in, and delivers from
+//!   the channels: every client sees offsets in order. (A node that is
+//!   not listening on a room yet gets nothing of it; the node waits for
+//!   its subscription before a join is acked and before a recovery's
+//!   second read, so that nothing falls between the history and the
+//!   channel.)
 //! - `sockgate:parked:{user}`: the user's parked sessions, by session id,
 //!   as JSON; the hash expires a window after the last park. Taken with
 //!   a script that reads and deletes at once: a session recovers once.
@@ -44,7 +52,6 @@ const COUNTS: &str = "sockgate:history:count";
 const SIZES: &str = "sockgate:history:bytes";
 /// Followed by a room set's JSON: the list of its messages' ids.
 const SHARE: &str = "sockgate:history:share:";
-const LOGGED: &str = "sockgate:rooms:logged";
 /// The history's identity, drawn by the first node that reads it.
 const EPOCH: &str = "sockgate:history:epoch";
 /// How many entries the history API reads at once, newest first.
@@ -162,19 +169,20 @@ local function push_out(ranking)
 end
 "#;
 
-/// Appends a message, trims, and publishes it. KEYS: the prelude's, then
-/// the channel and the idempotency key's record; ARGV: the prelude's, then
-/// the most entries, the most bytes, the sealed message, the keys'
-/// lifetime (ms), the message's rooms (JSON), its weight, the
-/// idempotency window (ms; 0 without a key), and the room set's own most
-/// entries and longest age (ms; 0 for none). Returns the entry's id, or
-/// '' for a duplicate: the key is recorded in the same step.
+/// Appends a message, trims, and publishes it on its rooms' channels.
+/// KEYS: the prelude's, then the idempotency key's record; ARGV: the
+/// prelude's, then the most entries, the most bytes, the sealed message,
+/// the keys' lifetime (ms), the message's rooms (JSON), its weight, the
+/// idempotency window (ms; 0 without a key), the room set's own most
+/// entries and longest age (ms; 0 for none), and the room channels'
+/// prefix. Returns the entry's id, or '' for a duplicate: the key is
+/// recorded in the same step.
 const APPEND: &str = r#"
 local max_entries, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
 local sealed, ttl, set, weight = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local once = tonumber(ARGV[9])
 local own_size, own_ttl = tonumber(ARGV[10]), tonumber(ARGV[11])
-if once > 0 and not redis.call('SET', KEYS[7], '1', 'NX', 'PX', once) then return '' end
+if once > 0 and not redis.call('SET', KEYS[6], '1', 'NX', 'PX', once) then return '' end
 local id = redis.call('XADD', stream, '*', 'm', sealed, 'r', set, 'w', weight)
 redis.call('RPUSH', prefix .. set, id)
 redis.call('ZINCRBY', counts, 1, set)
@@ -200,7 +208,10 @@ end
 for _, key in ipairs({stream, meta, marks, counts, sizes, prefix .. set}) do
   redis.call('PEXPIRE', key, ttl)
 end
-redis.call('PUBLISH', KEYS[6], id .. ' ' .. sealed)
+local body = 'L' .. id .. ' ' .. sealed
+for _, room in ipairs(cjson.decode(set)) do
+  redis.call('PUBLISH', ARGV[12] .. room, body)
+end
 return id
 "#;
 
@@ -338,7 +349,6 @@ impl RedisHistory {
         let mut invocation = APPEND_SCRIPT.prepare_invoke();
         self.prelude(&mut invocation);
         invocation
-            .key(LOGGED)
             .key(record)
             .arg(self.settings.history)
             .arg(self.settings.history_bytes)
@@ -348,7 +358,8 @@ impl RedisHistory {
             .arg(weight)
             .arg(window)
             .arg(message.keep.size.unwrap_or(0))
-            .arg(message.keep.ttl_ms.unwrap_or(0));
+            .arg(message.keep.ttl_ms.unwrap_or(0))
+            .arg(super::listen::ROOM_CHANNEL);
         let mut conn = self.cluster.conn();
         async move { invocation.invoke_async::<String>(&mut conn).await }
     }
@@ -626,28 +637,29 @@ fn text(value: &Value) -> Option<&str> {
     }
 }
 
-/// Delivers the cluster's logged room messages here, with their offsets,
-/// until the channel closes.
-pub async fn follow_logged(emitter: Arc<Emitter>, cluster: Arc<Cluster>) {
-    let mut stream = match cluster.driver.subscribe(LOGGED.to_owned(), 4096).await {
-        Ok(stream) => stream,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot subscribe to the logged room channel");
-            return;
-        }
+/// Delivers a logged room message that came on the channel of `room`
+/// (`{offset} {sealed}`) to this node's sockets there, with its offset.
+pub(crate) fn deliver_logged(emitter: &Emitter, cluster: &Cluster, room: &str, body: &[u8]) {
+    let Some((offset, message)) = open_logged(cluster, body) else {
+        tracing::warn!("ignoring a logged room message without a valid seal");
+        return;
     };
-    while let Some((_, body)) = stream.recv().await {
-        let Some((offset, message)) = open_logged(&cluster, &body) else {
-            tracing::warn!("ignoring a logged room message without a valid seal");
-            continue;
-        };
-        if message.gap {
-            continue;
-        }
-        let data = serde_json::from_str(message.data.get()).unwrap_or_default();
-        let except = message.except.as_deref();
-        emitter.deliver_at(&message.rooms, except, &message.event, data, Some(offset));
+    if message.gap {
+        return;
     }
+    let Some(at) = message.rooms.iter().position(|r| r == room) else {
+        return;
+    };
+    let data = serde_json::from_str(message.data.get()).unwrap_or_default();
+    let except = message.except.as_deref();
+    emitter.deliver_share(
+        &message.rooms,
+        at,
+        except,
+        &message.event,
+        data,
+        Some(offset),
+    );
 }
 
 fn open_logged(cluster: &Cluster, body: &[u8]) -> Option<(Offset, Message)> {

@@ -1,8 +1,9 @@
 //! Cluster mode: many gateway nodes on one Redis behave as one.
 //!
-//! - Room broadcasts and `/api/publish` go out on one channel
-//!   (`sockgate:rooms`, sealed like the announcements); every other node
-//!   delivers them to its own sockets ([`RoomBus`]).
+//! - Room broadcasts and `/api/publish` go out on the channel of each of
+//!   their rooms (sealed like the announcements); a node listens on the
+//!   channels of the rooms it has sockets in ([`Listening`]) and delivers
+//!   to them ([`RoomBus`]).
 //! - Revocations, kicks and evictions are announced on one control channel;
 //!   every node applies them to its own sockets.
 //! - Sessions and presence live in node-scoped Redis hashes
@@ -20,6 +21,7 @@ mod backends;
 mod census;
 pub mod driver;
 mod history;
+mod listen;
 mod lost;
 mod rooms;
 pub mod seal;
@@ -37,7 +39,8 @@ use sockgate_core::backend::Admission;
 use tokio::sync::mpsc;
 
 pub use driver::ResilientDriver;
-pub use history::{RedisHistory, follow_logged};
+pub use history::RedisHistory;
+pub use listen::Listening;
 pub use lost::report_lost_nodes;
 pub use rooms::{RoomBus, follow_rooms};
 pub use seal::Seal;

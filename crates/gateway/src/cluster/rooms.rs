@@ -1,5 +1,18 @@
-//! Room messages between nodes: a broadcast here goes out on one sealed
-//! channel, and every other node delivers it to its own sockets.
+//! Room messages between nodes: a broadcast goes out on the channel of
+//! each of its rooms (`sockgate:room:{key}`), which only the nodes with a
+//! socket in the room listen on ([`Listening`]); each delivers it to its
+//! own sockets there.
+//!
+//! A channel carries two kinds of body, told apart by their first byte:
+//! - `P{sealed envelope}`: a plain broadcast; its node delivered it to its
+//!   own sockets already.
+//! - `L{offset} {sealed message}`: a logged one (recovery on), published
+//!   by the history's append script with its offset; every node delivers
+//!   it from the channel, its own node included (see `cluster::history`).
+//!
+//! A broadcast to several rooms arrives once per room a node listens on;
+//! the copy of the i-th room reaches the sockets in it that are in none of
+//! the rooms before it (`Rooms::emit_share`), so each socket gets it once.
 
 use std::sync::{Arc, LazyLock};
 
@@ -10,10 +23,14 @@ use sockgate_core::BoxFuture;
 use sockgate_core::backend::Unavailable;
 use sockgate_core::recovery::Message;
 
+use super::listen::{self, Listening};
 use super::{BEAT_TIMEOUT, Cluster, RedisHistory};
 use crate::gateway::{Emitter, Fanout};
 
-const ROOMS: &str = "sockgate:rooms";
+/// The first byte of a plain broadcast's body.
+const PLAIN: u8 = b'P';
+/// The first byte of a logged broadcast's body.
+pub(crate) const LOGGED: u8 = b'L';
 
 /// One room message on the channel.
 #[derive(Debug, Serialize, Deserialize)]
@@ -31,12 +48,12 @@ struct Envelope {
 /// Prefix of the idempotency keys' Redis keys.
 const KEYS: &str = "sockgate:idempotency:";
 
-/// Records a key and publishes, in one step. KEYS: the key, the channel;
-/// ARGV: the window (ms), the message. 1 when published, 0 for a
-/// duplicate.
+/// Records a key and publishes, in one step. KEYS: the key; ARGV: the
+/// window (ms), the message, then its channels. 1 when published, 0 for
+/// a duplicate.
 const SEND_ONCE: &str = r#"
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
-redis.call('PUBLISH', KEYS[2], ARGV[2])
+for i = 3, #ARGV do redis.call('PUBLISH', ARGV[i], ARGV[2]) end
 return 1
 "#;
 
@@ -52,13 +69,23 @@ pub struct RoomBus {
     cluster: Arc<Cluster>,
     /// The cluster's history, when recovery is on.
     history: Option<Arc<RedisHistory>>,
+    /// The rooms this node listens on.
+    listening: Arc<Listening>,
 }
 
 impl RoomBus {
     /// Room messages through `cluster`, logged in `history` when recovery
-    /// is on.
-    pub fn new(cluster: Arc<Cluster>, history: Option<Arc<RedisHistory>>) -> Self {
-        Self { cluster, history }
+    /// is on, heard in the rooms of `listening`.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        history: Option<Arc<RedisHistory>>,
+        listening: Arc<Listening>,
+    ) -> Self {
+        Self {
+            cluster,
+            history,
+            listening,
+        }
     }
 }
 
@@ -78,10 +105,15 @@ impl RoomBus {
             event: event.to_owned(),
             data: data.clone(),
         };
-        self.cluster
-            .seal
-            .seal(&serde_json::to_vec(&envelope).expect("room messages serialize"))
+        let json = serde_json::to_vec(&envelope).expect("room messages serialize");
+        let mut body = vec![PLAIN];
+        body.extend(self.cluster.seal.seal(&json));
+        body
     }
+}
+
+fn channels(rooms: &[String]) -> Vec<String> {
+    rooms.iter().map(|room| listen::channel(room)).collect()
 }
 
 impl Fanout for RoomBus {
@@ -90,8 +122,9 @@ impl Fanout for RoomBus {
     fn send(&self, rooms: &[String], except: Option<&str>, event: &str, data: &serde_json::Value) {
         let body = self.seal(rooms, except, event, data);
         let cluster = self.cluster.clone();
+        let channels = channels(rooms);
         tokio::spawn(async move {
-            if let Err(e) = cluster.driver.publish(ROOMS.to_owned(), body).await {
+            if let Err(e) = cluster.driver.publish_each(&channels, &body).await {
                 tracing::warn!(error = %e, "a room message did not reach the other nodes");
             }
         });
@@ -109,6 +142,7 @@ impl Fanout for RoomBus {
     ) -> BoxFuture<'static, Result<bool, Unavailable>> {
         let body = self.seal(rooms, except, event, data);
         let cluster = self.cluster.clone();
+        let channels = channels(rooms);
         Box::pin(async move {
             if !cluster.is_healthy() {
                 return Err(Unavailable("Redis is away".into()));
@@ -116,9 +150,9 @@ impl Fanout for RoomBus {
             let mut invocation = SEND_ONCE_SCRIPT.prepare_invoke();
             invocation
                 .key(idempotency_key(&key))
-                .key(ROOMS)
                 .arg(window_ms.max(1))
-                .arg(body);
+                .arg(body)
+                .arg(channels);
             let mut conn = cluster.conn();
             let sent = invocation.invoke_async::<i64>(&mut conn);
             match tokio::time::timeout(BEAT_TIMEOUT, sent).await {
@@ -143,28 +177,47 @@ impl Fanout for RoomBus {
             }),
         }
     }
+
+    fn listening(&self, rooms: &[String]) -> BoxFuture<'static, ()> {
+        if !self.cluster.is_healthy() {
+            return Box::pin(std::future::ready(()));
+        }
+        let (listening, rooms) = (self.listening.clone(), rooms.to_vec());
+        Box::pin(async move { listening.ready(&rooms).await })
+    }
 }
 
-/// Delivers the other nodes' room messages here, until the channel closes.
+/// Delivers the room messages of the channels this node listens on to
+/// its sockets, until the driver closes.
 pub async fn follow_rooms(emitter: Arc<Emitter>, cluster: Arc<Cluster>) {
-    let mut stream = match cluster.driver.subscribe(ROOMS.to_owned(), 4096).await {
-        Ok(stream) => stream,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot subscribe to the room channel");
-            return;
-        }
-    };
-    while let Some((_, body)) = stream.recv().await {
-        let Some(json) = cluster.seal.open(&body) else {
-            tracing::warn!("ignoring a room message without a valid seal");
+    let mut stream = cluster.driver.route_prefix(listen::ROOM_CHANNEL, 4096);
+    while let Some((chan, body)) = stream.recv().await {
+        let Some(room) = listen::room_of(&chan) else {
             continue;
         };
-        match serde_json::from_slice::<Envelope>(json) {
-            Ok(m) if m.node != cluster.node => {
-                emitter.deliver_at(&m.rooms, m.except.as_deref(), &m.event, m.data, None);
+        match body.split_first() {
+            Some((&PLAIN, sealed)) => deliver_plain(&emitter, &cluster, room, sealed),
+            Some((&LOGGED, logged)) => {
+                super::history::deliver_logged(&emitter, &cluster, room, logged)
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "ignoring a malformed room message"),
+            _ => tracing::warn!("ignoring a room message of an unknown kind"),
         }
+    }
+}
+
+fn deliver_plain(emitter: &Emitter, cluster: &Cluster, room: &str, sealed: &[u8]) {
+    let Some(json) = cluster.seal.open(sealed) else {
+        tracing::warn!("ignoring a room message without a valid seal");
+        return;
+    };
+    match serde_json::from_slice::<Envelope>(json) {
+        Ok(m) if m.node != cluster.node => {
+            let Some(at) = m.rooms.iter().position(|r| r == room) else {
+                return;
+            };
+            emitter.deliver_share(&m.rooms, at, m.except.as_deref(), &m.event, m.data, None);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "ignoring a malformed room message"),
     }
 }
