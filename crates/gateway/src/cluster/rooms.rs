@@ -4,8 +4,8 @@
 //! own sockets there.
 //!
 //! A channel carries two kinds of body, told apart by their first byte:
-//! - `P{sealed envelope}`: a plain broadcast; its node delivered it to its
-//!   own sockets already.
+//! - `P{node} {sealed envelope}`: a plain broadcast; its node delivered it
+//!   to its own sockets already, and skips it unopened.
 //! - `L{offset} {sealed message}`: a logged one (recovery on), published
 //!   by the history's append script with its offset; every node delivers
 //!   it from the channel, its own node included (see `cluster::history`).
@@ -107,6 +107,8 @@ impl RoomBus {
         };
         let json = serde_json::to_vec(&envelope).expect("room messages serialize");
         let mut body = vec![PLAIN];
+        body.extend_from_slice(self.cluster.node.as_bytes());
+        body.push(b' ');
         body.extend(self.cluster.seal.seal(&json));
         body
     }
@@ -205,8 +207,13 @@ pub async fn follow_rooms(emitter: Arc<Emitter>, cluster: Arc<Cluster>) {
     }
 }
 
-fn deliver_plain(emitter: &Emitter, cluster: &Cluster, room: &str, sealed: &[u8]) {
-    let Some(json) = cluster.seal.open(sealed) else {
+fn deliver_plain(emitter: &Emitter, cluster: &Cluster, room: &str, body: &[u8]) {
+    let at = body.iter().position(|b| *b == b' ').unwrap_or(0);
+    let (node, sealed) = body.split_at(at);
+    if node == cluster.node.as_bytes() {
+        return;
+    }
+    let Some(json) = cluster.seal.open(sealed.get(1..).unwrap_or_default()) else {
         tracing::warn!("ignoring a room message without a valid seal");
         return;
     };
