@@ -176,20 +176,24 @@ impl ResilientDriver {
         Ok(self.conn.clone().unsubscribe(channels).await?)
     }
 
-    /// Publishes `val` on each of `channels`, in one round trip (skipped,
-    /// and counted, while degraded).
-    pub async fn publish_each(&self, channels: &[String], val: &[u8]) -> Result<(), DriverError> {
+    /// Publishes each body on each of its channels, in order and in one
+    /// round trip (skipped, and counted, while degraded).
+    pub async fn publish_batch(&self, batch: &[(Vec<String>, Vec<u8>)]) -> Result<(), DriverError> {
         if !self.healthy.load(Ordering::Relaxed) {
-            self.skipped.fetch_add(1, Ordering::Relaxed);
+            self.skipped
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        for chan in channels {
-            pipe.publish(chan, val).ignore();
+        for (channels, val) in batch {
+            for chan in channels {
+                pipe.publish(chan, val).ignore();
+            }
         }
         if let Err(e) = pipe.query_async::<()>(&mut self.conn.clone()).await {
             tracing::warn!(error = %e, "publish to the cluster failed");
-            self.skipped.fetch_add(1, Ordering::Relaxed);
+            self.skipped
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
         Ok(())
     }

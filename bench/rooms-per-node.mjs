@@ -1,0 +1,295 @@
+// The client half of bench/rooms-per-node.sh: connects one socket per room
+// to the nodes of a running sockgate cluster, publishes room messages through
+// the nodes' admin APIs, waits for every delivery, and writes what each node
+// and Redis spent on it as JSON.
+//
+//   node bench/rooms-per-node.mjs --node URL=PID [--node URL=PID ...]
+//     --redis-port PORT --secret JWT_SECRET --api-key KEY --json FILE
+//     [--rooms 4000] [--messages 40000] [--concurrency 32] [--timeout 180]
+//     [--settle 2] [--idle 3] [--clk-tck 100] [--label TEXT]
+//
+// Client i (token sub "u<i>") connects to node i % N with the official
+// socket.io-client over WebSocket only; its room is its own user room
+// (user:u<i>), so every room has its members on one node. Message k goes to
+// the room of user u<k % rooms>, through the API of node (k + floor(k / N)) % N:
+// balanced over the nodes, and (N - 1) / N of the messages are published on
+// a node other than the one holding their room (publishing message k on node
+// k % N would put it on its room's own node every time when N divides rooms).
+//
+// Timeline: all clients connected; --settle seconds; snapshot A; --idle
+// seconds with nothing sent; snapshot B; publish and wait until every message
+// is delivered (or --timeout); snapshot C. The measurement is C - B; B - A is
+// each process's idle cost (heartbeats, figures, pings), reported beside it.
+// A snapshot is each node's CPU time (utime + stime of /proc/PID/stat, all
+// threads) and Redis's `INFO` used_cpu_user + used_cpu_sys and
+// total_commands_processed (through redis-cli).
+import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import { createRequire } from "node:module";
+import { parseArgs } from "node:util";
+
+// socket.io-client and jsonwebtoken as the end-to-end tests install them.
+const require = createRequire(new URL("../tests/e2e/package.json", import.meta.url));
+const { io } = require("socket.io-client");
+const jwt = require("jsonwebtoken");
+
+const { values: opt } = parseArgs({
+  options: {
+    node: { type: "string", multiple: true },
+    "redis-port": { type: "string" },
+    secret: { type: "string" },
+    "api-key": { type: "string" },
+    json: { type: "string" },
+    rooms: { type: "string", default: "4000" },
+    messages: { type: "string", default: "40000" },
+    concurrency: { type: "string", default: "32" },
+    timeout: { type: "string", default: "180" },
+    settle: { type: "string", default: "2" },
+    idle: { type: "string", default: "3" },
+    "clk-tck": { type: "string", default: "100" },
+    label: { type: "string", default: "" },
+  },
+});
+for (const required of ["node", "redis-port", "secret", "api-key", "json"]) {
+  if (!opt[required]) throw new Error(`--${required} is required`);
+}
+const nodes = opt.node.map((spec) => {
+  const at = spec.lastIndexOf("=");
+  return { url: spec.slice(0, at), pid: Number(spec.slice(at + 1)) };
+});
+const N = nodes.length;
+const ROOMS = Number(opt.rooms);
+const M = Number(opt.messages);
+const CONCURRENCY = Number(opt.concurrency);
+const TIMEOUT_MS = Number(opt.timeout) * 1000;
+const CLK_TCK = Number(opt["clk-tck"]);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...a) => console.error(`    [${opt.label}]`, ...a);
+
+/** CPU time of a process, all its threads, in ms. */
+function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces), from field 3 on.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK; // utime, stime
+}
+
+function redisInfo() {
+  const text = execFileSync("redis-cli", ["-h", "127.0.0.1", "-p", opt["redis-port"], "INFO", "all"], {
+    encoding: "utf8",
+  });
+  const field = (name) => Number(text.match(new RegExp(`^${name}:([0-9.]+)`, "m"))[1]);
+  return {
+    cpuMs: (field("used_cpu_user") + field("used_cpu_sys")) * 1000,
+    commands: field("total_commands_processed"),
+  };
+}
+
+function snapshot() {
+  return { at: performance.now(), nodes: nodes.map((n) => cpuMs(n.pid)), redis: redisInfo() };
+}
+
+// --- clients ---------------------------------------------------------------
+
+const nodeOf = (i) => i % N;
+const received = new Array(ROOMS).fill(0);
+const receivedPerNode = new Array(N).fill(0);
+let receivedTotal = 0;
+let lastDelivery = 0;
+let onDelivery = () => {};
+let disconnects = 0;
+const sockets = [];
+
+function connect(i) {
+  const token = jwt.sign({ sub: `u${i}`, exp: Math.floor(Date.now() / 1000) + 3600 }, opt.secret, {
+    algorithm: "HS256",
+  });
+  const socket = io(nodes[nodeOf(i)].url, {
+    transports: ["websocket"],
+    auth: { token },
+    forceNew: true,
+    reconnection: false,
+    timeout: 30000,
+  });
+  sockets[i] = socket;
+  socket.on("tick", () => {
+    received[i]++;
+    receivedPerNode[nodeOf(i)]++;
+    receivedTotal++;
+    lastDelivery = performance.now();
+    onDelivery();
+  });
+  return new Promise((resolve, reject) => {
+    socket.once("connect", () => {
+      socket.on("disconnect", () => disconnects++);
+      resolve();
+    });
+    socket.once("connect_error", (err) => reject(new Error(`client u${i}: ${err.message}`)));
+  });
+}
+
+async function connectAll() {
+  let next = 0;
+  const worker = async () => {
+    while (next < ROOMS) await connect(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(100, ROOMS) }, worker));
+}
+
+// --- publishing ------------------------------------------------------------
+
+const agents = nodes.map(() => new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY }));
+const apiNodeOf = (k) => (k + Math.floor(k / N)) % N;
+const roomOf = (k) => k % ROOMS;
+
+function publish(k) {
+  const n = apiNodeOf(k);
+  const body = JSON.stringify({ user: `u${roomOf(k)}`, event: "tick", data: { k, text: "hello" } });
+  const url = new URL("/api/publish", nodes[n].url);
+  return new Promise((resolve) => {
+    const req = http.request(
+      url,
+      {
+        method: "POST",
+        agent: agents[n],
+        headers: {
+          authorization: `Bearer ${opt["api-key"]}`,
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+        },
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (d) => (text += d));
+        res.on("end", () => resolve(res.statusCode === 200 ? null : `${res.statusCode} ${text.slice(0, 200)}`));
+      },
+    );
+    req.on("error", (err) => resolve(err.message));
+    req.end(body);
+  });
+}
+
+async function publishAll() {
+  const errors = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < M) {
+      const err = await publish(next++);
+      if (err) errors.push(err);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, M) }, worker));
+  return errors;
+}
+
+function delivered(deadline) {
+  return new Promise((resolve) => {
+    const done = () => {
+      if (receivedTotal >= M) resolve(true);
+    };
+    onDelivery = done;
+    done();
+    setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()));
+  });
+}
+
+// --- the measurement -------------------------------------------------------
+
+const began = performance.now();
+await connectAll();
+const connectS = (performance.now() - began) / 1000;
+log(`${ROOMS} clients connected to ${N} node(s) in ${connectS.toFixed(1)} s`);
+await sleep(Number(opt.settle) * 1000);
+const a = snapshot();
+await sleep(Number(opt.idle) * 1000);
+const b = snapshot();
+const publishErrors = await publishAll();
+const publishedAt = performance.now();
+const complete = await delivered(b.at + TIMEOUT_MS);
+const c = snapshot();
+if (!complete) log(`timeout: ${receivedTotal} of ${M} messages delivered after ${opt.timeout} s`);
+if (publishErrors.length) log(`${publishErrors.length} publishes failed, first: ${publishErrors[0]}`);
+
+const expectedPerNode = new Array(N).fill(0);
+const publishedPerNode = new Array(N).fill(0);
+let crossing = 0;
+for (let k = 0; k < M; k++) {
+  const home = nodeOf(roomOf(k));
+  expectedPerNode[home]++;
+  publishedPerNode[apiNodeOf(k)]++;
+  if (apiNodeOf(k) !== home) crossing++;
+}
+let duplicates = 0;
+for (let i = 0; i < ROOMS; i++) {
+  const expected = Math.floor(M / ROOMS) + (i < M % ROOMS ? 1 : 0);
+  if (received[i] > expected) duplicates += received[i] - expected;
+}
+
+const seconds = (c.at - b.at) / 1000;
+const idleS = (b.at - a.at) / 1000;
+const round = (x, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+const perNode = nodes.map((n, j) => {
+  const cpu = c.nodes[j] - b.nodes[j];
+  const idleMsPerS = idleS > 0 ? (b.nodes[j] - a.nodes[j]) / idleS : null;
+  return {
+    url: n.url,
+    pid: n.pid,
+    delivered: receivedPerNode[j],
+    expected: expectedPerNode[j],
+    published: publishedPerNode[j],
+    cpuMs: round(cpu, 1),
+    cpuUsPerDelivered: receivedPerNode[j] ? round((cpu * 1000) / receivedPerNode[j]) : null,
+    idleCpuMsPerS: idleMsPerS === null ? null : round(idleMsPerS),
+  };
+});
+const usPerDelivered = perNode.map((p) => p.cpuUsPerDelivered).filter((x) => x !== null);
+const redisCpu = c.redis.cpuMs - b.redis.cpuMs;
+const redisCommands = c.redis.commands - b.redis.commands;
+const report = {
+  label: opt.label,
+  nodes: N,
+  rooms: ROOMS,
+  messages: M,
+  concurrency: CONCURRENCY,
+  crossing,
+  complete,
+  delivered: receivedTotal,
+  duplicates,
+  disconnects,
+  publishErrors: publishErrors.length,
+  firstPublishError: publishErrors[0] ?? null,
+  connectSeconds: round(connectS),
+  publishSeconds: round((publishedAt - b.at) / 1000),
+  lastDeliverySeconds: lastDelivery ? round((lastDelivery - b.at) / 1000) : null,
+  seconds: round(seconds),
+  idleSeconds: round(idleS),
+  perNode,
+  mean: {
+    cpuMs: round(perNode.reduce((s, p) => s + p.cpuMs, 0) / N, 1),
+    cpuUsPerDelivered: round(usPerDelivered.reduce((s, x) => s + x, 0) / usPerDelivered.length),
+    minCpuUsPerDelivered: Math.min(...usPerDelivered),
+    maxCpuUsPerDelivered: Math.max(...usPerDelivered),
+    delivered: round(receivedTotal / N, 1),
+  },
+  totalNodeCpuUsPerMessage: round((perNode.reduce((s, p) => s + p.cpuMs, 0) * 1000) / M),
+  redis: {
+    cpuMs: round(redisCpu, 1),
+    cpuUsPerMessage: round((redisCpu * 1000) / M),
+    commands: redisCommands,
+    commandsPerMessage: round(redisCommands / M, 3),
+    idleCpuMsPerS: idleS > 0 ? round((b.redis.cpuMs - a.redis.cpuMs) / idleS) : null,
+    idleCommandsPerS: idleS > 0 ? round((b.redis.commands - a.redis.commands) / idleS) : null,
+  },
+};
+writeFileSync(opt.json, JSON.stringify(report, null, 2) + "\n");
+log(
+  `${receivedTotal}/${M} delivered in ${report.seconds} s; per node µs/delivered ` +
+    perNode.map((p) => p.cpuUsPerDelivered).join(", ") +
+    `; redis ${report.redis.cpuUsPerMessage} µs/msg, ${report.redis.commandsPerMessage} cmd/msg`,
+);
+
+for (const s of sockets) s?.close();
+for (const agent of agents) agent.destroy();
+process.exit(complete && !publishErrors.length ? 0 : 1);
