@@ -75,14 +75,19 @@ function cpuMs(pid) {
   return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK; // utime, stime
 }
 
+const redisCli = (...args) =>
+  execFileSync("redis-cli", ["-h", "127.0.0.1", "-p", opt["redis-port"], ...args], { encoding: "utf8" });
+
 function redisInfo() {
-  const text = execFileSync("redis-cli", ["-h", "127.0.0.1", "-p", opt["redis-port"], "INFO", "all"], {
-    encoding: "utf8",
-  });
+  const text = redisCli("INFO", "all");
   const field = (name) => Number(text.match(new RegExp(`^${name}:([0-9.]+)`, "m"))[1]);
+  // Calls per command (commands run by scripts count too).
+  const calls = {};
+  for (const [, name, n] of text.matchAll(/^cmdstat_([^:]+):calls=([0-9]+)/gm)) calls[name] = Number(n);
   return {
     cpuMs: (field("used_cpu_user") + field("used_cpu_sys")) * 1000,
     commands: field("total_commands_processed"),
+    calls,
   };
 }
 
@@ -203,6 +208,8 @@ const connectS = (performance.now() - began) / 1000;
 log(`${ROOMS} clients connected to ${N} node(s) in ${connectS.toFixed(1)} s`);
 await sleep(Number(opt.settle) * 1000);
 const a = snapshot();
+// The channels the nodes listen on (one per room with per-room channels).
+const channels = redisCli("PUBSUB", "CHANNELS").split("\n").filter(Boolean);
 await sleep(Number(opt.idle) * 1000);
 const b = snapshot();
 const publishErrors = await publishAll();
@@ -279,6 +286,15 @@ const report = {
     cpuUsPerMessage: round((redisCpu * 1000) / M),
     commands: redisCommands,
     commandsPerMessage: round(redisCommands / M, 3),
+    // The commands of the measurement, most called first, per message.
+    callsPerMessage: Object.fromEntries(
+      Object.entries(c.redis.calls)
+        .map(([name, n]) => [name, round((n - (b.redis.calls[name] ?? 0)) / M, 3)])
+        .filter(([, x]) => x > 0)
+        .sort((x, y) => y[1] - x[1]),
+    ),
+    channels: channels.length,
+    channelSamples: channels.sort().slice(0, 5),
     idleCpuMsPerS: idleS > 0 ? round((b.redis.cpuMs - a.redis.cpuMs) / idleS) : null,
     idleCommandsPerS: idleS > 0 ? round((b.redis.commands - a.redis.commands) / idleS) : null,
   },

@@ -99,7 +99,7 @@ wait_readyz() {
 # $DIR/LABEL-nNODES-rRUN.json.
 measure() {
   local label=$1 bin=$2 n=$3 run=$4 j port redis_port rc=0
-  local names=() specs=()
+  local names=() urls=() specs=()
   local report="$DIR/$label-n$n-r$run.json"
   echo "==> $label, $n node(s), run $run"
 
@@ -119,11 +119,10 @@ measure() {
       SOCKGATE_DATA_DIR="$WORK/data-node$j" SOCKGATE_LOG=warn SOCKGATE_SHUTDOWN_TIMEOUT=2 \
       SOCKGATE_HANDSHAKE_RATE=0 SOCKGATE_EVENT_RATE=0 SOCKGATE_MAX_TCP_CONNECTIONS_PER_ADDRESS=0 \
       "${EXTRA[@]}" "$bin" serve
+    urls+=("http://127.0.0.1:$port")
     specs+=(--node "http://127.0.0.1:$port=$SERVER_PID")
   done
-  for ((j = 0; j < n; j++)); do
-    wait_readyz "node$j" "${specs[j * 2 + 1]%=*}"
-  done
+  for ((j = 0; j < n; j++)); do wait_readyz "node$j" "${urls[j]}"; done
 
   node bench/rooms-per-node.mjs "${specs[@]}" --redis-port "$redis_port" \
     --secret "$SECRET" --api-key "$API_KEY" --json "$report" --label "$label n=$n r$run" \
@@ -168,7 +167,8 @@ for (let run = 1; run <= Number(runs); run++)
       const file = `${dir}/${build}-n${n}-r${run}.json`;
       if (fs.existsSync(file)) rows.push({ build, n, run, r: JSON.parse(fs.readFileSync(file)) });
     }
-rows.sort((a, b) => a.n - b.n || a.build.localeCompare(b.build) * -1 || a.run - b.run);
+// By cluster size, old before new, then by run.
+rows.sort((a, b) => a.n - b.n || b.build.localeCompare(a.build) || a.run - b.run);
 const f = (x, d = 1) => (x === null || x === undefined ? "–" : x.toFixed(d));
 const first = rows[0]?.r;
 console.log(`# Room messages per node: old vs new\n`);
@@ -177,11 +177,12 @@ if (first) {
     `${first.rooms} clients (one room each, client i on node i % N, WebSocket), ` +
       `${first.messages} \`POST /api/publish\` (${first.concurrency} in flight) spread over the nodes' APIs; ` +
       `CPU from the first publish to the last delivery. µs/msg: a node's CPU time over the messages ` +
-      `its own clients received; Redis: CPU and commands per published message.\n`,
+      `its own clients received; Redis: CPU and commands per published message; channels: ` +
+      `the pub/sub channels the nodes listened on. Idle: a node's CPU in a quiet window before publishing.\n`,
   );
 }
-console.log("| build | nodes | run | node µs/delivered mean | min | max | delivered/node | node CPU ms (mean) | idle node ms/s | Redis µs/msg | Redis cmd/msg | seconds | complete |");
-console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+console.log("| build | nodes | run | node µs/delivered mean | min | max | delivered/node | node CPU ms (mean) | idle node ms/s | Redis µs/msg | Redis cmd/msg | channels | seconds | complete |");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
 for (const { build, n, run, r } of rows) {
   const idle = r.perNode.map((p) => p.idleCpuMsPerS).filter((x) => x !== null);
   const idleMean = idle.length ? idle.reduce((s, x) => s + x, 0) / idle.length : null;
@@ -190,7 +191,7 @@ for (const { build, n, run, r } of rows) {
   console.log(
     `| ${build} | ${n} | ${run} | ${f(r.mean.cpuUsPerDelivered)} | ${f(r.mean.minCpuUsPerDelivered)} | ` +
       `${f(r.mean.maxCpuUsPerDelivered)} | ${f(r.mean.delivered, 0)} | ${f(r.mean.cpuMs, 0)} | ${f(idleMean)} | ` +
-      `${f(r.redis.cpuUsPerMessage)} | ${f(r.redis.commandsPerMessage, 2)} | ${f(r.seconds)} | ${note} |`,
+      `${f(r.redis.cpuUsPerMessage)} | ${f(r.redis.commandsPerMessage, 2)} | ${r.redis.channels} | ${f(r.seconds)} | ${note} |`,
   );
 }
 const median = (xs) => {

@@ -889,3 +889,70 @@ async fn a_handshake_runs_in_the_core_from_the_payload_to_a_registered_session()
     assert_eq!(revoked, "TOKEN_REVOKED");
     assert_eq!(node.session_count(), 1, "a refusal leaves no session");
 }
+
+/// A broker whose `listening` waits for the test to open its gate, and
+/// records what it was asked.
+#[derive(Default)]
+struct Gate {
+    asked: Mutex<Vec<Vec<String>>>,
+    open: tokio::sync::Notify,
+}
+
+impl sockgate_core::backend::Broker for Gate {
+    fn publish<'a>(
+        &'a self,
+        _: sockgate_core::backend::Outgoing<'a>,
+    ) -> sockgate_core::BoxFuture<
+        'a,
+        Result<sockgate_core::backend::Delivery, sockgate_core::backend::Unavailable>,
+    > {
+        Box::pin(async { Ok(sockgate_core::backend::Delivery::Reached(0)) })
+    }
+
+    fn listening<'a>(&'a self, rooms: &'a [String]) -> sockgate_core::BoxFuture<'a, ()> {
+        self.asked.lock().unwrap().push(rooms.to_vec());
+        Box::pin(self.open.notified())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_connect_and_a_joins_ack_wait_until_the_broker_listens_on_the_rooms() {
+    let gate = Arc::new(Gate::default());
+    let node = Node::new(
+        verifier(),
+        SourcePolicy::default(),
+        Revocations::in_memory(),
+        Lifecycle::default(),
+    )
+    .with_clock(Arc::new(TokioClock::new()))
+    .with_broker(gate.clone());
+    let node = Arc::new(node);
+    let now = node.clock().now();
+    let claims = json!({ "sub": "ann", "iat": now, "exp": now + 600, "rooms": ["chat:*"] });
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let token = sockgate_auth::jsonwebtoken::encode(&Header::default(), &claims, &key).unwrap();
+
+    let shaking = tokio::spawn({
+        let node = node.clone();
+        async move { handshake(&node, json!({ "token": token })).await }
+    });
+    settle().await;
+    assert!(!shaking.is_finished(), "the CONNECT waits for the broker");
+    assert_eq!(*gate.asked.lock().unwrap(), [vec!["user:ann".to_owned()]]);
+    gate.open.notify_one();
+    let accepted = shaking.await.unwrap().unwrap();
+
+    let conn = Recorder::new(true);
+    let joining = tokio::spawn({
+        let (node, session, conn) = (node.clone(), accepted.session.clone(), conn.clone());
+        async move { node.join(conn.as_ref(), &session, "chat:1").await }
+    });
+    settle().await;
+    assert!(
+        !joining.is_finished(),
+        "the join's ack waits for the broker"
+    );
+    assert_eq!(gate.asked.lock().unwrap()[1], ["chat:1"]);
+    gate.open.notify_one();
+    assert_eq!(joining.await.unwrap().unwrap(), 1);
+}
