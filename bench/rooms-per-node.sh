@@ -41,13 +41,15 @@
 # Writes OUT/BUILD-nN-rRUN.json per measurement and OUT/summary.md (every
 # measurement, then the medians over runs), and prints the summary.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+case "${1:-}" in -h | --help) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 usage="usage: $0 OLD_SOCKGATE NEW_SOCKGATE [RUNS]"
-case "${1:-}" in -h | --help) sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+# Paths as given, from the caller's directory.
 OLD=$(realpath "${1:?$usage}")
 NEW=$(realpath "${2:?$usage}")
 RUNS=${3:-2}
+[ -z "${OUT:-}" ] || OUT=$(realpath -m "$OUT")
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 DIR=${OUT:-$ROOT/bench/results/rooms-per-node-$(date -u +%F)}
 NODE_COUNTS=${NODE_COUNTS:-1 2 4}
 ROOMS=${ROOMS:-4000}
@@ -98,7 +100,7 @@ wait_readyz() {
 # measure LABEL BINARY NODES RUN: one measurement, report in
 # $DIR/LABEL-nNODES-rRUN.json.
 measure() {
-  local label=$1 bin=$2 n=$3 run=$4 j port redis_port rc=0
+  local label=$1 bin=$2 n=$3 run=$4 j port redis_port name rc=0
   local names=() urls=() specs=()
   local report="$DIR/$label-n$n-r$run.json"
   echo "==> $label, $n node(s), run $run"

@@ -46,8 +46,11 @@ type Handlers = Arc<RwLock<Routes>>;
 /// messages are never dropped, and publishes are skipped while degraded.
 #[derive(Clone)]
 pub struct ResilientDriver {
-    conn: ConnectionManager,
+    /// Swapped for one to the new master after a failover ([`ResilientDriver::switch`]).
+    conn: Arc<RwLock<ConnectionManager>>,
     handlers: Handlers,
+    /// Every channel subscribed, to subscribe again on a new master.
+    channels: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     healthy: Arc<AtomicBool>,
     /// Publishes skipped while degraded.
     pub skipped: Arc<AtomicU64>,
@@ -65,22 +68,49 @@ impl ResilientDriver {
         client: redis::Client,
         healthy: Arc<AtomicBool>,
     ) -> redis::RedisResult<Self> {
-        let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_push_sender(push_tx)
-            .set_automatic_resubscription()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-            .set_response_timeout(Some(std::time::Duration::from_secs(2)));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
         let handlers: Handlers = Arc::default();
-        tokio::spawn(route(push_rx, handlers.clone()));
+        let conn = manager(client, &handlers).await?;
         Ok(Self {
-            conn,
+            conn: Arc::new(RwLock::new(conn)),
             handlers,
+            channels: Arc::default(),
             healthy,
             skipped: Arc::default(),
         })
     }
+
+    /// Moves to the Redis of `client` (a new master): commands go there
+    /// from now on, and every channel is subscribed there again.
+    pub async fn switch(&self, client: redis::Client) -> redis::RedisResult<()> {
+        let conn = manager(client, &self.handlers).await?;
+        *self.conn.write().expect("connection lock") = conn;
+        let channels: Vec<String> = self.channels().iter().cloned().collect();
+        for chunk in channels.chunks(1000) {
+            self.connection().subscribe(chunk).await?;
+        }
+        Ok(())
+    }
+
+    fn channels(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A reconnecting connection to `client`'s Redis whose pushed messages go
+/// to `handlers`.
+async fn manager(
+    client: redis::Client,
+    handlers: &Handlers,
+) -> redis::RedisResult<ConnectionManager> {
+    let (push_tx, push_rx) = mpsc::unbounded_channel();
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_push_sender(push_tx)
+        .set_automatic_resubscription()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+        .set_response_timeout(Some(std::time::Duration::from_secs(2)));
+    let conn = ConnectionManager::new_with_config(client, config).await?;
+    tokio::spawn(route(push_rx, handlers.clone()));
+    Ok(conn)
 }
 
 impl ResilientDriver {
@@ -91,7 +121,7 @@ impl ResilientDriver {
 
     /// The underlying connection, for plain commands.
     pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.conn.read().expect("connection lock").clone()
     }
 }
 
@@ -132,7 +162,7 @@ impl ResilientDriver {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        if let Err(e) = self.conn.clone().publish::<_, _, Value>(chan, val).await {
+        if let Err(e) = self.connection().publish::<_, _, Value>(chan, val).await {
             // Other nodes miss this one; local delivery must still happen.
             tracing::warn!(error = %e, "publish to the cluster failed");
             self.skipped.fetch_add(1, Ordering::Relaxed);
@@ -152,7 +182,8 @@ impl ResilientDriver {
             .expect("handlers lock")
             .exact
             .insert(chan.clone(), tx);
-        self.conn.clone().subscribe(chan).await?;
+        self.channels().insert(chan.clone());
+        self.connection().subscribe(chan).await?;
         Ok(rx)
     }
 
@@ -168,12 +199,19 @@ impl ResilientDriver {
 
     /// Subscribes to `channels` in one command (kept across reconnects).
     pub async fn subscribe_rooms(&self, channels: Vec<String>) -> Result<(), DriverError> {
-        Ok(self.conn.clone().subscribe(channels).await?)
+        self.channels().extend(channels.iter().cloned());
+        Ok(self.connection().subscribe(channels).await?)
     }
 
     /// Unsubscribes from `channels` in one command.
     pub async fn unsubscribe(&self, channels: Vec<String>) -> Result<(), DriverError> {
-        Ok(self.conn.clone().unsubscribe(channels).await?)
+        {
+            let mut known = self.channels();
+            for chan in &channels {
+                known.remove(chan);
+            }
+        }
+        Ok(self.connection().unsubscribe(channels).await?)
     }
 
     /// Publishes each body on each of its channels, in order and in one
@@ -190,7 +228,7 @@ impl ResilientDriver {
                 pipe.publish(chan, val).ignore();
             }
         }
-        if let Err(e) = pipe.query_async::<()>(&mut self.conn.clone()).await {
+        if let Err(e) = pipe.query_async::<()>(&mut self.connection()).await {
             tracing::warn!(error = %e, "publish to the cluster failed");
             self.skipped
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);

@@ -26,6 +26,7 @@ mod lost;
 mod rooms;
 pub mod seal;
 mod sync;
+pub mod topology;
 mod webhook_queue;
 
 use std::collections::HashSet;
@@ -102,7 +103,10 @@ const STATS_TTL_SECS: u64 = 5;
 pub struct Cluster {
     /// This node's id: 16 random hex digits, drawn at [`Cluster::connect`].
     pub node: String,
-    conn: ConnectionManager,
+    /// Where Redis is: one server, or the master the Sentinels name.
+    topology: topology::Topology,
+    /// The URL of the Redis in use (the master, with Sentinels).
+    master: std::sync::Mutex<String>,
     /// The pub/sub driver the Socket.IO Redis adapter runs on.
     pub driver: ResilientDriver,
     healthy: Arc<AtomicBool>,
@@ -150,22 +154,18 @@ impl Cluster {
     /// Connects to Redis; fails when it cannot be reached. Announcements
     /// are sealed with `seal`.
     pub async fn connect(url: &str, seal: Seal) -> Result<Arc<Self>, redis::RedisError> {
-        // TCP_NODELAY: without it a publish that follows another command
-        // waits for Redis's delayed ACK (40 ms on Linux), which showed as a
-        // 40 ms tail on revocations and room messages across nodes.
-        let info = with_resp3(url)
-            .into_connection_info()?
-            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(info)?;
+        let topology = topology::Topology::parse(url)?;
+        let master = topology.master_url().await?;
         let healthy = Arc::new(AtomicBool::new(true));
-        let driver = ResilientDriver::connect(client, healthy.clone()).await?;
+        let driver = ResilientDriver::connect(client_for(&master)?, healthy.clone()).await?;
         let mut conn = driver.connection();
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
         let node = format!("{:016x}", rand::random::<u64>());
         let (writes, rx) = mpsc::unbounded_channel();
         let cluster = Arc::new(Self {
             node,
-            conn,
+            topology,
+            master: std::sync::Mutex::new(master),
             driver,
             healthy,
             writes,
@@ -187,7 +187,37 @@ impl Cluster {
     }
 
     fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.driver.connection()
+    }
+
+    /// Asks the Sentinels for the master, and moves there when they name
+    /// another than the one in use (a failover). Nothing to do on one
+    /// server.
+    async fn follow_master(&self) {
+        if !self.topology.follows_failovers() {
+            return;
+        }
+        let url = match self.topology.master_url().await {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::warn!(error = %e, "no Sentinel named the master");
+                return;
+            }
+        };
+        if *self.master.lock().unwrap_or_else(|e| e.into_inner()) == url {
+            return;
+        }
+        let switched = match client_for(&url) {
+            Ok(client) => self.driver.switch(client).await,
+            Err(e) => Err(e),
+        };
+        match switched {
+            Ok(()) => {
+                tracing::warn!(master = %redacted(&url), "the Sentinels name a new Redis master: moved there");
+                *self.master.lock().unwrap_or_else(|e| e.into_inner()) = url;
+            }
+            Err(e) => tracing::warn!(error = %e, "the new Redis master cannot be reached yet"),
+        }
     }
 
     fn key(&self, parts: &[&str]) -> String {
@@ -213,7 +243,11 @@ impl Cluster {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(NODE_TTL_MS / 5));
         loop {
             tick.tick().await;
-            let ok = self.beat().await;
+            let mut ok = self.beat().await;
+            if !ok && self.topology.follows_failovers() {
+                self.follow_master().await;
+                ok = self.beat().await;
+            }
             crate::telemetry::redis_up(ok);
             let was = self.healthy.swap(ok, Ordering::Relaxed);
             match (was, ok) {
@@ -514,6 +548,17 @@ async fn apply_writes(cluster: Arc<Cluster>, mut rx: mpsc::UnboundedReceiver<Wri
             tracing::debug!(error = %e, write = ?w, "cluster write failed; redone at recovery");
         }
     }
+}
+
+/// A client for the Redis at `url`.
+fn client_for(url: &str) -> Result<redis::Client, redis::RedisError> {
+    // TCP_NODELAY: without it a publish that follows another command
+    // waits for Redis's delayed ACK (40 ms on Linux), which showed as a
+    // 40 ms tail on revocations and room messages across nodes.
+    let info = with_resp3(url)
+        .into_connection_info()?
+        .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+    redis::Client::open(info)
 }
 
 /// Push messages (pub/sub) need RESP3 on the connection.

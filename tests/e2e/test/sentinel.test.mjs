@@ -1,0 +1,143 @@
+// Redis Sentinel: two sockgate nodes find the master through the
+// Sentinels (redis+sentinel://…/mymaster), and follow a failover (the master
+// killed, its replica promoted) without losing a connection or a
+// revocation, or delivering anything twice.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { createInterface } from "node:readline";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { api, API_KEY, ended, eventually, freePort, next, now, refusal, sign, startGateway } from "./helpers.mjs";
+
+const caps = { rooms: ["chat:*"] };
+const children = [];
+
+/** Starts redis-server with `args`; resolves once a line of its output matches `ready`. */
+async function redisServer(args, ready) {
+  const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  const lines = [];
+  createInterface({ input: child.stdout }).on("line", (line) => lines.push(line));
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`redis-server ${args.join(" ")} did not start:\n${lines.join("\n")}`)), 10000);
+    const check = setInterval(() => {
+      if (lines.some((l) => ready.test(l))) {
+        clearTimeout(timer);
+        clearInterval(check);
+        resolve();
+      }
+    }, 20);
+    child.on("error", (e) => reject(new Error(`cannot run redis-server: ${e.message}`)));
+  });
+  return { child, lines };
+}
+
+const cli = (port, ...args) => execFileSync("redis-cli", ["-p", String(port), ...args], { encoding: "utf8" }).trim();
+
+let master;
+let replica;
+let sentinel;
+let ports;
+let a;
+let b;
+
+before(async () => {
+  ports = { master: await freePort(), replica: await freePort(), sentinel: await freePort(), dead: await freePort() };
+  // Each in a directory of its own: a replica's sync writes an RDB file there.
+  const plain = () => ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", mkdtempSync(join(tmpdir(), "sockgate-redis-"))];
+  master = await redisServer(["--port", String(ports.master), ...plain()], /Ready to accept connections/);
+  replica = await redisServer(
+    ["--port", String(ports.replica), ...plain(), "--replicaof", "127.0.0.1", String(ports.master)],
+    /MASTER <-> REPLICA sync: Finished with success/,
+  );
+  const dir = mkdtempSync(join(tmpdir(), "sockgate-sentinel-"));
+  const conf = join(dir, "sentinel.conf");
+  writeFileSync(
+    conf,
+    [
+      `port ${ports.sentinel}`,
+      "bind 127.0.0.1",
+      `dir ${dir}`,
+      `sentinel monitor mymaster 127.0.0.1 ${ports.master} 1`,
+      "sentinel down-after-milliseconds mymaster 1000",
+      "sentinel failover-timeout mymaster 10000",
+      "",
+    ].join("\n"),
+  );
+  sentinel = await redisServer([conf, "--sentinel"], /\+monitor master mymaster/);
+  await eventually(() => sentinel.lines.some((l) => l.includes("+slave slave")), 15000, "the Sentinel sees the replica");
+  // The first Sentinel listed is not there: the next one answers.
+  const url = `redis+sentinel://127.0.0.1:${ports.dead},127.0.0.1:${ports.sentinel}/mymaster`;
+  const env = { SOCKGATE_REDIS_URL: url, SOCKGATE_API_KEY: API_KEY };
+  a = await startGateway(env);
+  b = await startGateway(env);
+});
+
+after(async () => {
+  await a?.stop();
+  await b?.stop();
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+});
+
+const ready = async (gw) => (await fetch(`${gw.url}/readyz`)).status;
+
+test("the nodes find the master through the Sentinels and work as one cluster", async () => {
+  assert.equal(await ready(a), 200);
+  const alice = await a.connect({ auth: { token: sign({ sub: "alice", ...caps }) } });
+  const bob = await b.connect({ auth: { token: sign({ sub: "bob", ...caps }) } });
+  for (const s of [alice, bob]) assert.equal((await s.emitWithAck("room:join", { room: "chat:s" })).ok, true);
+  const got = next(bob, "room:message");
+  await alice.emitWithAck("room:publish", { room: "chat:s", data: "hello" });
+  assert.equal((await got).data, "hello");
+  assert.ok(Number(cli(ports.master, "DBSIZE")) > 0, "the nodes write to the master");
+  alice.disconnect();
+  bob.disconnect();
+});
+
+test("a failover: connections stay, delivery resumes, revocations hold, nothing arrives twice", async () => {
+  const alice = await a.connect({ auth: { token: sign({ sub: "alice2", ...caps }) } });
+  const bob = await b.connect({ auth: { token: sign({ sub: "bob2", ...caps }) } });
+  const carol = await b.connect({ auth: { token: sign({ sub: "carol", jti: "carol-after", ...caps }) } });
+  for (const s of [alice, bob]) assert.equal((await s.emitWithAck("room:join", { room: "chat:fo" })).ok, true);
+  const drops = [];
+  for (const s of [alice, bob, carol]) s.on("disconnect", (why) => drops.push(why));
+  const seen = [];
+  bob.on("room:message", (m) => seen.push(m.id));
+
+  const revoked = sign({ sub: "mallory", jti: "before-failover" });
+  const stored = await api(a, "POST", "/api/revocations", { body: { jti: "before-failover", expiresAt: now() + 600 } });
+  assert.equal(stored.status, 201);
+
+  master.child.kill("SIGKILL");
+  await eventually(() => sentinel.lines.some((l) => l.includes("+switch-master")), 20000, "the Sentinel promotes the replica");
+  assert.equal(cli(ports.replica, "ROLE").split("\n")[0], "master");
+  await eventually(async () => (await ready(a)) === 200 && (await ready(b)) === 200, 20000, "both nodes ready on the new master");
+
+  await eventually(async () => {
+    const got = next(bob, "room:message", 1000).catch(() => null);
+    await alice.emitWithAck("room:publish", { room: "chat:fo", data: "after" });
+    return (await got)?.data === "after";
+  }, 15000, "cross-node delivery on the new master");
+
+  const members = await eventually(async () => {
+    const r = (await api(a, "GET", "/api/rooms/chat:fo/members")).body.members;
+    return r?.length === 2 && r;
+  }, 10000, "presence on the new master");
+  assert.deepEqual(members, ["alice2", "bob2"]);
+
+  // A revocation made on A after the failover ends the socket on B.
+  const end = ended(carol);
+  const later = await api(a, "POST", "/api/revocations", { body: { jti: "carol-after", expiresAt: now() + 600 } });
+  assert.equal(later.status, 201);
+  assert.equal((await end).end?.code, "TOKEN_REVOKED");
+  // The one made before it holds on both nodes.
+  for (const gw of [a, b]) assert.match((await refusal(gw, { auth: { token: revoked } })).message, /^TOKEN_REVOKED: /);
+
+  assert.deepEqual(drops.filter((why) => why !== "io server disconnect"), [], "no connection was lost");
+  assert.equal(new Set(seen).size, seen.length, "nothing arrived twice");
+  assert.ok(alice.connected && bob.connected);
+  alice.disconnect();
+  bob.disconnect();
+});
