@@ -48,6 +48,14 @@ pub fn describe() {
         "sockgate_redis_up",
         "1 while this cluster node reaches Redis, else 0."
     );
+    metrics::describe_gauge!(
+        "sockgate_room_channels",
+        "Room channels this cluster node listens on."
+    );
+    metrics::describe_counter!(
+        "sockgate_room_channel_commands_total",
+        "SUBSCRIBE and UNSUBSCRIBE commands this cluster node sent for its rooms, by command."
+    );
     metrics::describe_counter!(
         "sockgate_app_calls_total",
         "Client events sent to the app's backend, by route and outcome (OK or the code)."
@@ -131,6 +139,15 @@ pub fn webhook_events_dropped(reason: &'static str, n: u64) {
 /// Whether this cluster node reaches Redis.
 pub fn redis_up(up: bool) {
     gauge!("sockgate_redis_up").set(if up { 1.0 } else { 0.0 });
+}
+
+/// The room channels this cluster node listens on, after a round of
+/// `subscribe` and `unsubscribe` commands (each of up to 1,000 channels).
+pub fn room_channels(listening: usize, subscribe: u64, unsubscribe: u64) {
+    gauge!("sockgate_room_channels").set(listening as f64);
+    let commands = "sockgate_room_channel_commands_total";
+    counter!(commands, "command" => "subscribe").increment(subscribe);
+    counter!(commands, "command" => "unsubscribe").increment(unsubscribe);
 }
 
 /// A call to the app's backend on `route`, its outcome (`OK` or the code)

@@ -109,6 +109,26 @@ for (const recovery of [true, false]) {
       for (const s of [both, one, here]) s.disconnect();
     });
 
+    test("a burst of handshakes subscribes its users' rooms in a few commands", async (t) => {
+      const metric = async (gw, line) => {
+        const text = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } })).text();
+        const found = text.split("\n").find((l) => l.startsWith(line));
+        return found ? Number(found.split(" ").pop()) : 0;
+      };
+      const commands = 'sockgate_room_channel_commands_total{command="subscribe"}';
+      const before = await metric(a, commands);
+      const sockets = await Promise.all(
+        Array.from({ length: 200 }, (_, i) => a.connect({ auth: { token: sign({ sub: `burst-${i}` }) } })),
+      );
+      const sent = (await metric(a, commands)) - before;
+      t.diagnostic(`200 handshakes: ${sent} SUBSCRIBE commands`);
+      assert.ok(sent >= 1 && sent <= 50, `200 users' rooms took ${sent} SUBSCRIBE commands`);
+      const chans = Array.from({ length: 200 }, (_, i) => room(`user:burst-${i}`));
+      assert.ok(Object.values(listeners(redis, ...chans)).every((n) => n === 1), "each user's room is listened on");
+      assert.ok((await metric(a, "sockgate_room_channels")) >= 200);
+      for (const s of sockets) s.disconnect();
+    });
+
     test("a node with no socket in a room sends to it without listening on it", async () => {
       const gina = await a.connect({ auth: { token: sign({ sub: "gina", ...caps }) } });
       assert.equal((await gina.emitWithAck("room:join", { room: "chat:only-a" })).ok, true);

@@ -78,8 +78,6 @@ impl Room {
 pub struct Listening {
     rooms: Mutex<HashMap<String, Room>>,
     wake: Notify,
-    /// Commands sent, for tests and the figures: `(subscribes, unsubscribes)`.
-    sent: Mutex<(u64, u64)>,
 }
 
 impl Listening {
@@ -140,11 +138,6 @@ impl Listening {
         self.rooms().values().filter(|r| r.subscribed).count()
     }
 
-    /// `(SUBSCRIBE, UNSUBSCRIBE)` commands sent so far.
-    pub fn commands(&self) -> (u64, u64) {
-        *self.sent.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// What to subscribe now (marked as asked) and what to unsubscribe
     /// (marked as not subscribed: a join from now on waits for a new
     /// `SUBSCRIBE`, sent after the `UNSUBSCRIBE`).
@@ -198,12 +191,6 @@ impl Listening {
         }
     }
 
-    fn count(&self, subscribes: usize, unsubscribes: usize) {
-        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-        sent.0 += subscribes as u64;
-        sent.1 += unsubscribes as u64;
-    }
-
     /// Keeps the subscriptions as the rooms say, until the process ends.
     /// While Redis is away nothing is asked: the joins waiting go on at
     /// once (nothing crosses nodes then anyway), and the rooms are asked
@@ -218,7 +205,6 @@ impl Listening {
             let (subscribe, unsubscribe) = self.plan(Instant::now());
             for chunk in unsubscribe.chunks(BATCH) {
                 let channels: Vec<String> = chunk.iter().map(|r| channel(r)).collect();
-                self.count(0, 1);
                 let result = tokio::time::timeout(WAIT, driver.unsubscribe(channels)).await;
                 if !matches!(result, Ok(Ok(()))) {
                     tracing::debug!("a room unsubscribe failed");
@@ -226,7 +212,6 @@ impl Listening {
             }
             for chunk in subscribe.chunks(BATCH) {
                 let channels: Vec<String> = chunk.iter().map(|r| channel(r)).collect();
-                self.count(1, 0);
                 let result = tokio::time::timeout(WAIT, driver.subscribe_rooms(channels)).await;
                 let ok = matches!(result, Ok(Ok(())));
                 if !ok {
@@ -236,6 +221,13 @@ impl Listening {
                     );
                 }
                 self.answered(chunk, ok);
+            }
+            let (subscribes, unsubscribes) = (
+                subscribe.len().div_ceil(BATCH) as u64,
+                unsubscribe.len().div_ceil(BATCH) as u64,
+            );
+            if subscribes + unsubscribes > 0 {
+                crate::telemetry::room_channels(self.subscribed(), subscribes, unsubscribes);
             }
         }
     }
