@@ -9,7 +9,7 @@ import { createInterface } from "node:readline";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { api, API_KEY, ended, eventually, freePort, next, now, refusal, sign, startGateway } from "./helpers.mjs";
+import { allLogLines, api, API_KEY, ended, eventually, freePort, next, now, refusal, sign, startGateway } from "./helpers.mjs";
 
 const caps = { rooms: ["chat:*"] };
 const children = [];
@@ -136,8 +136,51 @@ test("a failover: connections stay, delivery resumes, revocations hold, nothing 
   for (const gw of [a, b]) assert.match((await refusal(gw, { auth: { token: revoked } })).message, /^TOKEN_REVOKED: /);
 
   assert.deepEqual(drops.filter((why) => why !== "io server disconnect"), [], "no connection was lost");
+  // Their heartbeats lapsed on the promoted replica; their sessions did
+  // not: neither node takes the other for dead.
+  const sessions = (await api(b, "GET", "/api/sessions")).body.sessions.map((s) => s.userId);
+  assert.ok(sessions.includes("alice2") && sessions.includes("bob2"), `both nodes' sessions listed: ${sessions}`);
+  assert.deepEqual(allLogLines.filter((l) => l.includes("NODE_LOST")), [], "no node reported lost");
   assert.equal(new Set(seen).size, seen.length, "nothing arrived twice");
   assert.ok(alice.connected && bob.connected);
+  alice.disconnect();
+  bob.disconnect();
+});
+
+test("a planned failover back to the old master's port: the nodes follow without losing a connection", { timeout: 120000 }, async () => {
+  const alice = await a.connect({ auth: { token: sign({ sub: "alice3", ...caps }) } });
+  const bob = await b.connect({ auth: { token: sign({ sub: "bob3", ...caps }) } });
+  for (const s of [alice, bob]) assert.equal((await s.emitWithAck("room:join", { room: "chat:planned" })).ok, true);
+  const drops = [];
+  for (const s of [alice, bob]) s.on("disconnect", (why) => drops.push(why));
+
+  // The old master's port comes back as a replica of the new master.
+  const dir = mkdtempSync(join(tmpdir(), "sockgate-redis-"));
+  master = await redisServer(
+    ["--port", String(ports.master), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--replicaof", "127.0.0.1", String(ports.replica)],
+    /MASTER <-> REPLICA sync: Finished with success/,
+  );
+  await eventually(() => cli(ports.sentinel, "SENTINEL", "replicas", "mymaster").includes(String(ports.master)), 20000, "the Sentinel sees the new replica");
+  const switches = sentinel.lines.filter((l) => l.includes("+switch-master")).length;
+  assert.equal(cli(ports.sentinel, "SENTINEL", "failover", "mymaster"), "OK");
+  await eventually(() => sentinel.lines.filter((l) => l.includes("+switch-master")).length > switches, 20000, "the planned switch");
+  assert.equal(cli(ports.master, "ROLE").split("\n")[0], "master");
+  // The Sentinel turns the old master into a replica a few seconds later:
+  // from then on it refuses the nodes' writes, and they move.
+  await eventually(() => cli(ports.replica, "ROLE").split("\n")[0] === "slave", 30000, "the old master demoted");
+  await eventually(() => allLogLines.filter((l) => l.includes("moved there")).length === 4, 10000, "both nodes moved");
+
+  await eventually(async () => {
+    const got = next(bob, "room:message", 1000).catch(() => null);
+    await alice.emitWithAck("room:publish", { room: "chat:planned", data: "back" });
+    return (await got)?.data === "back";
+  }, 20000, "cross-node delivery after the planned failover");
+  // Written again on the new master by both nodes' resync.
+  await eventually(async () => {
+    const sessions = (await api(a, "GET", "/api/sessions")).body.sessions?.map((s) => s.userId) ?? [];
+    return sessions.includes("alice3") && sessions.includes("bob3");
+  }, 10000, "both nodes' sessions listed");
+  assert.deepEqual(drops, [], "no connection was lost");
   alice.disconnect();
   bob.disconnect();
 });

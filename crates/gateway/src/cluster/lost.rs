@@ -45,7 +45,7 @@ pub async fn report_lost_nodes(
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tick.tick().await;
-        if !cluster.is_healthy() {
+        if !cluster.is_healthy() || !cluster.settled() {
             continue;
         }
         if let Err(e) = report_once(&cluster, node.as_ref().as_ref(), settle).await {
@@ -74,6 +74,12 @@ async fn report_once(cluster: &Cluster, node: &Node, settle: Duration) -> redis:
             continue;
         }
         let mut conn = cluster.conn();
+        // Asked once more, by its key, right before: a report removes the
+        // node's sessions, and must not rest on one scan.
+        let beating: bool = conn.exists(cluster.key(&["node", &dead])).await?;
+        if beating || !cluster.settled() {
+            continue;
+        }
         let taken: bool = redis::cmd("SET")
             .arg(cluster.lost_key(&dead))
             .arg(&cluster.node)
@@ -134,6 +140,8 @@ async fn report_node(
     tracing::warn!(
         target: "sockgate::cluster",
         node = dead,
+        by = %cluster.node,
+        live = ?live,
         sessions = lost,
         "a node stopped without a word; its sessions are reported lost (NODE_LOST)"
     );

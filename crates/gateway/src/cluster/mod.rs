@@ -110,6 +110,8 @@ pub struct Cluster {
     /// The pub/sub driver the Socket.IO Redis adapter runs on.
     pub driver: ResilientDriver,
     healthy: Arc<AtomicBool>,
+    /// When Redis last came back (Unix ms; 0: it never went away).
+    back_at: std::sync::atomic::AtomicU64,
     writes: mpsc::UnboundedSender<Write>,
     seal: Seal,
     /// Revocations that could not be announced (Redis unreachable), to
@@ -171,6 +173,7 @@ impl Cluster {
             writes,
             seal,
             outbox: std::sync::Mutex::default(),
+            back_at: std::sync::atomic::AtomicU64::new(0),
         });
         let key = cluster.key(&["node", &cluster.node]);
         cluster
@@ -186,26 +189,37 @@ impl Cluster {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    /// Whether every live node has had time to renew its heartbeat since
+    /// Redis came back. A heartbeat lapses while Redis is away through no
+    /// fault of its node (a failover, a partition), and the session hashes
+    /// it guards do not: until then, a node missing its heartbeat is not
+    /// dead. (Without the wait, the first node on a promoted replica
+    /// reported the other one's sessions lost, NODE_LOST, and removed them.)
+    pub(crate) fn settled(&self) -> bool {
+        let back = self.back_at.load(Ordering::Relaxed);
+        back == 0 || unix_now_ms() > back + 2 * NODE_TTL_MS
+    }
+
     fn conn(&self) -> ConnectionManager {
         self.driver.connection()
     }
 
     /// Asks the Sentinels for the master, and moves there when they name
-    /// another than the one in use (a failover). Nothing to do on one
-    /// server.
-    async fn follow_master(&self) {
+    /// another than the one in use (a failover); true when it moved.
+    /// Nothing to do on one server.
+    async fn follow_master(&self) -> bool {
         if !self.topology.follows_failovers() {
-            return;
+            return false;
         }
         let url = match self.topology.master_url().await {
             Ok(url) => url,
             Err(e) => {
                 tracing::warn!(error = %e, "no Sentinel named the master");
-                return;
+                return false;
             }
         };
         if *self.master.lock().unwrap_or_else(|e| e.into_inner()) == url {
-            return;
+            return false;
         }
         let switched = match client_for(&url) {
             Ok(client) => self.driver.switch(client).await,
@@ -215,12 +229,16 @@ impl Cluster {
             Ok(()) => {
                 tracing::warn!(master = %redacted(&url), "the Sentinels name a new Redis master: moved there");
                 *self.master.lock().unwrap_or_else(|e| e.into_inner()) = url;
+                true
             }
-            Err(e) => tracing::warn!(error = %e, "the new Redis master cannot be reached yet"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the new Redis master cannot be reached yet");
+                false
+            }
         }
     }
 
-    fn key(&self, parts: &[&str]) -> String {
+    pub(crate) fn key(&self, parts: &[&str]) -> String {
         let mut key = PREFIX.to_owned();
         key.push_str(&parts.join(":"));
         key
@@ -244,11 +262,18 @@ impl Cluster {
         loop {
             tick.tick().await;
             let mut ok = self.beat().await;
-            if !ok && self.topology.follows_failovers() {
-                self.follow_master().await;
+            tracing::trace!(ok, "heartbeat");
+            let mut moved = false;
+            if !ok && self.follow_master().await {
+                moved = true;
                 ok = self.beat().await;
             }
             crate::telemetry::redis_up(ok);
+            // Marked before the node counts as healthy: the lost-node
+            // reporter never sees it back and not yet settled.
+            if ok && (moved || !self.is_healthy()) {
+                self.back_at.store(unix_now_ms(), Ordering::Relaxed);
+            }
             let was = self.healthy.swap(ok, Ordering::Relaxed);
             match (was, ok) {
                 (true, false) => {
@@ -258,6 +283,11 @@ impl Cluster {
                     tracing::info!(node = %self.node, "Redis is back: resuming cluster mode");
                     on_recovery();
                 }
+                // A failover the node followed before it counted as away
+                // (a planned one): the new master may lack the last writes
+                // of the old (its replication is asynchronous), so the
+                // node writes its state there again all the same.
+                (true, true) if moved => on_recovery(),
                 _ => {}
             }
         }
