@@ -393,6 +393,8 @@ describe("lifecycle webhooks, the cluster's shared queue and a deploy", () => {
     cli("SET", `sockgate:lost:${gone}`, `stopped:${Date.now() - 60000}`);
     const info = { sessionId: "leftover-sid", userId: "whc-leftover", connectedAt: Math.floor(Date.now() / 1000) - 120, expiresAt: null, remoteAddr: null, userAgent: null, transport: "websocket" };
     cli("HSET", `sockgate:sessions:${gone}`, "leftover-sid", JSON.stringify(info));
+    // A node is in the set of nodes from its first heartbeat on.
+    cli("SADD", "sockgate:nodes", gone);
     cli("SADD", `sockgate:census:${code}`, gone);
     cli("SADD", `sockgate:census-of:${gone}`, code);
     const a = await node(hook, redis, "a");

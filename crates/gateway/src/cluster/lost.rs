@@ -69,7 +69,9 @@ return 0
 
 async fn report_once(cluster: &Cluster, node: &Node, settle: Duration) -> redis::RedisResult<()> {
     let live = cluster.live_nodes().await?;
-    for dead in cluster.nodes_with_sessions().await? {
+    let with_sessions = cluster.nodes_with_sessions().await?;
+    cluster.prune_nodes(&live, &with_sessions).await?;
+    for dead in with_sessions {
         if live.contains(&dead) || dead == cluster.node {
             continue;
         }
@@ -167,7 +169,8 @@ async fn remove_traces(
     for key in presence_keys(cluster, dead).await? {
         let _: () = conn.del(key).await?;
     }
-    conn.del(cluster.key(&["sessions", dead])).await
+    let _: () = conn.del(cluster.key(&["sessions", dead])).await?;
+    cluster.forget_node(dead).await
 }
 
 /// `dead`'s session hash: session id → its `SessionInfo` as JSON.

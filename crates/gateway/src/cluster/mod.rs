@@ -9,7 +9,9 @@
 //! - Sessions and presence live in node-scoped Redis hashes
 //!   (`sockgate:sessions:{node}`, `sockgate:presence:{node}:{room}`); a node
 //!   is alive while its heartbeat key `sockgate:node:{node}` exists, so a
-//!   crashed node's entries stop counting within seconds.
+//!   crashed node's entries stop counting within seconds. The nodes are
+//!   listed in the set `sockgate:nodes`: finding them costs a key each,
+//!   never a scan of the keyspace.
 //! - The per-user session limit is one atomic script over
 //!   `sockgate:user:{id}`.
 //!
@@ -175,11 +177,12 @@ impl Cluster {
             outbox: std::sync::Mutex::default(),
             back_at: std::sync::atomic::AtomicU64::new(0),
         });
-        let key = cluster.key(&["node", &cluster.node]);
-        cluster
-            .conn()
-            .pset_ex::<_, _, ()>(key, 1, NODE_TTL_MS)
-            .await?;
+        if !cluster.beat().await {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "Redis did not take the first heartbeat",
+            )));
+        }
         tokio::spawn(apply_writes(cluster.clone(), rx));
         Ok(cluster)
     }
@@ -249,9 +252,14 @@ impl Cluster {
     /// behind a network partition, went unnoticed for about 10 s while the
     /// connection manager retried.)
     async fn beat(&self) -> bool {
-        let key = self.key(&["node", &self.node]);
         let mut conn = self.conn();
-        let beat = conn.pset_ex::<_, _, ()>(key, 1, NODE_TTL_MS);
+        let mut pipe = redis::pipe();
+        pipe.pset_ex(self.key(&["node", &self.node]), 1, NODE_TTL_MS)
+            .ignore()
+            // Again each time: a Redis that came back empty has it again.
+            .sadd(self.key(&["nodes"]), &self.node)
+            .ignore();
+        let beat = pipe.query_async::<()>(&mut conn);
         matches!(tokio::time::timeout(BEAT_TIMEOUT, beat).await, Ok(Ok(())))
     }
 
@@ -322,20 +330,54 @@ impl Cluster {
 
     /// The nodes whose heartbeat is alive.
     pub async fn live_nodes(&self) -> redis::RedisResult<HashSet<String>> {
-        self.nodes_named(&["node", "*"]).await
+        self.nodes_with("node").await
     }
 
-    /// The node ids that end the keys matching `pattern` (`sockgate:node:{id}`).
-    async fn nodes_named(&self, pattern: &[&str]) -> redis::RedisResult<HashSet<String>> {
+    /// The nodes of the set `sockgate:nodes` whose key `sockgate:{what}:{id}`
+    /// exists: a look at each node's key, not a scan of every key (a
+    /// `SCAN` cost hundreds of calls a second per node with 4,000 rooms,
+    /// and grows with the users and rooms of the whole cluster).
+    async fn nodes_with(&self, what: &str) -> redis::RedisResult<HashSet<String>> {
         let mut conn = self.conn();
-        let mut keys: redis::AsyncIter<String> = conn.scan_match(self.key(pattern)).await?;
-        let mut nodes = HashSet::new();
-        while let Some(key) = keys.next_item().await {
-            if let Some(node) = key?.rsplit(':').next() {
-                nodes.insert(node.to_owned());
-            }
+        let known: Vec<String> = conn.smembers(self.key(&["nodes"])).await?;
+        if known.is_empty() {
+            return Ok(HashSet::new());
         }
-        Ok(nodes)
+        let mut pipe = redis::pipe();
+        for node in &known {
+            pipe.exists(self.key(&[what, node]));
+        }
+        let present: Vec<bool> = pipe.query_async(&mut conn).await?;
+        Ok(known
+            .into_iter()
+            .zip(present)
+            .filter_map(|(node, here)| here.then_some(node))
+            .collect())
+    }
+
+    /// Takes out of the set of nodes those with neither a heartbeat nor a
+    /// session hash: nodes that stopped (a node's next heartbeat puts it
+    /// back). Without it the set would grow with every start.
+    pub(crate) async fn prune_nodes(
+        &self,
+        live: &HashSet<String>,
+        with_sessions: &HashSet<String>,
+    ) -> redis::RedisResult<()> {
+        let mut conn = self.conn();
+        let known: Vec<String> = conn.smembers(self.key(&["nodes"])).await?;
+        let gone: Vec<&String> = known
+            .iter()
+            .filter(|n| !live.contains(*n) && !with_sessions.contains(*n))
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        conn.srem(self.key(&["nodes"]), gone).await
+    }
+
+    /// Takes `node` out of the set of nodes (its traces are gone).
+    pub(crate) async fn forget_node(&self, node: &str) -> redis::RedisResult<()> {
+        self.conn().srem(self.key(&["nodes"]), node).await
     }
 
     /// The key that says a dead node was taken care of.
@@ -362,7 +404,7 @@ impl Cluster {
 
     /// The nodes that have a session hash, alive or not.
     pub async fn nodes_with_sessions(&self) -> redis::RedisResult<HashSet<String>> {
-        self.nodes_named(&["sessions", "*"]).await
+        self.nodes_with("sessions").await
     }
 
     /// Admits a session under the cluster-wide per-user limit.
