@@ -129,6 +129,21 @@ for (const recovery of [true, false]) {
       for (const s of sockets) s.disconnect();
     });
 
+    test("an idle cluster finds its nodes without scanning the keyspace", async () => {
+      const cli = (...args) => execFileSync("redis-cli", ["-p", String(redis.port), ...args], { encoding: "utf8" });
+      const sockets = await Promise.all([a, b].map((gw, i) => gw.connect({ auth: { token: sign({ sub: `idle-${i}` }) } })));
+      cli("CONFIG", "RESETSTAT");
+      // Two rounds of the lost-node look (every 2 s) on each node, and a
+      // cluster-wide read that lists the live nodes.
+      await sleep(4500);
+      assert.equal((await api(a, "GET", "/api/sessions")).status, 200);
+      const stats = cli("INFO", "commandstats");
+      const calls = (cmd) => Number(stats.match(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`))?.[1] ?? 0);
+      assert.equal(calls("scan"), 0, "no SCAN");
+      assert.ok(calls("smembers") >= 4, `the set of nodes read instead (${calls("smembers")} SMEMBERS)`);
+      for (const s of sockets) s.disconnect();
+    });
+
     test("a node with no socket in a room sends to it without listening on it", async () => {
       const gina = await a.connect({ auth: { token: sign({ sub: "gina", ...caps }) } });
       assert.equal((await gina.emitWithAck("room:join", { room: "chat:only-a" })).ok, true);
