@@ -6,7 +6,8 @@
 //   node bench/rooms-per-node.mjs --node URL=PID [--node URL=PID ...]
 //     --redis-port PORT --secret JWT_SECRET --api-key KEY --json FILE
 //     [--rooms 4000] [--messages 40000] [--concurrency 32] [--timeout 180]
-//     [--settle 2] [--idle 3] [--clk-tck 100] [--label TEXT]
+//     [--settle 2] [--idle 3] [--rate-per-node 0] [--clk-tck 100] [--label TEXT]
+//     [--front URL=PID]
 //
 // Client i (token sub "u<i>") connects to node i % N with the official
 // socket.io-client over WebSocket only; its room is its own user room
@@ -15,6 +16,18 @@
 // balanced over the nodes, and (N - 1) / N of the messages are published on
 // a node other than the one holding their room (publishing message k on node
 // k % N would put it on its room's own node every time when N divides rooms).
+// With --rate-per-node R, message k is sent no earlier than k / (R * N)
+// seconds after the first: every node then takes R publishes and delivers R
+// messages a second whatever N is (a node's CPU per message depends on its
+// load: the busier, the more each wake-up and system call carries). Without
+// it (0), publishing is as fast as the concurrency allows.
+//
+// With --front URL=PID, every message is published through that node's API
+// instead (a node of the same cluster that holds no client): the --node
+// nodes only hold clients and deliver. The per-node figures are theirs
+// (N counts them only, so --rate-per-node R still gives each of them R
+// deliveries a second); the front node's CPU is reported apart, under
+// "front".
 //
 // Timeline: all clients connected; --settle seconds; snapshot A; --idle
 // seconds with nothing sent; snapshot B; publish and wait until every message
@@ -27,6 +40,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { createRequire } from "node:module";
+import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 
 // socket.io-client and jsonwebtoken as the end-to-end tests install them.
@@ -47,23 +61,30 @@ const { values: opt } = parseArgs({
     timeout: { type: "string", default: "180" },
     settle: { type: "string", default: "2" },
     idle: { type: "string", default: "3" },
+    "rate-per-node": { type: "string", default: "0" },
     "clk-tck": { type: "string", default: "100" },
     label: { type: "string", default: "" },
+    front: { type: "string" },
   },
 });
 for (const required of ["node", "redis-port", "secret", "api-key", "json"]) {
   if (!opt[required]) throw new Error(`--${required} is required`);
 }
-const nodes = opt.node.map((spec) => {
+const parseSpec = (spec) => {
   const at = spec.lastIndexOf("=");
   return { url: spec.slice(0, at), pid: Number(spec.slice(at + 1)) };
-});
+};
+const nodes = opt.node.map(parseSpec);
+// The node every publish goes to, holding no client; null: the holders'
+// own APIs take the publishes.
+const front = opt.front ? parseSpec(opt.front) : null;
 const N = nodes.length;
 const ROOMS = Number(opt.rooms);
 const M = Number(opt.messages);
 const CONCURRENCY = Number(opt.concurrency);
 const TIMEOUT_MS = Number(opt.timeout) * 1000;
 const CLK_TCK = Number(opt["clk-tck"]);
+const RATE = Number(opt["rate-per-node"]) * N; // messages a second, 0: unpaced
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.error(`    [${opt.label}]`, ...a);
 
@@ -91,8 +112,24 @@ function redisInfo() {
   };
 }
 
+/** The machine's CPU time, all cores, in ms: busy (user, nice, system, irq,
+ *  softirq, steal) and total (with idle and iowait), from /proc/stat. */
+function machineMs() {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f;
+  const ms = (x) => (x * 1000) / CLK_TCK;
+  return { busy: ms(user + nice + system + irq + softirq + steal), total: ms(user + nice + system + idle + iowait + irq + softirq + steal) };
+}
+
 function snapshot() {
-  return { at: performance.now(), nodes: nodes.map((n) => cpuMs(n.pid)), redis: redisInfo() };
+  return {
+    at: performance.now(),
+    machine: machineMs(),
+    client: ((u) => (u.user + u.system) / 1000)(process.cpuUsage()),
+    nodes: nodes.map((n) => cpuMs(n.pid)),
+    front: front ? cpuMs(front.pid) : null,
+    redis: redisInfo(),
+  };
 }
 
 // --- clients ---------------------------------------------------------------
@@ -144,14 +181,17 @@ async function connectAll() {
 
 // --- publishing ------------------------------------------------------------
 
-const agents = nodes.map(() => new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY }));
-const apiNodeOf = (k) => (k + Math.floor(k / N)) % N;
+// The APIs publishes go to: the holders', or the front node's alone (index
+// N in `apis`, apiNodeOf then always N).
+const apis = front ? [...nodes, front] : nodes;
+const agents = apis.map(() => new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY }));
+const apiNodeOf = front ? () => N : (k) => (k + Math.floor(k / N)) % N;
 const roomOf = (k) => k % ROOMS;
 
 function publish(k) {
   const n = apiNodeOf(k);
   const body = JSON.stringify({ user: `u${roomOf(k)}`, event: "tick", data: { k, text: "hello" } });
-  const url = new URL("/api/publish", nodes[n].url);
+  const url = new URL("/api/publish", apis[n].url);
   return new Promise((resolve) => {
     const req = http.request(
       url,
@@ -178,10 +218,16 @@ function publish(k) {
 
 async function publishAll() {
   const errors = [];
+  const start = performance.now();
   let next = 0;
   const worker = async () => {
     while (next < M) {
-      const err = await publish(next++);
+      const k = next++;
+      if (RATE > 0) {
+        const wait = start + (k * 1000) / RATE - performance.now();
+        if (wait >= 1) await sleep(wait);
+      }
+      const err = await publish(k);
       if (err) errors.push(err);
     }
   };
@@ -225,7 +271,7 @@ let crossing = 0;
 for (let k = 0; k < M; k++) {
   const home = nodeOf(roomOf(k));
   expectedPerNode[home]++;
-  publishedPerNode[apiNodeOf(k)]++;
+  if (apiNodeOf(k) < N) publishedPerNode[apiNodeOf(k)]++;
   if (apiNodeOf(k) !== home) crossing++;
 }
 let duplicates = 0;
@@ -260,6 +306,7 @@ const report = {
   rooms: ROOMS,
   messages: M,
   concurrency: CONCURRENCY,
+  ratePerNode: Number(opt["rate-per-node"]),
   crossing,
   complete,
   delivered: receivedTotal,
@@ -271,6 +318,7 @@ const report = {
   publishSeconds: round((publishedAt - b.at) / 1000),
   lastDeliverySeconds: lastDelivery ? round((lastDelivery - b.at) / 1000) : null,
   seconds: round(seconds),
+  messagesPerSecond: round(M / seconds, 0),
   idleSeconds: round(idleS),
   perNode,
   mean: {
@@ -281,6 +329,32 @@ const report = {
     delivered: round(receivedTotal / N, 1),
   },
   totalNodeCpuUsPerMessage: round((perNode.reduce((s, p) => s + p.cpuMs, 0) * 1000) / M),
+  // The front node (FRONT=1): every publish, no client; not in perNode,
+  // mean or totalNodeCpuUsPerMessage.
+  front: front
+    ? {
+        url: front.url,
+        pid: front.pid,
+        published: M,
+        cpuMs: round(c.front - b.front, 1),
+        cpuUsPerMessage: round(((c.front - b.front) * 1000) / M),
+        idleCpuMsPerS: idleS > 0 ? round((b.front - a.front) / idleS) : null,
+      }
+    : null,
+  // The whole machine during the measurement: how busy its cores were, and
+  // how much of that was none of the measured processes (the nodes, the
+  // front, Redis, this client): other load on a shared machine.
+  machine: (() => {
+    const busy = c.machine.busy - b.machine.busy;
+    const total = c.machine.total - b.machine.total;
+    const ours =
+      perNode.reduce((s, p) => s + p.cpuMs, 0) + (front ? c.front - b.front : 0) + redisCpu + (c.client - b.client);
+    return {
+      busyPercent: total > 0 ? round((busy * 100) / total, 1) : null,
+      otherCpuMsPerS: seconds > 0 ? round(Math.max(0, busy - ours) / seconds, 1) : null,
+      load1: round(loadavg()[0]),
+    };
+  })(),
   redis: {
     cpuMs: round(redisCpu, 1),
     cpuUsPerMessage: round((redisCpu * 1000) / M),
@@ -303,6 +377,7 @@ writeFileSync(opt.json, JSON.stringify(report, null, 2) + "\n");
 log(
   `${receivedTotal}/${M} delivered in ${report.seconds} s; per node µs/delivered ` +
     perNode.map((p) => p.cpuUsPerDelivered).join(", ") +
+    (front ? `; front ${report.front.cpuUsPerMessage} µs/msg` : "") +
     `; redis ${report.redis.cpuUsPerMessage} µs/msg, ${report.redis.commandsPerMessage} cmd/msg`,
 );
 
