@@ -110,6 +110,14 @@ test("a failover: connections stay, delivery resumes, revocations hold, nothing 
   const stored = await api(a, "POST", "/api/revocations", { body: { jti: "before-failover", expiresAt: now() + 600 } });
   assert.equal(stored.status, 201);
 
+  // Traffic all through the failover: a message every 50 ms from alice.
+  let sending = true;
+  const sent = (async () => {
+    for (let n = 0; sending; n++) {
+      await alice.timeout(3000).emitWithAck("room:publish", { room: "chat:fo", data: { n } }).catch(() => {});
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
   master.child.kill("SIGKILL");
   await eventually(() => sentinel.lines.some((l) => l.includes("+switch-master")), 20000, "the Sentinel promotes the replica");
   assert.equal(cli(ports.replica, "ROLE").split("\n")[0], "master");
@@ -135,6 +143,8 @@ test("a failover: connections stay, delivery resumes, revocations hold, nothing 
   // The one made before it holds on both nodes.
   for (const gw of [a, b]) assert.match((await refusal(gw, { auth: { token: revoked } })).message, /^TOKEN_REVOKED: /);
 
+  sending = false;
+  await sent;
   assert.deepEqual(drops.filter((why) => why !== "io server disconnect"), [], "no connection was lost");
   // Their heartbeats lapsed on the promoted replica; their sessions did
   // not: neither node takes the other for dead.
@@ -183,4 +193,42 @@ test("a planned failover back to the old master's port: the nodes follow without
   assert.deepEqual(drops, [], "no connection was lost");
   alice.disconnect();
   bob.disconnect();
+});
+
+test("on the new master: session limits and recovery across nodes", async () => {
+  const env = { SOCKGATE_REDIS_URL: `redis+sentinel://127.0.0.1:${ports.sentinel}/mymaster`, SOCKGATE_API_KEY: API_KEY, SOCKGATE_MAX_SESSIONS_PER_USER: "1", SOCKGATE_SESSION_LIMIT_POLICY: "reject" };
+  const c = await startGateway(env);
+  const d = await startGateway(env);
+  try {
+    const first = await c.connect({ auth: { token: sign({ sub: "dana", ...caps }) } });
+    assert.match((await refusal(d, { auth: { token: sign({ sub: "dana", ...caps }) } })).message, /^SESSION_LIMIT: /);
+    first.disconnect();
+
+    // A session dropped on c recovers on d with what it missed.
+    const token = sign({ sub: "erin", ...caps });
+    const erin = await c.connect({ auth: { token } });
+    assert.equal((await erin.emitWithAck("room:join", { room: "chat:rec" })).ok, true);
+    const one = next(erin, "news");
+    assert.equal((await api(d, "POST", "/api/publish", { body: { room: "chat:rec", event: "news", data: 1 } })).status, 200);
+    assert.equal(await one, 1);
+    const [pid, offset, id] = [erin._pid, erin._lastOffset, erin.id];
+    assert.ok(pid && offset, "recovery is on");
+    erin.io.engine.close();
+    await eventually(async () => (await api(c, "GET", "/api/sessions?user=erin")).body.sessions?.length === 0, 10000, "the session parked");
+    for (const n of [2, 3]) {
+      assert.equal((await api(c, "POST", "/api/publish", { body: { room: "chat:rec", event: "news", data: n } })).status, 200);
+    }
+    const { io } = await import("socket.io-client");
+    const back = io(d.url, { reconnection: false, forceNew: true, transports: ["websocket"], autoConnect: false, auth: { token, pid, offset } });
+    const got = [];
+    back.on("news", (n) => got.push(n));
+    back.connect();
+    await eventually(() => got.length === 2, 10000, "what it missed");
+    assert.deepEqual(got, [2, 3]);
+    assert.equal(back.id, id, "the same socket id, on the other node");
+    back.close();
+  } finally {
+    await c.stop();
+    await d.stop();
+  }
 });
