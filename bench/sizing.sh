@@ -7,7 +7,8 @@
 #
 #   STEP      memory, handshake, delivery, recovery (default: all four, in
 #             that order); the idle cost of a cluster node is measured with
-#             the cluster memory step
+#             the cluster memory step. `summary` alone measures nothing and
+#             writes OUT/summary.md again from the JSON files there
 #   --small   every count at a few hundred (a functional check of the
 #             script, not a measurement); results go to a temporary
 #             directory unless OUT is set
@@ -32,14 +33,22 @@
 #   delivery   `sockgate-bench fanout` (FANOUT_MEMBERS members of one user
 #              room, `POST /api/publish` one message at a time, each with
 #              FANOUT_PAYLOAD bytes of chat-like text), run twice on the
-#              same server: FANOUT_BASE then FANOUT_MESSAGES messages; the
-#              difference of the two runs' CPU over the difference of their
-#              deliveries is the CPU per delivered message, without the
-#              members' handshakes. Single node plain, with --compress, and
-#              with recovery off; a node on Redis with recovery on (the
-#              default) and off, and 2 nodes on Redis (members alternate,
-#              publishes through the first); for the cluster, Redis CPU and
-#              commands per published message.
+#              same servers: FANOUT_BASE then FANOUT_MESSAGES messages. A
+#              sampler reads the servers' CPU and sockgate_sessions every
+#              0.1 s; the stretch of each run while every member is
+#              connected holds the deliveries and none of the handshakes or
+#              closes, and the difference of the two stretches' CPU over the
+#              difference of the runs' deliveries is the CPU per delivered
+#              message. Single node plain, with --compress, and with
+#              recovery off; a node on Redis with recovery on (the default)
+#              and off; 2 nodes on Redis (members alternate, publishes
+#              through the first). Then the publish steps: PUBLISH_MESSAGES
+#              messages to PUBLISH_MEMBERS members, one at a time, after an
+#              idle window: the cost of a published message besides its
+#              deliveries (the API call, the history), and in a cluster
+#              Redis CPU and commands per published message (enough
+#              messages for Redis's CPU to be read), single node, on Redis
+#              with recovery on and off, and 2 nodes.
 #   recovery   bench/sizing-recovery.mjs: RECOVERY_N (2,000) official
 #              socket.io-client sockets (WebSocket) in one room; a few
 #              messages published; every transport dropped at once
@@ -65,10 +74,14 @@
 #   REPEAT            runs of the memory and handshake steps (default 1)
 #   HOLD_N, HOLD_MAX, HOLD_S   connections held, the most held, seconds held
 #                     (10000, 19000, 20)
+#   MEMORY_MODES      the memory step's holds (default "single max compress
+#                     cluster": HOLD_N, HOLD_MAX, HOLD_N with --compress,
+#                     HOLD_N on Redis)
 #   IDLE_S            seconds of the idle window inside a hold (8)
 #   CONNECT_N, CONCURRENCY     handshakes measured, in flight (10000, 200)
 #   FANOUT_MEMBERS, FANOUT_BASE, FANOUT_MESSAGES, FANOUT_PAYLOAD
-#                     (5000, 10, 110, 512)
+#                     (5000, 10, 210, 512)
+#   PUBLISH_MEMBERS, PUBLISH_MESSAGES   (10, 5000)
 #   RECOVERY_N, RECOVERY_BEFORE, RECOVERY_DURING   clients, messages before
 #                     the drop, messages published during it (2000, 3, 5)
 #   NOTE              a free line added to the summary
@@ -84,8 +97,8 @@ STEPS=()
 for arg in "$@"; do
   case "$arg" in
     --small) SMALL=1 ;;
-    memory | handshake | delivery | recovery) STEPS+=("$arg") ;;
-    *) echo "usage: $0 [--small] [memory|handshake|delivery|recovery]..." >&2; exit 2 ;;
+    memory | handshake | delivery | recovery | summary) STEPS+=("$arg") ;;
+    *) echo "usage: $0 [--small] [memory|handshake|delivery|recovery|summary]..." >&2; exit 2 ;;
   esac
 done
 [ ${#STEPS[@]} -gt 0 ] || STEPS=(memory handshake delivery recovery)
@@ -100,9 +113,10 @@ ROOT=$(pwd)
 if [ -n "$SMALL" ]; then
   : "${HOLD_N:=500}" "${HOLD_MAX:=800}" "${HOLD_S:=6}" "${IDLE_S:=2}"
   : "${CONNECT_N:=500}" "${FANOUT_MEMBERS:=300}" "${FANOUT_BASE:=3}" "${FANOUT_MESSAGES:=13}"
-  : "${RECOVERY_N:=200}"
+  : "${RECOVERY_N:=200}" "${PUBLISH_MESSAGES:=300}"
 fi
 REPEAT=${REPEAT:-1}
+MEMORY_MODES=${MEMORY_MODES:-single max compress cluster}
 HOLD_N=${HOLD_N:-10000}
 HOLD_MAX=${HOLD_MAX:-19000}
 HOLD_S=${HOLD_S:-20}
@@ -111,8 +125,10 @@ CONNECT_N=${CONNECT_N:-10000}
 CONCURRENCY=${CONCURRENCY:-200}
 FANOUT_MEMBERS=${FANOUT_MEMBERS:-5000}
 FANOUT_BASE=${FANOUT_BASE:-10}
-FANOUT_MESSAGES=${FANOUT_MESSAGES:-110}
+FANOUT_MESSAGES=${FANOUT_MESSAGES:-210}
 FANOUT_PAYLOAD=${FANOUT_PAYLOAD:-512}
+PUBLISH_MEMBERS=${PUBLISH_MEMBERS:-10}
+PUBLISH_MESSAGES=${PUBLISH_MESSAGES:-5000}
 RECOVERY_N=${RECOVERY_N:-2000}
 RECOVERY_BEFORE=${RECOVERY_BEFORE:-3}
 RECOVERY_DURING=${RECOVERY_DURING:-5}
@@ -311,6 +327,23 @@ write_step() {
   jq -r '.figures[] | "    \(.what): \(.value) \(.unit)"' "$DIR/$1.json"
 }
 
+# settle_redis: waits (up to 60 s) until Redis takes fewer than 100
+# commands a second, i.e. the nodes have written what the last step gave
+# them (a node writes its sessions to Redis behind the handshakes). Prints
+# the seconds waited. Returns at once without a Redis.
+settle_redis() {
+  local i a b start=$SECONDS
+  if [ -n "$RPORT" ]; then
+    for ((i = 0; i < 60; i++)); do
+      a=$(redis-cli -h 127.0.0.1 -p "$RPORT" INFO stats | tr -d '\r' | awk -F: '/^total_commands_processed:/ { print $2 }')
+      sleep 1
+      b=$(redis-cli -h 127.0.0.1 -p "$RPORT" INFO stats | tr -d '\r' | awk -F: '/^total_commands_processed:/ { print $2 }')
+      [ $((b - a)) -lt 100 ] && break
+    done
+  fi
+  echo $((SECONDS - start))
+}
+
 # --- memory --------------------------------------------------------------------
 
 # hold_step NAME N MODE [--compress]: N idle connections held; snapshots
@@ -335,12 +368,15 @@ hold_step() {
     [ $still -ge 10 ] && break
     last=$s
   done
-  local held=$s
+  local held=$s lag_open=0 lag_close=0
+  # On Redis, the connect phase ends once the node has written its sessions.
+  [ "$mode" = cluster ] && lag_open=$(settle_redis)
   snap "$WORK/$name.s1" "${SPIDS[0]}"
   sleep "$IDLE_S"
   snap "$WORK/$name.s2" "${SPIDS[0]}"
   wait "$hp" || echo "    (hold exited with $?: see $DIR/$name.log)"
   sleep 3
+  [ "$mode" = cluster ] && lag_close=$(settle_redis)
   snap "$WORK/$name.s3" "${SPIDS[0]}"
   servers_down
   local connected
@@ -354,9 +390,11 @@ hold_step() {
   data=$(jq -n --argjson open "$open" --argjson idle "$idle" --argjson close "$close" \
     --argjson open_net "$(net "$open" "$idle")" --argjson close_net "$(net "$close" "$idle")" \
     --argjson held "$held" --argjson n "$n" --argjson connected "$connected" \
+    --argjson lag_open "$lag_open" --argjson lag_close "$lag_close" \
     --slurpfile report "$DIR/$name.bench.json" \
     '{asked: $n, connected: $connected, sessions_gauge_when_snapped: $held, open: $open, idle: $idle, close: $close,
       open_net: $open_net, close_net: $close_net,
+      redis_settle_s: {after_connect: $lag_open, after_close: $lag_close},
       bench: ($report[0] | (.details // .) | {connected, dropped, server_rss_before, server_rss_held, server_rss_peak,
         server_bytes_per_connection, client_bytes_per_connection, connections_per_s, errors})}')
   local figures
@@ -373,7 +411,11 @@ hold_step() {
       {what: "server CPU while idle, \($d.connected) connections held (pings every 25 s)",
        value: r($d.idle.server_cpu_ms / $d.idle.seconds; 2), unit: "ms/s"} ]
     + (if $d.open.redis == null then [] else [
+      {what: "seconds after the gauge reached \($d.connected) until Redis was quiet again (the node writes its sessions behind the handshakes); after the close, besides 3 s",
+       value: "\($d.redis_settle_s.after_connect); \($d.redis_settle_s.after_close)", unit: "s"},
       {what: "Redis used_memory per connection", value: r($d.open.redis.used_memory_bytes / $d.connected; 0), unit: "bytes", key: true},
+      {what: "Redis commands per connection, connect phase (raw)", value: $d.open.redis.commands_per_op, unit: ""},
+      {what: "Redis commands per connection, close phase (raw)", value: $d.close.redis.commands_per_op, unit: ""},
       {what: "Redis commands per connection, connect phase, less the idle rate", value: $d.open_net.redis.commands_per_op, unit: "", key: true},
       {what: "Redis calls per connection, connect phase, less the idle rate", value: ($d.open_net.redis.calls_per_op | tostring), unit: ""},
       {what: "Redis CPU per connection, connect phase, less the idle rate", value: $d.open_net.redis.cpu_us_per_op, unit: "µs"},
@@ -429,8 +471,47 @@ connect_step() {
 
 # --- delivered messages --------------------------------------------------------
 
+# sampler FILE: every 0.1 s, a line "ms ticks sessions redis_cpu_ms": the
+# servers' summed CPU ticks, their summed sockgate_sessions gauges, and
+# Redis's CPU (0 without one). Runs until killed.
+sampler() {
+  set +e
+  local t s p u rc x
+  while :; do
+    t=0 s=0 rc=0
+    for p in "${SPIDS[@]}"; do x=$(ticks "$p" 2>/dev/null); t=$((t + ${x:-0})); done
+    for u in "${URLS[@]}"; do x=$(sessions "$u"); s=$((s + ${x:-0})); done
+    [ -n "$RPORT" ] && rc=$(redis-cli -h 127.0.0.1 -p "$RPORT" INFO cpu |
+      tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ { c += $2 } END { printf "%.3f", c * 1000 }')
+    echo "$(date +%s%3N) $t $s $rc"
+    sleep 0.1
+  done >"$1"
+}
+
+# window FILE CONNECTED: from the samples, the stretch while every member
+# was connected (the gauge at CONNECTED or more): from the first such sample
+# to the last; its seconds, server CPU (ms) and Redis CPU (ms), and the CPU
+# before it (the connect phase) and after it (the close phase).
+window() {
+  awk -v c="$2" -v tck="$CLK_TCK" '
+    NR == 1 { t0 = $1; k0 = $2 }
+    $3 >= c && !f { f = 1; ta = $1; ka = $2; ra = $4 }
+    $3 >= c { tb = $1; kb = $2; rb = $4 }
+    { tz = $1; kz = $2 }
+    END {
+      if (!f) { print "null"; exit }
+      printf "{\"seconds\":%.2f,\"server_cpu_ms\":%.1f,\"redis_cpu_ms\":%.2f,\"connect_phase_cpu_ms\":%.1f,\"close_phase_cpu_ms\":%.1f}\n",
+        (tb - ta) / 1000, (kb - ka) * 1000 / tck, rb - ra, (ka - k0) * 1000 / tck, (kz - kb) * 1000 / tck
+    }' "$1"
+}
+
 # fanout_step NAME MODE NODES FLAG [VAR=VALUE...]: two fanout runs on the
-# same servers, FANOUT_BASE then FANOUT_MESSAGES messages; the difference.
+# same servers, FANOUT_BASE then FANOUT_MESSAGES messages to
+# FANOUT_MEMBERS members. In each, the window while every member is
+# connected (sampler, above) holds the deliveries and none of the members'
+# handshakes or closes; the difference of the two windows' CPU over the
+# difference of their deliveries is the CPU per delivered message (what the
+# windows' edges add is the same in both, and cancels).
 fanout_step() {
   local name=$1 mode=$2 count=$3 flag=$4 j
   shift 4
@@ -438,7 +519,7 @@ fanout_step() {
   servers_up "$name" "$count" "$mode" "$@"
   local nodes=()
   for ((j = 1; j < count; j++)); do nodes+=(--node "${URLS[j]}"); done
-  local run m cmd=()
+  local run m sp cmd=()
   for run in base full; do
     m=$FANOUT_BASE
     [ $run = full ] && m=$FANOUT_MESSAGES
@@ -446,41 +527,102 @@ fanout_step() {
       --payload "$FANOUT_PAYLOAD" --concurrency "$CONCURRENCY" --sources 16 --timeout 300 --message-timeout 30
       --json "$DIR/$name.$run.bench.json" ${flag:+"$flag"})
     snap "$WORK/$name.$run.s0" "${SPIDS[@]}"
+    sampler "$DIR/$name.$run.samples" &
+    sp=$!
     "${cmd[@]}" >"$DIR/$name.$run.log" 2>&1 || echo "    (fanout exited with $?: see $DIR/$name.$run.log)"
     sleep 3
+    kill "$sp" 2>/dev/null || true
+    wait "$sp" 2>/dev/null || true
     snap "$WORK/$name.$run.s1" "${SPIDS[@]}"
   done
   servers_down
-  local base full data figures
+  local base full wb wf data figures
   base=$(delta "$WORK/$name.base.s0" "$WORK/$name.base.s1" 1)
   full=$(delta "$WORK/$name.full.s0" "$WORK/$name.full.s1" 1)
-  data=$(jq -n --argjson base "$base" --argjson full "$full" \
+  wb=$(window "$DIR/$name.base.samples" "$(jq '.details.connected' "$DIR/$name.base.bench.json")")
+  wf=$(window "$DIR/$name.full.samples" "$(jq '.details.connected' "$DIR/$name.full.bench.json")")
+  data=$(jq -n --argjson base "$base" --argjson full "$full" --argjson wb "$wb" --argjson wf "$wf" \
     --slurpfile rb "$DIR/$name.base.bench.json" --slurpfile rf "$DIR/$name.full.bench.json" '
     def pick: (.details // .) | {members, connected, published, completed, deliveries_per_s, elapsed_s, all_members, errors};
     def r(x; k): (x * pow(10; k) | round) / pow(10; k);
     ($rb[0] | pick) as $b | ($rf[0] | pick) as $f
     | ($f.published - $b.published) as $msgs
     | ($f.connected * $f.published - $b.connected * $b.published) as $deliveries
-    | {base: ($base + {bench: $b}), full: ($full + {bench: $f}), messages: $msgs, deliveries: $deliveries,
-       server_cpu_ms: r($full.server_cpu_ms - $base.server_cpu_ms; 1),
-       server_cpu_us_per_delivery: r(($full.server_cpu_ms - $base.server_cpu_ms) * 1000 / $deliveries; 3),
-       server_cpu_us_per_message: r(($full.server_cpu_ms - $base.server_cpu_ms) * 1000 / $msgs; 1),
+    | {base: ($base + {bench: $b, window: $wb}), full: ($full + {bench: $f, window: $wf}),
+       messages: $msgs, deliveries: $deliveries,
+       # Without a window in each run (a run too short for the sampler):
+       # the whole runs, handshakes and closes included.
+       windowed: ($wb != null and $wf != null),
+       server_cpu_ms: (if $wb != null and $wf != null then r($wf.server_cpu_ms - $wb.server_cpu_ms; 1)
+                       else r($full.server_cpu_ms - $base.server_cpu_ms; 1) end)}
+    | . + {
+       server_cpu_us_per_delivery: r(.server_cpu_ms * 1000 / $deliveries; 3),
+       server_cpu_us_per_message: r(.server_cpu_ms * 1000 / $msgs; 1),
+       whole_runs_us_per_delivery: r(($full.server_cpu_ms - $base.server_cpu_ms) * 1000 / $deliveries; 3),
+       connect_phase_us_per_member: (if $wf != null then r($wf.connect_phase_cpu_ms * 1000 / $f.connected; 1) else null end),
+       close_phase_us_per_member: (if $wf != null then r($wf.close_phase_cpu_ms * 1000 / $f.connected; 1) else null end),
        redis: (if $full.redis == null then null else
-         {cpu_us_per_message: r(($full.redis.cpu_ms - $base.redis.cpu_ms) * 1000 / $msgs; 2),
+         {cpu_us_per_message: (if .windowed then r(($wf.redis_cpu_ms - $wb.redis_cpu_ms) * 1000 / $msgs; 2)
+                               else r(($full.redis.cpu_ms - $base.redis.cpu_ms) * 1000 / $msgs; 2) end),
           commands_per_message: r(($full.redis.commands - $base.redis.commands) / $msgs; 3),
-          calls_per_message: ($full.redis.calls | with_entries(.value = r((.value - ($base.redis.calls[.key] // 0)) / $msgs; 3)) | with_entries(select(.value > 0)))} end)}')
+          calls_per_message: ($full.redis.calls | with_entries(.value = r((.value - ($base.redis.calls[.key] // 0)) / $msgs; 3)) | with_entries(select(.value > 0.0005)))} end)}')
   figures=$(jq -n --argjson d "$data" '
     [ {what: "members × messages (difference of the two runs)", value: "\($d.full.bench.connected) × \($d.messages)", unit: ""},
-      {what: "server CPU per delivered message", value: $d.server_cpu_us_per_delivery, unit: "µs", key: true},
+      {what: "server CPU per delivered message (\(if $d.windowed then "windows with every member connected" else "whole runs: no window with every member connected" end), difference of the two runs)", value: $d.server_cpu_us_per_delivery, unit: "µs", key: true},
       {what: "server CPU per published message (to all its members)", value: $d.server_cpu_us_per_message, unit: "µs"},
+      {what: "cross-check: whole runs (handshakes and closes included), difference", value: $d.whole_runs_us_per_delivery, unit: "µs"},
+      {what: "server CPU per member while the members connect (one user: every member is the same sub)", value: $d.connect_phase_us_per_member, unit: "µs"},
+      {what: "server CPU per member while they close", value: $d.close_phase_us_per_member, unit: "µs"},
       {what: "deliveries/s of the longer run (one message at a time, each to every member first)", value: ($d.full.bench.deliveries_per_s | round), unit: "/s"},
       {what: "messages completed (longer run)", value: "\($d.full.bench.completed)/\($d.full.bench.published)", unit: ""} ]
     + (if $d.redis == null then [] else [
-      {what: "Redis CPU per published message", value: $d.redis.cpu_us_per_message, unit: "µs", key: true},
-      {what: "Redis commands per published message", value: $d.redis.commands_per_message, unit: "", key: true},
+      {what: "Redis CPU per published message (not a measure of it: the window also holds the session writes of the members, which Redis takes seconds behind their handshakes; see the publish steps)", value: $d.redis.cpu_us_per_message, unit: "µs"},
+      {what: "Redis commands per published message", value: $d.redis.commands_per_message, unit: ""},
       {what: "Redis calls per published message", value: ($d.redis.calls_per_message | tostring), unit: ""} ] end)')
   write_step "$name" delivery "Fan-out: $FANOUT_MEMBERS members, $FANOUT_PAYLOAD-byte payload, $mode, $count node(s)${flag:+, $flag}${*:+, $*}" \
     "$(cmdline "${cmd[@]}") (and the same with --messages $FANOUT_BASE first; the difference)" "$figures" "$data"
+}
+
+# publish_step NAME MODE NODES [VAR=VALUE...]: PUBLISH_MESSAGES messages,
+# one at a time, to a user room of PUBLISH_MEMBERS members: what one
+# published message costs besides its deliveries (the API call, the
+# history, Redis), with an idle window before to take the background out.
+publish_step() {
+  local name=$1 mode=$2 count=$3 j
+  shift 3
+  echo "==> $name: $PUBLISH_MESSAGES publishes to $PUBLISH_MEMBERS members ($mode, $count node(s)${*:+, $*})"
+  servers_up "$name" "$count" "$mode" "$@"
+  local nodes=()
+  for ((j = 1; j < count; j++)); do nodes+=(--node "${URLS[j]}"); done
+  local cmd=("$BENCH" fanout --url "${URLS[0]}" ${nodes[@]+"${nodes[@]}"} --members "$PUBLISH_MEMBERS" --messages "$PUBLISH_MESSAGES"
+    --payload "$FANOUT_PAYLOAD" --sources 16 --timeout 300 --message-timeout 30 --json "$DIR/$name.bench.json")
+  snap "$WORK/$name.i0" "${SPIDS[@]}"
+  sleep "$IDLE_S"
+  snap "$WORK/$name.s0" "${SPIDS[@]}"
+  "${cmd[@]}" >"$DIR/$name.log" 2>&1 || echo "    (fanout exited with $?: see $DIR/$name.log)"
+  sleep 2
+  snap "$WORK/$name.s1" "${SPIDS[@]}"
+  servers_down
+  local published d idle data figures
+  published=$(jq '.details.published // 0' "$DIR/$name.bench.json")
+  d=$(delta "$WORK/$name.s0" "$WORK/$name.s1" "$published")
+  idle=$(delta "$WORK/$name.i0" "$WORK/$name.s0" 0)
+  data=$(jq -n --argjson d "$d" --argjson idle "$idle" --argjson net "$(net "$d" "$idle")" --slurpfile report "$DIR/$name.bench.json" '
+    $d + {idle: $idle, net: $net,
+      bench: ($report[0] | (.details // .) | {members, connected, published, completed, deliveries_per_s, elapsed_s, all_members, publish_call, errors})}')
+  figures=$(jq -n --argjson d "$data" '
+    [ {what: "messages published × members", value: "\($d.bench.published) × \($d.bench.connected)", unit: ""},
+      {what: "server CPU per published message (API call, history, \($d.bench.connected) deliveries; \($d.bench.connected) handshakes in the run), less the idle rate",
+       value: $d.net.server_cpu_us_per_op, unit: "µs", key: true},
+      {what: "publish call p50 / p99", value: "\($d.bench.publish_call.p50_us / 1000) / \($d.bench.publish_call.p99_us / 1000)", unit: "ms"} ]
+    + (if $d.redis == null then [] else [
+      {what: "Redis CPU per published message, less the idle rate", value: $d.net.redis.cpu_us_per_op, unit: "µs", key: true},
+      {what: "Redis commands per published message (commandstats: a script counts, and so does each command it runs), less the idle rate",
+       value: $d.net.redis.commands_per_op, unit: "", key: true},
+      {what: "Redis calls per published message, less the idle rate", value: ($d.net.redis.calls_per_op | tostring), unit: ""},
+      {what: "Redis while idle before: commands; CPU", value: "\($d.idle.redis.commands / $d.idle.seconds | . * 10 | round / 10) /s; \($d.idle.redis.cpu_ms / $d.idle.seconds | . * 100 | round / 100) ms/s", unit: ""} ] end)')
+  write_step "$name" delivery "Publishes: $PUBLISH_MESSAGES messages of $FANOUT_PAYLOAD bytes to $PUBLISH_MEMBERS members, $mode, $count node(s)${*:+, $*}" \
+    "$(cmdline "${cmd[@]}")" "$figures" "$data"
 }
 
 # --- recovery ------------------------------------------------------------------
@@ -525,7 +667,7 @@ recovery_step() {
 STARTED=$SECONDS
 echo "==> sizing: steps ${STEPS[*]}; results in $DIR"
 echo "    sockgate $SOCKGATE ($(sha256sum "$SOCKGATE" | cut -c1-12)), sockgate-bench $BENCH ($(sha256sum "$BENCH" | cut -c1-12))"
-{
+[ "${STEPS[*]}" = summary ] || {
   echo "sockgate=$SOCKGATE sha256=$(sha256sum "$SOCKGATE" | cut -c1-16) mtime=$(date -u -r "$SOCKGATE" +%FT%TZ)"
   echo "sockgate-bench=$BENCH sha256=$(sha256sum "$BENCH" | cut -c1-16) mtime=$(date -u -r "$BENCH" +%FT%TZ)"
   echo "tree=$(git rev-parse --short HEAD 2>/dev/null || echo '?') started=$(date -u +%FT%TZ) load=$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -537,10 +679,15 @@ for step in "${STEPS[@]}"; do
   case "$step" in
     memory)
       for ((rep = 1; rep <= REPEAT; rep++)); do
-        hold_step "memory-$HOLD_N-r$rep" "$HOLD_N" single
-        hold_step "memory-$HOLD_MAX-r$rep" "$HOLD_MAX" single
-        hold_step "memory-$HOLD_N-compress-r$rep" "$HOLD_N" single --compress
-        hold_step "memory-$HOLD_N-cluster-r$rep" "$HOLD_N" cluster
+        for m in $MEMORY_MODES; do
+          case "$m" in
+            single) hold_step "memory-$HOLD_N-r$rep" "$HOLD_N" single ;;
+            max) hold_step "memory-$HOLD_MAX-r$rep" "$HOLD_MAX" single ;;
+            compress) hold_step "memory-$HOLD_N-compress-r$rep" "$HOLD_N" single --compress ;;
+            cluster) hold_step "memory-$HOLD_N-cluster-r$rep" "$HOLD_N" cluster ;;
+            *) echo "error: MEMORY_MODES: unknown $m" >&2; exit 2 ;;
+          esac
+        done
       done
       ;;
     handshake)
@@ -556,6 +703,10 @@ for step in "${STEPS[@]}"; do
       fanout_step delivery-cluster cluster 1 ""
       fanout_step delivery-cluster-norecovery cluster 1 "" SOCKGATE_RECOVERY_WINDOW=0
       fanout_step delivery-cluster-2nodes cluster 2 ""
+      publish_step publish-single single 1
+      publish_step publish-cluster cluster 1
+      publish_step publish-cluster-norecovery cluster 1 SOCKGATE_RECOVERY_WINDOW=0
+      publish_step publish-cluster-2nodes cluster 2
       ;;
     recovery)
       recovery_step recovery-single single
@@ -563,6 +714,7 @@ for step in "${STEPS[@]}"; do
       recovery_step reconnect-single-norecovery single SOCKGATE_RECOVERY_WINDOW=0
       recovery_step reconnect-cluster-norecovery cluster SOCKGATE_RECOVERY_WINDOW=0
       ;;
+    summary) ;;
   esac
 done
 
