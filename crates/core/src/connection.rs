@@ -36,6 +36,11 @@ pub trait Connection: Send + Sync + 'static {
     fn carrier(&self) -> Option<&str> {
         None
     }
+    /// Whether another connection rides on its carrier: without one, it
+    /// rides on nothing, and no session of its user needs a look.
+    fn shares_carrier(&self) -> bool {
+        self.carrier().is_some()
+    }
     /// Takes the connection out of every room of the transport layer (a
     /// handshake that failed after it was admitted).
     fn leave_all(&self) {}

@@ -297,6 +297,12 @@ impl SioSocket {
         &self.eio
     }
 
+    /// Whether another namespace's socket shares its transport (joined,
+    /// or still connecting).
+    pub fn shares_transport(&self) -> bool {
+        lock(&self.eio.data.sockets).len() > 1
+    }
+
     /// Attaches `data` to the socket (once; false if something was).
     pub fn set_data<T: Send + Sync + 'static>(&self, data: Arc<T>) -> bool {
         self.data.set(data).is_ok()

@@ -170,8 +170,12 @@ impl Node {
     /// Whether a socket of `user` on `conn` rides on a connection that
     /// already carries a counted session of the user (another namespace
     /// of the same `io()` Manager): the session limit counts connections.
+    ///
+    /// Asked only when another socket shares the transport: the look at
+    /// the user's sessions grows with them, and every handshake of a
+    /// shared identity (thousands of sockets of one `sub`) paid it.
     fn rides(&self, user: &str, conn: &Conn) -> bool {
-        let Some(carrier) = conn.carrier() else {
+        let Some(carrier) = conn.carrier().filter(|_| conn.shares_carrier()) else {
             return false;
         };
         self.sessions

@@ -55,6 +55,10 @@ impl Connection for SocketConn {
         Some(self.socket.engine().sid_str())
     }
 
+    fn shares_carrier(&self) -> bool {
+        self.socket.shares_transport()
+    }
+
     fn recover(&self, old_id: &str, missed: Vec<Entry>, through: Offset) -> bool {
         let missed = missed.into_iter().map(|e| Missed {
             offset: engine_offset(e.offset),
