@@ -145,20 +145,20 @@ impl<S: Member> Rooms<S> {
         let Some(room) = rooms.get(at) else {
             return 0;
         };
-        let earlier = &rooms[..at];
+        let kept = |socket: &S| except.is_none_or(|e| !socket.is(e));
         let targets = {
             let map = lock(&self.map);
-            let in_earlier = |socket: &Arc<S>| {
-                earlier.iter().any(|r| {
-                    map.get(*r)
-                        .is_some_and(|m| m.iter().any(|s| Arc::ptr_eq(s, socket)))
-                })
-            };
+            // The earlier rooms' sockets, looked up once each: a scan of
+            // their lists per socket would cost |room| × |earlier rooms|.
+            let earlier: std::collections::HashSet<*const S> = rooms[..at]
+                .iter()
+                .flat_map(|r| map.get(*r).into_iter().flatten())
+                .map(Arc::as_ptr)
+                .collect();
             map.get(*room)
                 .into_iter()
                 .flatten()
-                .filter(|s| except.is_none_or(|e| !s.is(e)))
-                .filter(|s| earlier.is_empty() || !in_earlier(s))
+                .filter(|s| kept(s) && !earlier.contains(&Arc::as_ptr(s)))
                 .cloned()
                 .collect()
         };

@@ -438,11 +438,9 @@ impl Emitter {
         data: serde_json::Value,
         offset: Option<Offset>,
     ) -> usize {
-        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-        let args = vec![Value::from(data)];
-        let offset = offset.map(engine_offset);
+        let (names, args, offset) = engine_args(rooms, data, offset);
         self.local()
-            .emit_share(&rooms, at, except, event, args, offset)
+            .emit_share(&names, at, except, event, args, offset)
     }
 
     /// Has `watcher` told of each room's first and last socket on this
@@ -468,9 +466,18 @@ fn deliver_on(
     data: serde_json::Value,
     offset: Option<Offset>,
 ) -> usize {
-    let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-    let args = vec![Value::from(data)];
-    local.emit_at(&rooms, except, event, args, offset.map(engine_offset))
+    let (names, args, offset) = engine_args(rooms, data, offset);
+    local.emit_at(&names, except, event, args, offset)
+}
+
+/// A broadcast's rooms, arguments and offset as the engine takes them.
+fn engine_args(
+    rooms: &[String],
+    data: serde_json::Value,
+    offset: Option<Offset>,
+) -> (Vec<&str>, Vec<Value>, Option<io::Offset>) {
+    let names = rooms.iter().map(String::as_str).collect();
+    (names, vec![Value::from(data)], offset.map(engine_offset))
 }
 
 /// The core's offset as the engine writes it.
